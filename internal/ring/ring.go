@@ -1,0 +1,104 @@
+// Package ring is Tako's consistent hash: it maps every key to the buckets
+// that hold it.
+//
+// Each bucket owns PointsPerBucket points on a 32-bit ring; the point i of
+// bucket b sits at keyhash.SumString(b + "#" + i). A key sits at
+// keyhash.Sum(key) and belongs to the first n distinct buckets found walking
+// clockwise from it (wrapping at 2^32), or to every bucket when there are
+// fewer than n. Placement depends only on the bucket names, the number of
+// points and the key, so it is the same on every node, proxy and client,
+// across runs and machines; adding a bucket moves only the keys that the new
+// bucket's points capture, about 1/(buckets+1) of them.
+//
+// A Ring is immutable and safe for concurrent use.
+package ring
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/takodb/tako/internal/keyhash"
+)
+
+// DefaultPointsPerBucket is the number of points a bucket gets when the
+// configuration does not say.
+const DefaultPointsPerBucket = 120
+
+type point struct {
+	hash   uint32
+	bucket int32 // index into Ring.buckets
+}
+
+// Ring is a consistent hash over a fixed set of buckets.
+type Ring struct {
+	buckets []string
+	points  []point // sorted by hash, then bucket index
+}
+
+// New returns the ring of the named buckets with pointsPerBucket points each.
+// Bucket names must be distinct and pointsPerBucket positive; New panics
+// otherwise, since the configuration validates both before building a ring.
+func New(buckets []string, pointsPerBucket int) *Ring {
+	if pointsPerBucket <= 0 {
+		panic(fmt.Sprintf("ring: pointsPerBucket %d is not positive", pointsPerBucket))
+	}
+	r := &Ring{buckets: slices.Clone(buckets)}
+	seen := make(map[string]bool, len(buckets))
+	r.points = make([]point, 0, len(buckets)*pointsPerBucket)
+	for bi, name := range buckets {
+		if seen[name] {
+			panic(fmt.Sprintf("ring: bucket %q listed twice", name))
+		}
+		seen[name] = true
+		buf := make([]byte, 0, len(name)+12)
+		for i := 0; i < pointsPerBucket; i++ {
+			buf = strconv.AppendInt(append(append(buf[:0], name...), '#'), int64(i), 10)
+			r.points = append(r.points, point{hash: keyhash.Sum(buf), bucket: int32(bi)})
+		}
+	}
+	sort.Slice(r.points, func(i, j int) bool {
+		a, b := r.points[i], r.points[j]
+		if a.hash != b.hash {
+			return a.hash < b.hash
+		}
+		// Two points at the same hash: order them by bucket name, not by
+		// the order the buckets were listed in, so placement does not
+		// depend on the configuration file's ordering.
+		return r.buckets[a.bucket] < r.buckets[b.bucket]
+	})
+	return r
+}
+
+// Buckets returns the bucket names in the order New was given them. The
+// indexes that Lookup returns refer to this slice, which must not be modified.
+func (r *Ring) Buckets() []string { return r.buckets }
+
+// Lookup returns the indexes of the n distinct buckets that own key, in ring
+// order (the first is the key's primary bucket), appended to dst. When the
+// ring has fewer than n buckets it returns all of them.
+func (r *Ring) Lookup(dst []int, key []byte, n int) []int {
+	return r.LookupHash(dst, keyhash.Sum(key), n)
+}
+
+// LookupHash is Lookup for a key whose hash is already known.
+func (r *Ring) LookupHash(dst []int, h uint32, n int) []int {
+	if n > len(r.buckets) {
+		n = len(r.buckets)
+	}
+	if n <= 0 || len(r.points) == 0 {
+		return dst
+	}
+	start := sort.Search(len(r.points), func(i int) bool { return r.points[i].hash >= h })
+	found := 0
+	for i := 0; i < len(r.points) && found < n; i++ {
+		b := int(r.points[(start+i)%len(r.points)].bucket)
+		if slices.Contains(dst[len(dst)-found:], b) {
+			continue
+		}
+		dst = append(dst, b)
+		found++
+	}
+	return dst
+}
