@@ -1,0 +1,72 @@
+// Package store is a Tako node's embedded storage engine: a Pebble database
+// that keeps, for every key, exactly one record, the winner among all the
+// versions of that key the node has been given.
+//
+// # Records and which one wins
+//
+// A Record is a timestamp (microseconds since the Unix epoch), a tombstone
+// flag (the record is a delete) and a value. Compare orders two records of
+// one key by which one wins: the newer timestamp; on equal timestamps a
+// tombstone over a live value; then the larger value bytes. Every replica
+// applies the same rule, so replicas that have been given the same records
+// hold the same winner whatever order the records arrived in.
+//
+// Put is a read-compare-write, atomic per key: it stores the record only if
+// it wins over the stored one and reports what happened as an Outcome
+// (Written, Unchanged or Stale) together with the record now stored. Get
+// returns tombstones like any other record; what a tombstone means to a
+// client is the caller's business. Remove deletes a record outright, and only
+// if it is still the one the caller expects: it is for garbage collection
+// (dropped ownership, tombstones past their grace period), never for a
+// client's delete, which is a Put of a tombstone.
+//
+// # Durability
+//
+// Put and Remove return only once their write is synced to Pebble's
+// write-ahead log, so an acknowledged write survives a crash of the process
+// or of the machine. Concurrent writers share fsyncs through Pebble's group
+// commit. Options.NoSync turns this off, for benchmarks only.
+//
+// # On-disk layout
+//
+// The two layouts below are part of the on-disk format: changing either
+// makes existing data unreadable. The hash is keyhash.Sum, the one hash of
+// Tako's key space.
+//
+// A Pebble key is the big-endian hash of the user key followed by the user
+// key itself, which is never empty:
+//
+//	+----------------------+--------------------------+
+//	| keyhash.Sum(key)     | key                      |
+//	| uint32, big-endian   | 1 or more bytes          |
+//	+----------------------+--------------------------+
+//	0                      4                          4+len(key)
+//
+// Pebble orders keys bytewise, so records are ordered by (hash, key), and
+// the records whose keys hash into [lo, hi] are one contiguous run of Pebble
+// keys, from the 4-byte key lo up to (excluding) the 4-byte key hi+1. Scan
+// walks such runs; anti-entropy digests them.
+//
+// A Pebble value is a 10-byte header followed by the value bytes:
+//
+//	+---------+---------+-----------------------+---------------------+
+//	| version | flags   | timestamp             | value               |
+//	| 1 byte  | 1 byte  | int64, big-endian, µs | 0 or more bytes     |
+//	+---------+---------+-----------------------+---------------------+
+//	0         1         2                       10                    10+len(value)
+//
+//	version  1 (formatVersion). Any other version is ErrCorrupt.
+//	flags    bit 0: tombstone. Bits 1-7 are zero; a set one is ErrCorrupt.
+//	value    empty for a tombstone; a tombstone with value bytes is ErrCorrupt.
+//
+// A value shorter than the header is ErrCorrupt too.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use. Put and Remove of one key are
+// serialised by a lock chosen by the key's hash (one of a fixed set of
+// stripes), held across the read, the comparison and the synced write; writes
+// to keys of different stripes proceed in parallel and share fsyncs. Close
+// waits for the calls in progress, then closes the database; every later call
+// returns ErrClosed.
+package store

@@ -1,0 +1,516 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/takodb/tako/internal/keyhash"
+)
+
+var (
+	// ErrNotFound is returned by Get when the store holds no record for the
+	// key. A tombstone is a record: Get returns it, not ErrNotFound.
+	ErrNotFound = errors.New("store: not found")
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("store: closed")
+	// ErrCorrupt is wrapped by the errors of Get, Put, Remove and Scan when
+	// a stored key or value does not follow the layout of the package doc.
+	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrEmptyKey is returned by Put, Get and Remove when the key is empty.
+	ErrEmptyKey = errors.New("store: empty key")
+)
+
+const (
+	// defaultCacheSize is the block cache size when Options.CacheSize is 0.
+	defaultCacheSize = 64 << 20
+	// numStripes is the number of locks that serialise Put and Remove of
+	// one key. A power of two; a key's stripe is its hash modulo it.
+	numStripes = 1024
+	// ctxCheckEvery is how many records Scan and the key count visit
+	// between two looks at their context.
+	ctxCheckEvery = 256
+)
+
+// Options configure Open. The zero value is a durable store on the real
+// disk with a 64 MiB block cache that logs nothing.
+type Options struct {
+	// FS is the file system the store lives on. If nil, it is the real disk
+	// (vfs.Default); tests use vfs.NewMem or vfs.NewCrashableMem.
+	FS vfs.FS
+	// Logger receives Pebble's messages and the store's own events. If nil,
+	// nothing is logged.
+	Logger *slog.Logger
+	// NoSync, if true, lets Put and Remove return before their write is
+	// synced to the write-ahead log, so a machine crash can lose
+	// acknowledged writes. For benchmarks only, never in production. The
+	// zero value, false, is durable.
+	NoSync bool
+	// CacheSize is the size of the block cache in bytes. If 0, it is
+	// 64 MiB. Negative is an error.
+	CacheSize int64
+}
+
+// Stats describe a store's size.
+type Stats struct {
+	// Keys is the number of records, tombstones included. It is
+	// approximate: it is counted in the background after Open (until that
+	// count finishes it covers only the keys written since Open) and then
+	// kept up to date by Put and Remove; writes during the count may be
+	// counted twice.
+	Keys int64
+	// DiskBytes is the disk space the database uses, in bytes: tables,
+	// write-ahead log and metadata, including files not yet deleted.
+	DiskBytes uint64
+}
+
+// Store is a node's record store. Its methods are safe for concurrent use.
+type Store struct {
+	db        *pebble.DB
+	logger    *slog.Logger
+	writeOpts *pebble.WriteOptions
+
+	// stripes serialise the read-compare-write of Put and Remove: each
+	// guards the records of the keys whose hash is its index modulo
+	// numStripes.
+	stripes [numStripes]sync.Mutex
+
+	// mu guards closed. Calls hold it shared only while they register in
+	// ops, so Close never waits on a call for mu, and a call that another
+	// call makes (from Scan's callback, say) cannot deadlock with Close.
+	mu     sync.RWMutex
+	closed bool
+	// ops counts the calls in progress and the key count goroutine; Close
+	// waits for them before it closes db.
+	ops sync.WaitGroup
+	// stopCount stops the key count goroutine.
+	stopCount context.CancelFunc
+	// closeDone is closed when the first Close has returned.
+	closeDone chan struct{}
+	// closeErr is the first Close's result; written before closeDone is closed.
+	closeErr error
+
+	// countedKeys is the number of records the count after Open found;
+	// addedKeys the records Put created minus those Remove deleted since.
+	countedKeys atomic.Int64
+	addedKeys   atomic.Int64
+	// counted is closed when the key count after Open has finished.
+	counted chan struct{}
+}
+
+// Open opens the store in dir, creating it if it does not exist. The caller
+// must Close it.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.CacheSize < 0 {
+		return nil, fmt.Errorf("store: opening %q: CacheSize is %d, want 0 (the default) or more", dir, opts.CacheSize)
+	}
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cacheSize := opts.CacheSize
+	if cacheSize == 0 {
+		cacheSize = defaultCacheSize
+	}
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref() // the DB holds its own reference
+
+	popts := &pebble.Options{
+		FS:    fs,
+		Cache: cache,
+		// An explicit version, so that upgrading Pebble never changes the
+		// format of files on disk by itself. It includes WAL sync chunks,
+		// which tell a torn tail from corruption when the WAL is replayed.
+		FormatMajorVersion: pebble.FormatValueSeparation,
+		Logger:             pebbleLogger{logger},
+		EventListener:      eventListener(logger),
+	}
+	// Every Put reads its key first, and most Puts are of keys the store
+	// has not seen: bloom filters answer those reads without disk reads.
+	// Levels after the first inherit the policy.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("store: opening %q: %w", dir, err)
+	}
+	s := &Store{
+		db:        db,
+		logger:    logger,
+		writeOpts: pebble.Sync,
+		closeDone: make(chan struct{}),
+		counted:   make(chan struct{}),
+	}
+	if opts.NoSync {
+		s.writeOpts = pebble.NoSync
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopCount = cancel
+	s.ops.Add(1)
+	go s.countKeys(ctx)
+	logger.Info("store opened", "dir", dir, "sync", !opts.NoSync, "cache_bytes", cacheSize)
+	return s, nil
+}
+
+// enter registers a call in progress, or returns ErrClosed after Close. A
+// successful enter must be paired with exit.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.ops.Add(1)
+	return nil
+}
+
+// exit ends a call registered by enter.
+func (s *Store) exit() { s.ops.Done() }
+
+// stripe returns the lock of the keys whose hash is h.
+func (s *Store) stripe(h uint32) *sync.Mutex {
+	return &s.stripes[h%numStripes]
+}
+
+// Put stores rec as key's record if it wins over the stored one (see
+// Compare), atomically against other Puts and Removes of key, and returns
+// what it did and the record stored afterwards. A tombstone's Value is not
+// stored. Unless Options.NoSync is set, Put returns only once the write is
+// synced to the write-ahead log; a Put that did not write does not sync.
+// The returned record does not alias rec.Value or the store's buffers.
+//
+// Put returns ErrEmptyKey for an empty key, ErrClosed after Close, the
+// context's error if ctx is done before the write starts, and an error
+// wrapping ErrCorrupt if the stored record cannot be decoded.
+func (s *Store) Put(ctx context.Context, key []byte, rec Record) (PutResult, error) {
+	if err := ctx.Err(); err != nil {
+		return PutResult{}, err
+	}
+	if len(key) == 0 {
+		return PutResult{}, ErrEmptyKey
+	}
+	if err := s.enter(); err != nil {
+		return PutResult{}, err
+	}
+	defer s.exit()
+
+	h := keyhash.Sum(key)
+	mu := s.stripe(h)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := ctx.Err(); err != nil { // the wait for the stripe may be long
+		return PutResult{}, err
+	}
+	pk := encodeKey(h, key)
+	cur, found, err := s.get(pk)
+	if err != nil {
+		return PutResult{}, fmt.Errorf("store: putting %q: %w", key, err)
+	}
+	if found {
+		switch c := Compare(rec, cur); {
+		case c == 0:
+			return PutResult{Outcome: Unchanged, Current: cur}, nil
+		case c < 0:
+			return PutResult{Outcome: Stale, Current: cur}, nil
+		}
+	}
+	v := encodeValue(rec)
+	if err := s.db.Set(pk, v, s.writeOpts); err != nil {
+		return PutResult{}, fmt.Errorf("store: putting %q: %w", key, err)
+	}
+	if !found {
+		s.addedKeys.Add(1)
+	}
+	// Pebble copied v, so the record can alias it.
+	stored, err := decodeValue(v)
+	if err != nil {
+		panic(fmt.Sprintf("store: decoding a value just encoded: %v", err))
+	}
+	return PutResult{Outcome: Written, Current: stored}, nil
+}
+
+// Get returns key's record, tombstone or not. The record does not alias the
+// store's buffers.
+//
+// Get returns ErrNotFound if the store holds no record for key,
+// ErrEmptyKey for an empty key, ErrClosed after Close, the context's error
+// if ctx is done, and an error wrapping ErrCorrupt if the stored record
+// cannot be decoded.
+func (s *Store) Get(ctx context.Context, key []byte) (Record, error) {
+	if err := ctx.Err(); err != nil {
+		return Record{}, err
+	}
+	if len(key) == 0 {
+		return Record{}, ErrEmptyKey
+	}
+	if err := s.enter(); err != nil {
+		return Record{}, err
+	}
+	defer s.exit()
+
+	rec, found, err := s.get(encodeKey(keyhash.Sum(key), key))
+	if err != nil {
+		return Record{}, fmt.Errorf("store: getting %q: %w", key, err)
+	}
+	if !found {
+		return Record{}, ErrNotFound
+	}
+	return rec, nil
+}
+
+// get reads the record stored under the Pebble key pk into memory of its
+// own. found is false if there is none.
+func (s *Store) get(pk []byte) (rec Record, found bool, err error) {
+	v, closer, err := s.db.Get(pk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, err
+	}
+	defer closer.Close()
+	rec, err = decodeValue(v)
+	if err != nil {
+		return Record{}, false, err
+	}
+	rec.Value = bytes.Clone(rec.Value)
+	return rec, true, nil
+}
+
+// Scan calls fn with every record whose key's hash h satisfies
+// lo <= h <= hi, in (hash, key) order. lo > hi is an empty range; a caller
+// with a range that wraps around the ring scans it as two ranges. The key
+// and the record's Value passed to fn are valid only until fn returns: fn
+// must copy what it keeps, and must not modify them. Scan sees a consistent
+// snapshot of the store taken when it starts; fn may call the store's other
+// methods.
+//
+// Scan stops at, and returns, the first error fn returns. It returns
+// ErrClosed after Close, the context's error if ctx is done (it looks every
+// few hundred records), and an error wrapping ErrCorrupt if a stored key or
+// record cannot be decoded.
+func (s *Store) Scan(ctx context.Context, lo, hi uint32, fn func(key []byte, rec Record) error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	if lo > hi {
+		return nil
+	}
+
+	iopts := &pebble.IterOptions{LowerBound: hashBound(lo)}
+	if hi < math.MaxUint32 {
+		iopts.UpperBound = hashBound(hi + 1)
+	}
+	it, err := s.db.NewIterWithContext(ctx, iopts)
+	if err != nil {
+		return fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, err)
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, cerr)
+		}
+	}()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		key, err := decodeKey(it.Key())
+		if err != nil {
+			return fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, err)
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("store: scanning [%#08x, %#08x]: reading %q: %w", lo, hi, key, err)
+		}
+		rec, err := decodeValue(v)
+		if err != nil {
+			return fmt.Errorf("store: scanning [%#08x, %#08x]: reading %q: %w", lo, hi, key, err)
+		}
+		if err := fn(key, rec); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, err)
+	}
+	return nil
+}
+
+// Remove deletes key's record if it is still exactly expect (Compare
+// returns 0), atomically against Puts and other Removes of key, and reports
+// whether it did. It is for garbage collection: a client's delete is a Put
+// of a tombstone. Unless Options.NoSync is set, a Remove that deletes
+// returns only once the delete is synced to the write-ahead log.
+//
+// Remove returns ErrEmptyKey for an empty key, ErrClosed after Close, the
+// context's error if ctx is done before the delete starts, and an error
+// wrapping ErrCorrupt if the stored record cannot be decoded.
+func (s *Store) Remove(ctx context.Context, key []byte, expect Record) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if len(key) == 0 {
+		return false, ErrEmptyKey
+	}
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.exit()
+
+	h := keyhash.Sum(key)
+	mu := s.stripe(h)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	pk := encodeKey(h, key)
+	cur, found, err := s.get(pk)
+	if err != nil {
+		return false, fmt.Errorf("store: removing %q: %w", key, err)
+	}
+	if !found || Compare(cur, expect) != 0 {
+		return false, nil
+	}
+	if err := s.db.Delete(pk, s.writeOpts); err != nil {
+		return false, fmt.Errorf("store: removing %q: %w", key, err)
+	}
+	s.addedKeys.Add(-1)
+	return true, nil
+}
+
+// Stats returns the store's size. It is cheap: it reads counters and does
+// no I/O. After Close it returns the zero Stats.
+func (s *Store) Stats() Stats {
+	if s.enter() != nil {
+		return Stats{}
+	}
+	defer s.exit()
+	return Stats{
+		Keys:      s.countedKeys.Load() + s.addedKeys.Load(),
+		DiskBytes: s.db.Metrics().DiskSpaceUsage(),
+	}
+}
+
+// Close waits for the calls in progress to return (a Scan included, so a
+// Scan callback must not wait for Close), then closes the database. It is
+// idempotent: later calls wait for the first to finish and return its
+// result. After Close every method returns ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.closeDone
+		return s.closeErr
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	s.stopCount()
+	s.ops.Wait()
+	if err := s.db.Close(); err != nil {
+		s.closeErr = fmt.Errorf("store: closing: %w", err)
+	}
+	s.logger.Info("store closed")
+	close(s.closeDone)
+	return s.closeErr
+}
+
+// countKeys counts the records once after Open, for Stats. It stops early,
+// leaving the count at 0, when ctx is done.
+func (s *Store) countKeys(ctx context.Context) {
+	defer s.ops.Done()
+	start := time.Now()
+	n, err := s.countKeysIn(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.logger.Warn("store key count failed; Stats.Keys counts only keys written since Open", "err", err)
+		}
+		return
+	}
+	s.countedKeys.Store(n)
+	close(s.counted)
+	s.logger.Debug("store keys counted", "keys", n, "took", time.Since(start))
+}
+
+// countKeysIn returns the number of records in the database.
+func (s *Store) countKeysIn(ctx context.Context) (n int64, err error) {
+	it, err := s.db.NewIterWithContext(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, it.Error()
+}
+
+// pebbleLogger passes Pebble's messages to a slog.Logger.
+type pebbleLogger struct{ l *slog.Logger }
+
+// Infof logs at Info.
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Info("pebble: " + fmt.Sprintf(format, args...))
+}
+
+// Errorf logs at Error.
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+
+// Fatalf logs at Error and panics: Pebble calls it when it cannot go on,
+// and must not return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := "pebble: " + fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	panic(msg)
+}
+
+// eventListener logs the Pebble events an operator must hear about:
+// background errors, corruption and write stalls. Flushes and compactions
+// belong in metrics, not logs.
+func eventListener(l *slog.Logger) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			l.Error("pebble: background error", "err", err)
+		},
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			l.Error("pebble: data corruption", "info", info.String())
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			l.Warn("pebble: write stall began", "reason", info.Reason)
+		},
+		WriteStallEnd: func() {
+			l.Warn("pebble: write stall ended")
+		},
+	}
+}
