@@ -1,0 +1,421 @@
+// Package httpapi serves Tako's HTTP API (CONTRACT.md, "HTTP API") over a
+// Backend: the same handler runs on every node's HTTP port and on the proxy.
+//
+//	POST|PUT /values/KEY   body = value, optional X-Timestamp: MICROS
+//	                       200 + X-Timestamp once durable; 409 + X-Timestamp of
+//	                       the newer version when the write lost; 503 when too
+//	                       few replicas answered
+//	GET|HEAD /values/KEY   200, value, X-Timestamp, Last-Modified; 404; 503
+//	DELETE /values/KEY     204 + X-Timestamp of the tombstone; 409 as for POST
+//	GET /stat/KEY          200, body = timestamp in decimal; 404 (with the
+//	                       tombstone's X-Timestamp when deleted)
+//	GET /health            200 when Backend.Ready, else 503
+//	GET /metrics           Prometheus text format
+//
+// KEY is the rest of the path after /values/ or /stat/, percent-decoded and
+// otherwise taken as written: no path cleaning, so "a//b" and "./x" are keys
+// like any other, and "+" is a plus. Keys are 1 byte to MaxKeySize bytes.
+// Every refusal carries a one-line reason in its body, and changes nothing.
+//
+// The package imports no other Tako package: it declares the Backend it
+// needs, and nodes and the proxy implement it.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MaxKeySize is the largest key in bytes, after percent-decoding.
+const MaxKeySize = 4096
+
+// Sentinel errors a Backend returns; the handler maps them to status codes.
+var (
+	// ErrNotFound: the key has no record on any replica that answered (404).
+	ErrNotFound = errors.New("httpapi: not found")
+	// ErrUnavailable: too few replicas answered (503 with Retry-After).
+	ErrUnavailable = errors.New("httpapi: too few replicas available")
+	// ErrBadRequest: the request is invalid, for example a timestamp too far
+	// in the future (400). Wrap it with the reason.
+	ErrBadRequest = errors.New("httpapi: bad request")
+)
+
+// Version is one version of a key as a Backend reports it.
+type Version struct {
+	Timestamp int64 // microseconds since the Unix epoch
+	Deleted   bool  // a tombstone: the key was deleted at Timestamp
+	Value     []byte
+}
+
+// WriteResult is the outcome of a write or delete that the Backend carried out.
+type WriteResult struct {
+	// Timestamp is the stored version's timestamp, or, when Superseded, the
+	// timestamp of the newer version that won.
+	Timestamp int64
+	// Superseded reports that a newer write or delete of the key already
+	// existed: the write lost and nothing changed.
+	Superseded bool
+}
+
+// Backend is what the handler serves. Its methods are called concurrently.
+type Backend interface {
+	// Get returns the newest version of key. A deleted key is returned with
+	// Deleted set; a key with no record gives ErrNotFound.
+	Get(ctx context.Context, key []byte) (Version, error)
+	// Stat is Get without the need for the value (Value may be nil).
+	Stat(ctx context.Context, key []byte) (Version, error)
+	// Put stores value under key at timestamp ts, or at a timestamp of the
+	// backend's choosing when ts is 0.
+	Put(ctx context.Context, key, value []byte, ts int64) (WriteResult, error)
+	// Delete stores a tombstone for key at ts, or at a timestamp of the
+	// backend's choosing when ts is 0.
+	Delete(ctx context.Context, key []byte, ts int64) (WriteResult, error)
+	// Ready reports whether the backend has a configuration and can serve.
+	Ready() bool
+	// MaxValueSize is the largest value in bytes that Put accepts.
+	MaxValueSize() int64
+}
+
+// Options configure a Handler.
+type Options struct {
+	// Backend serves the requests. Required.
+	Backend Backend
+	// Registry receives the handler's metrics and is served on /metrics.
+	// If nil, a new registry is used.
+	Registry *prometheus.Registry
+	// Logger receives one line per failed request (5xx). If nil, logs are
+	// discarded.
+	Logger *slog.Logger
+}
+
+// Handler is the http.Handler of the HTTP API.
+type Handler struct {
+	backend  Backend
+	logger   *slog.Logger
+	metrics  http.Handler
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// NewHandler returns the API handler over opts.Backend. It registers its
+// metrics with opts.Registry and panics if they are registered there already
+// (a programmer error: one registry per handler).
+func NewHandler(opts Options) *Handler {
+	if opts.Backend == nil {
+		panic("httpapi: Options.Backend is nil")
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{
+		backend: opts.Backend,
+		logger:  logger,
+		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tako_http_requests_total",
+			Help: "HTTP requests answered, by operation and status code.",
+		}, []string{"op", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tako_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by operation.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"op"}),
+	}
+	reg.MustRegister(h.requests, h.latency)
+	return h
+}
+
+// Operation names used in metric labels.
+const (
+	opGet     = "get"
+	opHead    = "head"
+	opPut     = "put"
+	opDelete  = "delete"
+	opStat    = "stat"
+	opHealth  = "health"
+	opMetrics = "metrics"
+	opOther   = "other"
+)
+
+// ServeHTTP routes a request by hand rather than through http.ServeMux,
+// whose path cleaning would turn the key "a//b" into a redirect.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	op := h.route(rec, r)
+	h.requests.WithLabelValues(op, strconv.Itoa(rec.code)).Inc()
+	h.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+func (h *Handler) route(w *statusRecorder, r *http.Request) string {
+	path := r.URL.Path
+	switch {
+	case strings.HasPrefix(path, "/values/"):
+		key := path[len("/values/"):]
+		switch r.Method {
+		case http.MethodGet:
+			h.serveGet(w, r, key, true)
+			return opGet
+		case http.MethodHead:
+			h.serveGet(w, r, key, false)
+			return opHead
+		case http.MethodPost, http.MethodPut:
+			h.servePut(w, r, key)
+			return opPut
+		case http.MethodDelete:
+			h.serveDelete(w, r, key)
+			return opDelete
+		}
+		methodNotAllowed(w, "GET, HEAD, POST, PUT, DELETE")
+		return opOther
+	case strings.HasPrefix(path, "/stat/"):
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			methodNotAllowed(w, "GET, HEAD")
+			return opOther
+		}
+		h.serveStat(w, r, path[len("/stat/"):])
+		return opStat
+	case path == "/health":
+		if h.backend.Ready() {
+			textReply(w, http.StatusOK, "ok")
+		} else {
+			textReply(w, http.StatusServiceUnavailable, "not ready: no configuration that names this process yet")
+		}
+		return opHealth
+	case path == "/metrics":
+		h.metrics.ServeHTTP(w, r)
+		return opMetrics
+	}
+	textReply(w, http.StatusNotFound, "no such endpoint: use /values/KEY, /stat/KEY, /health or /metrics")
+	return opOther
+}
+
+func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string, withBody bool) {
+	if !validKey(w, key) {
+		return
+	}
+	v, err := h.backend.Get(r.Context(), []byte(key))
+	if err != nil {
+		h.backendError(w, r, err)
+		return
+	}
+	setVersionHeaders(w, v.Timestamp)
+	if v.Deleted {
+		textReply(w, http.StatusNotFound, "not found: deleted")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(v.Value)))
+	w.WriteHeader(http.StatusOK)
+	if withBody {
+		w.Write(v.Value)
+	}
+}
+
+func (h *Handler) serveStat(w http.ResponseWriter, r *http.Request, key string) {
+	if !validKey(w, key) {
+		return
+	}
+	v, err := h.backend.Stat(r.Context(), []byte(key))
+	if err != nil {
+		h.backendError(w, r, err)
+		return
+	}
+	setVersionHeaders(w, v.Timestamp)
+	if v.Deleted {
+		textReply(w, http.StatusNotFound, "not found: deleted")
+		return
+	}
+	body := strconv.FormatInt(v.Timestamp, 10)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, body)
+}
+
+func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) {
+	if !validKey(w, key) {
+		return
+	}
+	ts, ok := requestTimestamp(w, r)
+	if !ok {
+		return
+	}
+	limit := h.backend.MaxValueSize()
+	if r.ContentLength > limit {
+		textReply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value of %d bytes is larger than max_value_size (%d bytes)", r.ContentLength, limit))
+		return
+	}
+	value, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		textReply(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+		return
+	}
+	if int64(len(value)) > limit {
+		textReply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value is larger than max_value_size (%d bytes)", limit))
+		return
+	}
+	res, err := h.backend.Put(r.Context(), []byte(key), value, ts)
+	if err != nil {
+		h.backendError(w, r, err)
+		return
+	}
+	h.writeResult(w, res, http.StatusOK, "stored")
+}
+
+func (h *Handler) serveDelete(w http.ResponseWriter, r *http.Request, key string) {
+	if !validKey(w, key) {
+		return
+	}
+	ts, ok := requestTimestamp(w, r)
+	if !ok {
+		return
+	}
+	res, err := h.backend.Delete(r.Context(), []byte(key), ts)
+	if err != nil {
+		h.backendError(w, r, err)
+		return
+	}
+	h.writeResult(w, res, http.StatusNoContent, "")
+}
+
+func (h *Handler) writeResult(w http.ResponseWriter, res WriteResult, okCode int, okBody string) {
+	setVersionHeaders(w, res.Timestamp)
+	if res.Superseded {
+		textReply(w, http.StatusConflict, fmt.Sprintf("a newer version of the key exists (timestamp %d); nothing changed", res.Timestamp))
+		return
+	}
+	if okCode == http.StatusNoContent {
+		w.WriteHeader(okCode)
+		return
+	}
+	textReply(w, okCode, okBody)
+}
+
+func (h *Handler) backendError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		textReply(w, http.StatusNotFound, "not found")
+	case errors.Is(err, ErrBadRequest):
+		textReply(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		w.Header().Set("Retry-After", "1")
+		textReply(w, http.StatusServiceUnavailable, err.Error())
+		h.logger.Warn("request failed: too few replicas", "method", r.Method, "path", r.URL.Path, "err", err)
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		w.WriteHeader(499)
+	default:
+		textReply(w, http.StatusInternalServerError, err.Error())
+		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+}
+
+// validKey answers 400 and returns false when key breaks the limits.
+func validKey(w http.ResponseWriter, key string) bool {
+	switch {
+	case key == "":
+		textReply(w, http.StatusBadRequest, "the key is empty")
+		return false
+	case len(key) > MaxKeySize:
+		textReply(w, http.StatusBadRequest, fmt.Sprintf("the key is %d bytes, larger than the limit of %d", len(key), MaxKeySize))
+		return false
+	}
+	return true
+}
+
+// requestTimestamp parses the optional X-Timestamp header: 0 when absent.
+func requestTimestamp(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	values := r.Header.Values("X-Timestamp")
+	if len(values) == 0 {
+		return 0, true
+	}
+	if len(values) > 1 {
+		textReply(w, http.StatusBadRequest, "X-Timestamp given more than once")
+		return 0, false
+	}
+	ts, err := ParseTimestamp(values[0])
+	if err != nil {
+		textReply(w, http.StatusBadRequest, err.Error())
+		return 0, false
+	}
+	return ts, true
+}
+
+// ParseTimestamp parses an X-Timestamp value: a positive decimal count of
+// microseconds since the Unix epoch, digits only.
+func ParseTimestamp(s string) (int64, error) {
+	if s == "" || len(s) > 19 {
+		return 0, fmt.Errorf("malformed X-Timestamp %q: want microseconds since the Unix epoch, in decimal", s)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("malformed X-Timestamp %q: want microseconds since the Unix epoch, in decimal", s)
+		}
+	}
+	ts, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ts <= 0 {
+		return 0, fmt.Errorf("malformed X-Timestamp %q: want a positive count of microseconds since the Unix epoch", s)
+	}
+	return ts, nil
+}
+
+func setVersionHeaders(w http.ResponseWriter, ts int64) {
+	if ts <= 0 {
+		return
+	}
+	w.Header().Set("X-Timestamp", strconv.FormatInt(ts, 10))
+	w.Header().Set("Last-Modified", time.UnixMicro(ts).UTC().Format(http.TimeFormat))
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	textReply(w, http.StatusMethodNotAllowed, "method not allowed; allowed: "+allow)
+}
+
+// textReply writes a one-line plain-text answer.
+func textReply(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(code)
+	io.WriteString(w, msg+"\n")
+}
+
+// statusRecorder remembers the status code for the metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wroteHeader {
+		s.code = code
+		s.wroteHeader = true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	s.wroteHeader = true
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
