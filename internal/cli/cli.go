@@ -1,0 +1,84 @@
+// Package cli holds what every Tako program's main shares: the flag of a
+// repeatable address, the logger built from -d and -l, and the rule that a
+// program fails with one clear line on stderr.
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+)
+
+// Addrs is a repeatable HOST:PORT flag (for example -c, once per coordinator).
+type Addrs []string
+
+// String implements flag.Value.
+func (a *Addrs) String() string { return strings.Join(*a, ",") }
+
+// Set implements flag.Value; it checks that s is a HOST:PORT.
+func (a *Addrs) Set(s string) error {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return fmt.Errorf("want HOST:PORT, got %q", s)
+	}
+	*a = append(*a, s)
+	return nil
+}
+
+// Logger returns the program's logger: text lines on stderr, or appended to
+// file when file is not empty; debug lines too when debug is set. The closer
+// closes the log file (a no-op for stderr).
+func Logger(program string, debug bool, file string) (*slog.Logger, io.Closer, error) {
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	var w io.Writer = os.Stderr
+	var closer io.Closer = io.NopCloser(nil)
+	if file != "" {
+		f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening log file: %w", err)
+		}
+		w, closer = f, f
+	}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	return slog.New(h).With("program", program), closer, nil
+}
+
+// Usage sets fs's usage text: a synopsis, a paragraph of description, and
+// the flags.
+func Usage(fs *flag.FlagSet, synopsis, description string) {
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: %s\n\n%s\n\nFlags:\n", synopsis, strings.TrimSpace(description))
+		fs.PrintDefaults()
+	}
+}
+
+// Parse parses args with fs. It exits 0 after printing usage for -h, and 2
+// with one line on stderr for a bad flag.
+func Parse(fs *flag.FlagSet, args []string) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		os.Exit(0)
+	case err != nil:
+		Exit(fs.Name(), 2, fmt.Errorf("%w (see %s -h)", err, fs.Name()))
+	}
+}
+
+// Exit prints "program: err" as one line on stderr and exits with code.
+func Exit(program string, code int, err error) {
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	fmt.Fprintf(os.Stderr, "%s: %s\n", program, msg)
+	os.Exit(code)
+}

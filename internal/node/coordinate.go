@@ -1,0 +1,272 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/httpapi"
+	"github.com/takodb/tako/internal/store"
+)
+
+// The Node is the httpapi.Backend of its own HTTP port.
+var _ httpapi.Backend = (*Node)(nil)
+
+// replica is one copy of a key's data as the coordinator of a request sees
+// it: the local store, or a peer over the binary protocol.
+type replica interface {
+	// Get returns the replica's record of key; found is false when it has none.
+	Get(ctx context.Context, key []byte) (rec store.Record, found bool, err error)
+	// Put offers rec to the replica, which keeps the winner.
+	Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error)
+}
+
+// localReplica is the node's own store.
+type localReplica struct {
+	id    string
+	store *store.Store
+}
+
+func (l localReplica) Get(ctx context.Context, key []byte) (store.Record, bool, error) {
+	rec, err := l.store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Record{}, false, nil
+	}
+	return rec, err == nil, err
+}
+
+func (l localReplica) Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error) {
+	return l.store.Put(ctx, key, rec)
+}
+
+// errNoTransport is what a peer replica answers until the binary protocol
+// connects nodes.
+var errNoTransport = errors.New("node: no connection to peer replicas (the binary protocol is not available in this build)")
+
+type unreachableReplica struct{ id string }
+
+func (u unreachableReplica) Get(context.Context, []byte) (store.Record, bool, error) {
+	return store.Record{}, false, fmt.Errorf("replica %s: %w", u.id, errNoTransport)
+}
+
+func (u unreachableReplica) Put(context.Context, []byte, store.Record) (store.PutResult, error) {
+	return store.PutResult{}, fmt.Errorf("replica %s: %w", u.id, errNoTransport)
+}
+
+// replicaFor returns the replica behind a configured node.
+func (n *Node) replicaFor(nd config.Node) replica {
+	if nd.ID == n.id {
+		return n.local
+	}
+	return unreachableReplica{id: nd.ID}
+}
+
+// placement is where a key lives: the union of its replicas in the active
+// and target deployments, and for each deployment the members that count
+// towards its quorum.
+type placement struct {
+	nodes  []config.Node
+	groups []quorumGroup
+	// timeout bounds one replica's answer.
+	timeout time.Duration
+}
+
+type quorumGroup struct {
+	members    []int // indexes into placement.nodes
+	writeNeed  int
+	readNeed   int
+	deployment string
+}
+
+func (n *Node) placementOf(cfg *config.Config, key []byte) placement {
+	var p placement
+	p.nodes = cfg.Replicas(nil, key)
+	index := make(map[string]int, len(p.nodes))
+	for i, nd := range p.nodes {
+		index[nd.ID] = i
+	}
+	p.timeout = cfg.Active.RequestTimeout
+	for _, d := range []*config.Deployment{cfg.Active, cfg.Target} {
+		if d == nil {
+			continue
+		}
+		members := d.Replicas(nil, key)
+		g := quorumGroup{deployment: d.Name}
+		for _, m := range members {
+			g.members = append(g.members, index[m.ID])
+		}
+		g.writeNeed = d.WriteQuorum.Required(len(members))
+		g.readNeed = d.ReadQuorum.Required(len(members))
+		p.groups = append(p.groups, g)
+		if d.RequestTimeout > p.timeout {
+			p.timeout = d.RequestTimeout
+		}
+	}
+	return p
+}
+
+// satisfied reports whether ok[i] (per node) meets every group's need.
+func (p placement) satisfied(ok []bool, read bool) bool {
+	for _, g := range p.groups {
+		need, have := g.writeNeed, 0
+		if read {
+			need = g.readNeed
+		}
+		for _, m := range g.members {
+			if ok[m] {
+				have++
+			}
+		}
+		if have < need {
+			return false
+		}
+	}
+	return true
+}
+
+// settings returns the deployment whose settings this node follows.
+func (n *Node) settings(cfg *config.Config) *config.Deployment {
+	if _, d, ok := cfg.Node(n.id); ok {
+		return d
+	}
+	return cfg.Active
+}
+
+// Ready reports whether the node can serve: it has a configuration that
+// names it and is not shutting down.
+func (n *Node) Ready() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	_, _, ok := n.cfg.Load().Node(n.id)
+	return ok
+}
+
+// MaxValueSize is the max_value_size of the node's deployment.
+func (n *Node) MaxValueSize() int64 { return n.settings(n.cfg.Load()).MaxValueSize }
+
+// Put stores value under key on the key's replicas.
+func (n *Node) Put(ctx context.Context, key, value []byte, ts int64) (httpapi.WriteResult, error) {
+	return n.writeRecord(ctx, key, store.Record{Timestamp: ts, Value: value})
+}
+
+// Delete stores a tombstone for key on the key's replicas.
+func (n *Node) Delete(ctx context.Context, key []byte, ts int64) (httpapi.WriteResult, error) {
+	return n.writeRecord(ctx, key, store.Record{Timestamp: ts, Tombstone: true})
+}
+
+// stamp gives rec a timestamp from the clock when the client sent none, and
+// refuses a client timestamp too far in the future: one such write would
+// shadow every later write of the key until the clock caught up.
+func (n *Node) stamp(cfg *config.Config, rec *store.Record) error {
+	if rec.Timestamp == 0 {
+		rec.Timestamp = n.clock.Now()
+		return nil
+	}
+	ahead := n.settings(cfg).MaxTimestampAhead
+	if limit := n.clock.Wall() + ahead.Microseconds(); rec.Timestamp > limit {
+		return fmt.Errorf("X-Timestamp %d is %s in the future, more than max_timestamp_ahead (%s): %w",
+			rec.Timestamp, time.Duration(rec.Timestamp-n.clock.Wall())*time.Microsecond, ahead, httpapi.ErrBadRequest)
+	}
+	n.clock.Observe(rec.Timestamp)
+	return nil
+}
+
+type writeAnswer struct {
+	i   int
+	res store.PutResult
+	err error
+}
+
+// writeRecord sends rec to every replica at once and answers once the
+// quorum of every deployment holds it durably, or a replica reports a newer
+// record. Replicas that have not answered by then keep their request, as
+// background work bounded by the request timeout.
+func (n *Node) writeRecord(ctx context.Context, key []byte, rec store.Record) (httpapi.WriteResult, error) {
+	cfg := n.cfg.Load()
+	if err := n.stamp(cfg, &rec); err != nil {
+		return httpapi.WriteResult{}, err
+	}
+	p := n.placementOf(cfg, key)
+	start := time.Now()
+	answers := make(chan writeAnswer, len(p.nodes))
+	// The writes outlive the request: a replica slower than the quorum
+	// still gets the write, up to the request timeout.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+	for i, nd := range p.nodes {
+		r := n.replicaFor(nd)
+		if !n.goBackground(func(context.Context) {
+			res, err := r.Put(wctx, key, rec)
+			answers <- writeAnswer{i: i, res: res, err: err}
+		}) {
+			answers <- writeAnswer{i: i, err: errors.New("node: shutting down")}
+		}
+	}
+	ok := make([]bool, len(p.nodes))
+	var errs []error
+	var result httpapi.WriteResult
+	for received := 1; received <= len(p.nodes); received++ {
+		var a writeAnswer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			finishLater(n, answers, len(p.nodes)-received+1, cancel, nil)
+			return httpapi.WriteResult{}, ctx.Err()
+		}
+		switch {
+		case a.err != nil:
+			errs = append(errs, a.err)
+		case a.res.Outcome == store.Stale:
+			// A newer write or delete exists: this one lost everywhere
+			// once repair has run, so answer now.
+			n.metrics.writes.WithLabelValues("superseded").Inc()
+			finishLater(n, answers, len(p.nodes)-received, cancel, nil)
+			return httpapi.WriteResult{Timestamp: a.res.Current.Timestamp, Superseded: true}, nil
+		default:
+			ok[a.i] = true
+		}
+		if p.satisfied(ok, false) {
+			result = httpapi.WriteResult{Timestamp: rec.Timestamp}
+			n.metrics.writes.WithLabelValues("ok").Inc()
+			n.metrics.quorumLatency.WithLabelValues("write").Observe(time.Since(start).Seconds())
+			finishLater(n, answers, len(p.nodes)-received, cancel, nil)
+			return result, nil
+		}
+	}
+	cancel()
+	n.metrics.writes.WithLabelValues("unavailable").Inc()
+	return httpapi.WriteResult{}, fmt.Errorf("write of %d bytes: %d of %d replicas answered: %w: %w",
+		len(rec.Value), countTrue(ok), len(p.nodes), httpapi.ErrUnavailable, errors.Join(errs...))
+}
+
+// finishLater hands the answers still to come for a request to background
+// work, which waits for them (each bounded by the request timeout) and then
+// releases the request's context.
+func finishLater[T any](n *Node, answers <-chan T, remaining int, cancel context.CancelFunc, after func([]T)) {
+	if !n.goBackground(func(context.Context) {
+		defer cancel()
+		late := make([]T, 0, remaining)
+		for range remaining {
+			late = append(late, <-answers)
+		}
+		if after != nil {
+			after(late)
+		}
+	}) {
+		cancel()
+	}
+}
+
+func countTrue(b []bool) int {
+	c := 0
+	for _, v := range b {
+		if v {
+			c++
+		}
+	}
+	return c
+}

@@ -1,0 +1,222 @@
+// Package node is one Tako replica: it owns a store, serves the HTTP API on
+// its HTTP port, and coordinates every public request across the key's
+// replicas.
+//
+// Public operations (from the node's HTTP port, and later from proxies over
+// the binary protocol) coordinate: a write goes to every replica of the key
+// at once and is acknowledged once write_quorum of them hold it durably; a
+// read asks every replica, answers with the newest version once read_quorum
+// of them answered, and writes that version back to the replicas that were
+// behind (read repair). Internal operations touch only the local store.
+//
+// A Node holds no process state outside itself, so one process (a test, or
+// tako-cluster) can run many.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/hlc"
+	"github.com/takodb/tako/internal/httpapi"
+	"github.com/takodb/tako/internal/store"
+)
+
+// Options configure a Node.
+type Options struct {
+	// ID is the node's id in the configuration. Required.
+	ID string
+	// Config is the cluster configuration; it must name ID. Required.
+	Config *config.Config
+	// DataDir is where the store lives. Required.
+	DataDir string
+	// Logger receives the node's logs. If nil, logs are discarded.
+	Logger *slog.Logger
+	// Registry receives the node's metrics and is served on /metrics. If
+	// nil, a new registry with the Go and process collectors is used.
+	Registry *prometheus.Registry
+	// Wall is the wall clock for timestamps. If nil, time.Now.
+	Wall func() time.Time
+	// NoSync turns off syncing the write-ahead log before acknowledging a
+	// write. For benchmarks only: an acknowledged write can then be lost.
+	NoSync bool
+}
+
+// Node is one replica. Create it with New, serve with Run.
+type Node struct {
+	id       string
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	clock    *hlc.Clock
+	store    *store.Store
+	api      *httpapi.Handler
+	local    replica
+
+	cfg atomic.Pointer[config.Config]
+
+	// background work (read repair, writes to slow replicas after the
+	// quorum answered) runs under bgCtx and is counted in bg.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+
+	mu       sync.Mutex // guards closed
+	closed   bool
+	metrics  *nodeMetrics
+	listenMu sync.Mutex // guards httpAddr
+	httpAddr net.Addr
+}
+
+// ErrNotInConfiguration is returned by New when the configuration does not
+// name the node.
+var ErrNotInConfiguration = errors.New("node: the configuration does not name this node")
+
+// New opens the node's store and prepares it to serve. The caller must call
+// Run, or Close if it does not.
+func New(opts Options) (*Node, error) {
+	if opts.ID == "" || opts.Config == nil || opts.DataDir == "" {
+		return nil, errors.New("node: Options.ID, Config and DataDir are required")
+	}
+	if _, _, ok := opts.Config.Node(opts.ID); !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotInConfiguration, opts.ID)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	st, err := store.Open(filepath.Clean(opts.DataDir), store.Options{Logger: logger, NoSync: opts.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("node %s: opening the store in %s: %w", opts.ID, opts.DataDir, err)
+	}
+	n := &Node{
+		id:       opts.ID,
+		logger:   logger,
+		registry: reg,
+		clock:    hlc.New(opts.Wall),
+		store:    st,
+	}
+	n.local = localReplica{id: opts.ID, store: st}
+	n.cfg.Store(opts.Config)
+	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
+	n.metrics = newNodeMetrics(reg, st)
+	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger})
+	return n, nil
+}
+
+// Handler returns the node's HTTP API handler.
+func (n *Node) Handler() http.Handler { return n.api }
+
+// Config returns the configuration the node currently follows.
+func (n *Node) Config() *config.Config { return n.cfg.Load() }
+
+// HTTPAddr returns the address the HTTP listener is bound to, or nil before
+// Run has bound it (or when the node has no HTTP port).
+func (n *Node) HTTPAddr() net.Addr {
+	n.listenMu.Lock()
+	defer n.listenMu.Unlock()
+	return n.httpAddr
+}
+
+// Run binds the node's ports from the configuration, serves until ctx is
+// done, then shuts down cleanly: listeners first, then requests in flight
+// (up to 10 s), then background work, then the store. It returns nil after a
+// clean shutdown caused by ctx, and an error when a port cannot be bound.
+// Run closes the node; it must not be called twice.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.Close()
+	self, _, _ := n.cfg.Load().Node(n.id)
+	if self.HTTPPort == 0 {
+		n.logger.Info("node has no HTTP port in the configuration; serving nothing over HTTP", "node", n.id)
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", self.HTTPAddr())
+	if err != nil {
+		return fmt.Errorf("node %s: listening for HTTP on %s: %w", n.id, self.HTTPAddr(), err)
+	}
+	n.listenMu.Lock()
+	n.httpAddr = ln.Addr()
+	n.listenMu.Unlock()
+	srv := &http.Server{
+		Handler:           n.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+	}
+	n.logger.Info("node serving", "node", n.id, "http", ln.Addr().String(), "deployment", n.deploymentName())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("node %s: serving HTTP: %w", n.id, err)
+	}
+	n.logger.Info("node shutting down", "node", n.id)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		n.logger.Warn("requests still in flight at shutdown were cut off", "node", n.id, "err", err)
+	}
+	<-serveErr
+	return nil
+}
+
+func (n *Node) deploymentName() string {
+	_, d, _ := n.cfg.Load().Node(n.id)
+	if d == nil {
+		return ""
+	}
+	return d.Name
+}
+
+// Close stops background work and closes the store. It is idempotent.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	n.bgCancel()
+	n.bg.Wait()
+	if err := n.store.Close(); err != nil {
+		return fmt.Errorf("node %s: closing the store: %w", n.id, err)
+	}
+	n.logger.Info("node stopped", "node", n.id)
+	return nil
+}
+
+// goBackground runs f as background work owned by the node: f gets a
+// context that ends at Close, and Close waits for f. It returns false, and
+// does not run f, once Close has begun.
+func (n *Node) goBackground(f func(ctx context.Context)) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		f(n.bgCtx)
+	}()
+	return true
+}
