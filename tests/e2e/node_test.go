@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -144,9 +145,17 @@ func TestNodeServesTheHTTPAPIAndKeepsDataAcrossRestarts(t *testing.T) {
 	if err := n1.stop(t); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, n1.output())
 	}
-	n1 = start(t, dir, "tako-node", "-id", "n1", "-cfg", cfg)
+	// Restarted with -l and -d, it logs to the file and not to stderr.
+	logFile := dir + "/node.log"
+	n1 = start(t, dir, "tako-node", "-id", "n1", "-cfg", cfg, "-l", logFile, "-d")
 	waitHealthy(t, n1, base)
 	check()
+	if logged, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(logged), "node serving") {
+		t.Errorf("log file %s: %v %q", logFile, err, logged)
+	}
+	if strings.Contains(n1.output(), "node serving") {
+		t.Errorf("with -l the node still logs to stderr: %q", n1.output())
+	}
 	if code, _, _, _ := httpDo(ctx, "GET", base+"/values/simple", nil, nil); code != 404 {
 		t.Fatalf("deleted key after restart: %d, want 404", code)
 	}
