@@ -1,0 +1,57 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkCallParallel: 16 concurrent callers of a small Get over one
+// connection, on loopback TCP.
+func BenchmarkCallParallel(b *testing.B) {
+	value := bytes.Repeat([]byte("v"), 100)
+	var h HandlerFunc = func(ctx context.Context, req *Request) *Response {
+		return &Response{Found: true, Record: Record{Timestamp: 1, Value: value}}
+	}
+	ts := startServer(b, "", ServerOptions{Handler: h, Logger: slog.New(slog.DiscardHandler)})
+	c := dial(b, ts.addr)
+	ctx := context.Background()
+
+	const callers = 16
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			req := &Request{Op: OpGet, Key: []byte("some-key")}
+			for left.Add(-1) >= 0 {
+				resp, err := c.Call(ctx, req)
+				if err != nil || !resp.Found {
+					b.Error(resp, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkEncodeDecodePut encodes a Put of a 100-byte value into a frame,
+// as a Call does, and decodes it, as a server does.
+func BenchmarkEncodeDecodePut(b *testing.B) {
+	req := &Request{Op: OpPut, Key: []byte("user:12345:profile"), Record: Record{Timestamp: 1_700_000_000_000_000, Value: bytes.Repeat([]byte("v"), 100)}}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(encodeRequest(1, req))))
+	for i := range b.N {
+		f := encodeRequest(uint64(i+1), req)
+		got, err := decodeRequest(Op(f[4]), f[frameHeaderSize:])
+		if err != nil || len(got.Record.Value) != 100 {
+			b.Fatal(got, err)
+		}
+	}
+}

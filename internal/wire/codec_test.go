@@ -1,0 +1,467 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// readFrame reads one frame from b with the frame size limit max.
+func readFrame(b []byte, max int) (frame, error) {
+	fr := frameReader{r: bytes.NewReader(b), max: max}
+	return fr.next()
+}
+
+// rawFrame builds a frame from its parts, for malformed inputs.
+func rawFrame(op Op, id uint64, body []byte) []byte {
+	b := appendFrameHeader(nil, len(body), op, id)
+	return append(b, body...)
+}
+
+// cat concatenates byte slices.
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+func u16(v int) []byte { return binary.BigEndian.AppendUint16(nil, uint16(v)) }
+func u32(v int) []byte { return binary.BigEndian.AppendUint32(nil, uint32(v)) }
+func u64(v int64) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(v))
+}
+
+// wantDecoded is what a decoder yields for a message encoded from req:
+// tombstones lose their value, empty slices become nil.
+func wantRequest(req Request) Request {
+	req.Record = wantRecord(req.Record)
+	if len(req.Key) == 0 {
+		req.Key = nil
+	}
+	if len(req.Batch) == 0 {
+		req.Batch = nil
+	} else {
+		b := make([]Request, len(req.Batch))
+		for i := range req.Batch {
+			b[i] = wantRequest(req.Batch[i])
+		}
+		req.Batch = b
+	}
+	return req
+}
+
+func wantResponse(r Response) Response {
+	r.Op = r.kind()
+	r.Record = wantRecord(r.Record)
+	r.Current = wantRecord(r.Current)
+	if r.Err != nil {
+		r = Response{Op: OpErrorResponse, Err: &Error{Code: r.Err.Code, Message: errorMessage(r.Err)}}
+	}
+	if !r.Found {
+		r.Record = Record{}
+	}
+	if len(r.Batch) == 0 {
+		r.Batch = nil
+	} else {
+		b := make([]Response, len(r.Batch))
+		for i := range r.Batch {
+			b[i] = wantResponse(r.Batch[i])
+		}
+		r.Batch = b
+	}
+	return r
+}
+
+func wantRecord(r Record) Record {
+	if r.Tombstone || len(r.Value) == 0 {
+		r.Value = nil
+	}
+	return r
+}
+
+var (
+	maxKey   = bytes.Repeat([]byte("k"), MaxKeySize)
+	someRec  = Record{Timestamp: 1_700_000_000_000_000, Value: []byte("hello")}
+	tombRec  = Record{Timestamp: 42, Tombstone: true, Value: []byte("ignored")}
+	emptyRec = Record{Timestamp: -1, Value: []byte{}}
+)
+
+// testRequests are one or more requests of every kind.
+var testRequests = []struct {
+	name string
+	req  Request
+}{
+	{"replica get", Request{Op: OpReplicaGet, Key: []byte("a")}},
+	{"get max key", Request{Op: OpGet, Key: maxKey}},
+	{"replica put", Request{Op: OpReplicaPut, Key: []byte("k"), Record: someRec}},
+	{"put tombstone", Request{Op: OpPut, Key: []byte("k"), Record: tombRec}},
+	{"put empty value", Request{Op: OpPut, Key: []byte("k"), Record: emptyRec}},
+	{"put unstamped", Request{Op: OpPut, Key: maxKey, Record: Record{Value: bytes.Repeat([]byte{0xff}, 1000)}}},
+	{"ping", Request{Op: OpPing}},
+	{"empty batch", Request{Op: OpBatch}},
+	{"batch", Request{Op: OpBatch, Batch: []Request{
+		{Op: OpGet, Key: []byte("x")},
+		{Op: OpPut, Key: []byte("y"), Record: someRec},
+		{Op: OpPing},
+		{Op: OpReplicaPut, Key: maxKey, Record: tombRec},
+		{Op: OpReplicaGet, Key: []byte{0}},
+	}}},
+	{"small batch", Request{Op: OpBatch, Batch: []Request{
+		{Op: OpGet, Key: []byte("x")},
+		{Op: OpPing},
+		{Op: OpReplicaPut, Key: []byte("y"), Record: tombRec},
+	}}},
+	{"full batch", Request{Op: OpBatch, Batch: func() []Request {
+		b := make([]Request, MaxBatch)
+		for i := range b {
+			b[i] = Request{Op: OpPing}
+		}
+		return b
+	}()}},
+}
+
+// testResponses are one or more responses of every kind.
+var testResponses = []struct {
+	name string
+	resp Response
+}{
+	{"record found", Response{Op: OpRecordResponse, Found: true, Record: someRec}},
+	{"record found empty", Response{Op: OpRecordResponse, Found: true, Record: emptyRec}},
+	{"record tombstone", Response{Op: OpRecordResponse, Found: true, Record: tombRec}},
+	{"record not found", Response{Op: OpRecordResponse}},
+	{"put written", Response{Op: OpPutResponse, Outcome: OutcomeWritten, Current: someRec}},
+	{"put unchanged", Response{Op: OpPutResponse, Outcome: OutcomeUnchanged, Current: tombRec}},
+	{"put stale", Response{Op: OpPutResponse, Outcome: OutcomeStale, Current: emptyRec}},
+	{"pong", Response{Op: OpPong}},
+	{"error", Response{Op: OpErrorResponse, Err: &Error{Code: CodeUnavailable, Message: "1 of 2 replicas answered"}}},
+	{"error unknown code", Response{Err: &Error{Code: 999}}},
+	{"error long message", Response{Err: &Error{Code: CodeInternal, Message: strings.Repeat("é", MaxErrorMessageSize)}}},
+	{"empty batch", Response{Op: OpBatchResponse}},
+	{"batch", Response{Op: OpBatchResponse, Batch: []Response{
+		{Op: OpRecordResponse, Found: true, Record: someRec},
+		{Op: OpPutResponse, Outcome: OutcomeStale, Current: tombRec},
+		{Op: OpPong},
+		{Op: OpErrorResponse, Err: &Error{Code: CodeBadRequest, Message: "empty key"}},
+		{Op: OpRecordResponse},
+	}}},
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	for _, tt := range testRequests {
+		t.Run(tt.name, func(t *testing.T) {
+			if e := checkRequest(&tt.req, false); e != nil {
+				t.Fatalf("checkRequest: %v", e)
+			}
+			b := encodeRequest(7, &tt.req)
+			if len(b) != cap(b) {
+				t.Errorf("encoded %d bytes into a buffer of %d: size computed wrong", len(b), cap(b))
+			}
+			f, err := readFrame(b, DefaultMaxFrameSize)
+			if err != nil {
+				t.Fatalf("readFrame: %v", err)
+			}
+			if f.op != tt.req.Op || f.id != 7 {
+				t.Fatalf("frame op %v id %d, want %v 7", f.op, f.id, tt.req.Op)
+			}
+			got, err := decodeRequest(f.op, f.body)
+			if err != nil {
+				t.Fatalf("decodeRequest: %v", err)
+			}
+			if want := wantRequest(tt.req); !reflect.DeepEqual(got, want) {
+				t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
+			}
+			if again := encodeRequest(7, &got); !bytes.Equal(again, b) {
+				t.Errorf("re-encoding differs: the encoding is not canonical")
+			}
+		})
+	}
+}
+
+func TestResponseRoundTrip(t *testing.T) {
+	for _, tt := range testResponses {
+		t.Run(tt.name, func(t *testing.T) {
+			b := encodeResponse(1<<63, &tt.resp)
+			if len(b) != cap(b) {
+				t.Errorf("encoded %d bytes into a buffer of %d: size computed wrong", len(b), cap(b))
+			}
+			f, err := readFrame(b, DefaultMaxFrameSize)
+			if err != nil {
+				t.Fatalf("readFrame: %v", err)
+			}
+			if f.op != tt.resp.kind() || f.id != 1<<63 {
+				t.Fatalf("frame op %v id %d, want %v %d", f.op, f.id, tt.resp.kind(), uint64(1<<63))
+			}
+			got, err := decodeResponse(f.op, f.body)
+			if err != nil {
+				t.Fatalf("decodeResponse: %v", err)
+			}
+			if want := wantResponse(tt.resp); !reflect.DeepEqual(got, want) {
+				t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
+			}
+			if got.Err != nil && len(got.Err.Message) > MaxErrorMessageSize {
+				t.Errorf("message of %d bytes, longer than MaxErrorMessageSize", len(got.Err.Message))
+			}
+		})
+	}
+}
+
+func TestErrorMessageCutAtRune(t *testing.T) {
+	msg := errorMessage(&Error{Message: strings.Repeat("é", MaxErrorMessageSize)})
+	if len(msg) != MaxErrorMessageSize || !strings.HasSuffix(msg, "é") {
+		t.Errorf("cut message is %d bytes ending %q", len(msg), msg[len(msg)-2:])
+	}
+	msg = errorMessage(&Error{Message: "x" + strings.Repeat("é", MaxErrorMessageSize)})
+	if len(msg) != MaxErrorMessageSize-1 || !strings.HasSuffix(msg, "é") {
+		t.Errorf("cut message is %d bytes ending %q", len(msg), msg[len(msg)-2:])
+	}
+}
+
+// TestUnknownRequestOpDecodes shows that a request of an op from a newer
+// version decodes without its body, so that the server can answer it.
+func TestUnknownRequestOpDecodes(t *testing.T) {
+	for _, op := range []Op{0x00, 0x07, 0x7f, OpPong, 0xff} {
+		req, err := decodeRequest(op, []byte("whatever the body"))
+		if err != nil || req.Op != op || req.Key != nil {
+			t.Errorf("op %v: got %+v, %v; want the op alone", op, req, err)
+		}
+	}
+	req, err := decodeRequest(OpBatch, cat(u16(2), u32(1), []byte{0x42}, u32(3), []byte{0x43, 1, 2}))
+	if err != nil || len(req.Batch) != 2 || req.Batch[0].Op != 0x42 || req.Batch[1].Op != 0x43 {
+		t.Errorf("batch of unknown ops: got %+v, %v", req, err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	getBody := func(key []byte) []byte { return cat(u16(len(key)), key) }
+	rec := func(flags byte, ts int64, vlen int, value []byte) []byte {
+		return cat([]byte{flags}, u64(ts), u32(vlen), value)
+	}
+	item := func(op Op, body []byte) []byte { return cat(u32(1+len(body)), []byte{byte(op)}, body) }
+	tests := []struct {
+		name     string
+		response bool
+		op       Op
+		body     []byte
+		want     string // in the reason
+	}{
+		{name: "key too long", op: OpGet, body: getBody(bytes.Repeat([]byte("k"), MaxKeySize+1)), want: "exceeds MaxKeySize"},
+		{name: "key beyond frame", op: OpGet, body: cat(u16(10), []byte("abc")), want: "key needs 10 bytes"},
+		{name: "key length cut", op: OpReplicaGet, body: []byte{0}, want: "key length needs 2 bytes"},
+		{name: "trailing bytes", op: OpGet, body: cat(getBody([]byte("k")), []byte{0}), want: "1 bytes after the end of a Get body"},
+		{name: "ping with body", op: OpPing, body: []byte{0}, want: "after the end of a Ping body"},
+		{name: "value beyond frame", op: OpPut, body: cat(getBody([]byte("k")), rec(0, 1, 100, []byte("short"))), want: "value length 100 exceeds the 5 bytes left"},
+		{name: "value length huge", op: OpPut, body: cat(getBody([]byte("k")), rec(0, 1, 0xffffffff, nil)), want: "value length 4294967295 exceeds"},
+		{name: "record cut", op: OpReplicaPut, body: cat(getBody([]byte("k")), []byte{0, 0, 0}), want: "record timestamp needs 8 bytes"},
+		{name: "unknown record flag", op: OpPut, body: cat(getBody([]byte("k")), rec(2, 1, 0, nil)), want: "unknown bits"},
+		{name: "tombstone with value", op: OpPut, body: cat(getBody([]byte("k")), rec(1, 1, 1, []byte("v"))), want: "tombstone with a value"},
+		{name: "batch too long", op: OpBatch, body: cat(u16(MaxBatch+1), bytes.Repeat(item(OpPing, nil), MaxBatch+1)), want: "exceeds MaxBatch"},
+		{name: "batch count beyond frame", op: OpBatch, body: cat(u16(3), item(OpPing, nil)), want: "cannot fit"},
+		{name: "batch items missing", op: OpBatch, body: cat(u16(2), item(OpPing, nil), u32(0), []byte{5}), want: "length 0"},
+		{name: "batch item beyond frame", op: OpBatch, body: cat(u16(1), u32(100), []byte{byte(OpPing)}), want: "length 100 exceeds"},
+		{name: "nested batch", op: OpBatch, body: cat(u16(1), item(OpBatch, u16(0))), want: "batches do not nest"},
+		{name: "batch item trailing bytes", op: OpBatch, body: cat(u16(1), item(OpPing, []byte{1})), want: "after the end of a Ping body"},
+		{name: "batch item bad key", op: OpBatch, body: cat(u16(1), item(OpGet, getBody(bytes.Repeat([]byte("k"), MaxKeySize+1)))), want: "exceeds MaxKeySize"},
+
+		{name: "unknown response op", response: true, op: 0x99, want: "unknown response op 0x99"},
+		{name: "request op as response", response: true, op: OpGet, body: getBody([]byte("k")), want: "unknown response op"},
+		{name: "found not 0 or 1", response: true, op: OpRecordResponse, body: []byte{2}, want: "neither 0 nor 1"},
+		{name: "not found with record", response: true, op: OpRecordResponse, body: cat([]byte{0}, rec(0, 1, 0, nil)), want: "after the end"},
+		{name: "found without record", response: true, op: OpRecordResponse, body: []byte{1}, want: "record flags needs 1 bytes"},
+		{name: "outcome 0", response: true, op: OpPutResponse, body: cat([]byte{0}, rec(0, 1, 0, nil)), want: "unknown outcome 0"},
+		{name: "outcome 4", response: true, op: OpPutResponse, body: cat([]byte{4}, rec(0, 1, 0, nil)), want: "unknown outcome 4"},
+		{name: "error message too long", response: true, op: OpErrorResponse, body: cat(u16(1), u16(MaxErrorMessageSize+1), bytes.Repeat([]byte("m"), MaxErrorMessageSize+1)), want: "exceeds MaxErrorMessageSize"},
+		{name: "error message beyond frame", response: true, op: OpErrorResponse, body: cat(u16(1), u16(10), []byte("m")), want: "error message needs 10 bytes"},
+		{name: "nested batch response", response: true, op: OpBatchResponse, body: cat(u16(1), item(OpBatchResponse, u16(0))), want: "batches do not nest"},
+		{name: "unknown op in batch response", response: true, op: OpBatchResponse, body: cat(u16(1), item(0x42, nil)), want: "unknown response op 0x42"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.response {
+				_, err = decodeResponse(tt.op, tt.body)
+			} else {
+				_, err = decodeRequest(tt.op, tt.body)
+			}
+			var perr *ProtocolError
+			if !errors.As(err, &perr) || !errors.Is(err, ErrProtocol) {
+				t.Fatalf("got %v, want a *ProtocolError", err)
+			}
+			if !strings.Contains(perr.Reason, tt.want) {
+				t.Errorf("reason %q does not contain %q", perr.Reason, tt.want)
+			}
+			if len(perr.Bytes) > maxReportedBytes {
+				t.Errorf("%d offending bytes reported, want at most %d", len(perr.Bytes), maxReportedBytes)
+			}
+			// The offset and bytes point into the frame.
+			frame := rawFrame(tt.op, 1, tt.body)
+			if perr.Offset < 0 || perr.Offset > len(frame) || !bytes.HasPrefix(frame[perr.Offset:], perr.Bytes) {
+				t.Errorf("offset %d, bytes [% x] do not point into the frame [% x]", perr.Offset, perr.Bytes, frame[:min(len(frame), 40)])
+			}
+		})
+	}
+}
+
+func TestFrameReaderRejects(t *testing.T) {
+	tests := []struct {
+		name  string
+		input []byte
+		max   int
+		want  string
+	}{
+		{"length below 9", cat(u32(8), make([]byte, 9)), MinFrameSize, "shorter than the 9 bytes"},
+		{"length 0", cat(u32(0), make([]byte, 9)), MinFrameSize, "shorter than the 9 bytes"},
+		{"length beyond limit", cat(u32(MinFrameSize+1), []byte{byte(OpGet)}, u64(1)), MinFrameSize, "exceeds MaxFrameSize (65536)"},
+		{"length 4 GiB", cat(u32(0xffffffff), []byte{byte(OpGet)}, u64(1)), DefaultMaxFrameSize, "frame length 4294967295 exceeds"},
+		{"header cut", []byte{0, 0, 0, 20, 3}, MinFrameSize, "after 5 of the 13 bytes"},
+		{"body cut", cat(u32(20), []byte{byte(OpGet)}, u64(1), []byte{0, 1}), MinFrameSize, "after 2 of the 11 body bytes of a Get frame"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := readFrame(tt.input, tt.max)
+			var perr *ProtocolError
+			if !errors.As(err, &perr) {
+				t.Fatalf("got %v, want a *ProtocolError", err)
+			}
+			if !strings.Contains(perr.Reason, tt.want) {
+				t.Errorf("reason %q does not contain %q", perr.Reason, tt.want)
+			}
+		})
+	}
+	if _, err := readFrame(nil, MinFrameSize); err != io.EOF {
+		t.Errorf("empty stream: got %v, want io.EOF", err)
+	}
+}
+
+// TestTruncatedEverywhere cuts every test message at every length: as a
+// stream (the frame reader must report the cut) and as a frame whose length
+// field was fixed up to the cut body (the decoder must reject it).
+func TestTruncatedEverywhere(t *testing.T) {
+	type msg struct {
+		name  string
+		frame []byte
+		resp  bool
+	}
+	var msgs []msg
+	for _, tt := range testRequests {
+		if tt.name == "full batch" {
+			continue // 10k cuts of the same Pings
+		}
+		msgs = append(msgs, msg{tt.name, encodeRequest(1, &tt.req), false})
+	}
+	for _, tt := range testResponses {
+		msgs = append(msgs, msg{tt.name, encodeResponse(1, &tt.resp), true})
+	}
+	for _, m := range msgs {
+		for n := range len(m.frame) {
+			_, err := readFrame(m.frame[:n], DefaultMaxFrameSize)
+			var perr *ProtocolError
+			if n == 0 && err != io.EOF || n > 0 && !errors.As(err, &perr) {
+				t.Fatalf("%s cut to %d of %d bytes: frame reader got %v", m.name, n, len(m.frame), err)
+			}
+		}
+		op, body := Op(m.frame[4]), m.frame[frameHeaderSize:]
+		for n := range len(body) {
+			var err error
+			if m.resp {
+				_, err = decodeResponse(op, body[:n])
+			} else {
+				_, err = decodeRequest(op, body[:n])
+			}
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("%s with its body cut to %d of %d bytes: decoder got %v", m.name, n, len(body), err)
+			}
+		}
+	}
+}
+
+// TestNoAllocationBeyondLimits checks that lengths are checked before
+// anything is allocated: a frame header claiming 4 GiB, and a batch claiming
+// more items than its frame can hold, cost a few hundred bytes.
+func TestNoAllocationBeyondLimits(t *testing.T) {
+	bigFrame := cat(u32(0xffffffff), []byte{byte(OpPut)}, u64(1))
+	bigBatch := cat(u16(MaxBatch), u32(1), []byte{byte(OpPing)})
+	bigValue := cat(u16(1), []byte("k"), []byte{0}, u64(1), u32(0xffffffff))
+	for name, f := range map[string]func(){
+		"frame": func() { _, _ = readFrame(bigFrame, DefaultMaxFrameSize) },
+		"batch": func() { _, _ = decodeRequest(OpBatch, bigBatch) },
+		"value": func() { _, _ = decodeRequest(OpPut, bigValue) },
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for range 100 {
+			f()
+		}
+		runtime.ReadMemStats(&after)
+		if per := (after.TotalAlloc - before.TotalAlloc) / 100; per > 2048 {
+			t.Errorf("%s: rejecting allocated %d bytes per call", name, per)
+		}
+	}
+}
+
+func TestCheckRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		req  Request
+		want *Error
+	}{
+		{"empty key", Request{Op: OpGet}, ErrBadRequest},
+		{"long key", Request{Op: OpPut, Key: append(maxKey, 'x')}, ErrBadRequest},
+		{"unknown op", Request{Op: 0x42}, ErrUnknownOp},
+		{"response op", Request{Op: OpPong}, ErrUnknownOp},
+		{"nested batch", Request{Op: OpBatch, Batch: []Request{{Op: OpBatch}}}, ErrBadRequest},
+		{"long batch", Request{Op: OpBatch, Batch: make([]Request, MaxBatch+1)}, ErrBadRequest},
+		{"bad item", Request{Op: OpBatch, Batch: []Request{{Op: OpPing}, {Op: OpGet}}}, ErrBadRequest},
+		{"fine", Request{Op: OpGet, Key: maxKey}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := checkRequest(&tt.req, false)
+			if (got == nil) != (tt.want == nil) || got != nil && !errors.Is(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestErrorIs(t *testing.T) {
+	err := error(&Error{Code: CodeUnavailable, Message: "1 of 3 replicas"})
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInternal) {
+		t.Errorf("errors.Is does not follow the code")
+	}
+	if !errors.Is(err, &Error{Code: CodeUnavailable, Message: "1 of 3 replicas"}) || errors.Is(err, &Error{Code: CodeUnavailable, Message: "other"}) {
+		t.Errorf("errors.Is does not follow the message")
+	}
+	var e *Error
+	if !errors.As(ResponseForError(err).Err, &e) || e.Code != CodeUnavailable {
+		t.Errorf("ResponseForError lost the code")
+	}
+	if r := ResponseForError(io.EOF); r.Err.Code != CodeInternal || r.Op != OpErrorResponse {
+		t.Errorf("ResponseForError(io.EOF) = %+v", r)
+	}
+	if got := (&Error{Code: 999}).Error(); got != "wire: error code 999" {
+		t.Errorf("unknown code reads %q", got)
+	}
+}
+
+func TestFrameSizeFor(t *testing.T) {
+	for _, tt := range []struct {
+		value int64
+		want  int
+	}{
+		{0, 1 << 20},
+		{-1 << 21, MinFrameSize},
+		{64 << 20, DefaultMaxFrameSize},
+		{1 << 40, FrameSizeLimit},
+	} {
+		if got := FrameSizeFor(tt.value); got != tt.want {
+			t.Errorf("FrameSizeFor(%d) = %d, want %d", tt.value, got, tt.want)
+		}
+	}
+	// A Put of the largest value fits.
+	req := Request{Op: OpPut, Key: maxKey, Record: Record{Value: make([]byte, 64<<20)}}
+	if n := frameLengthCounted + requestBodySize(&req); n > DefaultMaxFrameSize {
+		t.Errorf("a Put of 64 MiB is a frame of %d bytes, above DefaultMaxFrameSize", n)
+	}
+}

@@ -1,0 +1,136 @@
+// Package wire is Tako's binary protocol: between nodes, and between proxies
+// or clients and nodes. It moves typed messages over TCP (or TLS) and calls a
+// Handler for each request; it knows nothing of stores, rings or quorums, and
+// imports no other Tako package. docs/protocol.md specifies the same format
+// for implementers in other languages.
+//
+// # Use
+//
+// A node serves with a Server:
+//
+//	srv := wire.NewServer(wire.ServerOptions{Handler: node, Logger: logger})
+//	go srv.Serve(ln)
+//	...
+//	srv.Shutdown(ctx)
+//
+// and calls its peers through a Pool, which holds one pipelined connection
+// per address and backs off from addresses that fail:
+//
+//	pool := wire.NewPool(wire.DialOptions{})
+//	resp, err := pool.Call(ctx, "10.0.0.2:5712", &wire.Request{Op: wire.OpReplicaGet, Key: key})
+//
+// Call returns an error response as an *Error: errors.Is(err,
+// wire.ErrUnavailable) and the like test its code.
+//
+// # Handshake
+//
+// A client opens a connection by sending 8 bytes; the server answers with 8
+// bytes of the same layout:
+//
+//	+-----+-----+-----+-----+----------+----------+
+//	| 'T' | 'A' | 'K' | 'O' | version  | flags    |
+//	|          magic        | uint16   | uint16   |
+//	+-----+-----+-----+-----+----------+----------+
+//	0                       4          6          8
+//
+// All integers in this package's formats are big-endian. The client sends
+// the highest version it speaks (ProtocolVersion, 1) and flags 0; flags are
+// for optional features, of which version 1 defines none. The server answers
+// with the version the connection will speak, the lower of the client's and
+// its own, and with the flags it grants (0). When that version is below the
+// lowest it speaks (only 0, today), it answers its own version followed by an
+// error frame (request id 0, CodeBadRequest) naming the problem, and closes
+// the connection. When the first 8 bytes do not start with "TAKO" (an HTTP
+// request, a port scanner) the server closes the connection without an
+// answer, and logs the peer and the bytes. A server also closes connections
+// that do not complete the handshake within its HandshakeTimeout.
+//
+// # Frames
+//
+// After the handshake, each side sends frames:
+//
+//	+----------------+------+------------------------+-------------------+
+//	| length         | op   | request id             | body              |
+//	| uint32         | uint8| uint64                 | length - 9 bytes  |
+//	+----------------+------+------------------------+-------------------+
+//	0                4      5                        13                  4 + length
+//
+// length counts the bytes after itself: at least 9, at most the receiver's
+// MaxFrameSize (DefaultMaxFrameSize, 65 MiB, unless configured). The op says
+// what the body is (see Op): requests are 0x01-0x7f, responses 0x80-0xff. A
+// response carries the request id of its request; responses come in any
+// order, so a client may have many requests in flight on one connection. A
+// client numbers its requests from 1, without reuse; request id 0 is for
+// error frames about the whole connection, from the server.
+//
+// Bodies are built from four parts:
+//
+//	key:     | length uint16 | key bytes |                           length <= MaxKeySize (4096)
+//	record:  | flags uint8 | timestamp int64 | length uint32 | value bytes |
+//	         flags bit 0: tombstone; bits 1-7: zero. A tombstone has length 0.
+//	         timestamp: microseconds since the Unix epoch.
+//	batch:   | count uint16 | count × item |                     count <= MaxBatch (1024)
+//	item:    | length uint32 | op uint8 | body |                 length counts op and body
+//	error:   | code uint16 | length uint16 | message bytes |     length <= MaxErrorMessageSize (4096)
+//
+// The bodies of requests:
+//
+//	OpReplicaGet 0x01   key                      → OpRecordResponse
+//	OpReplicaPut 0x02   key record               → OpPutResponse
+//	OpGet        0x03   key                      → OpRecordResponse
+//	OpPut        0x04   key record               → OpPutResponse
+//	OpPing       0x05   (empty)                  → OpPong
+//	OpBatch      0x06   batch of requests        → OpBatchResponse
+//
+// and of responses:
+//
+//	OpRecordResponse 0x81   found uint8 (0 or 1), then a record if found is 1
+//	OpPutResponse    0x82   outcome uint8 (1 written, 2 unchanged, 3 stale), record (the current one)
+//	OpPong           0x83   (empty)
+//	OpBatchResponse  0x84   batch of responses, one per request, in order
+//	OpErrorResponse  0x85   error
+//
+// Batches do not nest. Any request may be answered by an OpErrorResponse,
+// including each request of a batch.
+//
+// # Protocol errors
+//
+// A receiver checks every length against its limit and against what is left
+// of the frame before it allocates anything, and decoders never panic. A
+// frame that breaks the format is a protocol error: a length beyond a limit or
+// beyond its frame, a stream that ends inside a frame, unknown flag bits, a
+// tombstone with a value, bytes left after a body, a nested batch, a request
+// with id 0. The connection that carried it is closed, through one exit path
+// that logs and returns a *ProtocolError naming the peer and showing the
+// offending bytes. Before closing, a server answers the requests already read
+// and sends an error frame (request id 0, CodeBadRequest) saying what was
+// wrong. A request of an unknown op is not a protocol error, since its frame
+// says how long it is: the server answers it with CodeUnknownOp and goes on.
+//
+// # Versions
+//
+// Ops, error codes, outcomes and flag bits are append-only: a number never
+// changes meaning. A server answers requests of ops it does not know with
+// CodeUnknownOp, and clients must accept error codes they do not know. A
+// change that an old peer would misread (a new field in an existing body, a
+// new record flag) needs a new protocol version, negotiated in the handshake
+// as above; the next version's server keeps speaking version 1 to version 1
+// clients.
+//
+// # Connections and goroutines
+//
+// A Conn owns a writer goroutine, which drains a queue of encoded requests
+// into a buffered writer and flushes when the queue is empty, so concurrent
+// callers share system calls, and a reader goroutine, which hands each
+// response to its caller by request id. A Server owns one goroutine per
+// connection, which reads requests and owns that connection's writer and one
+// goroutine per request in the Handler (MaxInFlightPerConn at most, beyond
+// which it stops reading). Close and Shutdown stop them all.
+//
+// Shutdown is graceful: the server sends each client an error frame with
+// request id 0 and CodeShuttingDown, answers requests that arrive after it
+// with CodeShuttingDown, and closes each connection once its requests in
+// flight are answered. A Conn that receives that frame takes no new calls
+// (Err reports it, so a Pool dials again) but waits for the answers to the
+// calls in flight.
+package wire

@@ -1,0 +1,346 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Record is one version of a key: what a replica stores and what Get and Put
+// carry.
+type Record struct {
+	// Timestamp is in microseconds since the Unix epoch. In an OpPut
+	// request, 0 asks the node to stamp the record itself.
+	Timestamp int64
+	// Tombstone marks a delete. A tombstone has no value: its Value is not
+	// sent, and decodes as nil.
+	Tombstone bool
+	// Value is the value's bytes; empty values are valid and decode as nil.
+	Value []byte
+}
+
+// Outcome says what a Put did. Its values are part of the wire format.
+type Outcome uint8
+
+const (
+	// OutcomeWritten means the record was new, or won over the stored one,
+	// and is now stored.
+	OutcomeWritten Outcome = 1
+	// OutcomeUnchanged means an identical record was already stored.
+	OutcomeUnchanged Outcome = 2
+	// OutcomeStale means the record was not stored: a record that wins over
+	// it is stored, and is the Current of the response.
+	OutcomeStale Outcome = 3
+)
+
+// String returns the outcome's name, such as "written".
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeWritten:
+		return "written"
+	case OutcomeUnchanged:
+		return "unchanged"
+	case OutcomeStale:
+		return "stale"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Op is the kind of a message: the op byte of a frame. Requests are
+// 0x01-0x7f, responses 0x80-0xff. The values are part of the wire format:
+// new kinds are appended, existing ones never change meaning or number.
+type Op uint8
+
+// Requests. The comment of each names its body and the response kind that
+// answers it; every request may also be answered by OpErrorResponse.
+const (
+	// OpReplicaGet {Key} → OpRecordResponse: the peer's local store only
+	// (node to node).
+	OpReplicaGet Op = 0x01
+	// OpReplicaPut {Key, Record} → OpPutResponse: the peer's local store
+	// only (node to node).
+	OpReplicaPut Op = 0x02
+	// OpGet {Key} → OpRecordResponse: the node coordinates the read across
+	// the key's replicas (public).
+	OpGet Op = 0x03
+	// OpPut {Key, Record} → OpPutResponse: the node coordinates the write
+	// across the key's replicas (public). Record.Timestamp 0 asks the node
+	// to stamp it.
+	OpPut Op = 0x04
+	// OpPing {} → OpPong. The server answers it itself, without calling
+	// the Handler.
+	OpPing Op = 0x05
+	// OpBatch {[]Request} → OpBatchResponse with one response per request,
+	// in the same order. Batches do not nest.
+	OpBatch Op = 0x06
+)
+
+// Responses.
+const (
+	// OpRecordResponse {Found, Record} answers OpGet and OpReplicaGet.
+	OpRecordResponse Op = 0x81
+	// OpPutResponse {Outcome, Current} answers OpPut and OpReplicaPut.
+	OpPutResponse Op = 0x82
+	// OpPong {} answers OpPing.
+	OpPong Op = 0x83
+	// OpBatchResponse {[]Response} answers OpBatch.
+	OpBatchResponse Op = 0x84
+	// OpErrorResponse {Code, Message} answers any request that failed. With
+	// request id 0 it is about the whole connection.
+	OpErrorResponse Op = 0x85
+)
+
+// String returns the op's name, such as "Get".
+func (op Op) String() string {
+	switch op {
+	case OpReplicaGet:
+		return "ReplicaGet"
+	case OpReplicaPut:
+		return "ReplicaPut"
+	case OpGet:
+		return "Get"
+	case OpPut:
+		return "Put"
+	case OpPing:
+		return "Ping"
+	case OpBatch:
+		return "Batch"
+	case OpRecordResponse:
+		return "RecordResponse"
+	case OpPutResponse:
+		return "PutResponse"
+	case OpPong:
+		return "Pong"
+	case OpBatchResponse:
+		return "BatchResponse"
+	case OpErrorResponse:
+		return "ErrorResponse"
+	}
+	return fmt.Sprintf("Op(%#02x)", uint8(op))
+}
+
+// isRequest reports whether op is a request kind of this version.
+func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpBatch }
+
+// responseOp returns the response kind that answers a request of kind op
+// when it succeeds, or 0 if op is not a request kind.
+func (op Op) responseOp() Op {
+	switch op {
+	case OpReplicaGet, OpGet:
+		return OpRecordResponse
+	case OpReplicaPut, OpPut:
+		return OpPutResponse
+	case OpPing:
+		return OpPong
+	case OpBatch:
+		return OpBatchResponse
+	}
+	return 0
+}
+
+// hasKey reports whether requests of kind op carry a key.
+func (op Op) hasKey() bool {
+	return op == OpReplicaGet || op == OpGet || op == OpReplicaPut || op == OpPut
+}
+
+// Request is a request message. Which fields count depends on Op: Key for
+// the get and put kinds, Record for the put kinds, Batch for OpBatch.
+//
+// On the server, the Key and Record.Value of a request given to a Handler
+// alias a buffer that the server never reuses: the handler may keep them.
+type Request struct {
+	Op     Op
+	Key    []byte
+	Record Record
+	// Batch holds the requests of an OpBatch, none of them a batch, at most
+	// MaxBatch.
+	Batch []Request
+}
+
+// Response is a response message. Which fields count depends on Op: Found and
+// Record for OpRecordResponse, Outcome and Current for OpPutResponse, Batch
+// for OpBatchResponse, Err for OpErrorResponse.
+//
+// A Handler may leave Op zero: the server sets it from the request's kind. A
+// non-nil Err makes the response an OpErrorResponse whatever its Op.
+type Response struct {
+	Op      Op
+	Found   bool
+	Record  Record
+	Outcome Outcome
+	// Current is the record stored after a Put: the given record for
+	// OutcomeWritten and OutcomeUnchanged, the winner for OutcomeStale.
+	Current Record
+	Err     *Error
+	// Batch holds one response per request of the batch, in order. Its
+	// entries may be error responses: a batch response succeeds as a whole
+	// and each of its requests succeeds or fails on its own.
+	Batch []Response
+}
+
+// Handler serves the requests of a Server. Handle is called concurrently,
+// from one goroutine per request, with a ctx that is cancelled when the
+// connection breaks, when the peer closes it, or when Shutdown gives up
+// waiting; Handle must return soon after. The server calls Handle once per request of an OpBatch, concurrently,
+// and assembles the batch response itself; it answers OpPing, unknown ops
+// and empty keys itself. A Handler sees only OpGet, OpPut, OpReplicaGet and
+// OpReplicaPut, with keys of 1 to MaxKeySize bytes.
+//
+// Handle returns the response of the request's kind (see Op), or one with Err
+// set; ResponseForError turns an error into one.
+type Handler interface {
+	Handle(ctx context.Context, req *Request) *Response
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(ctx context.Context, req *Request) *Response
+
+// Handle calls f(ctx, req).
+func (f HandlerFunc) Handle(ctx context.Context, req *Request) *Response { return f(ctx, req) }
+
+// ErrorCode says why a request failed. The values are part of the wire format:
+// new codes are appended; a receiver must accept codes it does not know.
+type ErrorCode uint16
+
+const (
+	// CodeUnavailable: too few replicas answered to reach the quorum.
+	CodeUnavailable ErrorCode = 1
+	// CodeBadRequest: the request is malformed or invalid (an empty key, a
+	// timestamp too far ahead, ...); retrying it unchanged will fail again.
+	// With request id 0, the peer broke the protocol (or spoke an
+	// unsupported version) and the connection is being closed.
+	CodeBadRequest ErrorCode = 2
+	// CodeTooLarge: the request or its response does not fit the limits
+	// (MaxFrameSize, the deployment's max_value_size).
+	CodeTooLarge ErrorCode = 3
+	// CodeShuttingDown: the server is shutting down and takes no new
+	// requests. With request id 0, the connection will close once the
+	// requests in flight are answered: send new ones elsewhere.
+	CodeShuttingDown ErrorCode = 4
+	// CodeOverloaded: the server sheds load; retry later or elsewhere.
+	CodeOverloaded ErrorCode = 5
+	// CodeInternal: the server failed (a storage error, a bug).
+	CodeInternal ErrorCode = 6
+	// CodeUnknownOp: the server does not know the request's op.
+	CodeUnknownOp ErrorCode = 7
+)
+
+// String returns the code's name, such as "unavailable".
+func (c ErrorCode) String() string {
+	switch c {
+	case CodeUnavailable:
+		return "unavailable"
+	case CodeBadRequest:
+		return "bad request"
+	case CodeTooLarge:
+		return "too large"
+	case CodeShuttingDown:
+		return "shutting down"
+	case CodeOverloaded:
+		return "overloaded"
+	case CodeInternal:
+		return "internal error"
+	case CodeUnknownOp:
+		return "unknown op"
+	}
+	return "error code " + strconv.Itoa(int(c))
+}
+
+// Error is an error response: a request that the peer, or this side before
+// sending, refused. errors.Is(err, ErrUnavailable) and the like match any
+// *Error with that code.
+type Error struct {
+	Code    ErrorCode
+	Message string
+}
+
+// Error returns "wire: CODE: MESSAGE".
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "wire: " + e.Code.String()
+	}
+	return "wire: " + e.Code.String() + ": " + e.Message
+}
+
+// Is reports whether target is an *Error with the same code and either no
+// message or the same message, so that errors.Is(err, ErrUnavailable) holds
+// for every CodeUnavailable error.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code && (t.Message == "" || t.Message == e.Message)
+}
+
+// Sentinels for errors.Is, one per error code: each matches every *Error with
+// its code. Call returns them (as *Error values with a message) when the
+// peer answers with an error response, or when it refuses a request before
+// sending it (CodeBadRequest, CodeTooLarge, CodeUnknownOp).
+var (
+	ErrUnavailable  = &Error{Code: CodeUnavailable}
+	ErrBadRequest   = &Error{Code: CodeBadRequest}
+	ErrTooLarge     = &Error{Code: CodeTooLarge}
+	ErrShuttingDown = &Error{Code: CodeShuttingDown}
+	ErrOverloaded   = &Error{Code: CodeOverloaded}
+	ErrInternal     = &Error{Code: CodeInternal}
+	ErrUnknownOp    = &Error{Code: CodeUnknownOp}
+)
+
+// Errors of connections, pools and servers.
+var (
+	// ErrClosed is returned by Conn.Call and Pool.Call when the connection
+	// is closed or broke before the response arrived; the error also wraps
+	// the cause (a *ProtocolError, an I/O error). Conn.Close fails pending
+	// calls with ErrClosed itself.
+	ErrClosed = errors.New("wire: connection closed")
+	// ErrUnreachable is wrapped by the errors of Pool.Call when dialling the
+	// address failed, and while the address is in backoff after that.
+	ErrUnreachable = errors.New("wire: peer unreachable")
+	// ErrServerClosed is returned by Server.Serve after Shutdown.
+	ErrServerClosed = errors.New("wire: server closed")
+	// ErrProtocol is wrapped by every *ProtocolError.
+	ErrProtocol = errors.New("wire: protocol error")
+)
+
+// ProtocolError is a violation of the protocol by a peer: bad handshake
+// bytes, a length field beyond a limit or beyond its frame, an unknown flag,
+// trailing bytes. The connection that saw it is closed. It names the peer
+// and shows the offending bytes.
+type ProtocolError struct {
+	// Peer is the peer's address; empty when the error comes from a
+	// decoder that was not reading from a connection.
+	Peer string
+	// Reason says what is wrong.
+	Reason string
+	// Offset is where Bytes start: a byte offset into the handshake or
+	// into the frame, counted from the frame's length field.
+	Offset int
+	// Bytes are up to 16 of the offending bytes, starting at Offset.
+	Bytes []byte
+}
+
+// Error returns "wire: protocol error from PEER: REASON (at byte N: xx xx ...)".
+func (e *ProtocolError) Error() string {
+	from := ""
+	if e.Peer != "" {
+		from = " from " + e.Peer
+	}
+	return fmt.Sprintf("wire: protocol error%s: %s (at byte %d: [% x])", from, e.Reason, e.Offset, e.Bytes)
+}
+
+// Unwrap returns ErrProtocol.
+func (e *ProtocolError) Unwrap() error { return ErrProtocol }
+
+// ResponseForError returns the error response for err: err itself when it
+// is (or wraps) an *Error, else CodeInternal with err's text.
+func ResponseForError(err error) *Response {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Code: CodeInternal, Message: err.Error()}
+	}
+	return &Response{Op: OpErrorResponse, Err: e}
+}
+
+// errorResponse returns an error response of code with a formatted message.
+func errorResponse(code ErrorCode, format string, args ...any) *Response {
+	return &Response{Op: OpErrorResponse, Err: &Error{Code: code, Message: fmt.Sprintf(format, args...)}}
+}

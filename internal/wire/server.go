@@ -1,0 +1,575 @@
+package wire
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	// Handler serves the requests; required.
+	Handler Handler
+	// Logger receives protocol errors (Warn), handler panics (Error) and
+	// connection events (Debug). Nil means no logging.
+	Logger *slog.Logger
+	// MaxFrameSize is the largest frame this side sends or accepts, as the
+	// value of the frame's length field, in bytes. A larger request frame
+	// is a protocol error; a larger response is replaced by a CodeTooLarge
+	// error. Zero means DefaultMaxFrameSize; otherwise it must be within
+	// [MinFrameSize, FrameSizeLimit] (see FrameSizeFor).
+	MaxFrameSize int
+	// MaxInFlightPerConn is how many requests of one connection (counting
+	// each request of a batch) may be in the Handler at once; beyond it the
+	// server stops reading the connection until one finishes. Zero means
+	// 256.
+	MaxInFlightPerConn int
+	// HandshakeTimeout is how long a new connection has to complete the
+	// handshake. Zero means 5s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds each write of responses: a peer that stops
+	// reading for this long loses its connection. Zero means 30s.
+	WriteTimeout time.Duration
+	// TLS, when not nil, makes the server speak TLS with this
+	// configuration on every connection it accepts. Nil means plain TCP.
+	TLS *tls.Config
+}
+
+// Validate reports every problem of the options, or nil.
+func (o ServerOptions) Validate() error {
+	var errs []error
+	if o.Handler == nil {
+		errs = append(errs, errors.New("wire: ServerOptions.Handler is nil"))
+	}
+	if err := checkFrameSize("ServerOptions", o.MaxFrameSize); err != nil {
+		errs = append(errs, err)
+	}
+	if o.MaxInFlightPerConn < 0 {
+		errs = append(errs, fmt.Errorf("wire: ServerOptions.MaxInFlightPerConn %d is negative", o.MaxInFlightPerConn))
+	}
+	if o.HandshakeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("wire: ServerOptions.HandshakeTimeout %v is negative", o.HandshakeTimeout))
+	}
+	if o.WriteTimeout < 0 {
+		errs = append(errs, fmt.Errorf("wire: ServerOptions.WriteTimeout %v is negative", o.WriteTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func (o ServerOptions) withDefaults() ServerOptions {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxFrameSize == 0 {
+		o.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if o.MaxInFlightPerConn == 0 {
+		o.MaxInFlightPerConn = 256
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = 5 * time.Second
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	return o
+}
+
+// Server serves the protocol on the connections of its listeners, calling its
+// Handler for each request. Every goroutine it starts (one per connection,
+// which owns a writer and one per request in the Handler) stops by the time
+// Shutdown returns.
+type Server struct {
+	opts     ServerOptions
+	optsErr  error
+	log      *slog.Logger
+	ctx      context.Context // the base of handler contexts
+	cancel   context.CancelFunc
+	stopping chan struct{}  // closed when Shutdown begins
+	done     chan struct{}  // closed when Shutdown has finished
+	wg       sync.WaitGroup // connection goroutines
+	once     sync.Once      // begins the shutdown
+
+	mu        sync.Mutex // guards the fields below
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	shutdown  bool
+}
+
+// NewServer returns a server with opts. Invalid options make Serve fail with
+// the problem.
+func NewServer(opts ServerOptions) *Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	o := opts.withDefaults()
+	return &Server{
+		opts:      o,
+		optsErr:   opts.Validate(),
+		log:       o.Logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		stopping:  make(chan struct{}),
+		done:      make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*serverConn]struct{}),
+	}
+}
+
+// Serve accepts connections on ln and serves them until Shutdown; it closes
+// ln when it returns. After Shutdown it returns ErrServerClosed, once the
+// requests in flight are answered and every connection is closed. It returns
+// other errors when the options are invalid or ln fails for good.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.optsErr != nil {
+		ln.Close()
+		return s.optsErr
+	}
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var delay time.Duration // after a failed Accept
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.stopping:
+				<-s.done
+				return ErrServerClosed
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("wire: accept on %v: %w", ln.Addr(), err)
+			}
+			// Out of file descriptors or the like: wait and retry.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("wire: accept failed, retrying", "addr", ln.Addr(), "err", err, "delay", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.stopping:
+				t.Stop()
+			}
+			continue
+		}
+		delay = 0
+		if s.opts.TLS != nil {
+			nc = tls.Server(nc, s.opts.TLS)
+		}
+		if !s.startConn(nc) {
+			nc.Close()
+		}
+	}
+}
+
+// startConn serves nc on a goroutine of its own, unless Shutdown has begun.
+func (s *Server) startConn(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return false
+	}
+	sc := s.newConn(nc)
+	s.conns[sc] = struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		sc.serve()
+	}()
+	return true
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, tells every
+// connection's client that the server is going (a CodeShuttingDown message
+// with request id 0), answers new requests with CodeShuttingDown, lets the
+// requests in flight finish and closes each connection once they are
+// answered. When ctx is done first, it cancels the handlers' contexts, closes
+// every connection, waits for the handlers to return and returns ctx's error.
+// It is idempotent: every call waits for the same shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.shutdown = true
+		var lns []net.Listener
+		for ln := range s.listeners {
+			lns = append(lns, ln)
+		}
+		var conns []*serverConn
+		for sc := range s.conns {
+			conns = append(conns, sc)
+		}
+		s.mu.Unlock()
+
+		close(s.stopping)
+		for _, ln := range lns {
+			ln.Close()
+		}
+		for _, sc := range conns {
+			sc.drain()
+		}
+		// No goroutine starts after shutdown began, so this one ends
+		// once the connection goroutines have.
+		go func() {
+			s.wg.Wait()
+			s.cancel()
+			close(s.done)
+		}()
+	})
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.cancel()
+	s.mu.Lock()
+	for sc := range s.conns {
+		sc.nc.Close()
+	}
+	s.mu.Unlock()
+	<-s.done
+	return ctx.Err()
+}
+
+// serverConn is one connection of a server. Its goroutine (serve) reads the
+// requests and owns the writer and the handler goroutines.
+type serverConn struct {
+	s          *Server
+	nc         net.Conn
+	peer       string
+	br         *bufio.Reader
+	ctx        context.Context // the handlers' context
+	cancel     context.CancelFunc
+	out        chan []byte   // encoded responses, for the writer
+	stop       chan struct{} // closed to make the writer flush the queue and return
+	writerDone chan struct{} // closed when the writer has returned
+	sem        chan struct{} // in-flight slots
+	handlers   sync.WaitGroup
+	inflight   atomic.Int64 // requests read but not yet answered (a batch counts once)
+	draining   atomic.Bool  // Shutdown began: answer new requests with CodeShuttingDown
+}
+
+func (s *Server) newConn(nc net.Conn) *serverConn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	peer := "unknown"
+	if a := nc.RemoteAddr(); a != nil {
+		peer = a.String()
+	}
+	return &serverConn{
+		s:          s,
+		nc:         nc,
+		peer:       peer,
+		br:         bufio.NewReaderSize(nc, bufferSize),
+		ctx:        ctx,
+		cancel:     cancel,
+		out:        make(chan []byte, 256),
+		stop:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		sem:        make(chan struct{}, s.opts.MaxInFlightPerConn),
+	}
+}
+
+// goaway returns the frame that tells a client the server is shutting down.
+func goaway() []byte {
+	return encodeResponse(0, errorResponse(CodeShuttingDown, "the server is shutting down: send new requests elsewhere"))
+}
+
+// serve runs the connection: the handshake, then requests until the peer
+// closes the connection, breaks the protocol, or Shutdown ends it. Every way
+// out goes through the end of this function, which answers what it can and
+// closes the connection.
+func (sc *serverConn) serve() {
+	s := sc.s
+	defer func() {
+		sc.cancel()
+		sc.nc.Close()
+		s.mu.Lock()
+		delete(s.conns, sc)
+		s.mu.Unlock()
+	}()
+
+	_ = sc.nc.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	if _, err := serverHandshake(sc.br, sc.nc); err != nil {
+		var perr *ProtocolError
+		if errors.As(err, &perr) {
+			perr.Peer = sc.peer
+			s.log.Warn("wire: bad handshake, closing the connection", "peer", sc.peer, "reason", perr.Reason, "bytes", fmt.Sprintf("%x", perr.Bytes))
+		} else {
+			s.log.Debug("wire: connection closed before its handshake", "peer", sc.peer, "err", err)
+		}
+		return
+	}
+	_ = sc.nc.SetDeadline(time.Time{})
+	if sc.draining.Load() {
+		sc.wake() // Shutdown began during the handshake
+	}
+
+	go sc.writeLoop()
+	err := sc.readLoop()
+	var perr *ProtocolError
+	switch {
+	case errors.Is(err, io.EOF):
+		// The peer closed its side: cancel its requests in flight, as
+		// it most likely will not read their answers. Those that come
+		// are still sent, for a peer that only half-closed.
+		s.log.Debug("wire: connection closed by the peer", "peer", sc.peer)
+		sc.cancel()
+	case errors.As(err, &perr):
+		perr.Peer = sc.peer
+		s.log.Warn("wire: protocol error, closing the connection", "peer", sc.peer, "reason", perr.Reason, "offset", perr.Offset, "bytes", fmt.Sprintf("%x", perr.Bytes))
+	case sc.draining.Load() && errors.Is(err, os.ErrDeadlineExceeded):
+		// Woken by the shutdown.
+	default:
+		// The peer is gone, or Shutdown gave up: nobody will read the
+		// answers of the requests in flight.
+		s.log.Debug("wire: connection lost", "peer", sc.peer, "err", err)
+		sc.cancel()
+	}
+	sc.handlers.Wait()
+	if perr != nil {
+		sc.send(encodeResponse(0, errorResponse(CodeBadRequest, "protocol error: %s (at byte %d: [% x])", perr.Reason, perr.Offset, perr.Bytes)))
+	}
+	close(sc.stop)
+	<-sc.writerDone
+}
+
+// readLoop reads requests and dispatches them until an error.
+func (sc *serverConn) readLoop() error {
+	fr := frameReader{r: sc.br, max: sc.s.opts.MaxFrameSize}
+	for {
+		f, err := fr.next()
+		if err != nil {
+			return err
+		}
+		if f.id == 0 {
+			return &ProtocolError{Reason: fmt.Sprintf("a %v with request id 0, which is reserved for messages about the connection", f.op), Offset: 5, Bytes: idBytes(0)}
+		}
+		req, err := decodeRequest(f.op, f.body)
+		if err != nil {
+			return err
+		}
+		if err := sc.dispatch(f.id, &req); err != nil {
+			return err
+		}
+	}
+}
+
+// dispatch answers req, in a handler goroutine unless the server answers it
+// itself. It fails only when the connection is cancelled while it waits for
+// an in-flight slot.
+func (sc *serverConn) dispatch(id uint64, req *Request) error {
+	if resp := sc.answerItself(req); resp != nil {
+		sc.reply(id, resp)
+		return nil
+	}
+	if req.Op != OpBatch {
+		if err := sc.acquire(); err != nil {
+			return err
+		}
+		sc.inflight.Add(1)
+		sc.handlers.Add(1)
+		go func() {
+			defer sc.handlers.Done()
+			sc.reply(id, sc.handle(req))
+			<-sc.sem
+			sc.finished()
+		}()
+		return nil
+	}
+
+	if len(req.Batch) == 0 {
+		sc.reply(id, &Response{Op: OpBatchResponse})
+		return nil
+	}
+	b := &batch{id: id, resps: make([]Response, len(req.Batch))}
+	b.left.Store(int64(len(req.Batch)))
+	sc.inflight.Add(1)
+	for i := range req.Batch {
+		sub := &req.Batch[i]
+		if resp := sc.answerItself(sub); resp != nil {
+			sc.batchDone(b, i, resp)
+			continue
+		}
+		if err := sc.acquire(); err != nil {
+			return err
+		}
+		sc.handlers.Add(1)
+		go func() {
+			defer sc.handlers.Done()
+			sc.batchDone(b, i, sc.handle(sub))
+			<-sc.sem
+		}()
+	}
+	return nil
+}
+
+// batch collects the responses of a batch's requests.
+type batch struct {
+	id    uint64
+	resps []Response
+	left  atomic.Int64 // responses still to come
+}
+
+// batchDone records the response of request i of b, and sends the batch
+// response when it was the last one.
+func (sc *serverConn) batchDone(b *batch, i int, resp *Response) {
+	b.resps[i] = *resp
+	if b.left.Add(-1) == 0 {
+		sc.reply(b.id, &Response{Op: OpBatchResponse, Batch: b.resps})
+		sc.finished()
+	}
+}
+
+// answerItself returns the response to req when the server answers it
+// without the handler, or nil.
+func (sc *serverConn) answerItself(req *Request) *Response {
+	switch {
+	case !req.Op.isRequest():
+		return errorResponse(CodeUnknownOp, "op %#02x is not a request of protocol version %d", uint8(req.Op), ProtocolVersion)
+	case sc.draining.Load():
+		return errorResponse(CodeShuttingDown, "the server is shutting down")
+	case req.Op == OpPing:
+		return &Response{Op: OpPong}
+	case req.Op.hasKey() && len(req.Key) == 0:
+		return errorResponse(CodeBadRequest, "empty key")
+	}
+	return nil
+}
+
+// acquire takes an in-flight slot, waiting for one if need be.
+func (sc *serverConn) acquire() error {
+	select {
+	case sc.sem <- struct{}{}:
+		return nil
+	case <-sc.ctx.Done():
+		return fmt.Errorf("waiting for a request to finish: %w", sc.ctx.Err())
+	}
+}
+
+// finished records that a request (or a batch) was answered. The last one
+// to finish during a shutdown wakes the reader, to end the connection.
+func (sc *serverConn) finished() {
+	if sc.inflight.Add(-1) == 0 && sc.draining.Load() {
+		sc.wake()
+	}
+}
+
+// drain makes the connection end gracefully, for Shutdown.
+func (sc *serverConn) drain() {
+	sc.draining.Store(true)
+	select {
+	case sc.out <- goaway():
+	default: // the queue is full; the answers will say it
+	}
+	if sc.inflight.Load() == 0 {
+		sc.wake()
+	}
+}
+
+// wake interrupts the reader's blocking read; it then ends the connection.
+func (sc *serverConn) wake() { _ = sc.nc.SetReadDeadline(time.Now()) }
+
+// handle calls the handler and checks its response.
+func (sc *serverConn) handle(req *Request) (resp *Response) {
+	defer func() {
+		if r := recover(); r != nil {
+			sc.s.log.Error("wire: handler panicked", "peer", sc.peer, "op", req.Op, "panic", r, "stack", string(debug.Stack()))
+			resp = errorResponse(CodeInternal, "the handler failed serving a %v", req.Op)
+		}
+	}()
+	return sc.check(req, sc.s.opts.Handler.Handle(sc.ctx, req))
+}
+
+// check returns resp, with its Op set, if it can answer req; else a
+// CodeInternal error, and it logs the handler's mistake.
+func (sc *serverConn) check(req *Request, resp *Response) *Response {
+	want := req.Op.responseOp()
+	var problem string
+	switch {
+	case resp == nil:
+		problem = "returned no response"
+	case resp.Err != nil:
+		if resp.Op == OpErrorResponse {
+			return resp
+		}
+		return &Response{Op: OpErrorResponse, Err: resp.Err}
+	case resp.Op != 0 && resp.Op != want:
+		problem = fmt.Sprintf("answered with a %v", resp.Op)
+	case want == OpPutResponse && (resp.Outcome < OutcomeWritten || resp.Outcome > OutcomeStale):
+		problem = fmt.Sprintf("answered with outcome %d", resp.Outcome)
+	case resp.Op == want:
+		return resp
+	default:
+		r := *resp // leave the handler's response alone: it may be shared
+		r.Op = want
+		return &r
+	}
+	sc.s.log.Error("wire: handler "+problem, "peer", sc.peer, "op", req.Op)
+	return errorResponse(CodeInternal, "the handler %s to a %v", problem, req.Op)
+}
+
+// reply sends resp, or a CodeTooLarge error if resp does not fit in a frame.
+func (sc *serverConn) reply(id uint64, resp *Response) {
+	if n := frameLengthCounted + responseBodySize(resp); n > sc.s.opts.MaxFrameSize {
+		resp = errorResponse(CodeTooLarge, "the %v of %d bytes exceeds MaxFrameSize (%d)", resp.kind(), n, sc.s.opts.MaxFrameSize)
+	}
+	sc.send(encodeResponse(id, resp))
+}
+
+// send queues a frame for the writer; it drops it if the writer has
+// returned.
+func (sc *serverConn) send(f []byte) {
+	select {
+	case sc.out <- f:
+	case <-sc.writerDone:
+	}
+}
+
+// writeLoop writes queued responses until serve stops it, then writes what
+// is still queued. A write error closes the connection.
+func (sc *serverConn) writeLoop() {
+	defer close(sc.writerDone)
+	bw := bufio.NewWriterSize(sc.nc, bufferSize)
+	for {
+		var err error
+		select {
+		case f := <-sc.out:
+			err = writeFrames(sc.nc, bw, sc.out, f, sc.s.opts.WriteTimeout)
+		case <-sc.stop:
+			select {
+			case f := <-sc.out:
+				err = writeFrames(sc.nc, bw, sc.out, f, sc.s.opts.WriteTimeout)
+			default:
+			}
+			if err != nil {
+				sc.s.log.Debug("wire: writing failed", "peer", sc.peer, "err", err)
+			}
+			return
+		}
+		if err != nil {
+			sc.s.log.Debug("wire: writing failed, closing the connection", "peer", sc.peer, "err", err)
+			sc.cancel()
+			sc.nc.Close() // wakes the reader
+			return
+		}
+	}
+}
