@@ -394,7 +394,7 @@ func textReply(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Del("Content-Length")
 	w.WriteHeader(code)
-	io.WriteString(w, msg+"\n")
+	io.WriteString(w, strings.ReplaceAll(msg, "\n", "; ")+"\n")
 }
 
 // statusRecorder remembers the status code for the metrics.

@@ -41,26 +41,12 @@ func (l localReplica) Put(ctx context.Context, key []byte, rec store.Record) (st
 	return l.store.Put(ctx, key, rec)
 }
 
-// errNoTransport is what a peer replica answers until the binary protocol
-// connects nodes.
-var errNoTransport = errors.New("node: no connection to peer replicas (the binary protocol is not available in this build)")
-
-type unreachableReplica struct{ id string }
-
-func (u unreachableReplica) Get(context.Context, []byte) (store.Record, bool, error) {
-	return store.Record{}, false, fmt.Errorf("replica %s: %w", u.id, errNoTransport)
-}
-
-func (u unreachableReplica) Put(context.Context, []byte, store.Record) (store.PutResult, error) {
-	return store.PutResult{}, fmt.Errorf("replica %s: %w", u.id, errNoTransport)
-}
-
 // replicaFor returns the replica behind a configured node.
 func (n *Node) replicaFor(nd config.Node) replica {
 	if nd.ID == n.id {
 		return n.local
 	}
-	return unreachableReplica{id: nd.ID}
+	return n.remote(nd)
 }
 
 // placement is where a key lives: the union of its replicas in the active
@@ -203,7 +189,7 @@ func (n *Node) writeRecord(ctx context.Context, key []byte, rec store.Record) (h
 			res, err := r.Put(wctx, key, rec)
 			answers <- writeAnswer{i: i, res: res, err: err}
 		}) {
-			answers <- writeAnswer{i: i, err: errors.New("node: shutting down")}
+			answers <- writeAnswer{i: i, err: errShuttingDown}
 		}
 	}
 	ok := make([]bool, len(p.nodes))

@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/store"
 )
 
@@ -12,9 +13,10 @@ type nodeMetrics struct {
 	reads         *prometheus.CounterVec
 	readRepairs   *prometheus.CounterVec
 	quorumLatency *prometheus.HistogramVec
+	peerCalls     *prometheus.CounterVec
 }
 
-func newNodeMetrics(reg prometheus.Registerer, st *store.Store) *nodeMetrics {
+func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Set) *nodeMetrics {
 	m := &nodeMetrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_writes_total",
@@ -33,8 +35,12 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store) *nodeMetrics {
 			Help:    "Time from sending a request to the replicas to reaching its quorum, by operation.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"op"}),
+		peerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tako_peer_calls_total",
+			Help: "Calls to peer replicas over the binary protocol, by peer and outcome (ok; failed: the peer did not answer and is marked down; skipped: not sent because the peer is down; error: the peer refused the request).",
+		}, []string{"peer", "outcome"}),
 	}
-	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency,
+	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tako_store_keys",
 			Help: "Records in the local store (approximate), tombstones included.",
@@ -45,4 +51,22 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store) *nodeMetrics {
 		}, func() float64 { return float64(st.Stats().DiskBytes) }),
 	)
 	return m
+}
+
+var peerUpDesc = prometheus.NewDesc("tako_peer_up",
+	"Whether a peer replica answers (1) or is marked down (0), as this node last saw it.", []string{"peer"}, nil)
+
+// peerUpCollector reports the health of every peer the node has called.
+type peerUpCollector struct{ peers *health.Set }
+
+func (c peerUpCollector) Describe(ch chan<- *prometheus.Desc) { ch <- peerUpDesc }
+
+func (c peerUpCollector) Collect(ch chan<- prometheus.Metric) {
+	c.peers.Each(func(name string, p *health.Peer) {
+		v := 0.0
+		if up, _ := p.Up(); up {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(peerUpDesc, prometheus.GaugeValue, v, name)
+	})
 }

@@ -29,9 +29,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/store"
+	"github.com/takodb/tako/internal/wire"
 )
 
 // Options configure a Node.
@@ -63,6 +65,9 @@ type Node struct {
 	store    *store.Store
 	api      *httpapi.Handler
 	local    replica
+	pool     *wire.Pool // connections to peers
+	peers    health.Set // whether each peer answers
+	frame    int        // the wire's frame size limit
 
 	cfg atomic.Pointer[config.Config]
 
@@ -72,11 +77,12 @@ type Node struct {
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
 
-	mu       sync.Mutex // guards closed
-	closed   bool
-	metrics  *nodeMetrics
-	listenMu sync.Mutex // guards httpAddr
-	httpAddr net.Addr
+	mu         sync.Mutex // guards closed
+	closed     bool
+	metrics    *nodeMetrics
+	listenMu   sync.Mutex // guards httpAddr, binaryAddr
+	httpAddr   net.Addr
+	binaryAddr net.Addr
 }
 
 // ErrNotInConfiguration is returned by New when the configuration does not
@@ -114,8 +120,10 @@ func New(opts Options) (*Node, error) {
 	}
 	n.local = localReplica{id: opts.ID, store: st}
 	n.cfg.Store(opts.Config)
+	n.frame = frameSize(opts.Config)
+	n.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: n.frame, Logger: logger})
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
-	n.metrics = newNodeMetrics(reg, st)
+	n.metrics = newNodeMetrics(reg, st, &n.peers)
 	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger})
 	return n, nil
 }
@@ -134,47 +142,89 @@ func (n *Node) HTTPAddr() net.Addr {
 	return n.httpAddr
 }
 
-// Run binds the node's ports from the configuration, serves until ctx is
-// done, then shuts down cleanly: listeners first, then requests in flight
-// (up to 10 s), then background work, then the store. It returns nil after a
-// clean shutdown caused by ctx, and an error when a port cannot be bound.
-// Run closes the node; it must not be called twice.
+// BinaryAddr returns the address the binary listener is bound to, or nil
+// before Run has bound it.
+func (n *Node) BinaryAddr() net.Addr {
+	n.listenMu.Lock()
+	defer n.listenMu.Unlock()
+	return n.binaryAddr
+}
+
+// frameSize is the wire's frame limit for the largest max_value_size of
+// the configuration, so that every value a deployment accepts fits a frame.
+func frameSize(cfg *config.Config) int {
+	largest := cfg.Active.MaxValueSize
+	if cfg.Target != nil && cfg.Target.MaxValueSize > largest {
+		largest = cfg.Target.MaxValueSize
+	}
+	return wire.FrameSizeFor(largest)
+}
+
+// Run binds the node's ports from the configuration (the binary port, and
+// the HTTP port when it has one), serves until ctx is done, then shuts down
+// cleanly: listeners first, then requests in flight (up to 10 s), then
+// background work, then the store. It returns nil after a clean shutdown
+// caused by ctx, and an error when a port cannot be bound. Run closes the
+// node; it must not be called twice.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.Close()
 	self, _, _ := n.cfg.Load().Node(n.id)
-	if self.HTTPPort == 0 {
-		n.logger.Info("node has no HTTP port in the configuration; serving nothing over HTTP", "node", n.id)
-		<-ctx.Done()
-		return nil
-	}
-	ln, err := net.Listen("tcp", self.HTTPAddr())
+	binLn, err := n.listen("the binary protocol", self.BinaryAddr())
 	if err != nil {
-		return fmt.Errorf("node %s: listening for HTTP on %s: %w", n.id, self.HTTPAddr(), err)
+		return err
+	}
+	var httpLn net.Listener
+	if self.HTTPPort != 0 {
+		if httpLn, err = n.listen("HTTP", self.HTTPAddr()); err != nil {
+			binLn.Close()
+			return err
+		}
 	}
 	n.listenMu.Lock()
-	n.httpAddr = ln.Addr()
+	n.binaryAddr = binLn.Addr()
+	if httpLn != nil {
+		n.httpAddr = httpLn.Addr()
+	}
 	n.listenMu.Unlock()
+
+	wireSrv := wire.NewServer(wire.ServerOptions{Handler: wireHandler{n}, Logger: n.logger, MaxFrameSize: n.frame})
 	srv := &http.Server{
 		Handler:           n.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
 	}
-	n.logger.Info("node serving", "node", n.id, "http", ln.Addr().String(), "deployment", n.deploymentName())
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- fmt.Errorf("serving the binary protocol: %w", wireSrv.Serve(binLn)) }()
+	servers := 1
+	httpAddr := "none"
+	if httpLn != nil {
+		servers++
+		httpAddr = httpLn.Addr().String()
+		go func() { serveErr <- fmt.Errorf("serving HTTP: %w", srv.Serve(httpLn)) }()
+	}
+	n.logger.Info("node serving", "node", n.id, "http", httpAddr, "binary", binLn.Addr().String(), "deployment", n.deploymentName())
+	var failed error
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
-		return fmt.Errorf("node %s: serving HTTP: %w", n.id, err)
+	case failed = <-serveErr:
+		servers--
 	}
 	n.logger.Info("node shutting down", "node", n.id)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		n.logger.Warn("requests still in flight at shutdown were cut off", "node", n.id, "err", err)
+		n.logger.Warn("HTTP requests still in flight at shutdown were cut off", "node", n.id, "err", err)
 	}
-	<-serveErr
+	if err := wireSrv.Shutdown(shutdownCtx); err != nil {
+		n.logger.Warn("binary requests still in flight at shutdown were cut off", "node", n.id, "err", err)
+	}
+	for range servers {
+		<-serveErr
+	}
+	if failed != nil {
+		return fmt.Errorf("node %s: %w", n.id, failed)
+	}
 	return nil
 }
 
@@ -197,6 +247,7 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.bgCancel()
 	n.bg.Wait()
+	n.pool.Close()
 	if err := n.store.Close(); err != nil {
 		return fmt.Errorf("node %s: closing the store: %w", n.id, err)
 	}

@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -211,3 +213,15 @@ func BenchmarkHTTPPost16(b *testing.B) {
 
 func BenchmarkHTTPGet16Ceiling(b *testing.B)  { benchmarkHTTP(b, startCeiling(b), "GET") }
 func BenchmarkHTTPPost16Ceiling(b *testing.B) { benchmarkHTTP(b, startCeiling(b), "POST") }
+
+// testLogger sends a node's logs to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

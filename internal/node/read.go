@@ -53,7 +53,7 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 			rec, found, err := r.Get(rctx, key)
 			answers <- readAnswer{i: i, rec: rec, found: found, err: err}
 		}) {
-			answers <- readAnswer{i: i, err: errors.New("node: shutting down")}
+			answers <- readAnswer{i: i, err: errShuttingDown}
 		}
 	}
 	ok := make([]bool, len(p.nodes))

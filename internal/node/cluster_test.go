@@ -1,0 +1,258 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/store"
+)
+
+// testCluster is several Nodes in this process, each with its own store on
+// disk and its own loopback ports, talking the binary protocol.
+type testCluster struct {
+	cfg    *config.Config
+	nodes  map[string]*Node
+	cancel map[string]context.CancelFunc
+	done   map[string]chan error
+	dirs   map[string]string
+}
+
+// startCluster runs the nodes of a configuration made of the given buckets
+// (bucket name → node ids) with buckets_per_key bpk and the extra deployment
+// settings.
+func startCluster(t *testing.T, buckets [][]string, bpk int, extra string) *testCluster {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "active_deployment: test\ndeployments:\n  test:\n%s    hash:\n      buckets_per_key: %d\n    buckets:\n", extra, bpk)
+	for i, ids := range buckets {
+		fmt.Fprintf(&b, "      b%d:\n", i+1)
+		for _, id := range ids {
+			ports := freeLoopbackPorts(t, 2)
+			fmt.Fprintf(&b, "        %s: [127.0.0.1, %d, %d]\n", id, ports[0], ports[1])
+		}
+	}
+	cfg, err := config.Parse([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCluster{cfg: cfg, nodes: map[string]*Node{}, cancel: map[string]context.CancelFunc{}, done: map[string]chan error{}, dirs: map[string]string{}}
+	for _, nd := range cfg.Nodes() {
+		c.dirs[nd.ID] = t.TempDir()
+		c.start(t, nd.ID)
+	}
+	t.Cleanup(func() {
+		for id := range c.nodes {
+			c.stop(t, id)
+		}
+	})
+	return c
+}
+
+func freeLoopbackPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+func (c *testCluster) start(t *testing.T, id string) {
+	t.Helper()
+	n, err := New(Options{ID: id, Config: c.cfg, DataDir: c.dirs[id], Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	for deadline := time.Now().Add(5 * time.Second); n.BinaryAddr() == nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s did not bind its ports", id)
+		}
+	}
+	c.nodes[id], c.cancel[id], c.done[id] = n, cancel, done
+}
+
+func (c *testCluster) stop(t *testing.T, id string) {
+	t.Helper()
+	if c.nodes[id] == nil {
+		return
+	}
+	c.cancel[id]()
+	if err := <-c.done[id]; err != nil {
+		t.Errorf("node %s: %v", id, err)
+	}
+	delete(c.nodes, id)
+}
+
+// localRecord reads a node's own store, bypassing coordination.
+func (c *testCluster) localRecord(t *testing.T, id string, key string) (store.Record, bool) {
+	t.Helper()
+	rec, found, err := c.nodes[id].local.Get(context.Background(), []byte(key))
+	if err != nil {
+		t.Fatalf("node %s local get: %v", id, err)
+	}
+	return rec, found
+}
+
+func (c *testCluster) replicaIDs(key string) []string {
+	var ids []string
+	for _, nd := range c.cfg.Replicas(nil, []byte(key)) {
+		ids = append(ids, nd.ID)
+	}
+	return ids
+}
+
+func TestWriteReachesEveryReplica(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1", "n2"}, {"n3", "n4"}, {"n5", "n6"}}, 2, "")
+	ctx := context.Background()
+	for i := range 50 {
+		key := fmt.Sprintf("key-%d", i)
+		coord := c.nodes[fmt.Sprintf("n%d", i%6+1)]
+		res, err := coord.Put(ctx, []byte(key), []byte("v"+key), 0)
+		if err != nil || res.Superseded {
+			t.Fatalf("Put %s via %s: %+v %v", key, coord.id, res, err)
+		}
+	}
+	// The quorum answered; the rest of the replicas get the write within
+	// the request timeout.
+	time.Sleep(200 * time.Millisecond)
+	for i := range 50 {
+		key := fmt.Sprintf("key-%d", i)
+		replicas := c.replicaIDs(key)
+		if len(replicas) != 4 {
+			t.Fatalf("%s has %d replicas, want 4", key, len(replicas))
+		}
+		for _, id := range replicas {
+			rec, found := c.localRecord(t, id, key)
+			if !found || string(rec.Value) != "v"+key {
+				t.Errorf("%s not on replica %s: %+v %v", key, id, rec, found)
+			}
+		}
+		for id := range c.nodes {
+			if !contains(replicas, id) {
+				if _, found := c.localRecord(t, id, key); found {
+					t.Errorf("%s stored on %s, which is not a replica", key, id)
+				}
+			}
+		}
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestReadRepairsStaleAndMissingReplicas(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "    read_quorum: all\n")
+	ctx := context.Background()
+	key := []byte("k")
+	// Plant different versions directly in the stores: n1 newest, n2 old,
+	// n3 nothing.
+	newest := store.Record{Timestamp: 2000, Value: []byte("new")}
+	if _, err := c.nodes["n1"].local.Put(ctx, key, newest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nodes["n2"].local.Put(ctx, key, store.Record{Timestamp: 1000, Value: []byte("old")}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.nodes["n3"].Get(ctx, key)
+	if err != nil || string(v.Value) != "new" || v.Timestamp != 2000 {
+		t.Fatalf("Get via n3: %+v %v, want the newest", v, err)
+	}
+	waitFor(t, "read repair", func() bool {
+		for _, id := range []string{"n1", "n2", "n3"} {
+			rec, found := c.localRecord(t, id, "k")
+			if !found || store.Compare(rec, newest) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestEqualTimestampsWithDifferentBytesConverge(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "    read_quorum: all\n")
+	ctx := context.Background()
+	key := []byte("tie")
+	a := store.Record{Timestamp: 5000, Value: []byte("aaa")}
+	b := store.Record{Timestamp: 5000, Value: []byte("bbb")}
+	c.nodes["n1"].local.Put(ctx, key, a)
+	c.nodes["n2"].local.Put(ctx, key, b)
+	want := a
+	if store.Compare(b, a) > 0 {
+		want = b
+	}
+	for _, via := range []string{"n1", "n2"} {
+		v, err := c.nodes[via].Get(ctx, key)
+		if err != nil || string(v.Value) != string(want.Value) {
+			t.Fatalf("Get via %s: %q %v, want %q", via, v.Value, err, want.Value)
+		}
+	}
+	waitFor(t, "convergence", func() bool {
+		r1, _ := c.localRecord(t, "n1", "tie")
+		r2, _ := c.localRecord(t, "n2", "tie")
+		return store.Compare(r1, want) == 0 && store.Compare(r2, want) == 0
+	})
+}
+
+func TestDownReplicaCostsOneTimeoutThenIsSkipped(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "    request_timeout: 500ms\n")
+	ctx := context.Background()
+	c.stop(t, "n3")
+	// A stopped node refuses connections: the pool fails fast. Either way,
+	// a quorum of 2 of 3 answers.
+	for i := range 20 {
+		start := time.Now()
+		if _, err := c.nodes["n1"].Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"), 0); err != nil {
+			t.Fatalf("Put with one replica down: %v", err)
+		}
+		if d := time.Since(start); d > 600*time.Millisecond {
+			t.Fatalf("Put %d took %v with one replica down", i, d)
+		}
+	}
+	if up, _ := c.nodes["n1"].peers.Peer("n3").Up(); up {
+		t.Fatal("n3 is not marked down on n1")
+	}
+	// With two replicas down and quorum 2 of 3, writes fail fast with 503.
+	c.stop(t, "n2")
+	start := time.Now()
+	_, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0)
+	if err == nil {
+		t.Fatal("Put succeeded with 2 of 3 replicas down")
+	}
+	if d := time.Since(start); d > 600*time.Millisecond {
+		t.Fatalf("failing Put took %v", d)
+	}
+	// n3 comes back: it is used again once a probe answers.
+	c.start(t, "n3")
+	waitFor(t, "n3 back up", func() bool {
+		_, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0)
+		return err == nil
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

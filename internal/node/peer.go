@@ -1,0 +1,174 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/health"
+	"github.com/takodb/tako/internal/httpapi"
+	"github.com/takodb/tako/internal/store"
+	"github.com/takodb/tako/internal/wire"
+)
+
+// errPeerDown is what a call to a peer that is marked down answers at once.
+var errPeerDown = errors.New("node: peer is down (skipped until a probe answers)")
+
+// remoteReplica is a peer's store, reached over the binary protocol with
+// the peer's internal operations.
+type remoteReplica struct {
+	n      *Node
+	node   config.Node
+	health *health.Peer
+}
+
+func (n *Node) remote(nd config.Node) remoteReplica {
+	return remoteReplica{n: n, node: nd, health: n.peers.Peer(nd.ID)}
+}
+
+func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
+	if !r.health.Allow() {
+		r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "skipped").Inc()
+		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), errPeerDown)
+	}
+	resp, err := r.n.pool.Call(ctx, r.node.BinaryAddr(), req)
+	if err != nil {
+		if peerFault(ctx, err) {
+			r.health.Failure()
+			r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "failed").Inc()
+		} else {
+			r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "error").Inc()
+		}
+		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), err)
+	}
+	r.health.Success()
+	r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "ok").Inc()
+	return resp, nil
+}
+
+// peerFault reports whether err says the peer is in trouble (as opposed to
+// a refusal of this one request, or the caller giving up).
+func peerFault(ctx context.Context, err error) bool {
+	var we *wire.Error
+	switch {
+	case errors.As(err, &we):
+		return we.Code == wire.CodeShuttingDown || we.Code == wire.CodeOverloaded
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded):
+		return false
+	}
+	return true
+}
+
+func (r remoteReplica) Get(ctx context.Context, key []byte) (store.Record, bool, error) {
+	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaGet, Key: key})
+	if err != nil {
+		return store.Record{}, false, err
+	}
+	return fromWire(resp.Record), resp.Found, nil
+}
+
+func (r remoteReplica) Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error) {
+	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaPut, Key: key, Record: toWire(rec)})
+	if err != nil {
+		return store.PutResult{}, err
+	}
+	var out store.Outcome
+	switch resp.Outcome {
+	case wire.OutcomeWritten:
+		out = store.Written
+	case wire.OutcomeUnchanged:
+		out = store.Unchanged
+	case wire.OutcomeStale:
+		out = store.Stale
+	default:
+		return store.PutResult{}, fmt.Errorf("replica %s: unknown outcome %v", r.node.ID, resp.Outcome)
+	}
+	return store.PutResult{Outcome: out, Current: fromWire(resp.Current)}, nil
+}
+
+func toWire(r store.Record) wire.Record {
+	return wire.Record{Timestamp: r.Timestamp, Tombstone: r.Tombstone, Value: r.Value}
+}
+
+func fromWire(r wire.Record) store.Record {
+	return store.Record{Timestamp: r.Timestamp, Tombstone: r.Tombstone, Value: r.Value}
+}
+
+// wireHandler serves the binary port: the internal operations touch only the
+// local store; the public ones coordinate like the HTTP API does.
+type wireHandler struct{ n *Node }
+
+func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Response {
+	n := h.n
+	switch req.Op {
+	case wire.OpPing:
+		return &wire.Response{Op: wire.OpPong}
+	case wire.OpReplicaGet:
+		rec, found, err := n.local.Get(ctx, req.Key)
+		if err != nil {
+			return errorResponse(err)
+		}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+	case wire.OpReplicaPut:
+		rec := fromWire(req.Record)
+		if rec.Timestamp <= 0 {
+			return errorResponse(fmt.Errorf("replica put without a timestamp: %w", httpapi.ErrBadRequest))
+		}
+		n.clock.Observe(rec.Timestamp)
+		res, err := n.local.Put(ctx, req.Key, rec)
+		if err != nil {
+			return errorResponse(err)
+		}
+		outcome := map[store.Outcome]wire.Outcome{store.Written: wire.OutcomeWritten, store.Unchanged: wire.OutcomeUnchanged, store.Stale: wire.OutcomeStale}[res.Outcome]
+		return &wire.Response{Op: wire.OpPutResponse, Outcome: outcome, Current: toWire(res.Current)}
+	case wire.OpGet:
+		rec, found, err := n.readRecord(ctx, req.Key)
+		if err != nil {
+			return errorResponse(err)
+		}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+	case wire.OpPut:
+		if size := int64(len(req.Record.Value)); size > n.MaxValueSize() {
+			return &wire.Response{Err: &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("value of %d bytes is larger than max_value_size (%d bytes)", size, n.MaxValueSize())}}
+		}
+		res, err := n.writeRecord(ctx, req.Key, fromWire(req.Record))
+		if err != nil {
+			return errorResponse(err)
+		}
+		if res.Superseded {
+			return &wire.Response{Op: wire.OpPutResponse, Outcome: wire.OutcomeStale, Current: wire.Record{Timestamp: res.Timestamp}}
+		}
+		cur := req.Record
+		cur.Timestamp = res.Timestamp
+		return &wire.Response{Op: wire.OpPutResponse, Outcome: wire.OutcomeWritten, Current: cur}
+	}
+	return &wire.Response{Err: &wire.Error{Code: wire.CodeUnknownOp, Message: fmt.Sprintf("op %v is not served here", req.Op)}}
+}
+
+// errorResponse maps an error to the wire's error codes.
+func errorResponse(err error) *wire.Response {
+	code := wire.CodeInternal
+	switch {
+	case errors.Is(err, httpapi.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		code = wire.CodeUnavailable
+	case errors.Is(err, httpapi.ErrBadRequest), errors.Is(err, store.ErrEmptyKey):
+		code = wire.CodeBadRequest
+	case errors.Is(err, store.ErrClosed), errors.Is(err, errShuttingDown):
+		code = wire.CodeShuttingDown
+	}
+	return &wire.Response{Err: &wire.Error{Code: code, Message: err.Error()}}
+}
+
+// errShuttingDown is returned for work refused because Close has begun.
+var errShuttingDown = errors.New("node: shutting down")
+
+// listen binds addr for the named purpose, with an error an operator can act on.
+func (n *Node) listen(purpose, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: listening for %s on %s: %w", n.id, purpose, addr, err)
+	}
+	return ln, nil
+}
