@@ -1,9 +1,9 @@
-// Command tako-node runs one Tako node: a replica that stores data and
-// coordinates the requests it receives across the key's replicas.
-//
-// This main only turns flags into node.Options; everything else lives in
-// internal/node.
-package main
+// Package programs holds the command lines of Tako's programs: each
+// function parses a program's flags, builds its options, runs it until
+// SIGTERM or SIGINT, and exits the process. The mains under cmd/ call one
+// each; tako-cluster calls them in the child processes it starts, so that
+// one binary can run a whole cluster.
+package programs
 
 import (
 	"context"
@@ -19,9 +19,10 @@ import (
 	"github.com/takodb/tako/internal/node"
 )
 
-const program = "tako-node"
-
-func main() {
+// Node is the tako-node program: it runs one node with the given arguments
+// (without the program name) and exits the process.
+func Node(args []string) {
+	const program = "tako-node"
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	id := fs.String("id", "", "the node's id in the configuration (required)")
 	cfgFile := fs.String("cfg", "", "configuration `FILE`, for use without a coordinator")
@@ -41,7 +42,7 @@ Every write is synced to disk before it is acknowledged.
 Example, the seed's standalone node (HTTP on localhost:5711):
   tako-node -id n1 -cfg examples/standalone.yaml
   curl -X POST --data-binary hello localhost:5711/values/greeting`)
-	cli.Parse(fs, os.Args[1:])
+	cli.Parse(fs, args)
 
 	switch {
 	case *id == "":
@@ -77,4 +78,5 @@ Example, the seed's standalone node (HTTP on localhost:5711):
 	if err := n.Run(ctx); err != nil {
 		cli.Exit(program, 1, err)
 	}
+	os.Exit(0)
 }

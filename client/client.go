@@ -1,0 +1,233 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/health"
+	"github.com/takodb/tako/internal/wire"
+)
+
+// Errors returned by the Client's methods.
+var (
+	// ErrNotFound: the key has no version, or its newest version is a delete.
+	ErrNotFound = errors.New("tako: not found")
+	// ErrUnavailable: no replica of the key could reach its quorum.
+	ErrUnavailable = errors.New("tako: too few replicas available")
+	// ErrBadRequest: the cluster refused the request as invalid.
+	ErrBadRequest = errors.New("tako: bad request")
+	// ErrTooLarge: the value is larger than the cluster's max_value_size.
+	ErrTooLarge = errors.New("tako: value too large")
+	// ErrClosed: the Client was closed.
+	ErrClosed = errors.New("tako: client closed")
+)
+
+// Version is one version of a key.
+type Version struct {
+	Timestamp int64 // microseconds since the Unix epoch
+	Deleted   bool  // the key was deleted at Timestamp
+	Value     []byte
+}
+
+// WriteResult is the outcome of a Put or Delete.
+type WriteResult struct {
+	// Timestamp of the stored version, or, when Superseded, of the newer
+	// version that won.
+	Timestamp int64
+	// Superseded: a newer write or delete of the key already existed, and
+	// nothing changed.
+	Superseded bool
+}
+
+// Options configure a Client. The zero value is ready to use.
+type Options struct {
+	// Timeout bounds one attempt at one replica. Zero means twice the
+	// deployment's request_timeout, so that the coordinating node has time
+	// to give up on its own slow replicas and answer.
+	Timeout time.Duration
+	// Logger receives connection errors. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Client sends requests to a Tako cluster. Create it with New or Open.
+type Client struct {
+	opts   Options
+	cfg    atomic.Pointer[config.Config]
+	pool   *wire.Pool
+	peers  health.Set
+	next   atomic.Uint64 // spreads requests over a key's replicas
+	closed atomic.Bool
+}
+
+// New returns a client of the cluster that cfg describes.
+func New(cfg *config.Config, opts Options) *Client {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{opts: opts}
+	c.cfg.Store(cfg)
+	c.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger})
+	return c
+}
+
+// Open returns a client of the cluster that the configuration file at path
+// describes.
+func Open(path string, opts Options) (*Client, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg, opts), nil
+}
+
+// SetConfig makes the client follow a new configuration. Requests in flight
+// finish with the one they started with.
+func (c *Client) SetConfig(cfg *config.Config) { c.cfg.Store(cfg) }
+
+// Config returns the configuration the client follows.
+func (c *Client) Config() *config.Config { return c.cfg.Load() }
+
+// Close closes the client's connections. It is idempotent.
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	return c.pool.Close()
+}
+
+func frameSize(cfg *config.Config) int {
+	largest := cfg.Active.MaxValueSize
+	if cfg.Target != nil && cfg.Target.MaxValueSize > largest {
+		largest = cfg.Target.MaxValueSize
+	}
+	return wire.FrameSizeFor(largest)
+}
+
+// Get returns the newest version of key. For a deleted key it returns the
+// tombstone's Version (Deleted set) together with ErrNotFound.
+func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
+	resp, err := c.do(ctx, &wire.Request{Op: wire.OpGet, Key: key})
+	if err != nil {
+		return Version{}, err
+	}
+	if !resp.Found {
+		return Version{}, ErrNotFound
+	}
+	v := Version{Timestamp: resp.Record.Timestamp, Deleted: resp.Record.Tombstone, Value: resp.Record.Value}
+	if v.Deleted {
+		return v, ErrNotFound
+	}
+	return v, nil
+}
+
+// Put stores value under key, stamped by the node that coordinates it.
+func (c *Client) Put(ctx context.Context, key, value []byte) (WriteResult, error) {
+	return c.PutAt(ctx, key, value, 0)
+}
+
+// PutAt stores value under key at timestamp ts (microseconds since the Unix
+// epoch); ts 0 lets the coordinating node stamp it.
+func (c *Client) PutAt(ctx context.Context, key, value []byte, ts int64) (WriteResult, error) {
+	return c.write(ctx, key, wire.Record{Timestamp: ts, Value: value})
+}
+
+// Delete deletes key with a tombstone stamped by the coordinating node.
+func (c *Client) Delete(ctx context.Context, key []byte) (WriteResult, error) {
+	return c.DeleteAt(ctx, key, 0)
+}
+
+// DeleteAt deletes key with a tombstone at timestamp ts (0: the node stamps it).
+func (c *Client) DeleteAt(ctx context.Context, key []byte, ts int64) (WriteResult, error) {
+	return c.write(ctx, key, wire.Record{Timestamp: ts, Tombstone: true})
+}
+
+func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteResult, error) {
+	resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Record: rec})
+	if err != nil {
+		return WriteResult{}, err
+	}
+	switch resp.Outcome {
+	case wire.OutcomeStale:
+		return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
+	case wire.OutcomeWritten, wire.OutcomeUnchanged:
+		return WriteResult{Timestamp: resp.Current.Timestamp}, nil
+	}
+	return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
+}
+
+// do sends req to the replicas of its key in turn, starting at a rotating
+// one and skipping those marked down, until one answers. Refusals of the
+// request itself (bad request, too large) are final; a replica that cannot
+// reach its quorum or does not answer makes the client try the next.
+func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if len(req.Key) == 0 {
+		return nil, fmt.Errorf("%w: the key is empty", ErrBadRequest)
+	}
+	if len(req.Key) > wire.MaxKeySize {
+		return nil, fmt.Errorf("%w: the key is %d bytes, larger than the limit of %d", ErrBadRequest, len(req.Key), wire.MaxKeySize)
+	}
+	cfg := c.cfg.Load()
+	replicas := cfg.Replicas(nil, req.Key)
+	timeout := c.opts.Timeout
+	if timeout == 0 {
+		timeout = 2 * cfg.Active.RequestTimeout
+	}
+	start := int(c.next.Add(1) % uint64(len(replicas)))
+	var errs []error
+	var skipped []int
+	try := func(idx int) (*wire.Response, error, bool) {
+		nd := replicas[idx]
+		peer := c.peers.Peer(nd.ID)
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := c.pool.Call(actx, nd.BinaryAddr(), req)
+		cancel()
+		if err == nil {
+			peer.Success()
+			return resp, nil, true
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err(), true
+		}
+		var we *wire.Error
+		if errors.As(err, &we) {
+			switch we.Code {
+			case wire.CodeBadRequest:
+				return nil, fmt.Errorf("%w: %s", ErrBadRequest, we.Message), true
+			case wire.CodeTooLarge:
+				return nil, fmt.Errorf("%w: %s", ErrTooLarge, we.Message), true
+			case wire.CodeUnavailable:
+				// The node answered; its view of the replicas did not
+				// reach the quorum. Another node may see more.
+				errs = append(errs, fmt.Errorf("%s: %w", nd.ID, err))
+				return nil, nil, false
+			}
+		}
+		peer.Failure()
+		errs = append(errs, fmt.Errorf("%s: %w", nd.ID, err))
+		return nil, nil, false
+	}
+	// First the replicas not marked down, then, rather than fail while any
+	// replica might answer, the ones that are.
+	for i := range replicas {
+		idx := (start + i) % len(replicas)
+		if !c.peers.Peer(replicas[idx].ID).Allow() {
+			skipped = append(skipped, idx)
+			continue
+		}
+		if resp, err, done := try(idx); done {
+			return resp, err
+		}
+	}
+	for _, idx := range skipped {
+		if resp, err, done := try(idx); done {
+			return resp, err
+		}
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}

@@ -1,0 +1,23 @@
+// Package client is Tako's Go client. It talks the binary protocol straight
+// to the nodes, with no proxy in between.
+//
+// A Client holds the cluster's configuration, so it knows the replicas of
+// every key: it sends each request to one of them, which coordinates it
+// across all the key's replicas (quorum writes, quorum reads with read
+// repair), and tries another replica when that one does not answer. One
+// pipelined connection per node, re-dialled with backoff, carries every
+// request to that node. A Client is safe for concurrent use; create one per
+// process and share it.
+//
+//	c, err := client.Open("examples/local_cluster.yaml", client.Options{})
+//	if err != nil { ... }
+//	defer c.Close()
+//	res, err := c.Put(ctx, []byte("greeting"), []byte("hello"))
+//	v, err := c.Get(ctx, []byte("greeting"))
+//
+// Errors: ErrNotFound for a key that has no version or was deleted (Get
+// also returns the tombstone's Version then), ErrUnavailable when no
+// replica could reach its quorum, ErrBadRequest for a request the cluster
+// refuses (an empty or oversized key, a timestamp too far in the future),
+// and the context's error when ctx ends first.
+package client

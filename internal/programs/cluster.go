@@ -1,0 +1,89 @@
+package programs
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/takodb/tako/internal/cli"
+	"github.com/takodb/tako/internal/localcluster"
+)
+
+// Cluster is the tako-cluster program: it runs every node of a
+// configuration and a proxy on this machine, and exits the process when
+// they have stopped. In child mode (see localcluster.ChildArgs) it runs one
+// node or proxy instead.
+func Cluster(args []string) {
+	if role, rest, ok := localcluster.ChildArgs(args); ok {
+		if role == localcluster.ChildNode {
+			Node(rest)
+		}
+		Proxy(rest)
+	}
+	const program = "tako-cluster"
+	fs := flag.NewFlagSet(program, flag.ContinueOnError)
+	port := fs.Int("p", 8080, "the proxy's HTTP `PORT` (0: no proxy)")
+	varDir := fs.String("v", "var/tako", "var `DIR`ectory: every node's data and every process's log")
+	debug := fs.Bool("d", false, "debug logging")
+	logFile := fs.String("l", "", "append tako-cluster's own logs to `FILE` instead of stderr")
+	cli.Usage(fs, "tako-cluster [FILE] [-p PORT] [-v DIR]", `
+Runs every node of the configuration FILE, and a proxy in front of them, as
+processes on this machine, for development and trials. With no FILE it runs
+the built-in local cluster: ten nodes on 127.0.0.1 (HTTP ports 5701-5710,
+binary ports 4701-4710) in five buckets of two, every key on two buckets
+(four nodes). Data and logs go under DIR/data/ID and DIR/log/ID.log. Ctrl-C
+stops them all.
+
+Example:
+  tako-cluster
+  curl -X POST --data-binary hello localhost:8080/values/greeting
+  curl localhost:8080/values/greeting`)
+	// FILE may come before or after the flags.
+	var file string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		file, args = args[0], args[1:]
+	}
+	cli.Parse(fs, args)
+	if fs.NArg() > 1 || (fs.NArg() == 1 && file != "") {
+		cli.Exit(program, 2, fmt.Errorf("want at most one configuration FILE, got %q (see tako-cluster -h)", fs.Args()))
+	}
+	if fs.NArg() == 1 {
+		file = fs.Arg(0)
+	}
+	if *port < 0 || *port > 65535 {
+		cli.Exit(program, 2, errors.New("-p: port "+strconv.Itoa(*port)+" out of range 0-65535"))
+	}
+	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
+	defer closeLog.Close()
+	if file == "" {
+		file = filepath.Join(*varDir, "etc", "local_cluster.yaml")
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			cli.Exit(program, 1, err)
+		}
+		if err := os.WriteFile(file, localcluster.DefaultConfig, 0o644); err != nil {
+			cli.Exit(program, 1, fmt.Errorf("writing the built-in configuration: %w", err))
+		}
+		logger.Info("using the built-in local cluster configuration", "written_to", file)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		cli.Exit(program, 1, fmt.Errorf("finding this program's binary: %w", err))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err = localcluster.Run(ctx, localcluster.Options{ConfigPath: file, ProxyPort: *port, VarDir: *varDir, Exe: exe, Logger: logger})
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
+	os.Exit(0)
+}

@@ -1,0 +1,187 @@
+// Package proxy is Tako's HTTP proxy: the HTTP API of CONTRACT.md in front
+// of a cluster, built on the Go client. It stores nothing; every request
+// goes over the binary protocol to a replica of its key, which coordinates
+// it.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/takodb/tako/client"
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/httpapi"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	// ID names the proxy in logs. If blank, "p1".
+	ID string
+	// Config is the cluster configuration. Required.
+	Config *config.Config
+	// Addr is the HTTP listen address, HOST:PORT; a blank HOST listens on
+	// every interface. Required.
+	Addr string
+	// Logger receives the proxy's logs. If nil, logs are discarded.
+	Logger *slog.Logger
+	// Registry receives the proxy's metrics and is served on /metrics. If
+	// nil, a new registry with the Go and process collectors is used.
+	Registry *prometheus.Registry
+}
+
+// Proxy serves the HTTP API for a cluster.
+type Proxy struct {
+	id     string
+	addr   string
+	logger *slog.Logger
+	client *client.Client
+	api    *httpapi.Handler
+
+	mu    sync.Mutex // guards bound
+	bound net.Addr
+}
+
+// New returns a proxy for the cluster of opts.Config.
+func New(opts Options) (*Proxy, error) {
+	if opts.Config == nil || opts.Addr == "" {
+		return nil, errors.New("proxy: Options.Config and Addr are required")
+	}
+	if opts.ID == "" {
+		opts.ID = "p1"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	p := &Proxy{
+		id:     opts.ID,
+		addr:   opts.Addr,
+		logger: opts.Logger,
+		client: client.New(opts.Config, client.Options{Logger: opts.Logger}),
+	}
+	p.api = httpapi.NewHandler(httpapi.Options{Backend: backend{p.client}, Registry: reg, Logger: opts.Logger})
+	return p, nil
+}
+
+// Handler returns the proxy's HTTP handler.
+func (p *Proxy) Handler() http.Handler { return p.api }
+
+// Addr returns the bound HTTP address, or nil before Run bound it.
+func (p *Proxy) Addr() net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bound
+}
+
+// Run serves HTTP until ctx is done, then shuts down cleanly (requests in
+// flight get up to 10 s) and closes the client. It returns an error when the
+// address cannot be bound.
+func (p *Proxy) Run(ctx context.Context) error {
+	defer p.client.Close()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("proxy %s: listening for HTTP on %s: %w", p.id, p.addr, err)
+	}
+	p.mu.Lock()
+	p.bound = ln.Addr()
+	p.mu.Unlock()
+	srv := &http.Server{
+		Handler:           p.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(p.logger.Handler(), slog.LevelWarn),
+	}
+	cfg := p.client.Config()
+	p.logger.Info("proxy serving", "proxy", p.id, "http", ln.Addr().String(), "deployment", cfg.Active.Name, "nodes", len(cfg.Nodes()))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("proxy %s: serving HTTP: %w", p.id, err)
+	}
+	p.logger.Info("proxy shutting down", "proxy", p.id)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		p.logger.Warn("requests still in flight at shutdown were cut off", "proxy", p.id, "err", err)
+	}
+	<-serveErr
+	p.logger.Info("proxy stopped", "proxy", p.id)
+	return nil
+}
+
+// backend adapts the client to the HTTP API.
+type backend struct{ c *client.Client }
+
+var _ httpapi.Backend = backend{}
+
+func (b backend) Get(ctx context.Context, key []byte) (httpapi.Version, error) {
+	v, err := b.c.Get(ctx, key)
+	if errors.Is(err, client.ErrNotFound) && v.Deleted {
+		return httpapi.Version{Timestamp: v.Timestamp, Deleted: true}, nil
+	}
+	if err != nil {
+		return httpapi.Version{}, apiError(err)
+	}
+	return httpapi.Version{Timestamp: v.Timestamp, Value: v.Value}, nil
+}
+
+func (b backend) Stat(ctx context.Context, key []byte) (httpapi.Version, error) {
+	return b.Get(ctx, key)
+}
+
+func (b backend) Put(ctx context.Context, key, value []byte, ts int64) (httpapi.WriteResult, error) {
+	res, err := b.c.PutAt(ctx, key, value, ts)
+	if err != nil {
+		return httpapi.WriteResult{}, apiError(err)
+	}
+	return httpapi.WriteResult{Timestamp: res.Timestamp, Superseded: res.Superseded}, nil
+}
+
+func (b backend) Delete(ctx context.Context, key []byte, ts int64) (httpapi.WriteResult, error) {
+	res, err := b.c.DeleteAt(ctx, key, ts)
+	if err != nil {
+		return httpapi.WriteResult{}, apiError(err)
+	}
+	return httpapi.WriteResult{Timestamp: res.Timestamp, Superseded: res.Superseded}, nil
+}
+
+func (b backend) Ready() bool { return b.c.Config() != nil }
+
+// MaxValueSize is the smallest max_value_size of the deployments a write
+// goes to, so that no replica refuses what the proxy accepted.
+func (b backend) MaxValueSize() int64 {
+	cfg := b.c.Config()
+	limit := cfg.Active.MaxValueSize
+	if cfg.Target != nil && cfg.Target.MaxValueSize < limit {
+		limit = cfg.Target.MaxValueSize
+	}
+	return limit
+}
+
+// apiError maps the client's errors to the HTTP API's.
+func apiError(err error) error {
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		return httpapi.ErrNotFound
+	case errors.Is(err, client.ErrUnavailable):
+		return fmt.Errorf("%w: %v", httpapi.ErrUnavailable, err)
+	case errors.Is(err, client.ErrBadRequest), errors.Is(err, client.ErrTooLarge):
+		return fmt.Errorf("%w: %v", httpapi.ErrBadRequest, err)
+	}
+	return err
+}
