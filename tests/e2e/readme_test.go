@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -40,18 +41,20 @@ func TestReadmeCommandsWork(t *testing.T) {
 		t.Fatalf("README set-up block is not exactly (run; test): %q", setup)
 	}
 	run := strings.TrimSpace(strings.SplitN(setup[0], "#", 2)[0])
-	const goRun = "go run ./cmd/tako-node "
+	const goRun = "go run ./cmd/tako-cluster"
 	if !strings.HasPrefix(run, goRun) {
 		t.Fatalf("README run command %q does not start with %q", run, goRun)
 	}
-	ln, err := net.Listen("tcp", "localhost:5711")
-	if err != nil {
-		t.Skipf("port 5711 is taken on this machine (%v); the README's node cannot start here", err)
+	for _, port := range []int{8080, 4700, 4701, 4710, 5701, 5710} {
+		ln, err := net.Listen("tcp", fmt.Sprintf("localhost:%d", port))
+		if err != nil {
+			t.Skipf("port %d is taken on this machine (%v); the README's cluster cannot start here", port, err)
+		}
+		ln.Close()
 	}
-	ln.Close()
 	args := append(strings.Fields(strings.TrimPrefix(run, goRun)), "-v", t.TempDir())
-	node := start(t, "../..", "tako-node", args...)
-	waitHealthy(t, node, "http://localhost:5711")
+	node := start(t, "../..", "tako-cluster", args...)
+	waitHealthy(t, node, "http://localhost:8080")
 
 	want := []string{
 		"HTTP/1.1 200",             // POST
@@ -77,6 +80,6 @@ func TestReadmeCommandsWork(t *testing.T) {
 		}
 	}
 	if err := node.stop(t); err != nil {
-		t.Fatalf("node exit after SIGTERM: %v", err)
+		t.Fatalf("tako-cluster exit after SIGTERM: %v", err)
 	}
 }
