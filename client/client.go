@@ -46,9 +46,12 @@ type WriteResult struct {
 
 // Options configure a Client. The zero value is ready to use.
 type Options struct {
-	// Timeout bounds one attempt at one replica. Zero means twice the
-	// deployment's request_timeout, so that the coordinating node has time
-	// to give up on its own slow replicas and answer.
+	// Timeout bounds one attempt at one replica. Zero means the
+	// deployment's request_timeout plus a tenth: the coordinating node
+	// gives up on its own slow replicas after request_timeout and answers,
+	// so only a node that is itself down makes the attempt time out. Such
+	// a node is then marked down and skipped until a probe answers: it
+	// costs one timeout, once.
 	Timeout time.Duration
 	// Logger receives connection errors. Nil discards them.
 	Logger *slog.Logger
@@ -176,7 +179,7 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, err
 	replicas := cfg.Replicas(nil, req.Key)
 	timeout := c.opts.Timeout
 	if timeout == 0 {
-		timeout = 2 * cfg.Active.RequestTimeout
+		timeout = cfg.Active.RequestTimeout + cfg.Active.RequestTimeout/10
 	}
 	start := int(c.next.Add(1) % uint64(len(replicas)))
 	var errs []error

@@ -1,0 +1,111 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/takodb/tako/client"
+	"github.com/takodb/tako/internal/testcluster"
+)
+
+func startCluster(t *testing.T, spec testcluster.Spec) *testcluster.Cluster {
+	t.Helper()
+	c, err := testcluster.Start(t.TempDir(), spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestClientRetriesAnotherReplicaWhenOneIsDown(t *testing.T) {
+	cl := startCluster(t, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 3, Extra: []string{"request_timeout: 500ms"}})
+	c := client.New(cl.Config, client.Options{})
+	defer c.Close()
+	ctx := context.Background()
+	for i := range 30 {
+		if _, err := c.Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+			t.Fatalf("Put k%d: %v", i, err)
+		}
+	}
+	if err := cl.StopNode("n2"); err != nil {
+		t.Fatal(err)
+	}
+	// Every key has n2 as a replica, and the client starts at each replica
+	// in turn: a third of the requests go to n2 first and must be retried.
+	start := time.Now()
+	for i := range 30 {
+		v, err := c.Get(ctx, []byte(fmt.Sprintf("k%d", i)))
+		if err != nil || string(v.Value) != "v" {
+			t.Fatalf("Get k%d with n2 down: %+v %v", i, v, err)
+		}
+		if _, err := c.Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("w")); err != nil {
+			t.Fatalf("Put k%d with n2 down: %v", i, err)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("60 requests with one replica down took %v", d)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	cl := startCluster(t, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}}, BucketsPerKey: 2, Extra: []string{"max_value_size: 1KiB", "max_timestamp_ahead: 1m"}})
+	c := client.New(cl.Config, client.Options{})
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"missing key", func() error { _, err := c.Get(ctx, []byte("nope")); return err }, client.ErrNotFound},
+		{"empty key", func() error { _, err := c.Put(ctx, nil, []byte("v")); return err }, client.ErrBadRequest},
+		{"key too long", func() error { _, err := c.Get(ctx, bytes.Repeat([]byte("k"), 4097)); return err }, client.ErrBadRequest},
+		{"value too large", func() error { _, err := c.Put(ctx, []byte("big"), make([]byte, 2048)); return err }, client.ErrTooLarge},
+		{"timestamp far ahead", func() error {
+			_, err := c.PutAt(ctx, []byte("f"), []byte("v"), time.Now().Add(time.Hour).UnixMicro())
+			return err
+		}, client.ErrBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	// A deleted key: ErrNotFound with the tombstone's version.
+	c.Put(ctx, []byte("d"), []byte("v"))
+	del, _ := c.Delete(ctx, []byte("d"))
+	v, err := c.Get(ctx, []byte("d"))
+	if !errors.Is(err, client.ErrNotFound) || !v.Deleted || v.Timestamp != del.Timestamp {
+		t.Fatalf("Get deleted: %+v %v (delete at %d)", v, err, del.Timestamp)
+	}
+	c.Close()
+	if _, err := c.Get(ctx, []byte("d")); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
+
+func TestClientUnavailableWhenTooManyReplicasAreDown(t *testing.T) {
+	cl := startCluster(t, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 3, Extra: []string{"request_timeout: 300ms"}})
+	c := client.New(cl.Config, client.Options{})
+	defer c.Close()
+	cl.StopNode("n2")
+	cl.StopNode("n3")
+	start := time.Now()
+	_, err := c.Put(context.Background(), []byte("k"), []byte("v"))
+	if !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("Put with 2 of 3 down: %v, want ErrUnavailable", err)
+	}
+	if !strings.Contains(err.Error(), "n1") {
+		t.Errorf("error does not say what n1 answered: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("failing Put took %v", d)
+	}
+}

@@ -1,0 +1,74 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+
+	"github.com/takodb/tako/client"
+	"github.com/takodb/tako/internal/testcluster"
+)
+
+// Example writes, reads and deletes a key. The cluster here runs inside the
+// example's process; against a real cluster, pass its configuration file
+// (for instance the one tako-cluster writes to var/tako/etc/) to Open.
+func Example() {
+	dir, _ := os.MkdirTemp("", "tako-example-")
+	defer os.RemoveAll(dir)
+	cluster, err := testcluster.Start(dir, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 2}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cluster.Close()
+
+	c, err := client.Open(cluster.ConfigPath, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+
+	if _, err := c.Put(ctx, []byte("greeting"), []byte("hello, world")); err != nil {
+		log.Fatal(err)
+	}
+	v, err := c.Get(ctx, []byte("greeting"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s\n", v.Value)
+
+	if _, err := c.Delete(ctx, []byte("greeting")); err != nil {
+		log.Fatal(err)
+	}
+	_, err = c.Get(ctx, []byte("greeting"))
+	fmt.Println(errors.Is(err, client.ErrNotFound))
+	// Output:
+	// hello, world
+	// true
+}
+
+// ExampleClient_PutAt shows timestamps: the newest write wins, and an older
+// one is reported as superseded.
+func ExampleClient_PutAt() {
+	dir, _ := os.MkdirTemp("", "tako-example-")
+	defer os.RemoveAll(dir)
+	cluster, err := testcluster.Start(dir, testcluster.Spec{Buckets: [][]string{{"n1"}}, BucketsPerKey: 1}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cluster.Close()
+	c := client.New(cluster.Config, client.Options{})
+	defer c.Close()
+	ctx := context.Background()
+
+	c.PutAt(ctx, []byte("k"), []byte("newer"), 2_000_000)
+	res, _ := c.PutAt(ctx, []byte("k"), []byte("older"), 1_000_000)
+	fmt.Println(res.Superseded, res.Timestamp)
+	v, _ := c.Get(ctx, []byte("k"))
+	fmt.Printf("%s\n", v.Value)
+	// Output:
+	// true 2000000
+	// newer
+}

@@ -1,0 +1,69 @@
+// Package lint holds tests that keep the code base in shape: the arrows of
+// which package may import which (STYLE.md), checked with go list.
+package lint
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/takodb/tako/"
+
+// allowed lists, for each package, the Tako packages it may import
+// directly. A package missing here may import nothing of Tako's.
+var allowed = map[string][]string{
+	"cmd/tako-node":         {"internal/programs"},
+	"cmd/tako-proxy":        {"internal/programs"},
+	"cmd/tako-cluster":      {"internal/programs"},
+	"cmd/tako-bench":        {"client", "internal/cli", "internal/loadgen"},
+	"internal/programs":     {"internal/cli", "internal/config", "internal/node", "internal/proxy", "internal/localcluster"},
+	"internal/localcluster": {"internal/config"},
+	"internal/proxy":        {"client", "internal/config", "internal/httpapi"},
+	"internal/node":         {"internal/config", "internal/health", "internal/hlc", "internal/httpapi", "internal/store", "internal/wire"},
+	"internal/testcluster":  {"internal/config", "internal/node"},
+	"internal/loadgen":      {"client"},
+	"client":                {"internal/config", "internal/health", "internal/wire"},
+	"internal/config":       {"internal/ring"},
+	"internal/ring":         {"internal/keyhash"},
+	"internal/store":        {"internal/keyhash"},
+	// internal/wire, internal/httpapi, internal/keyhash, internal/hlc,
+	// internal/health, internal/cli: no Tako package.
+}
+
+func TestImportArrows(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", module+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := 0
+	for dec.More() {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		name := strings.TrimPrefix(p.ImportPath, module)
+		for _, imp := range p.Imports {
+			if !strings.HasPrefix(imp, module) {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, module)
+			ok := false
+			for _, a := range allowed[name] {
+				ok = ok || a == dep
+			}
+			if !ok {
+				t.Errorf("%s imports %s, which the layout does not allow (internal/lint/imports_test.go lists the arrows)", name, dep)
+			}
+		}
+	}
+	if seen < 10 {
+		t.Fatalf("go list saw only %d packages", seen)
+	}
+}

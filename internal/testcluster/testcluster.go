@@ -1,0 +1,157 @@
+// Package testcluster runs a whole Tako cluster inside one process, for
+// tests and examples: one node.Node per node of a configuration, each with
+// a real store in its own directory and real loopback ports, talking the
+// binary protocol. Tests of whole programs use real processes instead
+// (tests/e2e).
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/node"
+)
+
+// Cluster is the running nodes of one configuration.
+type Cluster struct {
+	// Config is the configuration the nodes run.
+	Config *config.Config
+	// ConfigPath is the configuration written to a file.
+	ConfigPath string
+
+	dir     string
+	logger  *slog.Logger
+	nodes   map[string]*node.Node
+	cancels map[string]context.CancelFunc
+	done    map[string]chan error
+}
+
+// Spec describes a cluster: Buckets lists each bucket's node ids.
+type Spec struct {
+	Buckets       [][]string
+	BucketsPerKey int
+	// Extra is added to the deployment's settings, indented by 4 spaces,
+	// one "key: value" per line, for example "read_quorum: all".
+	Extra []string
+}
+
+// Start writes a configuration of spec on free loopback ports into dir,
+// starts every node, and returns once all of them listen. Stop the
+// cluster with Close.
+func Start(dir string, spec Spec, logger *slog.Logger) (*Cluster, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "active_deployment: test\ndeployments:\n  test:\n")
+	for _, e := range spec.Extra {
+		fmt.Fprintf(&b, "    %s\n", e)
+	}
+	fmt.Fprintf(&b, "    hash:\n      buckets_per_key: %d\n    buckets:\n", max(spec.BucketsPerKey, 1))
+	for i, ids := range spec.Buckets {
+		fmt.Fprintf(&b, "      b%d:\n", i+1)
+		for _, id := range ids {
+			ports, err := freePorts(2)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(&b, "        %s: [127.0.0.1, %d, %d]\n", id, ports[0], ports[1])
+		}
+	}
+	path := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Config: cfg, ConfigPath: path, dir: dir, logger: logger,
+		nodes: map[string]*node.Node{}, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}}
+	for _, nd := range cfg.Nodes() {
+		if err := c.StartNode(nd.ID); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// StartNode starts (or restarts) the node id with its data directory.
+func (c *Cluster) StartNode(id string) error {
+	if c.nodes[id] != nil {
+		return fmt.Errorf("testcluster: node %s is running", id)
+	}
+	n, err := node.New(node.Options{ID: id, Config: c.Config, DataDir: filepath.Join(c.dir, "data", id), Logger: c.logger.With("node", id)})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); n.BinaryAddr() == nil; time.Sleep(2 * time.Millisecond) {
+		select {
+		case err := <-done:
+			cancel()
+			return fmt.Errorf("testcluster: node %s: %w", id, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			return fmt.Errorf("testcluster: node %s did not bind its ports in 10 s", id)
+		}
+	}
+	c.nodes[id], c.cancels[id], c.done[id] = n, cancel, done
+	return nil
+}
+
+// StopNode stops the node id cleanly; its data stays.
+func (c *Cluster) StopNode(id string) error {
+	if c.nodes[id] == nil {
+		return nil
+	}
+	c.cancels[id]()
+	err := <-c.done[id]
+	delete(c.nodes, id)
+	return err
+}
+
+// Node returns the running node id, or nil.
+func (c *Cluster) Node(id string) *node.Node { return c.nodes[id] }
+
+// HTTPURL returns the base URL of the node id's HTTP port.
+func (c *Cluster) HTTPURL(id string) string {
+	nd, _, _ := c.Config.Node(id)
+	return "http://" + nd.HTTPAddr()
+}
+
+// Close stops every node.
+func (c *Cluster) Close() error {
+	var first error
+	for id := range c.nodes {
+		if err := c.StopNode(id); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
