@@ -27,6 +27,9 @@ type Config struct {
 	// Deployments holds every deployment of the file, Active and Target
 	// included, by name.
 	Deployments map[string]*Deployment
+
+	// order is the deployments' names in file order.
+	order []string
 }
 
 // Coordinator is a coordinator server: it serves the configuration over HTTP.

@@ -818,6 +818,9 @@ func (p *parser) config(root *yaml.Node) *Config {
 			for _, de := range des {
 				info := p.deployment(de.key, de.k, de.v)
 				deps = append(deps, info)
+				if _, dup := c.Deployments[de.key]; !dup {
+					c.order = append(c.order, de.key)
+				}
 				c.Deployments[de.key] = info.d
 			}
 		default:

@@ -1,0 +1,130 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// MarshalJSON returns the canonical JSON form of the configuration: every
+// setting written out (defaults included), deployments, buckets, nodes and
+// coordinators in the order of the file they came from, durations as Go
+// duration strings and sizes in bytes. Parse reads it back to an equal
+// Config, and two files that differ only in comments, layout or spelled-out
+// defaults have the same canonical form: the coordinator serves it, and
+// compares it to tell whether a reload changed anything.
+func (c *Config) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	if c.MasterCoordinator != "" {
+		writeKey(&b, "master_coordinator", true)
+		writeString(&b, c.MasterCoordinator)
+		b.WriteByte(',')
+	}
+	if len(c.Coordinators) > 0 {
+		writeKey(&b, "coordinators", true)
+		b.WriteByte('{')
+		for i, co := range c.Coordinators {
+			writeKey(&b, co.ID, i == 0)
+			b.WriteByte('[')
+			writeString(&b, co.Host)
+			b.WriteByte(',')
+			b.WriteString(strconv.Itoa(co.Port))
+			b.WriteByte(']')
+		}
+		b.WriteString("},")
+	}
+	writeKey(&b, "active_deployment", true)
+	writeString(&b, c.Active.Name)
+	if c.Target != nil {
+		writeKey(&b, "target_deployment", false)
+		writeString(&b, c.Target.Name)
+	}
+	writeKey(&b, "deployments", false)
+	b.WriteByte('{')
+	for i, d := range c.deploymentsInOrder() {
+		writeKey(&b, d.Name, i == 0)
+		d.writeJSON(&b)
+	}
+	b.WriteString("}}")
+	return b.Bytes(), nil
+}
+
+// deploymentsInOrder returns the deployments in file order.
+func (c *Config) deploymentsInOrder() []*Deployment {
+	if len(c.order) == len(c.Deployments) {
+		out := make([]*Deployment, 0, len(c.order))
+		for _, name := range c.order {
+			out = append(out, c.Deployments[name])
+		}
+		return out
+	}
+	// A Config built by hand: active, then target.
+	out := []*Deployment{c.Active}
+	if c.Target != nil {
+		out = append(out, c.Target)
+	}
+	return out
+}
+
+func (d *Deployment) writeJSON(b *bytes.Buffer) {
+	b.WriteByte('{')
+	writeKey(b, "read_repair", true)
+	b.WriteString(strconv.FormatBool(d.ReadRepair))
+	writeKey(b, "background_repair", false)
+	b.WriteString(strconv.FormatBool(d.BackgroundRepair))
+	writeKey(b, "background_repair_interval", false)
+	writeDuration(b, d.BackgroundRepairInterval)
+	writeKey(b, "write_quorum", false)
+	writeString(b, d.WriteQuorum.String())
+	writeKey(b, "read_quorum", false)
+	writeString(b, d.ReadQuorum.String())
+	writeKey(b, "request_timeout", false)
+	writeDuration(b, d.RequestTimeout)
+	writeKey(b, "max_value_size", false)
+	b.WriteString(strconv.FormatInt(d.MaxValueSize, 10))
+	writeKey(b, "max_timestamp_ahead", false)
+	writeDuration(b, d.MaxTimestampAhead)
+	writeKey(b, "hash", false)
+	b.WriteString(`{"buckets_per_key":`)
+	b.WriteString(strconv.Itoa(d.BucketsPerKey))
+	b.WriteString(`,"points_per_bucket":`)
+	b.WriteString(strconv.Itoa(d.PointsPerBucket))
+	b.WriteByte('}')
+	writeKey(b, "buckets", false)
+	b.WriteByte('{')
+	for i, bucket := range d.Buckets {
+		writeKey(b, bucket.Name, i == 0)
+		b.WriteByte('{')
+		for j, n := range bucket.Nodes {
+			writeKey(b, n.ID, j == 0)
+			b.WriteByte('[')
+			writeString(b, n.Host)
+			if n.HTTPPort != 0 {
+				b.WriteByte(',')
+				b.WriteString(strconv.Itoa(n.HTTPPort))
+			}
+			b.WriteByte(',')
+			b.WriteString(strconv.Itoa(n.BinaryPort))
+			b.WriteByte(']')
+		}
+		b.WriteByte('}')
+	}
+	b.WriteString("}}")
+}
+
+func writeKey(b *bytes.Buffer, k string, first bool) {
+	if !first {
+		b.WriteByte(',')
+	}
+	writeString(b, k)
+	b.WriteByte(':')
+}
+
+func writeString(b *bytes.Buffer, s string) {
+	enc, _ := json.Marshal(s) // a string always marshals
+	b.Write(enc)
+}
+
+func writeDuration(b *bytes.Buffer, d time.Duration) { writeString(b, d.String()) }
