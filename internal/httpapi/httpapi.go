@@ -165,6 +165,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 	path := r.URL.Path
 	switch {
+	case (strings.HasPrefix(path, "/values/") || strings.HasPrefix(path, "/stat/")) && !h.backend.Ready():
+		w.Header().Set("Retry-After", "1")
+		textReply(w, http.StatusServiceUnavailable, "not serving: this process has no configuration that names it (see its log)")
+		return opOther
 	case strings.HasPrefix(path, "/values/"):
 		key := path[len("/values/"):]
 		switch r.Method {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -255,4 +256,57 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+func TestNodeRemovedFromTheConfigurationStopsTakingPart(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
+	ctx := context.Background()
+	without, err := config.Parse([]byte(strings.Replace(mustJSON(t, c.cfg), `"b3":{"n3":`, `"b3":{"n9":`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		n.SetConfig(without, 2)
+	}
+	n3 := c.nodes["n3"]
+	if n3.Ready() {
+		t.Fatal("n3 is ready without being in the configuration")
+	}
+	resp, err := http.Get("http://" + n3.HTTPAddr().String() + "/values/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("GET on a removed node: %d, want 503", resp.StatusCode)
+	}
+	// Writes through n1 no longer go to n3.
+	if _, err := c.nodes["n1"].Put(ctx, []byte("after"), []byte("v"), 0); err == nil {
+		// n9 does not exist, so quorum 2 of 3 comes from n1 and n2.
+		time.Sleep(100 * time.Millisecond)
+		if _, found, _ := n3.local.Get(ctx, []byte("after")); found {
+			t.Fatal("a removed node still received a write")
+		}
+	} else {
+		t.Fatalf("Put after removing n3: %v", err)
+	}
+	// Named again, it serves again.
+	for _, n := range c.nodes {
+		n.SetConfig(c.cfg, 3)
+	}
+	if !n3.Ready() {
+		t.Fatal("n3 not ready after being named again")
+	}
+	if _, err := n3.Get(ctx, []byte("after")); err != nil {
+		t.Fatalf("Get via n3 after it came back: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, c *config.Config) string {
+	t.Helper()
+	b, err := c.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

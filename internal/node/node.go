@@ -51,6 +51,8 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Wall is the wall clock for timestamps. If nil, time.Now.
 	Wall func() time.Time
+	// Epoch is the coordinator's epoch of Config; 0 when it comes from a file.
+	Epoch int64
 	// NoSync turns off syncing the write-ahead log before acknowledging a
 	// write. For benchmarks only: an acknowledged write can then be lost.
 	NoSync bool
@@ -69,7 +71,8 @@ type Node struct {
 	peers    health.Set // whether each peer answers
 	frame    int        // the wire's frame size limit
 
-	cfg atomic.Pointer[config.Config]
+	cfg   atomic.Pointer[config.Config]
+	epoch atomic.Int64 // of cfg, as the coordinator numbered it; 0 for a file
 
 	// background work (read repair, writes to slow replicas after the
 	// quorum answered) runs under bgCtx and is counted in bg.
@@ -120,12 +123,41 @@ func New(opts Options) (*Node, error) {
 	}
 	n.local = localReplica{id: opts.ID, store: st}
 	n.cfg.Store(opts.Config)
+	n.epoch.Store(opts.Epoch)
 	n.frame = frameSize(opts.Config)
 	n.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: n.frame, Logger: logger})
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 	n.metrics = newNodeMetrics(reg, st, &n.peers)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tako_config_epoch",
+		Help: "Epoch of the configuration this process follows (0: read from a file).",
+	}, func() float64 { return float64(n.epoch.Load()) }))
 	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger})
 	return n, nil
+}
+
+// SetConfig makes the node follow a new configuration, with the epoch the
+// coordinator gave it (0 for a file). Requests in flight finish with the
+// configuration they started with; new ones use the new one. A node that
+// the configuration no longer names stops serving (everything but /health
+// answers 503) until a configuration names it again. Ports are bound once:
+// a node whose own addresses change must be restarted, and says so.
+func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
+	old := n.cfg.Swap(cfg)
+	n.epoch.Store(epoch)
+	oldSelf, _, wasIn := old.Node(n.id)
+	self, d, isIn := cfg.Node(n.id)
+	switch {
+	case wasIn && !isIn:
+		n.logger.Warn("this node is not in the new configuration: serving nothing but /health (503) until a configuration names it again", "node", n.id, "epoch", epoch)
+	case !wasIn && isIn:
+		n.logger.Info("this node is in the configuration again: serving", "node", n.id, "epoch", epoch, "deployment", d.Name)
+	case isIn && (self.BinaryAddr() != oldSelf.BinaryAddr() || self.HTTPAddr() != oldSelf.HTTPAddr()):
+		n.logger.Warn("the configuration moved this node to new addresses; it keeps serving on the old ones until it is restarted",
+			"node", n.id, "binary", self.BinaryAddr(), "http", self.HTTPAddr(), "epoch", epoch)
+	default:
+		n.logger.Info("following a new configuration", "node", n.id, "epoch", epoch)
+	}
 }
 
 // Handler returns the node's HTTP API handler.

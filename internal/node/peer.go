@@ -102,6 +102,9 @@ type wireHandler struct{ n *Node }
 
 func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Response {
 	n := h.n
+	if req.Op != wire.OpPing && !n.Ready() {
+		return &wire.Response{Err: &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("node %s is not in its current configuration: not serving", n.id)}}
+	}
 	switch req.Op {
 	case wire.OpPing:
 		return &wire.Response{Op: wire.OpPong}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,8 @@ type Options struct {
 	Addr string
 	// Logger receives the proxy's logs. If nil, logs are discarded.
 	Logger *slog.Logger
+	// Epoch is the coordinator's epoch of Config; 0 when it comes from a file.
+	Epoch int64
 	// Registry receives the proxy's metrics and is served on /metrics. If
 	// nil, a new registry with the Go and process collectors is used.
 	Registry *prometheus.Registry
@@ -45,6 +48,8 @@ type Proxy struct {
 	logger *slog.Logger
 	client *client.Client
 	api    *httpapi.Handler
+
+	epoch atomic.Int64 // of the configuration, as the coordinator numbered it
 
 	mu    sync.Mutex // guards bound
 	bound net.Addr
@@ -72,8 +77,21 @@ func New(opts Options) (*Proxy, error) {
 		logger: opts.Logger,
 		client: client.New(opts.Config, client.Options{Logger: opts.Logger}),
 	}
+	p.epoch.Store(opts.Epoch)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tako_config_epoch",
+		Help: "Epoch of the configuration this process follows (0: read from a file).",
+	}, func() float64 { return float64(p.epoch.Load()) }))
 	p.api = httpapi.NewHandler(httpapi.Options{Backend: backend{p.client}, Registry: reg, Logger: opts.Logger})
 	return p, nil
+}
+
+// SetConfig makes the proxy route by a new configuration; requests in
+// flight finish with the one they started with.
+func (p *Proxy) SetConfig(cfg *config.Config, epoch int64) {
+	p.client.SetConfig(cfg)
+	p.epoch.Store(epoch)
+	p.logger.Info("following a new configuration", "proxy", p.id, "epoch", epoch, "deployment", cfg.Active.Name)
 }
 
 // Handler returns the proxy's HTTP handler.
