@@ -2,6 +2,10 @@
 // front of them, as child processes on this machine: tako-cluster, for
 // development and trials.
 //
+// When the configuration lists coordinators, they start first and the nodes
+// and the proxy follow them (-c), as in a production deployment; otherwise
+// every process reads the file (-cfg).
+//
 // The children are the running binary itself, re-executed in a child mode
 // (see ChildArgs), so that one binary, even one built by `go run`, runs the
 // whole cluster. Each child logs to DIR/log/ID.log and keeps its data under
@@ -40,8 +44,9 @@ var DefaultConfig []byte
 
 // The first argument that puts the binary in a child mode.
 const (
-	ChildNode  = "-child-node"
-	ChildProxy = "-child-proxy"
+	ChildNode        = "-child-node"
+	ChildProxy       = "-child-proxy"
+	ChildCoordinator = "-child-coordinator"
 )
 
 // Options configure Run.
@@ -96,12 +101,33 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	var children []*child
 	defer func() { stopAll(children, opts) }()
+	// The coordinators first; the nodes and the proxy then get the
+	// configuration from them (-c), as in a real deployment. A file with
+	// no coordinators is given to every process directly (-cfg).
+	source := []string{"-cfg", opts.ConfigPath}
+	if len(cfg.Coordinators) > 0 {
+		source = nil
+		var coordinators []*child
+		for _, co := range cfg.Coordinators {
+			c := &child{id: co.ID, role: "coordinator", log: filepath.Join(logDir, co.ID+".log"), health: "http://" + co.Addr() + "/health"}
+			args := []string{ChildCoordinator, "-id", co.ID, "-cfg", opts.ConfigPath, "-v", opts.VarDir, "-l", c.log}
+			if err := startChild(c, opts.Exe, args); err != nil {
+				return err
+			}
+			children = append(children, c)
+			coordinators = append(coordinators, c)
+			source = append(source, "-c", co.Addr())
+		}
+		if err := waitUp(ctx, cfg, coordinators); err != nil {
+			return err
+		}
+	}
 	for _, nd := range cfg.Nodes() {
 		c := &child{id: nd.ID, role: "node " + nd.Bucket, log: filepath.Join(logDir, nd.ID+".log")}
 		if nd.HTTPPort != 0 {
 			c.health = "http://" + nd.HTTPAddr() + "/health"
 		}
-		args := []string{ChildNode, "-id", nd.ID, "-cfg", opts.ConfigPath, "-v", opts.VarDir, "-l", c.log}
+		args := append([]string{ChildNode, "-id", nd.ID, "-v", opts.VarDir, "-l", c.log}, source...)
 		if err := startChild(c, opts.Exe, args); err != nil {
 			return err
 		}
@@ -110,7 +136,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.ProxyPort != 0 {
 		c := &child{id: "p1", role: "proxy", log: filepath.Join(logDir, "p1.log"),
 			health: fmt.Sprintf("http://localhost:%d/health", opts.ProxyPort)}
-		args := []string{ChildProxy, "-id", "p1", "-cfg", opts.ConfigPath, "-p", strconv.Itoa(opts.ProxyPort), "-b", "localhost", "-v", opts.VarDir, "-l", c.log}
+		args := append([]string{ChildProxy, "-id", "p1", "-p", strconv.Itoa(opts.ProxyPort), "-b", "localhost", "-v", opts.VarDir, "-l", c.log}, source...)
 		if err := startChild(c, opts.Exe, args); err != nil {
 			return err
 		}
@@ -140,7 +166,7 @@ func Run(ctx context.Context, opts Options) error {
 // proxy), for a main that dispatches on them: ok is false when args are not
 // a child's.
 func ChildArgs(args []string) (role string, rest []string, ok bool) {
-	if len(args) > 0 && (args[0] == ChildNode || args[0] == ChildProxy) {
+	if len(args) > 0 && (args[0] == ChildNode || args[0] == ChildProxy || args[0] == ChildCoordinator) {
 		return args[0], args[1:], true
 	}
 	return "", nil, false
@@ -174,6 +200,9 @@ func startChild(c *child, exe string, args []string) error {
 func checkPortsFree(cfg *config.Config, proxyPort int) error {
 	type want struct{ addr, who string }
 	var wants []want
+	for _, co := range cfg.Coordinators {
+		wants = append(wants, want{co.Addr(), "coordinator " + co.ID})
+	}
 	for _, nd := range cfg.Nodes() {
 		wants = append(wants, want{nd.BinaryAddr(), nd.ID + " (binary)"})
 		if nd.HTTPPort != 0 {
@@ -248,6 +277,12 @@ func printTable(out io.Writer, cfg *config.Config, children []*child, proxyPort 
 			binAddr = nd.BinaryAddr()
 			if nd.HTTPPort != 0 {
 				httpAddr = nd.HTTPAddr()
+			}
+		} else if c.role == "coordinator" {
+			for _, co := range cfg.Coordinators {
+				if co.ID == c.id {
+					httpAddr = co.Addr()
+				}
 			}
 		} else if c.role == "proxy" {
 			httpAddr = net.JoinHostPort("localhost", strconv.Itoa(proxyPort))

@@ -22,8 +22,11 @@ import (
 // node or proxy instead.
 func Cluster(args []string) {
 	if role, rest, ok := localcluster.ChildArgs(args); ok {
-		if role == localcluster.ChildNode {
+		switch role {
+		case localcluster.ChildNode:
 			Node(rest)
+		case localcluster.ChildCoordinator:
+			Coordinator(rest)
 		}
 		Proxy(rest)
 	}

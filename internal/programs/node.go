@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/takodb/tako/internal/cli"
 	"github.com/takodb/tako/internal/config"
@@ -27,55 +28,73 @@ func Node(args []string) {
 	id := fs.String("id", "", "the node's id in the configuration (required)")
 	cfgFile := fs.String("cfg", "", "configuration `FILE`, for use without a coordinator")
 	var coordinators cli.Addrs
-	fs.Var(&coordinators, "c", "a coordinator's `HOST:PORT`, repeatable (not available yet: use -cfg)")
-	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache and data")
+	fs.Var(&coordinators, "c", "a coordinator's `HOST:PORT`, repeatable: follow the configuration it serves")
+	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache (DIR/etc/ID) and data")
 	storePath := fs.String("f", "", "store location `PATH` (default DIR/data/ID)")
-	fs.Int("u", 300, "configuration poll interval in `SECONDS` (with -c)")
+	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	debug := fs.Bool("d", false, "debug logging")
 	logFile := fs.String("l", "", "append logs to `FILE` instead of stderr")
-	cli.Usage(fs, "tako-node -id ID -cfg FILE [-v DIR] [-f PATH] [-d] [-l FILE]", `
+	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-d] [-l FILE]", `
 Runs one Tako node. The node stores its share of the data in an embedded
-Pebble store and serves the HTTP API on the HTTP port the configuration gives
-it: GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY, /health and /metrics.
-Every write is synced to disk before it is acknowledged.
+Pebble store, talks to the other nodes over the binary protocol on its binary
+port, and serves the HTTP API for the whole cluster on its HTTP port:
+GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY, /health and /metrics. Every
+write is synced to disk before it is acknowledged.
 
-Example, the seed's standalone node (HTTP on localhost:5711):
-  tako-node -id n1 -cfg examples/standalone.yaml
-  curl -X POST --data-binary hello localhost:5711/values/greeting`)
+With -c the node follows the configuration its coordinators serve: it waits
+for one that names it (starting from its cache in DIR/etc/ID when no
+coordinator answers) and adopts every newer one while it runs. With -cfg it
+reads the file once.
+
+Examples:
+  tako-node -id n1 -c tako-coordinator-1.domain.com:4712
+  tako-node -id n1 -cfg examples/standalone.yaml     # HTTP on localhost:5711`)
 	cli.Parse(fs, args)
 
 	switch {
 	case *id == "":
 		cli.Exit(program, 2, errors.New("-id is required (see tako-node -h)"))
-	case len(coordinators) > 0 && *cfgFile == "":
-		cli.Exit(program, 2, errors.New("-c: fetching the configuration from a coordinator is not available in this version; start the node with -cfg FILE"))
-	case *cfgFile == "":
-		cli.Exit(program, 2, errors.New("-cfg FILE is required (see tako-node -h)"))
-	}
-	cfg, err := config.Load(*cfgFile)
-	if err != nil {
-		cli.Exit(program, 1, err)
-	}
-	if _, _, ok := cfg.Node(*id); !ok {
-		cli.Exit(program, 1, errors.New("node "+*id+" is not in "+*cfgFile+": use the id of a node listed under one of its buckets"))
+	case len(coordinators) > 0 && *cfgFile != "":
+		cli.Exit(program, 2, errors.New("give either -c (follow coordinators) or -cfg (read a file), not both"))
+	case len(coordinators) == 0 && *cfgFile == "":
+		cli.Exit(program, 2, errors.New("-c HOST:PORT or -cfg FILE is required (see tako-node -h)"))
+	case *poll <= 0:
+		cli.Exit(program, 2, errors.New("-u: the poll interval must be a positive number of seconds"))
 	}
 	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}
 	defer closeLog.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	src, err := openSource(ctx, sourceOptions{
+		file: *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
+		poll: time.Duration(*poll) * time.Second, logger: logger,
+		accept:  func(c *config.Config) bool { _, _, ok := c.Node(*id); return ok },
+		want:    "a configuration that names node " + *id,
+		refused: "node " + *id + " is not in the configuration: use the id of a node listed under one of its buckets",
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			os.Exit(0) // stopped while waiting
+		}
+		cli.Exit(program, 1, err)
+	}
 	dataDir := *storePath
 	if dataDir == "" {
 		dataDir = filepath.Join(*varDir, "data", *id)
 	}
-	n, err := node.New(node.Options{ID: *id, Config: cfg, DataDir: dataDir, Logger: logger})
+	n, err := node.New(node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger})
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	logger.Info("starting", "node", *id, "cfg", *cfgFile, "data", dataDir)
-	if err := n.Run(ctx); err != nil {
+	logger.Info("starting", "node", *id, "cfg", *cfgFile, "coordinators", coordinators.String(), "epoch", src.epoch, "data", dataDir)
+	src.follow(ctx, n.SetConfig)
+	err = n.Run(ctx)
+	stop()
+	src.wait()
+	if err != nil {
 		cli.Exit(program, 1, err)
 	}
 	os.Exit(0)

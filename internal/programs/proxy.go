@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/takodb/tako/internal/cli"
 	"github.com/takodb/tako/internal/config"
@@ -25,46 +27,63 @@ func Proxy(args []string) {
 	id := fs.String("id", "p1", "the proxy's `ID`, used in logs")
 	cfgFile := fs.String("cfg", "", "configuration `FILE`, for use without a coordinator")
 	var coordinators cli.Addrs
-	fs.Var(&coordinators, "c", "a coordinator's `HOST:PORT`, repeatable (not available yet: use -cfg)")
-	fs.String("v", "var/tako", "var `DIR`ectory (configuration cache)")
-	fs.Int("u", 300, "configuration poll interval in `SECONDS` (with -c)")
+	fs.Var(&coordinators, "c", "a coordinator's `HOST:PORT`, repeatable: follow the configuration it serves")
+	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache (DIR/etc/ID)")
+	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	debug := fs.Bool("d", false, "debug logging")
 	logFile := fs.String("l", "", "append logs to `FILE` instead of stderr")
-	cli.Usage(fs, "tako-proxy -cfg FILE [-p PORT] [-b HOST] [-id ID] [-d] [-l FILE]", `
+	cli.Usage(fs, "tako-proxy (-c HOST:PORT ... | -cfg FILE) [-p PORT] [-b HOST] [-id ID] [-v DIR] [-u SECONDS] [-d] [-l FILE]", `
 Serves Tako's HTTP API (GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY,
 /health, /metrics) in front of the cluster that the configuration describes.
 The proxy stores nothing: it sends each request over the binary protocol to a
 replica of its key, which coordinates it, and tries another replica when one
-does not answer.
+does not answer. With -c it follows the configuration its coordinators serve
+(starting from its cache in DIR/etc/ID when none answers); with -cfg it reads
+the file once.
 
-Example, in front of the ten nodes of examples/local_cluster.yaml:
-  tako-proxy -cfg examples/local_cluster.yaml -p 8080
+Examples:
+  tako-proxy -p 8080 -c tako-coordinator-1.domain.com:4712
+  tako-proxy -p 8080 -cfg examples/local_cluster.yaml
   curl -X POST --data-binary hello localhost:8080/values/greeting`)
 	cli.Parse(fs, args)
 	switch {
-	case len(coordinators) > 0 && *cfgFile == "":
-		cli.Exit(program, 2, errors.New("-c: fetching the configuration from a coordinator is not available in this version; start the proxy with -cfg FILE"))
-	case *cfgFile == "":
-		cli.Exit(program, 2, errors.New("-cfg FILE is required (see tako-proxy -h)"))
+	case len(coordinators) > 0 && *cfgFile != "":
+		cli.Exit(program, 2, errors.New("give either -c (follow coordinators) or -cfg (read a file), not both"))
+	case len(coordinators) == 0 && *cfgFile == "":
+		cli.Exit(program, 2, errors.New("-c HOST:PORT or -cfg FILE is required (see tako-proxy -h)"))
 	case *port <= 0 || *port > 65535:
 		cli.Exit(program, 2, errors.New("-p: port "+strconv.Itoa(*port)+" out of range 1-65535"))
-	}
-	cfg, err := config.Load(*cfgFile)
-	if err != nil {
-		cli.Exit(program, 1, err)
+	case *poll <= 0:
+		cli.Exit(program, 2, errors.New("-u: the poll interval must be a positive number of seconds"))
 	}
 	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}
 	defer closeLog.Close()
-	p, err := proxy.New(proxy.Options{ID: *id, Config: cfg, Addr: net.JoinHostPort(*bind, strconv.Itoa(*port)), Logger: logger})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	src, err := openSource(ctx, sourceOptions{
+		file: *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
+		poll: time.Duration(*poll) * time.Second, logger: logger,
+		accept: func(*config.Config) bool { return true },
+		want:   "any valid configuration",
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			os.Exit(0)
+		}
+		cli.Exit(program, 1, err)
+	}
+	p, err := proxy.New(proxy.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, Addr: net.JoinHostPort(*bind, strconv.Itoa(*port)), Logger: logger})
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := p.Run(ctx); err != nil {
+	src.follow(ctx, p.SetConfig)
+	err = p.Run(ctx)
+	stop()
+	src.wait()
+	if err != nil {
 		cli.Exit(program, 1, err)
 	}
 	os.Exit(0)

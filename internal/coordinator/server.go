@@ -1,0 +1,436 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/takodb/tako/internal/config"
+)
+
+// ErrUnknownID is returned (wrapped) by NewServer and Reload when the
+// configuration file does not name the Server's ID among its coordinators.
+var ErrUnknownID = errors.New("coordinator: the configuration does not name this coordinator")
+
+// ErrRunTwice is returned by Server.Run when the Server already ran.
+var ErrRunTwice = errors.New("coordinator: Server.Run called twice")
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	// ID is this coordinator's id, as the configuration's coordinators
+	// name it. Required.
+	ID string
+	// ConfigPath is the configuration file (YAML or JSON) that the
+	// Server serves and Reload re-reads. Required.
+	ConfigPath string
+	// StateDir is the directory of the epoch state, epoch.json; it is
+	// created if need be. The programs pass DIR/coordinator/ID. Required.
+	StateDir string
+	// Logger receives the Server's logs. If nil, logs are discarded.
+	Logger *slog.Logger
+	// Registry receives the Server's metrics, which Handler serves on
+	// /metrics. If nil, a new registry with the Go and process collectors
+	// is used.
+	Registry *prometheus.Registry
+	// Wall is the wall clock that new epochs are taken from. If nil,
+	// time.Now.
+	Wall func() time.Time
+	// FollowInterval is how long a follower's long-poll to the master
+	// waits for a newer configuration before asking again. If zero, 30s.
+	FollowInterval time.Duration
+}
+
+// Server serves a configuration file over HTTP with its epoch, reloads it
+// on demand and, when it is not the master coordinator, follows the master.
+// Its methods are safe for concurrent use.
+type Server struct {
+	id         string
+	path       string
+	stateDir   string
+	addr       string
+	log        *slog.Logger
+	wall       func() time.Time
+	followWait time.Duration
+	client     *http.Client
+	metrics    *serverMetrics
+	handler    http.Handler
+
+	// cur is what is served. A *served is never modified: a new
+	// configuration is published by storing a new one and closing the
+	// changed channel of the old.
+	cur     atomic.Pointer[served]
+	waiting atomic.Int64 // long-polls waiting for a newer configuration
+
+	// updateMu serializes the changes of what is served (Reload and the
+	// follower's adoptions): each decides on the epoch, persists it and
+	// publishes while holding it.
+	updateMu sync.Mutex
+	fileSum  string // guarded by updateMu: hash of the own file's canonical JSON as last read
+
+	started  atomic.Bool
+	stopping chan struct{} // closed when Run begins to shut down: long-polls answer at once
+}
+
+// served is one configuration as the Server serves it.
+type served struct {
+	cfg     *config.Config
+	body    []byte // canonical JSON
+	sum     string // hex SHA-256 of body
+	epoch   int64
+	changed chan struct{} // closed when a newer configuration is published
+}
+
+// NewServer loads and validates the configuration file, checks that it
+// names opts.ID among its coordinators and loads (or creates) the epoch
+// state in opts.StateDir. An invalid file gives the config package's error,
+// which names every offending key and its deployment; a file that does not
+// name opts.ID gives an error wrapping ErrUnknownID.
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.ID == "" || opts.ConfigPath == "" || opts.StateDir == "" {
+		return nil, errors.New("coordinator: ServerOptions.ID, ConfigPath and StateDir are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Wall == nil {
+		opts.Wall = time.Now
+	}
+	if opts.FollowInterval <= 0 {
+		opts.FollowInterval = defaultWait
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	self, err := findSelf(cfg, opts.ID, opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		id:         opts.ID,
+		path:       opts.ConfigPath,
+		stateDir:   opts.StateDir,
+		addr:       self.Addr(),
+		log:        opts.Logger.With("coordinator", opts.ID),
+		wall:       opts.Wall,
+		followWait: min(opts.FollowInterval, maxWait),
+		client:     newClient(),
+		stopping:   make(chan struct{}),
+	}
+	if err := s.start(cfg); err != nil {
+		return nil, err
+	}
+	if s.metrics, err = newServerMetrics(reg, s); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /configuration", s.serveConfiguration)
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.handler = s.metrics.countRequests(mux)
+	return s, nil
+}
+
+// findSelf returns the coordinator of cfg named id, or an error wrapping
+// ErrUnknownID that names path and the coordinators it lists.
+func findSelf(cfg *config.Config, id, path string) (config.Coordinator, error) {
+	names := make([]string, 0, len(cfg.Coordinators))
+	for _, c := range cfg.Coordinators {
+		if c.ID == id {
+			return c, nil
+		}
+		names = append(names, c.ID)
+	}
+	listed := "none"
+	if len(names) > 0 {
+		listed = strings.Join(names, ", ")
+	}
+	return config.Coordinator{}, fmt.Errorf("%w: %s has no coordinators.%s (coordinators listed: %s)", ErrUnknownID, path, id, listed)
+}
+
+// start decides what the Server serves first, from the configuration file
+// cfg and the epoch state: the file at the state's epoch if the state
+// numbered this very configuration; the configuration adopted from the
+// master if the state holds one and the file is the one it was adopted
+// over; otherwise the file under a new epoch, which is persisted.
+func (s *Server) start(cfg *config.Config) error {
+	body, sum, err := canonical(cfg)
+	if err != nil {
+		return err
+	}
+	s.fileSum = sum
+	st, err := readState(s.stateDir)
+	switch {
+	case err == nil:
+	case isNotExist(err):
+		st = epochState{}
+	case errors.Is(err, errCorruptState):
+		// The state is written atomically, so this is damage from
+		// outside; the wall clock still gives an epoch that grows unless
+		// the clock went back.
+		s.log.Warn("ignoring a damaged epoch state", "err", err)
+		st = epochState{}
+	default:
+		return err
+	}
+	if st.Epoch > 0 && st.SHA256 == sum {
+		s.cur.Store(&served{cfg: cfg, body: body, sum: sum, epoch: st.Epoch, changed: make(chan struct{})})
+		s.log.Info("serving the configuration file", "path", s.path, "epoch", st.Epoch)
+		return nil
+	}
+	if st.Epoch > 0 && len(st.Configuration) > 0 && st.FileSHA256 == sum {
+		adopted, err := config.Parse(st.Configuration)
+		if err == nil {
+			abody, asum, err := canonical(adopted)
+			if err == nil && asum == st.SHA256 {
+				s.cur.Store(&served{cfg: adopted, body: abody, sum: asum, epoch: st.Epoch, changed: make(chan struct{})})
+				s.log.Info("serving the configuration adopted from the master before the restart; the file is unchanged since",
+					"path", s.path, "epoch", st.Epoch)
+				return nil
+			}
+		}
+		s.log.Warn("ignoring the adopted configuration in the epoch state", "err", err)
+	}
+	epoch := max(st.Epoch+1, s.wall().UnixMicro())
+	if err := writeState(s.stateDir, epochState{Epoch: epoch, SHA256: sum}); err != nil {
+		return err
+	}
+	s.cur.Store(&served{cfg: cfg, body: body, sum: sum, epoch: epoch, changed: make(chan struct{})})
+	s.log.Info("serving the configuration file under a new epoch", "path", s.path, "epoch", epoch, "previous_epoch", st.Epoch)
+	return nil
+}
+
+// Addr returns the address the Server listens on: HOST:PORT of its entry in
+// the configuration file's coordinators, as NewServer read it.
+func (s *Server) Addr() string { return s.addr }
+
+// Handler returns the Server's HTTP handler: /configuration, /health and
+// /metrics, as the package documentation describes.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Current returns the configuration served and its epoch.
+func (s *Server) Current() (*config.Config, int64) {
+	cur := s.cur.Load()
+	return cur.cfg, cur.epoch
+}
+
+// Reload re-reads the configuration file. An invalid file (or one that no
+// longer names this coordinator) is logged at Error with the reason and
+// returned as the error, and the last good configuration keeps being served.
+// A file whose canonical JSON is unchanged keeps its epoch. A changed file
+// is served under a new epoch, max(current + 1, the wall clock in
+// microseconds), once that is persisted; an error persisting it is returned
+// and changes nothing.
+func (s *Server) Reload() error {
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
+	cfg, err := config.Load(s.path)
+	if err == nil {
+		_, err = findSelf(cfg, s.id, s.path)
+	}
+	if err != nil {
+		s.metrics.reloads.WithLabelValues(reloadInvalid).Inc()
+		s.log.Error("invalid configuration, keeping the last good configuration", "path", s.path, "err", err)
+		return fmt.Errorf("coordinator: reloading: %w", err)
+	}
+	body, sum, err := canonical(cfg)
+	if err != nil {
+		s.metrics.reloads.WithLabelValues(reloadError).Inc()
+		return err
+	}
+	cur := s.cur.Load()
+	if sum == s.fileSum || sum == cur.sum {
+		if sum != s.fileSum {
+			// A follower's file now says what it serves: forget the
+			// adopted copy.
+			if err := writeState(s.stateDir, epochState{Epoch: cur.epoch, SHA256: cur.sum}); err != nil {
+				s.log.Warn("could not record the reloaded file in the epoch state", "err", err)
+			} else {
+				s.fileSum = sum
+			}
+		}
+		s.metrics.reloads.WithLabelValues(reloadUnchanged).Inc()
+		s.log.Info("configuration file unchanged", "path", s.path, "epoch", cur.epoch)
+		return nil
+	}
+	epoch := max(cur.epoch+1, s.wall().UnixMicro())
+	if err := writeState(s.stateDir, epochState{Epoch: epoch, SHA256: sum}); err != nil {
+		s.metrics.reloads.WithLabelValues(reloadError).Inc()
+		s.log.Error("could not persist the new epoch, keeping the last good configuration", "path", s.path, "err", err)
+		return err
+	}
+	s.fileSum = sum
+	s.publishLocked(cfg, body, sum, epoch)
+	s.metrics.reloads.WithLabelValues(reloadOK).Inc()
+	s.log.Info("configuration reloaded", "path", s.path, "epoch", epoch, "previous_epoch", cur.epoch)
+	return nil
+}
+
+// publishLocked serves cfg under epoch and wakes every waiting long-poll.
+// s.updateMu must be held.
+func (s *Server) publishLocked(cfg *config.Config, body []byte, sum string, epoch int64) {
+	old := s.cur.Load()
+	s.cur.Store(&served{cfg: cfg, body: body, sum: sum, epoch: epoch, changed: make(chan struct{})})
+	close(old.changed)
+}
+
+// Run listens on Addr and serves Handler until ctx is done, then shuts down
+// cleanly: waiting long-polls are answered (304) and requests in flight end
+// (for at most 5 s). When the configuration names a master coordinator other
+// than this one, Run also follows it. It returns nil after a clean shutdown,
+// an error naming the address when it cannot listen, and ErrRunTwice when
+// the Server already ran.
+func (s *Server) Run(ctx context.Context) error {
+	if s.started.Load() {
+		return ErrRunTwice
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("coordinator %s: listening on %s: %w", s.id, s.addr, err)
+	}
+	return s.serve(ctx, ln)
+}
+
+// serve is Run on a listener of the caller's; it closes ln.
+func (s *Server) serve(ctx context.Context, ln net.Listener) error {
+	if !s.started.CompareAndSwap(false, true) {
+		_ = ln.Close()
+		return ErrRunTwice
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.follow(followCtx) })
+	served := make(chan error, 1)
+	wg.Go(func() { served <- srv.Serve(ln) })
+	s.log.Info("coordinator serving", "addr", ln.Addr().String(), "epoch", s.cur.Load().epoch)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+		err = fmt.Errorf("coordinator %s: serving on %s: %w", s.id, ln.Addr(), err)
+	}
+	close(s.stopping)
+	stopFollowing()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		s.log.Warn("requests still in flight at shutdown, closing their connections", "err", serr)
+		_ = srv.Close()
+	}
+	wg.Wait()
+	s.client.CloseIdleConnections()
+	s.log.Info("coordinator stopped")
+	return err
+}
+
+// serveConfiguration answers GET /configuration, a long-poll when since and
+// wait are given.
+func (s *Server) serveConfiguration(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var wait time.Duration
+	if q.Has("wait") {
+		d, err := time.ParseDuration(q.Get("wait"))
+		if err != nil || d < 0 {
+			http.Error(w, fmt.Sprintf("bad wait %q: want a Go duration like 30s (at most %s)", q.Get("wait"), maxWait), http.StatusBadRequest)
+			return
+		}
+		wait = min(d, maxWait)
+	}
+	cur := s.cur.Load()
+	if !q.Has("since") {
+		writeServed(w, cur)
+		return
+	}
+	since, err := strconv.ParseInt(q.Get("since"), 10, 64)
+	if err != nil || since < 0 {
+		http.Error(w, fmt.Sprintf("bad since %q: want an epoch, microseconds since the Unix epoch", q.Get("since")), http.StatusBadRequest)
+		return
+	}
+	if cur.epoch <= since && wait > 0 {
+		cur = s.waitNewer(r.Context(), cur, since, wait)
+		if cur == nil {
+			return // the client is gone
+		}
+	}
+	if cur.epoch > since {
+		writeServed(w, cur)
+		return
+	}
+	w.Header().Set("X-Timestamp", strconv.FormatInt(cur.epoch, 10))
+	w.WriteHeader(http.StatusNotModified)
+}
+
+// waitNewer waits until a configuration with an epoch above since is served,
+// wait ends or the Server shuts down, and returns what is served then; nil
+// when ctx ends first.
+func (s *Server) waitNewer(ctx context.Context, cur *served, since int64, wait time.Duration) *served {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for cur.epoch <= since {
+		select {
+		case <-cur.changed:
+			cur = s.cur.Load()
+		case <-t.C:
+			return s.cur.Load()
+		case <-s.stopping:
+			return s.cur.Load()
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return cur
+}
+
+// writeServed answers 200 with the configuration of cur.
+func writeServed(w http.ResponseWriter, cur *served) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Timestamp", strconv.FormatInt(cur.epoch, 10))
+	h.Set("Content-Length", strconv.Itoa(len(cur.body)))
+	_, _ = w.Write(cur.body)
+}
+
+// masterAddr returns the address of cfg's master coordinator when it is not
+// the coordinator id.
+func masterAddr(cfg *config.Config, id string) (string, bool) {
+	if cfg.MasterCoordinator == "" || cfg.MasterCoordinator == id {
+		return "", false
+	}
+	i := slices.IndexFunc(cfg.Coordinators, func(c config.Coordinator) bool { return c.ID == cfg.MasterCoordinator })
+	if i < 0 {
+		return "", false
+	}
+	return cfg.Coordinators[i].Addr(), true
+}

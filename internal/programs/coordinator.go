@@ -1,0 +1,76 @@
+package programs
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/takodb/tako/internal/cli"
+	"github.com/takodb/tako/internal/coordinator"
+)
+
+// Coordinator is the tako-coordinator program: it serves a configuration
+// file to the cluster's nodes and proxies, reloads it on SIGHUP or SIGUSR1,
+// and exits the process when stopped.
+func Coordinator(args []string) {
+	const program = "tako-coordinator"
+	fs := flag.NewFlagSet(program, flag.ContinueOnError)
+	id := fs.String("id", "c1", "the coordinator's `ID` in the configuration's coordinators")
+	cfgFile := fs.String("cfg", "", "configuration `FILE` to serve (required)")
+	varDir := fs.String("v", "var/tako", "var `DIR`ectory: the epoch state (DIR/coordinator/ID)")
+	debug := fs.Bool("d", false, "debug logging")
+	logFile := fs.String("l", "", "append logs to `FILE` instead of stderr")
+	cli.Usage(fs, "tako-coordinator -cfg FILE [-id ID] [-v DIR] [-d] [-l FILE]", `
+Serves the configuration FILE to every node and proxy of the cluster, over
+HTTP on the address the file's coordinators list gives ID:
+  GET /configuration             the configuration as JSON, epoch in X-Timestamp
+  GET /configuration?since=EPOCH&wait=30s   waits for a newer one (long-poll)
+  GET /health, GET /metrics
+Edit the file and send SIGHUP (or SIGUSR1) to reload it: an invalid file is
+logged with the reason and the last good configuration keeps being served. A
+coordinator that is not the master_coordinator follows the master's
+configuration, so editing the master's file is enough.
+
+Example:
+  tako-coordinator -id c1 -cfg examples/local_cluster.yaml
+  kill -HUP $(pidof tako-coordinator)   # after editing the file`)
+	cli.Parse(fs, args)
+	if *cfgFile == "" {
+		cli.Exit(program, 2, errors.New("-cfg FILE is required (see tako-coordinator -h)"))
+	}
+	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
+	defer closeLog.Close()
+	srv, err := coordinator.NewServer(coordinator.ServerOptions{
+		ID: *id, ConfigPath: *cfgFile, StateDir: filepath.Join(*varDir, "coordinator", *id), Logger: logger,
+	})
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(reload)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-reload:
+				logger.Info("reloading the configuration", "signal", sig.String(), "file", *cfgFile)
+				srv.Reload() // logs why when the file is invalid
+			}
+		}
+	}()
+	if err := srv.Run(ctx); err != nil {
+		cli.Exit(program, 1, err)
+	}
+	os.Exit(0)
+}

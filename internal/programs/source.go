@@ -1,0 +1,102 @@
+package programs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/coordinator"
+)
+
+// source gives a node or proxy its configuration: read once from a file
+// (-cfg), or followed from the coordinators (-c).
+type source struct {
+	cfg     *config.Config
+	epoch   int64
+	watcher *coordinator.Watcher // nil for a file
+	done    sync.WaitGroup
+}
+
+// sourceOptions say where the configuration comes from.
+type sourceOptions struct {
+	file         string
+	coordinators []string
+	cacheDir     string
+	poll         time.Duration
+	logger       *slog.Logger
+	// accept says whether a configuration is one the process can start
+	// with; want says what it waits for (logged), refused why a file's
+	// configuration is not acceptable (the error).
+	accept  func(*config.Config) bool
+	want    string
+	refused string
+}
+
+// openSource returns the first acceptable configuration. With coordinators
+// it starts a watcher, owned by ctx and waited for by source.wait, and
+// blocks until a configuration is acceptable or ctx ends.
+func openSource(ctx context.Context, o sourceOptions) (*source, error) {
+	if o.file != "" {
+		cfg, err := config.Load(o.file)
+		if err != nil {
+			return nil, err
+		}
+		if !o.accept(cfg) {
+			return nil, fmt.Errorf("%s: %s", o.file, o.refused)
+		}
+		return &source{cfg: cfg}, nil
+	}
+	w, err := coordinator.NewWatcher(coordinator.WatcherOptions{
+		Coordinators: o.coordinators,
+		CacheDir:     o.cacheDir,
+		PollInterval: o.poll,
+		Logger:       o.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &source{watcher: w}
+	s.done.Add(1)
+	go func() {
+		defer s.done.Done()
+		w.Run(ctx)
+	}()
+	o.logger.Info("waiting for a configuration from the coordinators", "coordinators", o.coordinators, "cache", o.cacheDir, "waiting_for", o.want)
+	s.cfg, s.epoch, err = w.WaitFor(ctx, o.accept)
+	if err != nil {
+		s.done.Wait()
+		return nil, err
+	}
+	return s, nil
+}
+
+// follow calls apply with every newer configuration until ctx ends; it
+// does nothing for a file.
+func (s *source) follow(ctx context.Context, apply func(*config.Config, int64)) {
+	if s.watcher == nil {
+		return
+	}
+	s.done.Add(1)
+	go func() {
+		defer s.done.Done()
+		last := s.epoch
+		for {
+			changed := s.watcher.Changed()
+			if cfg, epoch := s.watcher.Current(); epoch > last {
+				last = epoch
+				apply(cfg, epoch)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+		}
+	}()
+}
+
+// wait waits for the source's goroutines, which end with ctx.
+func (s *source) wait() { s.done.Wait() }
