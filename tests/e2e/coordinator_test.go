@@ -289,8 +289,12 @@ func TestNodesAndProxyStartFromTheirCacheWithoutACoordinator(t *testing.T) {
 func TestEveryoneAdoptsTheHighestEpoch(t *testing.T) {
 	m := startManaged(t, []string{"c1", "c2"}, false, [][]string{{"n1"}, {"n2"}}, 2)
 	// c2 reloads a changed file last: its epoch is the highest.
+	c2Before := m.coordinatorEpoch("c2")
 	m.reload("c2", m.layout("    request_timeout: 4s\n", nil))
-	waitFor(t, "c2's new epoch", func() bool { return m.coordinatorEpoch("c2") > m.coordinatorEpoch("c1") })
+	waitFor(t, "c2's new epoch", func() bool {
+		e := m.coordinatorEpoch("c2")
+		return e != c2Before && e > m.coordinatorEpoch("c1")
+	})
 	want := m.coordinatorEpoch("c2")
 	waitFor(t, "everyone on c2's epoch", func() bool {
 		for _, u := range m.everyone() {
@@ -318,9 +322,11 @@ func TestEveryoneAdoptsTheHighestEpoch(t *testing.T) {
 // master's file; a process that knows only the follower still gets it.
 func TestFollowerCoordinatorServesTheMastersConfiguration(t *testing.T) {
 	m := startManaged(t, []string{"c1", "c2"}, true, [][]string{{"n1"}, {"n2"}}, 2)
+	before := m.coordinatorEpoch("c1")
 	m.reload("c1", m.layout("    request_timeout: 4s\n", nil))
-	waitFor(t, "the master's new epoch", func() bool {
-		return m.coordinatorEpoch("c1") > 0 && m.coordinatorEpoch("c2") == m.coordinatorEpoch("c1")
+	waitFor(t, "the follower on the master's new epoch", func() bool {
+		e := m.coordinatorEpoch("c1")
+		return e != before && m.coordinatorEpoch("c2") == e
 	})
 	want := m.coordinatorEpoch("c1")
 	// A proxy that is told only of the follower.
