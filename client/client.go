@@ -101,13 +101,7 @@ func (c *Client) Close() error {
 	return c.pool.Close()
 }
 
-func frameSize(cfg *config.Config) int {
-	largest := cfg.Active.MaxValueSize
-	if cfg.Target != nil && cfg.Target.MaxValueSize > largest {
-		largest = cfg.Target.MaxValueSize
-	}
-	return wire.FrameSizeFor(largest)
-}
+func frameSize(cfg *config.Config) int { return wire.FrameSizeFor(cfg.LargestMaxValueSize()) }
 
 // Get returns the newest version of key. For a deleted key it returns the
 // tombstone's Version (Deleted set) together with ErrNotFound.

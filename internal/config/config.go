@@ -240,3 +240,13 @@ func (d *Deployment) MinReplicas() int {
 	}
 	return total
 }
+
+// LargestMaxValueSize is the largest max_value_size of the active and the
+// target deployment: what the binary protocol's frames must carry.
+func (c *Config) LargestMaxValueSize() int64 {
+	largest := c.Active.MaxValueSize
+	if c.Target != nil && c.Target.MaxValueSize > largest {
+		largest = c.Target.MaxValueSize
+	}
+	return largest
+}

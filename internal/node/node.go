@@ -184,13 +184,7 @@ func (n *Node) BinaryAddr() net.Addr {
 
 // frameSize is the wire's frame limit for the largest max_value_size of
 // the configuration, so that every value a deployment accepts fits a frame.
-func frameSize(cfg *config.Config) int {
-	largest := cfg.Active.MaxValueSize
-	if cfg.Target != nil && cfg.Target.MaxValueSize > largest {
-		largest = cfg.Target.MaxValueSize
-	}
-	return wire.FrameSizeFor(largest)
-}
+func frameSize(cfg *config.Config) int { return wire.FrameSizeFor(cfg.LargestMaxValueSize()) }
 
 // Run binds the node's ports from the configuration (the binary port, and
 // the HTTP port when it has one), serves until ctx is done, then shuts down
