@@ -310,3 +310,50 @@ func mustJSON(t *testing.T, c *config.Config) string {
 	}
 	return string(b)
 }
+
+// TestMigrationWriteNeedsAQuorumInBothDeployments: during a migration a
+// write is acknowledged only once a quorum of the key's active replicas and
+// a quorum of its target replicas hold it.
+func TestMigrationWriteNeedsAQuorumInBothDeployments(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}, {"n4"}}, 2, "    request_timeout: 300ms\n")
+	// Rewrite the configuration: active = b1, b2; target = b3, b4.
+	ports := map[string]config.Node{}
+	for _, nd := range c.cfg.Nodes() {
+		ports[nd.ID] = nd
+	}
+	line := func(id string) string {
+		nd := ports[id]
+		return fmt.Sprintf("        %s: [127.0.0.1, %d, %d]\n", id, nd.HTTPPort, nd.BinaryPort)
+	}
+	cfg, err := config.Parse([]byte("active_deployment: old\ntarget_deployment: new\ndeployments:\n" +
+		"  old:\n    request_timeout: 300ms\n    hash: {buckets_per_key: 2}\n    buckets:\n      b1:\n" + line("n1") + "      b2:\n" + line("n2") +
+		"  new:\n    request_timeout: 300ms\n    hash: {buckets_per_key: 2}\n    buckets:\n      b3:\n" + line("n3") + "      b4:\n" + line("n4")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		n.SetConfig(cfg, 2)
+	}
+	ctx := context.Background()
+	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+		t.Fatalf("Put with every replica up: %v", err)
+	}
+	waitFor(t, "the write on every replica of both deployments", func() bool {
+		for _, id := range []string{"n1", "n2", "n3", "n4"} {
+			if _, found := c.localRecord(t, id, "k"); !found {
+				return false
+			}
+		}
+		return true
+	})
+	// With one of the target's two replicas down, the target's quorum (2 of
+	// 2) cannot be met: the write is refused although the active one is.
+	c.stop(t, "n4")
+	if _, err := c.nodes["n1"].Put(ctx, []byte("k2"), []byte("v"), 0); err == nil {
+		t.Fatal("a write was acknowledged without a quorum of the target deployment")
+	}
+	// Reads count their quorum in both deployments too.
+	if v, err := c.nodes["n2"].Get(ctx, []byte("k")); err == nil {
+		t.Fatalf("a read succeeded without the target's read quorum (2 of 2, n4 down): %+v", v)
+	}
+}
