@@ -7,9 +7,11 @@ import (
 	"unicode/utf8"
 )
 
-// Limits. MaxKeySize, MaxBatch and MaxErrorMessageSize are part of the wire
-// format: a peer that sends more breaks the protocol. The frame size limit
-// is configured per Server and Conn, between MinFrameSize and FrameSizeLimit.
+// Limits. MaxKeySize, MaxBatch, MaxErrorMessageSize, MaxRanges and
+// MaxSummaryEntries are part of the wire format: a peer that sends more
+// breaks the protocol. The frame size limit is configured per Server and
+// Conn, between MinFrameSize and FrameSizeLimit; it bounds every message,
+// whatever these limits allow.
 const (
 	// MaxKeySize is the largest key, in bytes.
 	MaxKeySize = 4096
@@ -18,6 +20,12 @@ const (
 	// MaxErrorMessageSize is the longest error message, in bytes; longer
 	// messages are cut when encoded.
 	MaxErrorMessageSize = 4096
+	// MaxRanges is the most ranges of an OpDigest, and so digests of an
+	// OpDigestResponse: 512 KiB of request, 1 MiB of response.
+	MaxRanges = 65536
+	// MaxSummaryEntries is the largest Limit of an OpRangeSummary, and so
+	// the most entries of an OpRangeSummaryResponse.
+	MaxSummaryEntries = 65536
 	// DefaultMaxFrameSize is the default frame size limit: a 64 MiB value
 	// (the default max_value_size) with 1 MiB of headroom.
 	DefaultMaxFrameSize = 65 << 20
@@ -60,6 +68,26 @@ const (
 	batchItemHeaderSize = 4 + 1
 	// errorHeaderSize is an error's code and message length.
 	errorHeaderSize = 2 + 2
+	// countSize is the count of a list of ranges, digests or summary
+	// entries.
+	countSize = 4
+	// hashRangeSize is a range's lo and hi.
+	hashRangeSize = 4 + 4
+	// rangeDigestSize is a digest's xor and count.
+	rangeDigestSize = 8 + 8
+	// summaryRequestSize is an OpRangeSummary body: a range and a limit.
+	summaryRequestSize = hashRangeSize + 4
+	// summaryHeaderSize is an OpRangeSummaryResponse's flags and count.
+	summaryHeaderSize = 1 + countSize
+	// summaryEntryFixedSize is a summary entry without its key: its
+	// fingerprint and timestamp.
+	summaryEntryFixedSize = 8 + 8
+	// minSummaryEntrySize is the smallest summary entry: an empty key.
+	minSummaryEntrySize = keyHeaderSize + summaryEntryFixedSize
+	// flagTruncated is the summary flags bit of a truncated summary.
+	flagTruncated = 1 << 0
+	// summaryFlagsKnown are the summary flags bits this version defines.
+	summaryFlagsKnown = flagTruncated
 	// maxReportedBytes is how many offending bytes a ProtocolError shows.
 	maxReportedBytes = 16
 )
@@ -67,20 +95,20 @@ const (
 // ---- Encoding ----
 
 // checkRequest returns why req cannot be sent, or nil. It checks what the
-// decoder would reject and what a server would refuse: unknown ops, empty or
-// long keys, nested or long batches. The frame size is checked by the caller.
+// decoder would reject and what a server would refuse: unknown ops, nested or
+// long batches, and the fields checkFields checks. The frame size is checked
+// by the caller.
 func checkRequest(req *Request, inBatch bool) *Error {
 	switch {
 	case req.Op == OpBatch && inBatch:
 		return &Error{Code: CodeBadRequest, Message: "batches do not nest"}
 	case !req.Op.isRequest():
 		return &Error{Code: CodeUnknownOp, Message: fmt.Sprintf("%v is not a request of protocol version %d", req.Op, ProtocolVersion)}
-	case req.Op.hasKey() && len(req.Key) == 0:
-		return &Error{Code: CodeBadRequest, Message: "empty key"}
-	case req.Op.hasKey() && len(req.Key) > MaxKeySize:
-		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("key of %d bytes is longer than MaxKeySize (%d)", len(req.Key), MaxKeySize)}
 	case req.Op == OpBatch && len(req.Batch) > MaxBatch:
 		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("batch of %d requests is longer than MaxBatch (%d)", len(req.Batch), MaxBatch)}
+	}
+	if e := checkFields(req); e != nil {
+		return e
 	}
 	if req.Op == OpBatch {
 		for i := range req.Batch {
@@ -89,6 +117,32 @@ func checkRequest(req *Request, inBatch bool) *Error {
 				return e
 			}
 		}
+	}
+	return nil
+}
+
+// checkFields returns why req, of a known op, is invalid, or nil: an empty
+// or long key, an OpDigest of no ranges or more than MaxRanges, an
+// OpRangeSummary without exactly one range or with a Limit outside [1,
+// MaxSummaryEntries]. A server answers such a request with CodeBadRequest,
+// without calling its Handler; a client refuses to send it.
+func checkFields(req *Request) *Error {
+	bad := func(format string, args ...any) *Error {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case req.Op.hasKey() && len(req.Key) == 0:
+		return bad("empty key")
+	case req.Op.hasKey() && len(req.Key) > MaxKeySize:
+		return bad("key of %d bytes is longer than MaxKeySize (%d)", len(req.Key), MaxKeySize)
+	case req.Op == OpDigest && len(req.Ranges) == 0:
+		return bad("a Digest of no ranges")
+	case req.Op == OpDigest && len(req.Ranges) > MaxRanges:
+		return bad("a Digest of %d ranges, more than MaxRanges (%d)", len(req.Ranges), MaxRanges)
+	case req.Op == OpRangeSummary && len(req.Ranges) != 1:
+		return bad("a RangeSummary of %d ranges, not 1", len(req.Ranges))
+	case req.Op == OpRangeSummary && (req.Limit == 0 || req.Limit > MaxSummaryEntries):
+		return bad("a RangeSummary with limit %d, outside [1, MaxSummaryEntries (%d)]", req.Limit, MaxSummaryEntries)
 	}
 	return nil
 }
@@ -106,6 +160,10 @@ func requestBodySize(req *Request) int {
 			n += batchItemHeaderSize + requestBodySize(&req.Batch[i])
 		}
 		return n
+	case OpDigest:
+		return countSize + len(req.Ranges)*hashRangeSize
+	case OpRangeSummary:
+		return summaryRequestSize
 	}
 	return 0
 }
@@ -133,8 +191,21 @@ func appendRequestBody(b []byte, req *Request) []byte {
 			b = appendRequestBody(b, &req.Batch[i])
 			binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
 		}
+	case OpDigest:
+		b = binary.BigEndian.AppendUint32(b, uint32(len(req.Ranges)))
+		for _, r := range req.Ranges {
+			b = appendHashRange(b, r)
+		}
+	case OpRangeSummary:
+		b = appendHashRange(b, req.Ranges[0])
+		b = binary.BigEndian.AppendUint32(b, req.Limit)
 	}
 	return b
+}
+
+func appendHashRange(b []byte, r HashRange) []byte {
+	b = binary.BigEndian.AppendUint32(b, r.Lo)
+	return binary.BigEndian.AppendUint32(b, r.Hi)
 }
 
 func appendKey(b, key []byte) []byte {
@@ -181,13 +252,23 @@ func responseBodySize(r *Response) int {
 		return n
 	case OpErrorResponse:
 		return errorHeaderSize + len(errorMessage(r.Err))
+	case OpDigestResponse:
+		return countSize + len(r.Digests)*rangeDigestSize
+	case OpRangeSummaryResponse:
+		n := summaryHeaderSize
+		for i := range r.Entries {
+			n += keyHeaderSize + len(r.Entries[i].Key) + summaryEntryFixedSize
+		}
+		return n
 	}
 	return 0
 }
 
 // appendResponseBody appends r's body to b. r's kind must be a response op,
-// its Outcome valid and its Batch no longer than MaxBatch without nested
-// batches: the server's normalize sees to it.
+// its Outcome valid, its Batch no longer than MaxBatch without nested
+// batches, its Digests no more than MaxRanges, its Entries no more than
+// MaxSummaryEntries with keys of at most MaxKeySize bytes: the server's
+// check sees to it.
 func appendResponseBody(b []byte, r *Response) []byte {
 	switch r.kind() {
 	case OpRecordResponse:
@@ -212,6 +293,25 @@ func appendResponseBody(b []byte, r *Response) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(r.Err.Code))
 		b = binary.BigEndian.AppendUint16(b, uint16(len(msg)))
 		b = append(b, msg...)
+	case OpDigestResponse:
+		b = binary.BigEndian.AppendUint32(b, uint32(len(r.Digests)))
+		for _, g := range r.Digests {
+			b = binary.BigEndian.AppendUint64(b, g.XOR)
+			b = binary.BigEndian.AppendUint64(b, g.Count)
+		}
+	case OpRangeSummaryResponse:
+		var flags byte
+		if r.Truncated {
+			flags |= flagTruncated
+		}
+		b = append(b, flags)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(r.Entries)))
+		for i := range r.Entries {
+			e := &r.Entries[i]
+			b = appendKey(b, e.Key)
+			b = binary.BigEndian.AppendUint64(b, e.Fingerprint)
+			b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp))
+		}
 	}
 	return b
 }
@@ -405,6 +505,32 @@ func (d *decoder) batchCount(what string) int {
 	return n
 }
 
+// count reads the uint32 count of a list of items of at least itemSize
+// bytes each, and checks it against limit (named limitName) and against what
+// is left of the frame, before the caller allocates.
+func (d *decoder) count(what string, limit int, limitName string, itemSize int) int {
+	at := d.off
+	n := d.u32(what + " count")
+	if d.err != nil {
+		return 0
+	}
+	switch {
+	case uint64(n) > uint64(limit):
+		d.failAt(at, "%s count %d exceeds %s (%d)", what, n, limitName, limit)
+		return 0
+	case uint64(n)*uint64(itemSize) > uint64(d.left()):
+		d.failAt(at, "%s count %d needs at least %d bytes, the frame has %d left", what, n, uint64(n)*uint64(itemSize), d.left())
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) hashRange() HashRange {
+	lo := d.u32("range lo")
+	hi := d.u32("range hi")
+	return HashRange{Lo: lo, Hi: hi}
+}
+
 // batchItem reads the header of item i of a batch and returns the item's op
 // and a decoder of its body.
 func (d *decoder) batchItem(what string, i int) (Op, *decoder) {
@@ -470,6 +596,21 @@ func (d *decoder) request(op Op) Request {
 				d.err = sd.err
 				return Request{}
 			}
+		}
+	case OpDigest:
+		n := d.count("range", MaxRanges, "MaxRanges", hashRangeSize)
+		if n == 0 {
+			break
+		}
+		req.Ranges = make([]HashRange, n)
+		for i := range req.Ranges {
+			req.Ranges[i] = d.hashRange()
+		}
+	case OpRangeSummary:
+		r := d.hashRange()
+		req.Limit = d.u32("limit")
+		if d.err == nil {
+			req.Ranges = []HashRange{r}
 		}
 	default:
 		d.off = len(d.b) // skip the body of an op from a newer version
@@ -539,6 +680,36 @@ func (d *decoder) response(op Op) Response {
 		msg := d.take(n, "error message")
 		if d.err == nil {
 			r.Err = &Error{Code: code, Message: string(msg)}
+		}
+	case OpDigestResponse:
+		n := d.count("digest", MaxRanges, "MaxRanges", rangeDigestSize)
+		if n == 0 {
+			break
+		}
+		r.Digests = make([]RangeDigest, n)
+		for i := range r.Digests {
+			r.Digests[i] = RangeDigest{XOR: d.u64("digest xor"), Count: d.u64("digest count")}
+		}
+	case OpRangeSummaryResponse:
+		at := d.off
+		flags := d.u8("summary flags")
+		if d.err == nil && flags&^summaryFlagsKnown != 0 {
+			d.failAt(at, "summary flags %#02x have unknown bits set", flags)
+		}
+		r.Truncated = flags&flagTruncated != 0
+		n := d.count("summary entry", MaxSummaryEntries, "MaxSummaryEntries", minSummaryEntrySize)
+		if n == 0 {
+			break
+		}
+		r.Entries = make([]SummaryEntry, n)
+		for i := range r.Entries {
+			e := &r.Entries[i]
+			e.Key = d.key()
+			e.Fingerprint = d.u64("entry fingerprint")
+			e.Timestamp = int64(d.u64("entry timestamp"))
+			if d.err != nil {
+				return Response{}
+			}
 		}
 	default:
 		d.failOp(op, "unknown response op %#02x", uint8(op))

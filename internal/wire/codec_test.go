@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"runtime"
@@ -39,6 +40,9 @@ func wantRequest(req Request) Request {
 	if len(req.Key) == 0 {
 		req.Key = nil
 	}
+	if len(req.Ranges) == 0 {
+		req.Ranges = nil
+	}
 	if len(req.Batch) == 0 {
 		req.Batch = nil
 	} else {
@@ -60,6 +64,21 @@ func wantResponse(r Response) Response {
 	}
 	if !r.Found {
 		r.Record = Record{}
+	}
+	if len(r.Digests) == 0 {
+		r.Digests = nil
+	}
+	if len(r.Entries) == 0 {
+		r.Entries = nil
+	} else {
+		e := make([]SummaryEntry, len(r.Entries))
+		for i, x := range r.Entries {
+			if len(x.Key) == 0 {
+				x.Key = nil
+			}
+			e[i] = x
+		}
+		r.Entries = e
 	}
 	if len(r.Batch) == 0 {
 		r.Batch = nil
@@ -87,7 +106,45 @@ var (
 	emptyRec = Record{Timestamp: -1, Value: []byte{}}
 )
 
-// testRequests are one or more requests of every kind.
+// manyRanges returns n ranges that cut the hash space into n parts.
+func manyRanges(n int) []HashRange {
+	r := make([]HashRange, n)
+	step := uint64(1<<32) / uint64(n)
+	for i := range r {
+		r[i] = HashRange{Lo: uint32(uint64(i) * step), Hi: uint32(uint64(i+1)*step - 1)}
+	}
+	return r
+}
+
+// manyDigests returns n distinct digests.
+func manyDigests(n int) []RangeDigest {
+	d := make([]RangeDigest, n)
+	for i := range d {
+		d[i] = RangeDigest{XOR: uint64(i) * 0x9e3779b97f4a7c15, Count: uint64(i)}
+	}
+	return d
+}
+
+// manyEntries returns n entries with distinct keys of keySize bytes or
+// more.
+func manyEntries(n, keySize int) []SummaryEntry {
+	e := make([]SummaryEntry, n)
+	for i := range e {
+		key := fmt.Appendf(nil, "%0*d", keySize, i)
+		e[i] = SummaryEntry{Key: key, Fingerprint: uint64(i) * 0xff51afd7ed558ccd, Timestamp: int64(i) - 1}
+	}
+	return e
+}
+
+var (
+	wholeSpace = HashRange{Lo: 0, Hi: 0xffffffff}
+	quarter2   = HashRange{Lo: 0x40000000, Hi: 0x7fffffff}
+	someDigest = RangeDigest{XOR: 0x0123456789abcdef, Count: 3}
+	someEntry  = SummaryEntry{Key: []byte("greeting"), Fingerprint: 0xfedcba9876543210, Timestamp: 1_700_000_000_000_000}
+)
+
+// testRequests are one or more requests of every kind. New entries go at
+// the end, so that the seed files of the existing ones keep their names.
 var testRequests = []struct {
 	name string
 	req  Request
@@ -119,6 +176,23 @@ var testRequests = []struct {
 		}
 		return b
 	}()}},
+	{"digest whole space", Request{Op: OpDigest, Ranges: []HashRange{wholeSpace}}},
+	{"digest empty range", Request{Op: OpDigest, Ranges: []HashRange{{Lo: 10, Hi: 9}}}},
+	{"digest ranges", Request{Op: OpDigest, Ranges: []HashRange{{0, 0}, quarter2, {0xffffffff, 0xffffffff}, {0xffffffff, 0}}}},
+	{"digest max ranges", Request{Op: OpDigest, Ranges: manyRanges(MaxRanges)}},
+	{"range summary", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: 100}},
+	{"range summary limit 1 empty range", Request{Op: OpRangeSummary, Ranges: []HashRange{{Lo: 1, Hi: 0}}, Limit: 1}},
+	{"range summary max limit", Request{Op: OpRangeSummary, Ranges: []HashRange{wholeSpace}, Limit: MaxSummaryEntries}},
+	{"batch anti-entropy", Request{Op: OpBatch, Batch: []Request{
+		{Op: OpDigest, Ranges: manyRanges(4)},
+		{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: 2},
+		{Op: OpReplicaGet, Key: []byte("k")},
+		{Op: OpPing},
+	}}},
+	{"batch max digests", Request{Op: OpBatch, Batch: []Request{
+		{Op: OpDigest, Ranges: manyRanges(MaxRanges)},
+		{Op: OpRangeSummary, Ranges: []HashRange{wholeSpace}, Limit: MaxSummaryEntries},
+	}}},
 }
 
 // testResponses are one or more responses of every kind.
@@ -144,6 +218,24 @@ var testResponses = []struct {
 		{Op: OpPong},
 		{Op: OpErrorResponse, Err: &Error{Code: CodeBadRequest, Message: "empty key"}},
 		{Op: OpRecordResponse},
+	}}},
+	{"digest none", Response{Op: OpDigestResponse}},
+	{"digest", Response{Op: OpDigestResponse, Digests: []RangeDigest{someDigest, {}, {XOR: 0xffffffffffffffff, Count: 0xffffffffffffffff}}}},
+	{"digest max", Response{Op: OpDigestResponse, Digests: manyDigests(MaxRanges)}},
+	{"summary empty", Response{Op: OpRangeSummaryResponse}},
+	{"summary truncated", Response{Op: OpRangeSummaryResponse, Truncated: true, Entries: []SummaryEntry{someEntry, {Key: []byte("z"), Timestamp: -1}}}},
+	{"summary entries", Response{Op: OpRangeSummaryResponse, Entries: []SummaryEntry{
+		someEntry,
+		{Key: []byte{0}, Fingerprint: 0xffffffffffffffff, Timestamp: -1 << 63},
+		{Key: []byte("k"), Timestamp: 1<<63 - 1},
+	}}},
+	{"summary max key", Response{Op: OpRangeSummaryResponse, Truncated: true, Entries: []SummaryEntry{{Key: maxKey, Fingerprint: 1, Timestamp: 2}}}},
+	{"summary max entries", Response{Op: OpRangeSummaryResponse, Truncated: true, Entries: manyEntries(MaxSummaryEntries, 6)}},
+	{"batch anti-entropy", Response{Op: OpBatchResponse, Batch: []Response{
+		{Op: OpDigestResponse, Digests: []RangeDigest{someDigest, {}}},
+		{Op: OpRangeSummaryResponse, Truncated: true, Entries: []SummaryEntry{someEntry}},
+		{Op: OpErrorResponse, Err: &Error{Code: CodeUnknownOp, Message: "op 0x07 is not a request of protocol version 1"}},
+		{Op: OpRangeSummaryResponse},
 	}}},
 }
 
@@ -220,7 +312,7 @@ func TestErrorMessageCutAtRune(t *testing.T) {
 // TestUnknownRequestOpDecodes shows that a request of an op from a newer
 // version decodes without its body, so that the server can answer it.
 func TestUnknownRequestOpDecodes(t *testing.T) {
-	for _, op := range []Op{0x00, 0x07, 0x7f, OpPong, 0xff} {
+	for _, op := range []Op{0x00, 0x09, 0x7f, OpPong, OpDigestResponse, 0xff} {
 		req, err := decodeRequest(op, []byte("whatever the body"))
 		if err != nil || req.Op != op || req.Key != nil {
 			t.Errorf("op %v: got %+v, %v; want the op alone", op, req, err)
@@ -263,6 +355,18 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "batch item trailing bytes", op: OpBatch, body: cat(u16(1), item(OpPing, []byte{1})), want: "after the end of a Ping body"},
 		{name: "batch item bad key", op: OpBatch, body: cat(u16(1), item(OpGet, getBody(bytes.Repeat([]byte("k"), MaxKeySize+1)))), want: "exceeds MaxKeySize"},
 
+		{name: "digest count beyond MaxRanges", op: OpDigest, body: cat(u32(MaxRanges+1), make([]byte, (MaxRanges+1)*hashRangeSize)), want: "range count 65537 exceeds MaxRanges (65536)"},
+		{name: "digest count 4G", op: OpDigest, body: u32(0xffffffff), want: "range count 4294967295 exceeds MaxRanges"},
+		{name: "digest count beyond frame", op: OpDigest, body: cat(u32(3), u32(0), u32(1), u32(2), u32(3)), want: "range count 3 needs at least 24 bytes, the frame has 16 left"},
+		{name: "digest count cut", op: OpDigest, body: []byte{0, 0, 1}, want: "range count needs 4 bytes"},
+		{name: "digest range cut", op: OpDigest, body: cat(u32(1), u32(0), u16(0)), want: "needs at least 8 bytes, the frame has 6 left"},
+		{name: "digest trailing bytes", op: OpDigest, body: cat(u32(1), u32(0), u32(1), []byte{0}), want: "1 bytes after the end of a Digest body"},
+		{name: "summary range cut", op: OpRangeSummary, body: cat(u32(0), u16(1)), want: "range hi needs 4 bytes"},
+		{name: "summary limit cut", op: OpRangeSummary, body: cat(u32(0), u32(1), u16(1)), want: "limit needs 4 bytes"},
+		{name: "summary trailing bytes", op: OpRangeSummary, body: cat(u32(0), u32(1), u32(1), []byte{0}), want: "after the end of a RangeSummary body"},
+		{name: "batch item digest beyond MaxRanges", op: OpBatch, body: cat(u16(1), item(OpDigest, u32(MaxRanges+1))), want: "exceeds MaxRanges"},
+		{name: "batch item digest beyond its item", op: OpBatch, body: cat(u16(2), item(OpDigest, cat(u32(2), u32(0), u32(1))), item(OpPing, nil)), want: "range count 2 needs at least 16 bytes, the frame has 8 left"},
+
 		{name: "unknown response op", response: true, op: 0x99, want: "unknown response op 0x99"},
 		{name: "request op as response", response: true, op: OpGet, body: getBody([]byte("k")), want: "unknown response op"},
 		{name: "found not 0 or 1", response: true, op: OpRecordResponse, body: []byte{2}, want: "neither 0 nor 1"},
@@ -274,6 +378,20 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "error message beyond frame", response: true, op: OpErrorResponse, body: cat(u16(1), u16(10), []byte("m")), want: "error message needs 10 bytes"},
 		{name: "nested batch response", response: true, op: OpBatchResponse, body: cat(u16(1), item(OpBatchResponse, u16(0))), want: "batches do not nest"},
 		{name: "unknown op in batch response", response: true, op: OpBatchResponse, body: cat(u16(1), item(0x42, nil)), want: "unknown response op 0x42"},
+		{name: "digest response beyond MaxRanges", response: true, op: OpDigestResponse, body: cat(u32(MaxRanges+1), make([]byte, (MaxRanges+1)*rangeDigestSize)), want: "digest count 65537 exceeds MaxRanges (65536)"},
+		{name: "digest response beyond frame", response: true, op: OpDigestResponse, body: cat(u32(2), u64(1), u64(2)), want: "digest count 2 needs at least 32 bytes, the frame has 16 left"},
+		{name: "digest response count cut", response: true, op: OpDigestResponse, body: u16(0), want: "digest count needs 4 bytes"},
+		{name: "digest response trailing", response: true, op: OpDigestResponse, body: cat(u32(1), u64(1), u64(2), []byte{9}), want: "after the end of a DigestResponse body"},
+		{name: "summary flags cut", response: true, op: OpRangeSummaryResponse, want: "summary flags needs 1 bytes"},
+		{name: "summary unknown flag", response: true, op: OpRangeSummaryResponse, body: cat([]byte{2}, u32(0)), want: "summary flags 0x02 have unknown bits"},
+		{name: "summary count cut", response: true, op: OpRangeSummaryResponse, body: cat([]byte{1}, u16(0)), want: "summary entry count needs 4 bytes"},
+		{name: "summary beyond MaxSummaryEntries", response: true, op: OpRangeSummaryResponse, body: cat([]byte{0}, u32(MaxSummaryEntries+1), make([]byte, (MaxSummaryEntries+1)*minSummaryEntrySize)), want: "summary entry count 65537 exceeds MaxSummaryEntries (65536)"},
+		{name: "summary beyond frame", response: true, op: OpRangeSummaryResponse, body: cat([]byte{0}, u32(2), u16(1), []byte("k"), u64(1), u64(2)), want: "summary entry count 2 needs at least 36 bytes, the frame has 19 left"},
+		{name: "summary key too long", response: true, op: OpRangeSummaryResponse, body: cat([]byte{0}, u32(1), u16(MaxKeySize+1), maxKey, []byte("k"), u64(1), u64(2)), want: "key length 4097 exceeds MaxKeySize"},
+		{name: "summary key beyond frame", response: true, op: OpRangeSummaryResponse, body: cat([]byte{0}, u32(1), u16(30), []byte("abc"), u64(1), u64(2)), want: "key needs 30 bytes, the frame has 19 left"},
+		{name: "summary second entry cut", response: true, op: OpRangeSummaryResponse, body: cat([]byte{0}, u32(2), u16(20), bytes.Repeat([]byte("k"), 20), u64(1), u64(2), u16(0), u64(3), u32(4)), want: "entry timestamp needs 8 bytes"},
+		{name: "summary trailing", response: true, op: OpRangeSummaryResponse, body: cat([]byte{0}, u32(1), u16(1), []byte("k"), u64(1), u64(2), []byte{0}), want: "after the end of a RangeSummaryResponse body"},
+		{name: "summary in batch response key too long", response: true, op: OpBatchResponse, body: cat(u16(1), item(OpRangeSummaryResponse, cat([]byte{0}, u32(1), u16(MaxKeySize+1), maxKey, []byte("k"), u64(1), u64(2)))), want: "exceeds MaxKeySize"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -353,6 +471,9 @@ func TestTruncatedEverywhere(t *testing.T) {
 		msgs = append(msgs, msg{tt.name, encodeResponse(1, &tt.resp), true})
 	}
 	for _, m := range msgs {
+		if len(m.frame) > 16<<10 {
+			continue // TestTruncatedLarge
+		}
 		for n := range len(m.frame) {
 			_, err := readFrame(m.frame[:n], DefaultMaxFrameSize)
 			var perr *ProtocolError
@@ -375,6 +496,43 @@ func TestTruncatedEverywhere(t *testing.T) {
 	}
 }
 
+// TestTruncatedLarge cuts the large test messages at a few lengths around
+// their counts and ends: cutting them at every length would read and decode
+// gigabytes.
+func TestTruncatedLarge(t *testing.T) {
+	check := func(name string, frame []byte, resp bool) {
+		op, body := Op(frame[4]), frame[frameHeaderSize:]
+		for _, n := range []int{0, 1, 3, 4, 5, 12, len(body) / 2, len(body) - 17, len(body) - 8, len(body) - 1} {
+			if n < 0 || n >= len(body) {
+				continue
+			}
+			var perr *ProtocolError
+			if _, err := readFrame(frame[:frameHeaderSize+n], DefaultMaxFrameSize); !errors.As(err, &perr) {
+				t.Errorf("%s cut to %d body bytes: frame reader got %v", name, n, err)
+			}
+			var err error
+			if resp {
+				_, err = decodeResponse(op, body[:n])
+			} else {
+				_, err = decodeRequest(op, body[:n])
+			}
+			if !errors.Is(err, ErrProtocol) {
+				t.Errorf("%s with its body cut to %d of %d bytes: decoder got %v", name, n, len(body), err)
+			}
+		}
+	}
+	for _, tt := range testRequests {
+		if b := encodeRequest(1, &tt.req); len(b) > 16<<10 {
+			check(tt.name, b, false)
+		}
+	}
+	for _, tt := range testResponses {
+		if b := encodeResponse(1, &tt.resp); len(b) > 16<<10 {
+			check(tt.name, b, true)
+		}
+	}
+}
+
 // TestNoAllocationBeyondLimits checks that lengths are checked before
 // anything is allocated: a frame header claiming 4 GiB, and a batch claiming
 // more items than its frame can hold, cost a few hundred bytes.
@@ -382,10 +540,16 @@ func TestNoAllocationBeyondLimits(t *testing.T) {
 	bigFrame := cat(u32(0xffffffff), []byte{byte(OpPut)}, u64(1))
 	bigBatch := cat(u16(MaxBatch), u32(1), []byte{byte(OpPing)})
 	bigValue := cat(u16(1), []byte("k"), []byte{0}, u64(1), u32(0xffffffff))
+	bigDigest := cat(u32(MaxRanges), u32(0), u32(1))
+	bigDigests := cat(u32(MaxRanges), u64(1), u64(2))
+	bigSummary := cat([]byte{0}, u32(MaxSummaryEntries), u16(1), []byte("k"), u64(1), u64(2))
 	for name, f := range map[string]func(){
-		"frame": func() { _, _ = readFrame(bigFrame, DefaultMaxFrameSize) },
-		"batch": func() { _, _ = decodeRequest(OpBatch, bigBatch) },
-		"value": func() { _, _ = decodeRequest(OpPut, bigValue) },
+		"frame":   func() { _, _ = readFrame(bigFrame, DefaultMaxFrameSize) },
+		"batch":   func() { _, _ = decodeRequest(OpBatch, bigBatch) },
+		"value":   func() { _, _ = decodeRequest(OpPut, bigValue) },
+		"ranges":  func() { _, _ = decodeRequest(OpDigest, bigDigest) },
+		"digests": func() { _, _ = decodeResponse(OpDigestResponse, bigDigests) },
+		"summary": func() { _, _ = decodeResponse(OpRangeSummaryResponse, bigSummary) },
 	} {
 		var before, after runtime.MemStats
 		runtime.GC()
@@ -414,6 +578,17 @@ func TestCheckRequest(t *testing.T) {
 		{"long batch", Request{Op: OpBatch, Batch: make([]Request, MaxBatch+1)}, ErrBadRequest},
 		{"bad item", Request{Op: OpBatch, Batch: []Request{{Op: OpPing}, {Op: OpGet}}}, ErrBadRequest},
 		{"fine", Request{Op: OpGet, Key: maxKey}, nil},
+		{"digest of no ranges", Request{Op: OpDigest}, ErrBadRequest},
+		{"digest beyond MaxRanges", Request{Op: OpDigest, Ranges: make([]HashRange, MaxRanges+1)}, ErrBadRequest},
+		{"digest of MaxRanges", Request{Op: OpDigest, Ranges: make([]HashRange, MaxRanges)}, nil},
+		{"summary of no range", Request{Op: OpRangeSummary, Limit: 1}, ErrBadRequest},
+		{"summary of 2 ranges", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2, quarter2}, Limit: 1}, ErrBadRequest},
+		{"summary limit 0", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}}, ErrBadRequest},
+		{"summary beyond MaxSummaryEntries", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: MaxSummaryEntries + 1}, ErrBadRequest},
+		{"summary of MaxSummaryEntries", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: MaxSummaryEntries}, nil},
+		{"bad digest in batch", Request{Op: OpBatch, Batch: []Request{{Op: OpPing}, {Op: OpDigest}}}, ErrBadRequest},
+		{"response op 0x86", Request{Op: OpDigestResponse}, ErrUnknownOp},
+		{"op 0x09", Request{Op: 0x09}, ErrUnknownOp},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -463,5 +638,35 @@ func TestFrameSizeFor(t *testing.T) {
 	req := Request{Op: OpPut, Key: maxKey, Record: Record{Value: make([]byte, 64<<20)}}
 	if n := frameLengthCounted + requestBodySize(&req); n > DefaultMaxFrameSize {
 		t.Errorf("a Put of 64 MiB is a frame of %d bytes, above DefaultMaxFrameSize", n)
+	}
+}
+
+func TestHashRange(t *testing.T) {
+	tests := []struct {
+		r     HashRange
+		empty bool
+		in    []uint32
+		out   []uint32
+	}{
+		{wholeSpace, false, []uint32{0, 1, 0x80000000, 0xffffffff}, nil},
+		{quarter2, false, []uint32{0x40000000, 0x7fffffff}, []uint32{0x3fffffff, 0x80000000}},
+		{HashRange{Lo: 7, Hi: 7}, false, []uint32{7}, []uint32{6, 8}},
+		{HashRange{Lo: 8, Hi: 7}, true, nil, []uint32{0, 7, 8, 0xffffffff}},
+		{HashRange{Lo: 0xffffffff, Hi: 0}, true, nil, []uint32{0, 0xffffffff}},
+	}
+	for _, tt := range tests {
+		if got := tt.r.Empty(); got != tt.empty {
+			t.Errorf("%+v.Empty() = %v", tt.r, got)
+		}
+		for _, h := range tt.in {
+			if !tt.r.Contains(h) {
+				t.Errorf("%+v does not contain %#x", tt.r, h)
+			}
+		}
+		for _, h := range tt.out {
+			if tt.r.Contains(h) {
+				t.Errorf("%+v contains %#x", tt.r, h)
+			}
+		}
 	}
 }

@@ -99,9 +99,21 @@ type Conn struct {
 
 // call is a request waiting for its response.
 type call struct {
+	expect
+	subs []expect // what answers each request of a batch
+	done chan result
+}
+
+// expect is what a response must be to answer a request: of the kind that
+// answers op, with one digest per range, with at most limit entries.
+type expect struct {
 	op     Op
-	subOps []Op // the ops of a batch's requests
-	done   chan result
+	ranges int    // OpDigest
+	limit  uint32 // OpRangeSummary
+}
+
+func expectFor(req *Request) expect {
+	return expect{op: req.Op, ranges: len(req.Ranges), limit: req.Limit}
 }
 
 type result struct {
@@ -185,11 +197,19 @@ func (c *Conn) Addr() string { return c.addr }
 // A successful response comes back as (resp, nil): for OpBatch, its Batch
 // holds a response per request, some of which may carry an Err. An error
 // response comes back as (nil, err) with err an *Error; so does a request
-// refused before sending (CodeBadRequest for an empty or long key or a
-// nested batch, CodeTooLarge beyond MaxFrameSize, CodeUnknownOp). Other
-// errors wrap ErrClosed (the connection broke or was closed),
-// ErrShuttingDown (the server announced its shutdown) or ctx's error; a
-// response that arrives after its call gave up is dropped.
+// refused before sending (CodeBadRequest for an empty or long key, a nested
+// batch, ranges or a Limit out of bounds; CodeTooLarge beyond MaxFrameSize;
+// CodeUnknownOp). A response that does not answer its request (of the wrong
+// kind, with a digest count other than the request's range count, with more
+// entries than its Limit) is a protocol error that closes the connection.
+// Other errors wrap ErrClosed (the connection broke or was closed, the
+// *ProtocolError of such a response among them), ErrShuttingDown (the server
+// announced its shutdown) or ctx's error; a response that arrives after its
+// call gave up is dropped.
+//
+// A server of protocol version 1 that predates OpDigest and OpRangeSummary
+// answers them with CodeUnknownOp: errors.Is(err, ErrUnknownOp) tells a
+// caller that the peer cannot take part in anti-entropy.
 func (c *Conn) Call(ctx context.Context, req *Request) (*Response, error) {
 	if req == nil {
 		return nil, &Error{Code: CodeBadRequest, Message: "nil request"}
@@ -200,11 +220,11 @@ func (c *Conn) Call(ctx context.Context, req *Request) (*Response, error) {
 	if n := requestBodySize(req) + frameLengthCounted; n > c.opts.MaxFrameSize {
 		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("%v request of %d bytes exceeds MaxFrameSize (%d)", req.Op, n, c.opts.MaxFrameSize)}
 	}
-	cl := &call{op: req.Op, done: make(chan result, 1)}
+	cl := &call{expect: expectFor(req), done: make(chan result, 1)}
 	if req.Op == OpBatch {
-		cl.subOps = make([]Op, len(req.Batch))
+		cl.subs = make([]expect, len(req.Batch))
 		for i := range req.Batch {
-			cl.subOps[i] = req.Batch[i].Op
+			cl.subs[i] = expectFor(&req.Batch[i])
 		}
 	}
 
@@ -399,22 +419,32 @@ func idBytes(id uint64) []byte {
 
 // mismatch returns why resp does not answer cl's request, or "".
 func mismatch(cl *call, resp *Response) string {
-	if resp.Op == OpErrorResponse {
-		return ""
+	if reason := cl.mismatch(resp); reason != "" || cl.op != OpBatch || resp.Op == OpErrorResponse {
+		return reason
 	}
-	if want := cl.op.responseOp(); resp.Op != want {
-		return fmt.Sprintf("a %v answers a %v request, want %v", resp.Op, cl.op, want)
-	}
-	if cl.op != OpBatch {
-		return ""
-	}
-	if len(resp.Batch) != len(cl.subOps) {
-		return fmt.Sprintf("a batch response of %d items answers a batch of %d requests", len(resp.Batch), len(cl.subOps))
+	if len(resp.Batch) != len(cl.subs) {
+		return fmt.Sprintf("a batch response of %d items answers a batch of %d requests", len(resp.Batch), len(cl.subs))
 	}
 	for i := range resp.Batch {
-		if op := resp.Batch[i].Op; op != OpErrorResponse && op != cl.subOps[i].responseOp() {
-			return fmt.Sprintf("batch item %d: a %v answers a %v request", i, op, cl.subOps[i])
+		if reason := cl.subs[i].mismatch(&resp.Batch[i]); reason != "" {
+			return fmt.Sprintf("batch item %d: %s", i, reason)
 		}
+	}
+	return ""
+}
+
+// mismatch returns why resp, not a batch's items, does not answer the
+// request that e describes, or "".
+func (e expect) mismatch(resp *Response) string {
+	switch want := e.op.responseOp(); {
+	case resp.Op == OpErrorResponse:
+		return ""
+	case resp.Op != want:
+		return fmt.Sprintf("a %v answers a %v request, want %v", resp.Op, e.op, want)
+	case want == OpDigestResponse && len(resp.Digests) != e.ranges:
+		return fmt.Sprintf("a %v of %d digests answers a %v of %d ranges", resp.Op, len(resp.Digests), e.op, e.ranges)
+	case want == OpRangeSummaryResponse && uint64(len(resp.Entries)) > uint64(e.limit):
+		return fmt.Sprintf("a %v of %d entries answers a %v with limit %d", resp.Op, len(resp.Entries), e.op, e.limit)
 	}
 	return ""
 }

@@ -63,7 +63,7 @@
 // client numbers its requests from 1, without reuse; request id 0 is for
 // error frames about the whole connection, from the server.
 //
-// Bodies are built from four parts:
+// Bodies are built from these parts:
 //
 //	key:     | length uint16 | key bytes |                           length <= MaxKeySize (4096)
 //	record:  | flags uint8 | timestamp int64 | length uint32 | value bytes |
@@ -72,26 +72,63 @@
 //	batch:   | count uint16 | count × item |                     count <= MaxBatch (1024)
 //	item:    | length uint32 | op uint8 | body |                 length counts op and body
 //	error:   | code uint16 | length uint16 | message bytes |     length <= MaxErrorMessageSize (4096)
+//	range:   | lo uint32 | hi uint32 |                           hashes lo to hi, inclusive
+//	digest:  | xor uint64 | count uint64 |
+//	entry:   | key | fingerprint uint64 | timestamp int64 |
 //
 // The bodies of requests:
 //
-//	OpReplicaGet 0x01   key                      → OpRecordResponse
-//	OpReplicaPut 0x02   key record               → OpPutResponse
-//	OpGet        0x03   key                      → OpRecordResponse
-//	OpPut        0x04   key record               → OpPutResponse
-//	OpPing       0x05   (empty)                  → OpPong
-//	OpBatch      0x06   batch of requests        → OpBatchResponse
+//	OpReplicaGet   0x01   key                                → OpRecordResponse
+//	OpReplicaPut   0x02   key record                         → OpPutResponse
+//	OpGet          0x03   key                                → OpRecordResponse
+//	OpPut          0x04   key record                         → OpPutResponse
+//	OpPing         0x05   (empty)                            → OpPong
+//	OpBatch        0x06   batch of requests                  → OpBatchResponse
+//	OpDigest       0x07   count uint32, count × range        → OpDigestResponse
+//	OpRangeSummary 0x08   range, limit uint32                → OpRangeSummaryResponse
 //
 // and of responses:
 //
-//	OpRecordResponse 0x81   found uint8 (0 or 1), then a record if found is 1
-//	OpPutResponse    0x82   outcome uint8 (1 written, 2 unchanged, 3 stale), record (the current one)
-//	OpPong           0x83   (empty)
-//	OpBatchResponse  0x84   batch of responses, one per request, in order
-//	OpErrorResponse  0x85   error
+//	OpRecordResponse       0x81   found uint8 (0 or 1), then a record if found is 1
+//	OpPutResponse          0x82   outcome uint8 (1 written, 2 unchanged, 3 stale), record (the current one)
+//	OpPong                 0x83   (empty)
+//	OpBatchResponse        0x84   batch of responses, one per request, in order
+//	OpErrorResponse        0x85   error
+//	OpDigestResponse       0x86   count uint32, count × digest: one per range, in order
+//	OpRangeSummaryResponse 0x87   flags uint8, count uint32, count × entry
+//	                              flags bit 0: truncated; bits 1-7: zero.
 //
 // Batches do not nest. Any request may be answered by an OpErrorResponse,
 // including each request of a batch.
+//
+// # Anti-entropy
+//
+// OpDigest and OpRangeSummary let two replicas compare what they hold
+// without a round trip per key. A range is of the 32-bit hash space of keys
+// (keyhash.Sum, the ring's hash), [lo, hi] with both ends included: {0,
+// 0xffffffff} is the whole space, and lo > hi the empty range. For each of its
+// ranges, an OpDigest is answered with the digest of the records the peer
+// holds (tombstones included) whose keys hash into the range: the XOR of
+// their fingerprints and their count, {0, 0} for none. The fingerprint is a
+// 64-bit hash of a key and its record, the same on every node; the protocol
+// carries it without interpreting it. Where two replicas' digests of a range
+// differ, the caller asks each for an OpRangeSummary of it, whose entries are
+// the range's records in (hash, key) order (keyhash.Sum of the key, then the
+// key's bytes), at most limit of them, with the truncated flag set when the
+// range holds more records than the entries; the caller then splits the range
+// and asks again. It fetches and sends the differing records with
+// OpReplicaGet and OpReplicaPut.
+//
+// The digest request's count is 1 to MaxRanges (65536), its response's count
+// equal to the request's; the summary request's limit is 1 to
+// MaxSummaryEntries (65536), its response's count at most the limit.
+// Counts above MaxRanges or MaxSummaryEntries are protocol errors; a
+// well-formed request of no ranges, or of limit 0 or above
+// MaxSummaryEntries, is answered with CodeBadRequest. The frame size limit
+// bounds them all: 65536 ranges are a 512 KiB request and a 1 MiB response,
+// and a server answers CodeTooLarge instead of a summary beyond the frame
+// size, so a handler whose entries would outgrow it stops early, with the
+// truncated flag set.
 //
 // # Protocol errors
 //
@@ -100,7 +137,9 @@
 // frame that breaks the format is a protocol error: a length beyond a limit or
 // beyond its frame, a stream that ends inside a frame, unknown flag bits, a
 // tombstone with a value, bytes left after a body, a nested batch, a request
-// with id 0. The connection that carried it is closed, through one exit path
+// with id 0, a response that does not answer its request (of the wrong kind,
+// with a digest count other than the request's range count, with more
+// summary entries than the request's limit). The connection that carried it is closed, through one exit path
 // that logs and returns a *ProtocolError naming the peer and showing the
 // offending bytes. Before closing, a server answers the requests already read
 // and sends an error frame (request id 0, CodeBadRequest) saying what was
@@ -111,7 +150,11 @@
 //
 // Ops, error codes, outcomes and flag bits are append-only: a number never
 // changes meaning. A server answers requests of ops it does not know with
-// CodeUnknownOp, and clients must accept error codes they do not know. A
+// CodeUnknownOp, and clients must accept error codes they do not know. New
+// ops need no new version: OpDigest and OpRangeSummary were appended to
+// version 1, and a version 1 server that predates them answers them (alone
+// or in a batch) with CodeUnknownOp, which tells a caller that this peer
+// cannot take part in anti-entropy. A
 // change that an old peer would misread (a new field in an existing body, a
 // new record flag) needs a new protocol version, negotiated in the handshake
 // as above; the next version's server keeps speaking version 1 to version 1

@@ -23,13 +23,27 @@ func TestProtocolDocExamples(t *testing.T) {
 	}
 
 	rec := Record{Timestamp: 1700000000000000, Value: []byte("hello, world")}
+	// The anti-entropy example: the keys' hashes are keyhash.Sum's, the
+	// fingerprints made up.
+	halves := []HashRange{{Lo: 0, Hi: 0x3fffffff}, {Lo: 0x40000000, Hi: 0x7fffffff}}
+	user1 := SummaryEntry{Key: []byte("user:1"), Fingerprint: 0x0f1e2d3c4b5a6978, Timestamp: 1700000000000000}
+	user6 := SummaryEntry{Key: []byte("user:6"), Fingerprint: 0x3a5c7e9f1b2d4f60, Timestamp: 1700000000500000}
+	const user2, banana = 0xd2c4b6a89a8c7e61, 0x5b3d1f0e2c4a6879
+	digests := []RangeDigest{
+		{XOR: 0x8c1e4e0f5a7d3b21, Count: 1},
+		{XOR: user1.Fingerprint ^ user6.Fingerprint ^ user2 ^ banana, Count: 4},
+	}
 	want := map[string][]byte{
-		"hello":          appendHello(nil, ProtocolVersion, 0),
-		"put-request":    encodeRequest(1, &Request{Op: OpPut, Key: []byte("greeting"), Record: rec}),
-		"put-response":   encodeResponse(1, &Response{Op: OpPutResponse, Outcome: OutcomeWritten, Current: rec}),
-		"error-response": encodeResponse(1, &Response{Err: &Error{Code: CodeUnavailable, Message: "1 of 2"}}),
-		"batch-request":  encodeRequest(4, &Request{Op: OpBatch, Batch: []Request{{Op: OpGet, Key: []byte("a")}, {Op: OpPing}}}),
-		"batch-response": encodeResponse(4, &Response{Op: OpBatchResponse, Batch: []Response{{Op: OpRecordResponse}, {Op: OpPong}}}),
+		"digest-request":   encodeRequest(5, &Request{Op: OpDigest, Ranges: halves}),
+		"digest-response":  encodeResponse(5, &Response{Op: OpDigestResponse, Digests: digests}),
+		"summary-request":  encodeRequest(6, &Request{Op: OpRangeSummary, Ranges: halves[1:], Limit: 2}),
+		"summary-response": encodeResponse(6, &Response{Op: OpRangeSummaryResponse, Truncated: true, Entries: []SummaryEntry{user1, user6}}),
+		"hello":            appendHello(nil, ProtocolVersion, 0),
+		"put-request":      encodeRequest(1, &Request{Op: OpPut, Key: []byte("greeting"), Record: rec}),
+		"put-response":     encodeResponse(1, &Response{Op: OpPutResponse, Outcome: OutcomeWritten, Current: rec}),
+		"error-response":   encodeResponse(1, &Response{Err: &Error{Code: CodeUnavailable, Message: "1 of 2"}}),
+		"batch-request":    encodeRequest(4, &Request{Op: OpBatch, Batch: []Request{{Op: OpGet, Key: []byte("a")}, {Op: OpPing}}}),
+		"batch-response":   encodeResponse(4, &Response{Op: OpBatchResponse, Batch: []Response{{Op: OpRecordResponse}, {Op: OpPong}}}),
 	}
 	for name, w := range want {
 		got, ok := examples[name]

@@ -79,6 +79,14 @@ func streamSeeds() [][2][]byte {
 		{cat(hello, u32(0xffffffff), []byte{4}, u64(1)), nil},
 		{appendHello(nil, 0, 0), nil},
 		{[]byte("GET / HTTP/1.1\r\nHost: tako\r\n\r\n"), []byte{1}},
+		// Anti-entropy requests that break the limits: CodeBadRequest,
+		// alone and in a batch, and the connection goes on.
+		{cat(hello,
+			rawFrame(OpDigest, 1, u32(0)),
+			rawFrame(OpRangeSummary, 2, cat(u32(0), u32(0xffffffff), u32(0))),
+			rawFrame(OpBatch, 3, cat(u16(2), u32(5), []byte{byte(OpDigest)}, u32(0), u32(13), []byte{byte(OpRangeSummary)}, u32(1), u32(0), u32(MaxSummaryEntries+1))),
+			encodeRequest(4, &Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: 3}),
+		), []byte{0, 12, 20}},
 	}
 }
 
@@ -102,8 +110,11 @@ func FuzzDecodeRequest(f *testing.F) {
 		if got := appendRequestBody(nil, &req); !bytes.Equal(got, body) {
 			t.Fatalf("decoded %+v re-encodes to [% x], not [% x]", req, got, body)
 		}
-		if len(req.Key) > MaxKeySize || len(req.Batch) > MaxBatch {
-			t.Fatalf("decoded a request beyond the limits: key %d, batch %d", len(req.Key), len(req.Batch))
+		if len(req.Key) > MaxKeySize || len(req.Batch) > MaxBatch || len(req.Ranges) > MaxRanges {
+			t.Fatalf("decoded a request beyond the limits: key %d, batch %d, ranges %d", len(req.Key), len(req.Batch), len(req.Ranges))
+		}
+		if req.Op == OpRangeSummary && len(req.Ranges) != 1 {
+			t.Fatalf("decoded a RangeSummary of %d ranges", len(req.Ranges))
 		}
 	})
 }
@@ -134,6 +145,14 @@ func FuzzDecodeResponse(f *testing.F) {
 		}
 		if got := appendResponseBody(nil, &resp); !bytes.Equal(got, body) {
 			t.Fatalf("decoded %+v re-encodes to [% x], not [% x]", resp, got, body)
+		}
+		if len(resp.Digests) > MaxRanges || len(resp.Entries) > MaxSummaryEntries {
+			t.Fatalf("decoded a response beyond the limits: %d digests, %d entries", len(resp.Digests), len(resp.Entries))
+		}
+		for i := range resp.Entries {
+			if len(resp.Entries[i].Key) > MaxKeySize {
+				t.Fatalf("decoded entry %d with a key of %d bytes", i, len(resp.Entries[i].Key))
+			}
 		}
 	})
 }
@@ -220,6 +239,10 @@ func serveStream(t *testing.T, chunks [][]byte) []string {
 		switch req.Op {
 		case OpGet, OpReplicaGet:
 			return &Response{Found: len(req.Key)%2 == 0, Record: Record{Timestamp: int64(len(req.Key)), Value: req.Key}}
+		case OpDigest:
+			return &Response{Digests: fakeDigests(req.Ranges)}
+		case OpRangeSummary:
+			return fakeSummary(req.Ranges[0], req.Limit)
 		default:
 			return &Response{Outcome: OutcomeUnchanged, Current: req.Record}
 		}

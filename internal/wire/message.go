@@ -74,6 +74,18 @@ const (
 	// OpBatch {[]Request} → OpBatchResponse with one response per request,
 	// in the same order. Batches do not nest.
 	OpBatch Op = 0x06
+	// OpDigest {Ranges} → OpDigestResponse with one RangeDigest per range,
+	// in the same order: the peer's local store only (node to node, for
+	// anti-entropy). 1 to MaxRanges ranges.
+	//
+	// OpDigest and OpRangeSummary were appended to protocol version 1: a
+	// peer that predates them answers CodeUnknownOp, alone or in a batch.
+	OpDigest Op = 0x07
+	// OpRangeSummary {Ranges, Limit} → OpRangeSummaryResponse: the first
+	// Limit records of the peer's local store whose keys hash into the one
+	// range of Ranges, as SummaryEntry values in (hash, key) order (node to
+	// node, for anti-entropy). Limit is 1 to MaxSummaryEntries.
+	OpRangeSummary Op = 0x08
 )
 
 // Responses.
@@ -89,6 +101,10 @@ const (
 	// OpErrorResponse {Code, Message} answers any request that failed. With
 	// request id 0 it is about the whole connection.
 	OpErrorResponse Op = 0x85
+	// OpDigestResponse {Digests} answers OpDigest.
+	OpDigestResponse Op = 0x86
+	// OpRangeSummaryResponse {Entries, Truncated} answers OpRangeSummary.
+	OpRangeSummaryResponse Op = 0x87
 )
 
 // String returns the op's name, such as "Get".
@@ -106,6 +122,10 @@ func (op Op) String() string {
 		return "Ping"
 	case OpBatch:
 		return "Batch"
+	case OpDigest:
+		return "Digest"
+	case OpRangeSummary:
+		return "RangeSummary"
 	case OpRecordResponse:
 		return "RecordResponse"
 	case OpPutResponse:
@@ -116,12 +136,16 @@ func (op Op) String() string {
 		return "BatchResponse"
 	case OpErrorResponse:
 		return "ErrorResponse"
+	case OpDigestResponse:
+		return "DigestResponse"
+	case OpRangeSummaryResponse:
+		return "RangeSummaryResponse"
 	}
 	return fmt.Sprintf("Op(%#02x)", uint8(op))
 }
 
 // isRequest reports whether op is a request kind of this version.
-func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpBatch }
+func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpRangeSummary }
 
 // responseOp returns the response kind that answers a request of kind op
 // when it succeeds, or 0 if op is not a request kind.
@@ -135,6 +159,10 @@ func (op Op) responseOp() Op {
 		return OpPong
 	case OpBatch:
 		return OpBatchResponse
+	case OpDigest:
+		return OpDigestResponse
+	case OpRangeSummary:
+		return OpRangeSummaryResponse
 	}
 	return 0
 }
@@ -145,7 +173,8 @@ func (op Op) hasKey() bool {
 }
 
 // Request is a request message. Which fields count depends on Op: Key for
-// the get and put kinds, Record for the put kinds, Batch for OpBatch.
+// the get and put kinds, Record for the put kinds, Batch for OpBatch, Ranges
+// for OpDigest, Ranges and Limit for OpRangeSummary.
 //
 // On the server, the Key and Record.Value of a request given to a Handler
 // alias a buffer that the server never reuses: the handler may keep them.
@@ -156,11 +185,57 @@ type Request struct {
 	// Batch holds the requests of an OpBatch, none of them a batch, at most
 	// MaxBatch.
 	Batch []Request
+	// Ranges are the ranges of the hash space of an OpDigest (1 to
+	// MaxRanges of them) or of an OpRangeSummary (exactly one).
+	Ranges []HashRange
+	// Limit is the most entries an OpRangeSummary asks for, 1 to
+	// MaxSummaryEntries.
+	Limit uint32
+}
+
+// HashRange is a range of the hash space: the keys whose 32-bit position on
+// the hash ring (keyhash.Sum) is within [Lo, Hi], both inclusive, so that
+// {0, math.MaxUint32} is the whole space. Lo > Hi is the empty range, which
+// holds no key.
+type HashRange struct{ Lo, Hi uint32 }
+
+// Empty reports whether r holds no hash: Lo > Hi.
+func (r HashRange) Empty() bool { return r.Lo > r.Hi }
+
+// Contains reports whether hash h is within r.
+func (r HashRange) Contains(h uint32) bool { return r.Lo <= h && h <= r.Hi }
+
+// RangeDigest summarises the records a replica holds in one HashRange, so
+// that two replicas can tell whether they agree on the range without
+// exchanging its keys.
+type RangeDigest struct {
+	// XOR is the exclusive or of the fingerprints of the records (see
+	// SummaryEntry.Fingerprint), tombstones included; 0 for no record.
+	XOR uint64
+	// Count is the number of records, tombstones included.
+	Count uint64
+}
+
+// SummaryEntry is one record of an OpRangeSummaryResponse: its key and
+// enough of the record to tell whether another replica holds the same one,
+// and which of two differing ones is newer, without sending the value.
+type SummaryEntry struct {
+	// Key is the record's key, 1 to MaxKeySize bytes.
+	Key []byte
+	// Fingerprint is a 64-bit hash of the key and the whole record
+	// (timestamp, tombstone flag, value). The protocol carries it without
+	// interpreting it; every node of a cluster must compute it the same
+	// way, as RangeDigest.XOR is built from it.
+	Fingerprint uint64
+	// Timestamp is the record's timestamp, in microseconds since the Unix
+	// epoch.
+	Timestamp int64
 }
 
 // Response is a response message. Which fields count depends on Op: Found and
 // Record for OpRecordResponse, Outcome and Current for OpPutResponse, Batch
-// for OpBatchResponse, Err for OpErrorResponse.
+// for OpBatchResponse, Err for OpErrorResponse, Digests for
+// OpDigestResponse, Entries and Truncated for OpRangeSummaryResponse.
 //
 // A Handler may leave Op zero: the server sets it from the request's kind. A
 // non-nil Err makes the response an OpErrorResponse whatever its Op.
@@ -177,18 +252,41 @@ type Response struct {
 	// entries may be error responses: a batch response succeeds as a whole
 	// and each of its requests succeeds or fails on its own.
 	Batch []Response
+	// Digests holds one digest per range of the OpDigest, in order.
+	Digests []RangeDigest
+	// Entries are the first records of the OpRangeSummary's range, in
+	// (hash, key) order: ascending keyhash.Sum(Key), then ascending key
+	// bytes. At most the request's Limit.
+	Entries []SummaryEntry
+	// Truncated says that the range holds more records than Entries: the
+	// caller splits the range and asks again for each part. A handler sets
+	// it when the range holds more than Limit records, and may set it with
+	// fewer than Limit entries to keep the response within the frame size
+	// limit.
+	Truncated bool
 }
 
 // Handler serves the requests of a Server. Handle is called concurrently,
 // from one goroutine per request, with a ctx that is cancelled when the
 // connection breaks, when the peer closes it, or when Shutdown gives up
-// waiting; Handle must return soon after. The server calls Handle once per request of an OpBatch, concurrently,
-// and assembles the batch response itself; it answers OpPing, unknown ops
-// and empty keys itself. A Handler sees only OpGet, OpPut, OpReplicaGet and
-// OpReplicaPut, with keys of 1 to MaxKeySize bytes.
+// waiting; Handle must return soon after. The server calls Handle once per
+// request of an OpBatch, concurrently, and assembles the batch response
+// itself; it answers OpPing, unknown ops and invalid requests itself. A
+// Handler sees only:
+//
+//   - OpGet, OpPut, OpReplicaGet and OpReplicaPut, with keys of 1 to
+//     MaxKeySize bytes;
+//   - OpDigest, with 1 to MaxRanges ranges;
+//   - OpRangeSummary, with exactly one range and a Limit of 1 to
+//     MaxSummaryEntries.
 //
 // Handle returns the response of the request's kind (see Op), or one with Err
-// set; ResponseForError turns an error into one.
+// set; ResponseForError turns an error into one. The server answers
+// CodeInternal instead of a response of the wrong kind, an
+// OpDigestResponse without exactly one digest per range, or an
+// OpRangeSummaryResponse with more than Limit entries or an entry whose key
+// is empty or longer than MaxKeySize. It cannot check the order of the
+// entries: that is the Handler's part of the contract.
 type Handler interface {
 	Handle(ctx context.Context, req *Request) *Response
 }

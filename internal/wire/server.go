@@ -440,7 +440,8 @@ func (sc *serverConn) batchDone(b *batch, i int, resp *Response) {
 }
 
 // answerItself returns the response to req when the server answers it
-// without the handler, or nil.
+// without the handler, or nil: unknown ops, pings, requests that arrive
+// during a shutdown, and requests that break checkFields.
 func (sc *serverConn) answerItself(req *Request) *Response {
 	switch {
 	case !req.Op.isRequest():
@@ -449,8 +450,9 @@ func (sc *serverConn) answerItself(req *Request) *Response {
 		return errorResponse(CodeShuttingDown, "the server is shutting down")
 	case req.Op == OpPing:
 		return &Response{Op: OpPong}
-	case req.Op.hasKey() && len(req.Key) == 0:
-		return errorResponse(CodeBadRequest, "empty key")
+	}
+	if e := checkFields(req); e != nil {
+		return &Response{Op: OpErrorResponse, Err: e}
 	}
 	return nil
 }
@@ -516,6 +518,13 @@ func (sc *serverConn) check(req *Request, resp *Response) *Response {
 		problem = fmt.Sprintf("answered with a %v", resp.Op)
 	case want == OpPutResponse && (resp.Outcome < OutcomeWritten || resp.Outcome > OutcomeStale):
 		problem = fmt.Sprintf("answered with outcome %d", resp.Outcome)
+	case want == OpDigestResponse && len(resp.Digests) != len(req.Ranges):
+		problem = fmt.Sprintf("answered %d digests for %d ranges", len(resp.Digests), len(req.Ranges))
+	case want == OpRangeSummaryResponse && uint64(len(resp.Entries)) > uint64(req.Limit):
+		problem = fmt.Sprintf("answered %d entries for a limit of %d", len(resp.Entries), req.Limit)
+	case want == OpRangeSummaryResponse && badEntry(resp.Entries) >= 0:
+		i := badEntry(resp.Entries)
+		problem = fmt.Sprintf("answered entry %d with a key of %d bytes (MaxKeySize %d)", i, len(resp.Entries[i].Key), MaxKeySize)
 	case resp.Op == want:
 		return resp
 	default:
@@ -525,6 +534,17 @@ func (sc *serverConn) check(req *Request, resp *Response) *Response {
 	}
 	sc.s.log.Error("wire: handler "+problem, "peer", sc.peer, "op", req.Op)
 	return errorResponse(CodeInternal, "the handler %s to a %v", problem, req.Op)
+}
+
+// badEntry returns the index of the first entry whose key is empty or longer
+// than MaxKeySize, or -1.
+func badEntry(entries []SummaryEntry) int {
+	for i := range entries {
+		if n := len(entries[i].Key); n == 0 || n > MaxKeySize {
+			return i
+		}
+	}
+	return -1
 }
 
 // reply sends resp, or a CodeTooLarge error if resp does not fit in a frame.
