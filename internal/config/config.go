@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/ring"
 )
 
@@ -185,8 +186,13 @@ func (c *Config) Nodes() []Node {
 // the key, the primary bucket's nodes first, each bucket's nodes in file
 // order.
 func (d *Deployment) Replicas(dst []Node, key []byte) []Node {
+	return d.ReplicasOfHash(dst, keyhash.Sum(key))
+}
+
+// ReplicasOfHash is Replicas for every key whose hash is h.
+func (d *Deployment) ReplicasOfHash(dst []Node, h uint32) []Node {
 	var buf [8]int
-	for _, bi := range d.Ring.Lookup(buf[:0], key, d.BucketsPerKey) {
+	for _, bi := range d.Ring.LookupHash(buf[:0], h, d.BucketsPerKey) {
 		dst = append(dst, d.Buckets[bi].Nodes...)
 	}
 	return dst
@@ -196,13 +202,18 @@ func (d *Deployment) Replicas(dst []Node, key []byte) []Node {
 // replicas in the active deployment, then those of its replicas in the
 // target deployment that are not already among them (compared by ID).
 func (c *Config) Replicas(dst []Node, key []byte) []Node {
+	return c.ReplicasOfHash(dst, keyhash.Sum(key))
+}
+
+// ReplicasOfHash is Replicas for every key whose hash is h.
+func (c *Config) ReplicasOfHash(dst []Node, h uint32) []Node {
 	start := len(dst)
-	dst = c.Active.Replicas(dst, key)
+	dst = c.Active.ReplicasOfHash(dst, h)
 	if c.Target == nil {
 		return dst
 	}
 	mid := len(dst)
-	dst = c.Target.Replicas(dst, key)
+	dst = c.Target.ReplicasOfHash(dst, h)
 	// Drop the target's replicas that the active deployment already has,
 	// in place, keeping the order.
 	out := mid

@@ -27,7 +27,7 @@ var allowed = map[string][]string{
 	"internal/testcluster":  {"internal/config", "internal/node"},
 	"internal/loadgen":      {"client"},
 	"client":                {"internal/config", "internal/health", "internal/wire"},
-	"internal/config":       {"internal/ring"},
+	"internal/config":       {"internal/keyhash", "internal/ring"},
 	"internal/ring":         {"internal/keyhash"},
 	"internal/store":        {"internal/keyhash"},
 	// internal/wire, internal/httpapi, internal/keyhash, internal/hlc,

@@ -102,3 +102,17 @@ func (r *Ring) LookupHash(dst []int, h uint32, n int) []int {
 	}
 	return dst
 }
+
+// Boundaries returns the distinct hashes of the ring's points, in
+// increasing order. Between two consecutive boundaries b[i-1] < h <= b[i]
+// every hash h belongs to the same buckets, as does every hash above the
+// last boundary or not above the first (the arc that wraps around 2^32).
+func (r *Ring) Boundaries() []uint32 {
+	out := make([]uint32, 0, len(r.points))
+	for i, p := range r.points {
+		if i == 0 || p.hash != r.points[i-1].hash {
+			out = append(out, p.hash)
+		}
+	}
+	return out
+}
