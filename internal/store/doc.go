@@ -1,6 +1,8 @@
 // Package store is a Tako node's embedded storage engine: a Pebble database
 // that keeps, for every key, exactly one record, the winner among all the
-// versions of that key the node has been given.
+// versions of that key the node has been given, and that keeps in memory the
+// digests of ranges of the hash space that replicas compare to repair each
+// other.
 //
 // # Records and which one wins
 //
@@ -45,7 +47,7 @@
 // Pebble orders keys bytewise, so records are ordered by (hash, key), and
 // the records whose keys hash into [lo, hi] are one contiguous run of Pebble
 // keys, from the 4-byte key lo up to (excluding) the 4-byte key hi+1. Scan
-// walks such runs; anti-entropy digests them.
+// walks such runs; RangeDigest summarises them.
 //
 // A Pebble value is a 10-byte header followed by the value bytes:
 //
@@ -61,12 +63,52 @@
 //
 // A value shorter than the header is ErrCorrupt too.
 //
+// # Digests of hash ranges
+//
+// Replicas repair each other without a round trip per key by comparing
+// digests of ranges of the hash space and exchanging records only where the
+// digests differ. A record's fingerprint, a Digest, DigestSlots and the slot
+// of a key are part of what replicas compare: every node must compute them
+// alike, so changing any of them makes every range of a mixed-version
+// cluster look different.
+//
+// Fingerprint hashes one record of one key with FNV-1a 64 over these bytes,
+// then mixes the result with MurmurHash3's fmix64:
+//
+//	+--------------------+-----------+-----------------------+---------+-----------------+
+//	| len(key)           | key       | timestamp             | flags   | value           |
+//	| uint32, big-endian | len bytes | int64, big-endian, µs | 1 byte  | 0 or more bytes |
+//	+--------------------+-----------+-----------------------+---------+-----------------+
+//
+//	flags    bit 0: tombstone; bits 1-7 are zero.
+//	value    empty for a tombstone, whatever Record.Value holds.
+//
+// The length prefix keeps the key and value apart: ("ab", "c") and
+// ("a", "bc") hash differently.
+//
+// The Digest of a set of records is the XOR of their fingerprints and their
+// count. XOR makes it independent of the order records arrived in and lets
+// one write update it in O(1): remove the old record's fingerprint, add the
+// new one's.
+//
+// The hash space is cut into DigestSlots (65,536) equal slots of 65,536
+// hashes; the slot of a key is keyhash.Sum(key) >> 16. The store keeps the
+// Digest of every slot in memory (1 MiB): Open builds it by reading every
+// record once, and Put and Remove update it, under their stripe's lock,
+// once their write has succeeded. RangeDigest adds up the slots a range
+// covers whole and scans the records of the at most two slots it cuts, so a
+// digest of the whole space is 65,536 memory reads and no I/O. A range
+// digest is exact for the writes that returned before it began; writes that
+// run while it reads may be partly in it.
+//
 // # Concurrency
 //
 // A Store is safe for concurrent use. Put and Remove of one key are
 // serialised by a lock chosen by the key's hash (one of a fixed set of
 // stripes), held across the read, the comparison and the synced write; writes
-// to keys of different stripes proceed in parallel and share fsyncs. Close
-// waits for the calls in progress, then closes the database; every later call
-// returns ErrClosed.
+// to keys of different stripes proceed in parallel and share fsyncs. Keys of
+// different stripes share a digest slot, which writes update with atomic
+// compare-and-swap, never under a lock of their own. Close waits for the
+// calls in progress, then closes the database; every later call returns
+// ErrClosed.
 package store

@@ -206,6 +206,13 @@ func TestCanceledContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || called {
 		t.Errorf("Scan error = %v, called fn = %v; want context.Canceled, no call", err, called)
 	}
+	err = s.Fingerprints(ctx, 0, math.MaxUint32, func([]byte, uint64, int64) error { called = true; return nil })
+	if !errors.Is(err, context.Canceled) || called {
+		t.Errorf("Fingerprints error = %v, called fn = %v; want context.Canceled, no call", err, called)
+	}
+	if _, err := s.RangeDigest(ctx, 0, math.MaxUint32); !errors.Is(err, context.Canceled) {
+		t.Errorf("RangeDigest error = %v, want context.Canceled", err)
+	}
 
 	if _, err := s.Get(context.Background(), []byte("new")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("canceled Put wrote: Get error = %v, want ErrNotFound", err)
@@ -235,7 +242,6 @@ func TestRemove(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openMem(t)
-			<-s.counted
 			if tt.stored != nil {
 				mustPut(t, s, "k", *tt.stored)
 			}
@@ -513,7 +519,6 @@ func TestReopen(t *testing.T) {
 	if got := len(scanAll(t, s, 0, math.MaxUint32)); got != n {
 		t.Errorf("after reopening, Scan returned %d records, want %d", got, n)
 	}
-	<-s.counted
 	st := s.Stats()
 	if st.Keys != n || st.DiskBytes == 0 {
 		t.Errorf("after reopening, Stats = %+v, want %d keys and some bytes", st, n)
@@ -544,6 +549,12 @@ func TestClosed(t *testing.T) {
 	}
 	if err := s.Scan(ctx, 0, math.MaxUint32, func([]byte, Record) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Errorf("Scan after Close error = %v, want ErrClosed", err)
+	}
+	if err := s.Fingerprints(ctx, 0, math.MaxUint32, func([]byte, uint64, int64) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Errorf("Fingerprints after Close error = %v, want ErrClosed", err)
+	}
+	if _, err := s.RangeDigest(ctx, 0, math.MaxUint32); !errors.Is(err, ErrClosed) {
+		t.Errorf("RangeDigest after Close error = %v, want ErrClosed", err)
 	}
 	if st := s.Stats(); st != (Stats{}) {
 		t.Errorf("Stats after Close = %+v, want zero", st)
@@ -579,7 +590,6 @@ func TestCloseDuringScan(t *testing.T) {
 
 func TestStatsKeys(t *testing.T) {
 	s := openMem(t)
-	<-s.counted
 	for i := range 100 {
 		mustPut(t, s, fmt.Sprint(i), live(1, "v"))
 	}
