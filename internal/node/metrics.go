@@ -14,6 +14,13 @@ type nodeMetrics struct {
 	readRepairs   *prometheus.CounterVec
 	quorumLatency *prometheus.HistogramVec
 	peerCalls     *prometheus.CounterVec
+
+	repairPasses   prometheus.Counter
+	repairLastPass prometheus.Gauge
+	repairProgress prometheus.Gauge
+	repairRanges   *prometheus.CounterVec
+	repairKeys     *prometheus.CounterVec
+	repairMessages prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Set) *nodeMetrics {
@@ -40,6 +47,25 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 			Help: "Calls to peer replicas over the binary protocol, by peer and outcome (ok; failed: the peer did not answer and is marked down; skipped: not sent because the peer is down; error: the peer refused the request).",
 		}, []string{"peer", "outcome"}),
 	}
+	m.repairPasses = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tako_repair_passes_total", Help: "Background repair passes finished.",
+	})
+	m.repairLastPass = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tako_repair_last_pass_seconds", Help: "How long the last background repair pass took.",
+	})
+	m.repairProgress = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tako_repair_pass_progress_ratio", Help: "Share of the shared hash ranges the current repair pass has compared (1 when it is done).",
+	})
+	m.repairRanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tako_repair_ranges_total", Help: "Hash ranges background repair compared with a peer, and those whose digests differed.",
+	}, []string{"result"})
+	m.repairKeys = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tako_repair_keys_total", Help: "Records background repair sent to peers or received from them.",
+	}, []string{"direction"})
+	m.repairMessages = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tako_repair_messages_total", Help: "Binary protocol calls made by background repair.",
+	})
+	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages)
 	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tako_store_keys",

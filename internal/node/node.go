@@ -229,6 +229,7 @@ func (n *Node) Run(ctx context.Context) error {
 		httpAddr = httpLn.Addr().String()
 		go func() { serveErr <- fmt.Errorf("serving HTTP: %w", srv.Serve(httpLn)) }()
 	}
+	n.goBackground(n.runRepair)
 	n.logger.Info("node serving", "node", n.id, "http", httpAddr, "binary", binLn.Addr().String(), "deployment", n.deploymentName())
 	var failed error
 	select {

@@ -48,17 +48,21 @@ func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Respo
 	return resp, nil
 }
 
-// peerFault reports whether err says the peer is in trouble (as opposed to
-// a refusal of this one request, or the caller giving up).
+// peerFault reports whether err says the peer is in trouble in a way that
+// costs time: it did not answer before the deadline, or it said it is
+// shutting down or overloaded. Such a peer is skipped until a probe answers.
+// Fast failures (a refused or broken connection) are not marked: the
+// connection pool already fails fast while a dial is in backoff, and the
+// peer is used again the moment it accepts connections.
 func peerFault(ctx context.Context, err error) bool {
 	var we *wire.Error
 	switch {
 	case errors.As(err, &we):
 		return we.Code == wire.CodeShuttingDown || we.Code == wire.CodeOverloaded
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded):
-		return false
+	case errors.Is(err, context.DeadlineExceeded):
+		return true
 	}
-	return true
+	return false
 }
 
 func (r remoteReplica) Get(ctx context.Context, key []byte) (store.Record, bool, error) {
@@ -126,6 +130,31 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		}
 		outcome := map[store.Outcome]wire.Outcome{store.Written: wire.OutcomeWritten, store.Unchanged: wire.OutcomeUnchanged, store.Stale: wire.OutcomeStale}[res.Outcome]
 		return &wire.Response{Op: wire.OpPutResponse, Outcome: outcome, Current: toWire(res.Current)}
+	case wire.OpDigest:
+		resp := &wire.Response{Op: wire.OpDigestResponse, Digests: make([]wire.RangeDigest, len(req.Ranges))}
+		for i, r := range req.Ranges {
+			d, err := n.store.RangeDigest(ctx, r.Lo, r.Hi)
+			if err != nil {
+				return errorResponse(err)
+			}
+			resp.Digests[i] = wire.RangeDigest{XOR: d.XOR, Count: d.Count}
+		}
+		return resp
+	case wire.OpRangeSummary:
+		resp := &wire.Response{Op: wire.OpRangeSummaryResponse}
+		r := req.Ranges[0]
+		err := n.store.Fingerprints(ctx, r.Lo, r.Hi, func(key []byte, fp uint64, ts int64) error {
+			if uint32(len(resp.Entries)) == req.Limit {
+				resp.Truncated = true
+				return errSummaryFull
+			}
+			resp.Entries = append(resp.Entries, wire.SummaryEntry{Key: append([]byte(nil), key...), Fingerprint: fp, Timestamp: ts})
+			return nil
+		})
+		if err != nil && !errors.Is(err, errSummaryFull) {
+			return errorResponse(err)
+		}
+		return resp
 	case wire.OpGet:
 		rec, found, err := n.readRecord(ctx, req.Key)
 		if err != nil {
@@ -163,6 +192,9 @@ func errorResponse(err error) *wire.Response {
 	}
 	return &wire.Response{Err: &wire.Error{Code: code, Message: err.Error()}}
 }
+
+// errSummaryFull stops a range summary at its limit.
+var errSummaryFull = errors.New("node: summary full")
 
 // errShuttingDown is returned for work refused because Close has begun.
 var errShuttingDown = errors.New("node: shutting down")

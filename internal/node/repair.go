@@ -1,0 +1,348 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/store"
+	"github.com/takodb/tako/internal/wire"
+)
+
+// Background repair (anti-entropy). Every background_repair_interval a node
+// makes one pass: for every peer it shares keys with, it compares digests
+// of the hash ranges they share (sharedRanges), and only where a digest
+// differs does it narrow the range down (splitting it and comparing the
+// parts' digests) until the range is small enough to exchange its keys'
+// fingerprints, then sends the peer the records it lacks or holds older,
+// and fetches the records this node lacks or holds older. Replicas that
+// agree cost one digest per shared range and peer: no round trip per key.
+// The pass is spread over the interval.
+const (
+	// digestChunk is how many ranges one OpDigest asks about.
+	digestChunk = 1024
+	// summaryThreshold is the record count (both sides together) under
+	// which a differing range is reconciled key by key instead of split.
+	summaryThreshold = 64
+	// splitWays is how many parts a differing range is split into.
+	splitWays = 16
+	// recordBatch is how many records one OpBatch pushes or pulls.
+	recordBatch = 64
+)
+
+// passStats counts one pass, for the log line and the metrics.
+type passStats struct {
+	peers, peersSkipped      int
+	ranges, differed         int
+	keysCompared             uint64
+	keysSent, keysReceived   int
+	bytesSent, bytesReceived int
+	messages                 int
+}
+
+// runRepair makes background repair passes until ctx ends.
+func (n *Node) runRepair(ctx context.Context) {
+	// The first pass waits a little, so that a cluster starting up does
+	// not meet peers that are not listening yet.
+	first := min(n.settings(n.cfg.Load()).BackgroundRepairInterval, 2*time.Second)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(first):
+	}
+	for {
+		cfg := n.cfg.Load()
+		d := n.settings(cfg)
+		interval := d.BackgroundRepairInterval
+		start := time.Now()
+		if d.BackgroundRepair && n.Ready() {
+			stats, err := n.repairPass(ctx, cfg, interval)
+			if ctx.Err() != nil {
+				return
+			}
+			n.logPass(stats, time.Since(start), err)
+		}
+		wait := interval - time.Since(start)
+		if wait < time.Second {
+			wait = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (n *Node) logPass(s passStats, took time.Duration, err error) {
+	n.metrics.repairPasses.Inc()
+	n.metrics.repairLastPass.Set(took.Seconds())
+	level := "repair pass done"
+	args := []any{"node", n.id, "took", took.Round(time.Millisecond), "peers", s.peers, "peers_skipped", s.peersSkipped,
+		"ranges", s.ranges, "ranges_differed", s.differed, "keys_compared", s.keysCompared,
+		"keys_sent", s.keysSent, "keys_received", s.keysReceived,
+		"bytes_sent", s.bytesSent, "bytes_received", s.bytesReceived, "messages", s.messages}
+	if err != nil {
+		n.logger.Warn(level+" with errors; the next pass retries", append(args, "err", err)...)
+		return
+	}
+	if s.keysSent+s.keysReceived > 0 || s.peersSkipped > 0 {
+		n.logger.Info(level, args...)
+	} else {
+		n.logger.Debug(level, args...)
+	}
+}
+
+// repairPass runs one pass with every peer under cfg, spread over interval.
+func (n *Node) repairPass(ctx context.Context, cfg *config.Config, interval time.Duration) (passStats, error) {
+	var stats passStats
+	shared := sharedRanges(cfg, n.id)
+	peers := make([]string, 0, len(shared))
+	total := 0
+	for id, rs := range shared {
+		peers = append(peers, id)
+		total += len(rs)
+	}
+	sort.Strings(peers)
+	nodes := map[string]config.Node{}
+	for _, nd := range cfg.Nodes() {
+		nodes[nd.ID] = nd
+	}
+	start := time.Now()
+	done := 0
+	var errs []error
+	for _, id := range peers {
+		peer := n.remote(nodes[id])
+		if up, _ := peer.health.Up(); !up {
+			stats.peersSkipped++
+			done += len(shared[id])
+			continue
+		}
+		stats.peers++
+		ranges := shared[id]
+		for len(ranges) > 0 {
+			chunk := ranges[:min(digestChunk, len(ranges))]
+			ranges = ranges[len(chunk):]
+			if err := n.repairRanges(ctx, peer, chunk, &stats); err != nil {
+				errs = append(errs, fmt.Errorf("with %s: %w", id, err))
+				done += len(ranges) + len(chunk)
+				break
+			}
+			done += len(chunk)
+			n.metrics.repairProgress.Set(float64(done) / float64(max(total, 1)))
+			// Pace the pass: the share of the interval that the share of
+			// the ranges done so far deserves.
+			due := time.Duration(float64(interval) * 0.9 * float64(done) / float64(max(total, 1)))
+			if wait := due - time.Since(start); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return stats, ctx.Err()
+				case <-time.After(wait):
+				}
+			}
+		}
+	}
+	n.metrics.repairProgress.Set(1)
+	return stats, errors.Join(errs...)
+}
+
+// repairRanges brings the given ranges into agreement with peer.
+func (n *Node) repairRanges(ctx context.Context, peer remoteReplica, ranges []hashRange, stats *passStats) error {
+	queue := ranges
+	for len(queue) > 0 {
+		chunk := queue[:min(digestChunk, len(queue))]
+		queue = queue[len(chunk):]
+		req := &wire.Request{Op: wire.OpDigest, Ranges: make([]wire.HashRange, len(chunk))}
+		for i, r := range chunk {
+			req.Ranges[i] = wire.HashRange{Lo: r.lo, Hi: r.hi}
+		}
+		resp, err := n.peerCall(ctx, peer, req, stats)
+		if err != nil {
+			return err
+		}
+		if len(resp.Digests) != len(chunk) {
+			return fmt.Errorf("peer %s answered %d digests for %d ranges", peer.node.ID, len(resp.Digests), len(chunk))
+		}
+		stats.bytesSent += 8 * len(chunk)
+		stats.bytesReceived += 16 * len(chunk)
+		for i, r := range chunk {
+			local, err := n.store.RangeDigest(ctx, r.lo, r.hi)
+			if err != nil {
+				return err
+			}
+			remote := resp.Digests[i]
+			stats.ranges++
+			stats.keysCompared += max(local.Count, remote.Count)
+			n.metrics.repairRanges.WithLabelValues("compared").Inc()
+			if local.XOR == remote.XOR && local.Count == remote.Count {
+				continue
+			}
+			stats.differed++
+			n.metrics.repairRanges.WithLabelValues("differed").Inc()
+			if local.Count+remote.Count <= summaryThreshold || r.lo == r.hi {
+				more, err := n.reconcile(ctx, peer, r, stats)
+				if err != nil {
+					return err
+				}
+				queue = append(queue, more...)
+				continue
+			}
+			queue = append(queue, split(r, splitWays)...)
+		}
+	}
+	return nil
+}
+
+// split cuts r into at most ways parts of about equal width.
+func split(r hashRange, ways int) []hashRange {
+	width := uint64(r.hi) - uint64(r.lo) + 1
+	step := max(width/uint64(ways), 1)
+	var out []hashRange
+	for lo := uint64(r.lo); lo <= uint64(r.hi); lo += step {
+		hi := min(lo+step-1, uint64(r.hi))
+		if uint64(r.hi)-hi < step && hi != uint64(r.hi) {
+			hi = uint64(r.hi) // fold a short tail into the last part
+		}
+		out = append(out, hashRange{uint32(lo), uint32(hi)})
+		if hi == uint64(r.hi) {
+			break
+		}
+	}
+	return out
+}
+
+type summary struct {
+	fp uint64
+	ts int64
+}
+
+// reconcile compares the keys of range r with peer's, fingerprint by
+// fingerprint, pushes what the peer lacks or holds older and pulls what
+// this node lacks or holds older. A range with more keys than one summary
+// carries is returned split, for the caller to queue.
+func (n *Node) reconcile(ctx context.Context, peer remoteReplica, r hashRange, stats *passStats) ([]hashRange, error) {
+	resp, err := n.peerCall(ctx, peer, &wire.Request{Op: wire.OpRangeSummary, Ranges: []wire.HashRange{{Lo: r.lo, Hi: r.hi}}, Limit: 4096}, stats)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Truncated && r.lo != r.hi {
+		return split(r, splitWays), nil
+	}
+	theirs := make(map[string]summary, len(resp.Entries))
+	for _, e := range resp.Entries {
+		theirs[string(e.Key)] = summary{e.Fingerprint, e.Timestamp}
+		stats.bytesReceived += len(e.Key) + 18
+	}
+	ours := map[string]summary{}
+	if err := n.store.Fingerprints(ctx, r.lo, r.hi, func(key []byte, fp uint64, ts int64) error {
+		ours[string(key)] = summary{fp, ts}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var push, pull []string
+	for k, o := range ours {
+		t, ok := theirs[k]
+		switch {
+		case !ok:
+			push = append(push, k)
+		case o.fp != t.fp:
+			// Equal timestamps with different bytes: both directions, and
+			// each side keeps the winner.
+			if o.ts >= t.ts {
+				push = append(push, k)
+			}
+			if t.ts >= o.ts {
+				pull = append(pull, k)
+			}
+		}
+	}
+	for k := range theirs {
+		if _, ok := ours[k]; !ok {
+			pull = append(pull, k)
+		}
+	}
+	sort.Strings(push)
+	sort.Strings(pull)
+	if err := n.pushRecords(ctx, peer, push, stats); err != nil {
+		return nil, err
+	}
+	return nil, n.pullRecords(ctx, peer, pull, stats)
+}
+
+func (n *Node) pushRecords(ctx context.Context, peer remoteReplica, keys []string, stats *passStats) error {
+	for len(keys) > 0 {
+		batch := keys[:min(recordBatch, len(keys))]
+		keys = keys[len(batch):]
+		req := &wire.Request{Op: wire.OpBatch}
+		for _, k := range batch {
+			rec, err := n.store.Get(ctx, []byte(k))
+			if errors.Is(err, store.ErrNotFound) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			req.Batch = append(req.Batch, wire.Request{Op: wire.OpReplicaPut, Key: []byte(k), Record: toWire(rec)})
+			stats.bytesSent += len(k) + len(rec.Value) + 16
+		}
+		if len(req.Batch) == 0 {
+			continue
+		}
+		resp, err := n.peerCall(ctx, peer, req, stats)
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.Batch {
+			if r.Err == nil {
+				stats.keysSent++
+				n.metrics.repairKeys.WithLabelValues("sent").Inc()
+			}
+		}
+	}
+	return nil
+}
+
+func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []string, stats *passStats) error {
+	for len(keys) > 0 {
+		batch := keys[:min(recordBatch, len(keys))]
+		keys = keys[len(batch):]
+		req := &wire.Request{Op: wire.OpBatch}
+		for _, k := range batch {
+			req.Batch = append(req.Batch, wire.Request{Op: wire.OpReplicaGet, Key: []byte(k)})
+			stats.bytesSent += len(k) + 4
+		}
+		resp, err := n.peerCall(ctx, peer, req, stats)
+		if err != nil {
+			return err
+		}
+		for i, r := range resp.Batch {
+			if r.Err != nil || !r.Found {
+				continue
+			}
+			rec := fromWire(r.Record)
+			stats.bytesReceived += len(rec.Value) + 16
+			n.clock.Observe(rec.Timestamp)
+			if _, err := n.store.Put(ctx, req.Batch[i].Key, rec); err != nil {
+				return err
+			}
+			stats.keysReceived++
+			n.metrics.repairKeys.WithLabelValues("received").Inc()
+		}
+	}
+	return nil
+}
+
+// peerCall makes one repair call, bounded by the request timeout, and
+// counts it.
+func (n *Node) peerCall(ctx context.Context, peer remoteReplica, req *wire.Request, stats *passStats) (*wire.Response, error) {
+	cfg := n.cfg.Load()
+	cctx, cancel := context.WithTimeout(ctx, 4*n.settings(cfg).RequestTimeout)
+	defer cancel()
+	stats.messages++
+	n.metrics.repairMessages.Inc()
+	return peer.call(cctx, req)
+}
