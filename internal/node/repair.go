@@ -26,11 +26,13 @@ const (
 	digestChunk = 1024
 	// summaryThreshold is the record count (both sides together) under
 	// which a differing range is reconciled key by key instead of split.
-	summaryThreshold = 64
+	summaryThreshold = 32
 	// splitWays is how many parts a differing range is split into.
 	splitWays = 16
 	// recordBatch is how many records one OpBatch pushes or pulls.
 	recordBatch = 64
+	// frameHeader is the size of a frame's header on the wire.
+	frameHeader = 13
 )
 
 // passStats counts one pass, for the log line and the metrics.
@@ -147,6 +149,18 @@ func (n *Node) repairPass(ctx context.Context, cfg *config.Config, interval time
 	}
 	n.metrics.repairProgress.Set(1)
 	return stats, errors.Join(errs...)
+}
+
+// repairPeer runs one unpaced pass with a single peer (for measurements).
+func (n *Node) repairPeer(ctx context.Context, cfg *config.Config, id string) (passStats, error) {
+	var stats passStats
+	nd, _, ok := cfg.Node(id)
+	if !ok {
+		return stats, fmt.Errorf("no node %s", id)
+	}
+	stats.peers = 1
+	err := n.repairRanges(ctx, n.remote(nd), sharedRanges(cfg, n.id)[id], &stats)
+	return stats, err
 }
 
 // repairRanges brings the given ranges into agreement with peer.
@@ -343,6 +357,10 @@ func (n *Node) peerCall(ctx context.Context, peer remoteReplica, req *wire.Reque
 	cctx, cancel := context.WithTimeout(ctx, 4*n.settings(cfg).RequestTimeout)
 	defer cancel()
 	stats.messages++
+	// Every call is one frame each way: 4 bytes of length, 1 of op and 8
+	// of request id before the bodies counted by the callers.
+	stats.bytesSent += frameHeader
+	stats.bytesReceived += frameHeader
 	n.metrics.repairMessages.Inc()
 	return peer.call(cctx, req)
 }
