@@ -86,6 +86,13 @@ type Backend interface {
 	MaxValueSize() int64
 }
 
+// HealthDetailer is what a Backend may implement to say more on /health
+// than "ok", for example that it serves but is still recovering data. The
+// detail follows "ok: " on the one line of a 200 answer.
+type HealthDetailer interface {
+	HealthDetail() string
+}
+
 // Options configure a Handler.
 type Options struct {
 	// Backend serves the requests. Required.
@@ -196,7 +203,13 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 		return opStat
 	case path == "/health":
 		if h.backend.Ready() {
-			textReply(w, http.StatusOK, "ok")
+			body := "ok"
+			if d, ok := h.backend.(HealthDetailer); ok {
+				if detail := d.HealthDetail(); detail != "" {
+					body += ": " + detail
+				}
+			}
+			textReply(w, http.StatusOK, body)
 		} else {
 			textReply(w, http.StatusServiceUnavailable, "not ready: no configuration that names this process yet")
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/takodb/tako/internal/config"
@@ -25,13 +26,21 @@ type replica interface {
 
 // localReplica is the node's own store.
 type localReplica struct {
-	id    string
-	store *store.Store
+	id         string
+	store      *store.Store
+	recovering *atomic.Bool // see Node.recovering
 }
+
+// errRecovering is a recovering node's answer for a key it does not have:
+// it may have lost it, so the answer must not count as "not found".
+var errRecovering = errors.New("node: recovering lost data: this replica's \"not found\" does not count")
 
 func (l localReplica) Get(ctx context.Context, key []byte) (store.Record, bool, error) {
 	rec, err := l.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
+		if l.recovering.Load() {
+			return store.Record{}, false, errRecovering
+		}
 		return store.Record{}, false, nil
 	}
 	return rec, err == nil, err
@@ -94,8 +103,20 @@ func (n *Node) placementOf(cfg *config.Config, key []byte) placement {
 }
 
 // satisfied reports whether ok[i] (per node) meets every group's need.
+//
+// A write needs the write quorum of every deployment (active and, during a
+// migration, target), so that it is on a quorum of the target's replicas
+// when the target is promoted. A read needs the read quorum of the active
+// deployment only: that is where every acknowledged write has a quorum, so
+// read and write quorums intersect there. A read still asks, and repairs,
+// the target's replicas, and answers with the newest of every answer; but
+// target nodes that are still being filled (recovering) cannot hold it up.
 func (p placement) satisfied(ok []bool, read bool) bool {
-	for _, g := range p.groups {
+	groups := p.groups
+	if read {
+		groups = groups[:1]
+	}
+	for _, g := range groups {
 		need, have := g.writeNeed, 0
 		if read {
 			need = g.readNeed

@@ -71,6 +71,15 @@ type Node struct {
 	peers    health.Set // whether each peer answers
 	frame    int        // the wire's frame size limit
 
+	// recovering is set while the node may lack data that the
+	// configuration gives it (it started with an empty store, or a new
+	// configuration gave it new ranges), until a repair pass with every
+	// peer has finished. Meanwhile its "not found" answers do not count
+	// toward read quorums.
+	recovering atomic.Bool
+	// repairWake wakes the repair loop early (when recovery starts).
+	repairWake chan struct{}
+
 	cfg   atomic.Pointer[config.Config]
 	epoch atomic.Int64 // of cfg, as the coordinator numbered it; 0 for a file
 
@@ -121,13 +130,26 @@ func New(opts Options) (*Node, error) {
 		clock:    hlc.New(opts.Wall),
 		store:    st,
 	}
-	n.local = localReplica{id: opts.ID, store: st}
+	n.local = localReplica{id: opts.ID, store: st, recovering: &n.recovering}
+	n.repairWake = make(chan struct{}, 1)
 	n.cfg.Store(opts.Config)
 	n.epoch.Store(opts.Epoch)
 	n.frame = frameSize(opts.Config)
 	n.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: n.frame, Logger: logger})
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 	n.metrics = newNodeMetrics(reg, st, &n.peers)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tako_node_recovering",
+		Help: "1 while the node recovers data it may have lost (its \"not found\" answers do not count toward read quorums), else 0.",
+	}, func() float64 {
+		if n.recovering.Load() {
+			return 1
+		}
+		return 0
+	}))
+	if st.Stats().Keys == 0 && len(sharedRanges(opts.Config, opts.ID)) > 0 {
+		n.startRecovering("its store is empty where the configuration gives it keys (a new node, or a lost disk)")
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_config_epoch",
 		Help: "Epoch of the configuration this process follows (0: read from a file).",
@@ -145,6 +167,9 @@ func New(opts Options) (*Node, error) {
 func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	old := n.cfg.Swap(cfg)
 	n.epoch.Store(epoch)
+	if gainsRanges(old, cfg, n.id) {
+		n.startRecovering("the new configuration gives it hash ranges it did not hold")
+	}
 	oldSelf, _, wasIn := old.Node(n.id)
 	self, d, isIn := cfg.Node(n.id)
 	switch {
@@ -158,6 +183,27 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	default:
 		n.logger.Info("following a new configuration", "node", n.id, "epoch", epoch)
 	}
+}
+
+// startRecovering marks the node as recovering, and says why.
+func (n *Node) startRecovering(why string) {
+	if n.recovering.Swap(true) {
+		return
+	}
+	select {
+	case n.repairWake <- struct{}{}:
+	default:
+	}
+	n.logger.Warn("node recovering: "+why+"; until its next repair pass with every peer has finished, its \"not found\" answers do not count toward read quorums",
+		"node", n.id)
+}
+
+// HealthDetail says on /health that the node is recovering.
+func (n *Node) HealthDetail() string {
+	if n.recovering.Load() {
+		return "recovering: a repair pass is bringing back data this node may lack"
+	}
+	return ""
 }
 
 // Handler returns the node's HTTP API handler.

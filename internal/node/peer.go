@@ -183,7 +183,7 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 func errorResponse(err error) *wire.Response {
 	code := wire.CodeInternal
 	switch {
-	case errors.Is(err, httpapi.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, httpapi.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, errRecovering):
 		code = wire.CodeUnavailable
 	case errors.Is(err, httpapi.ErrBadRequest), errors.Is(err, store.ErrEmptyKey):
 		code = wire.CodeBadRequest

@@ -58,3 +58,42 @@ func sharedRanges(cfg *config.Config, self string) map[string][]hashRange {
 	}
 	return out
 }
+
+// ownedRanges returns the merged ranges of the hash space whose keys node
+// self holds under cfg (with at least one peer).
+func ownedRanges(cfg *config.Config, self string) []hashRange {
+	var all []hashRange
+	for _, rs := range sharedRanges(cfg, self) {
+		all = append(all, rs...)
+	}
+	slices.SortFunc(all, func(a, b hashRange) int {
+		switch {
+		case a.lo < b.lo:
+			return -1
+		case a.lo > b.lo:
+			return 1
+		}
+		return 0
+	})
+	var out []hashRange
+	for _, r := range all {
+		if n := len(out); n > 0 && (r.lo <= out[n-1].hi || (out[n-1].hi != ^uint32(0) && r.lo == out[n-1].hi+1)) {
+			out[n-1].hi = max(out[n-1].hi, r.hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// gainsRanges reports whether node self holds keys under next that it did
+// not hold under prev.
+func gainsRanges(prev, next *config.Config, self string) bool {
+	had := ownedRanges(prev, self)
+	for _, r := range ownedRanges(next, self) {
+		if !slices.ContainsFunc(had, func(h hashRange) bool { return h.lo <= r.lo && r.hi <= h.hi }) {
+			return true
+		}
+	}
+	return false
+}

@@ -50,6 +50,9 @@ func (n *Node) runRepair(ctx context.Context) {
 	// The first pass waits a little, so that a cluster starting up does
 	// not meet peers that are not listening yet.
 	first := min(n.settings(n.cfg.Load()).BackgroundRepairInterval, 2*time.Second)
+	if n.recovering.Load() {
+		first = 200 * time.Millisecond
+	}
 	select {
 	case <-ctx.Done():
 		return
@@ -60,14 +63,27 @@ func (n *Node) runRepair(ctx context.Context) {
 		d := n.settings(cfg)
 		interval := d.BackgroundRepairInterval
 		start := time.Now()
-		if d.BackgroundRepair && n.Ready() {
-			stats, err := n.repairPass(ctx, cfg, interval)
+		recovering := n.recovering.Load()
+		if (d.BackgroundRepair || recovering) && n.Ready() {
+			pace := interval
+			if recovering {
+				pace = 0 // recover as fast as possible
+			}
+			stats, err := n.repairPass(ctx, cfg, pace)
 			if ctx.Err() != nil {
 				return
 			}
 			n.logPass(stats, time.Since(start), err)
+			if recovering && err == nil && stats.peersSkipped == 0 && cfg == n.cfg.Load() {
+				n.recovering.Store(false)
+				n.logger.Info("node recovered: a repair pass with every peer has finished", "node", n.id,
+					"keys_received", stats.keysReceived, "took", time.Since(start).Round(time.Millisecond))
+			}
 		}
 		wait := interval - time.Since(start)
+		if n.recovering.Load() {
+			wait = 0 // try again at once (after the floor below)
+		}
 		if wait < time.Second {
 			wait = time.Second
 		}
@@ -75,6 +91,14 @@ func (n *Node) runRepair(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-n.repairWake:
+			// Recovery started: give the configuration a moment to reach
+			// the peers too, then pass.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}
 }
@@ -143,6 +167,15 @@ func (n *Node) repairPass(ctx context.Context, cfg *config.Config, interval time
 				case <-ctx.Done():
 					return stats, ctx.Err()
 				case <-time.After(wait):
+				case <-n.repairWake:
+					// Recovery started: finish this pass unpaced, and
+					// leave the wake-up for the loop to pass again
+					// under the new configuration.
+					interval = 0
+					select {
+					case n.repairWake <- struct{}{}:
+					default:
+					}
 				}
 			}
 		}

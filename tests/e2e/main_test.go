@@ -171,8 +171,11 @@ func waitHealthy(t *testing.T, p *process, base string) {
 		}
 		resp, err := http.Get(base + "/health")
 		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			// "ok: recovering ..." means serving, but still bringing
+			// back data it may lack: wait for plain "ok".
+			if resp.StatusCode == 200 && strings.TrimSpace(string(body)) == "ok" {
 				return
 			}
 		}
