@@ -15,6 +15,7 @@ const (
 	reloadUnchanged = "unchanged" // the same canonical JSON; the epoch stays
 	reloadInvalid   = "invalid"   // an invalid file; the last good one stays
 	reloadError     = "error"     // a valid, changed file whose epoch could not be persisted
+	reloadRefused   = "refused"   // a promotion or removal of nodes before the migration converged
 )
 
 // serverMetrics are a Server's metrics.
@@ -35,7 +36,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			Help: "HTTP requests answered, by path (other for unknown paths) and status code.",
 		}, []string{"path", "code"}),
 	}
-	for _, r := range []string{reloadOK, reloadUnchanged, reloadInvalid} {
+	for _, r := range []string{reloadOK, reloadUnchanged, reloadInvalid, reloadRefused} {
 		m.reloads.WithLabelValues(r)
 	}
 	cs := []prometheus.Collector{
@@ -64,7 +65,7 @@ func (m *serverMetrics) countRequests(h http.Handler) http.Handler {
 		h.ServeHTTP(rec, r)
 		path := r.URL.Path
 		switch path {
-		case "/configuration", "/health", "/metrics":
+		case "/configuration", "/health", "/metrics", "/migration":
 		default:
 			path = "other"
 		}

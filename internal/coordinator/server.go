@@ -65,6 +65,7 @@ type Server struct {
 	wall       func() time.Time
 	followWait time.Duration
 	client     *http.Client
+	httpClient *http.Client // asks nodes how far their repair is
 	metrics    *serverMetrics
 	handler    http.Handler
 
@@ -133,6 +134,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		wall:       opts.Wall,
 		followWait: min(opts.FollowInterval, maxWait),
 		client:     newClient(),
+		httpClient: &http.Client{Timeout: 3 * time.Second},
 		stopping:   make(chan struct{}),
 	}
 	if err := s.start(cfg); err != nil {
@@ -148,6 +150,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /migration", s.serveMigration)
 	s.handler = s.metrics.countRequests(mux)
 	return s, nil
 }
@@ -260,6 +263,13 @@ func (s *Server) Reload() error {
 		return err
 	}
 	cur := s.cur.Load()
+	if sum != cur.sum {
+		if err := s.checkChange(cur, cfg); err != nil {
+			s.metrics.reloads.WithLabelValues(reloadRefused).Inc()
+			s.log.Error("refusing the reload, keeping the last good configuration", "path", s.path, "err", err)
+			return fmt.Errorf("coordinator: reloading: %w", err)
+		}
+	}
 	if sum == s.fileSum || sum == cur.sum {
 		if sum != s.fileSum {
 			// A follower's file now says what it serves: forget the

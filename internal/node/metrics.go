@@ -21,6 +21,8 @@ type nodeMetrics struct {
 	repairRanges   *prometheus.CounterVec
 	repairKeys     *prometheus.CounterVec
 	repairMessages prometheus.Counter
+	// repairSyncedEpoch is read by the coordinator: keep its name.
+	repairSyncedEpoch prometheus.Gauge
 }
 
 func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Set) *nodeMetrics {
@@ -65,6 +67,12 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 	m.repairMessages = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tako_repair_messages_total", Help: "Binary protocol calls made by background repair.",
 	})
+	m.repairSyncedEpoch = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tako_repair_synced_epoch",
+		Help: "Epoch of the configuration under which this node last finished a clean repair pass with every peer it shares keys with (-1: none yet). The coordinator compares it with the epoch it serves to tell whether a migration has converged.",
+	})
+	m.repairSyncedEpoch.Set(-1)
+	reg.MustRegister(m.repairSyncedEpoch)
 	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages)
 	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

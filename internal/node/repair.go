@@ -64,6 +64,7 @@ func (n *Node) runRepair(ctx context.Context) {
 		interval := d.BackgroundRepairInterval
 		start := time.Now()
 		recovering := n.recovering.Load()
+		startEpoch := n.epoch.Load()
 		if (d.BackgroundRepair || recovering) && n.Ready() {
 			pace := interval
 			if recovering {
@@ -74,6 +75,11 @@ func (n *Node) runRepair(ctx context.Context) {
 				return
 			}
 			n.logPass(stats, time.Since(start), err)
+			if err == nil && stats.peersSkipped == 0 && cfg == n.cfg.Load() {
+				// Every key this node held when the pass began is now on
+				// every replica it shares with a peer, under this epoch.
+				n.metrics.repairSyncedEpoch.Set(float64(startEpoch))
+			}
 			if recovering && err == nil && stats.peersSkipped == 0 && cfg == n.cfg.Load() {
 				n.recovering.Store(false)
 				n.logger.Info("node recovered: a repair pass with every peer has finished", "node", n.id,

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 
 	"github.com/takodb/tako/internal/cli"
+	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/coordinator"
 )
 
@@ -24,7 +26,8 @@ func Coordinator(args []string) {
 	varDir := fs.String("v", "var/tako", "var `DIR`ectory: the epoch state (DIR/coordinator/ID)")
 	debug := fs.Bool("d", false, "debug logging")
 	logFile := fs.String("l", "", "append logs to `FILE` instead of stderr")
-	cli.Usage(fs, "tako-coordinator -cfg FILE [-id ID] [-v DIR] [-d] [-l FILE]", `
+	check := fs.String("check", "", "print what changing the -cfg FILE into `NEW.yaml` would move, and exit (1 if some keys would lose every current replica)")
+	cli.Usage(fs, "tako-coordinator -cfg FILE [-id ID] [-v DIR] [-d] [-l FILE]\n       tako-coordinator -cfg FILE -check NEW.yaml", `
 Serves the configuration FILE to every node and proxy of the cluster, over
 HTTP on the address the file's coordinators list gives ID:
   GET /configuration             the configuration as JSON, epoch in X-Timestamp
@@ -35,12 +38,37 @@ logged with the reason and the last good configuration keeps being served. A
 coordinator that is not the master_coordinator follows the master's
 configuration, so editing the master's file is enough.
 
-Example:
+While a migration is under way (the file has a target_deployment), a reload
+that promotes the target or drops nodes is refused until every node reports a
+clean repair pass under the served configuration (GET /migration shows how far
+they are); create DIR/coordinator/ID/force-next-reload to force one reload.
+-check prints, without changing anything, which share of the key space a new
+file moves, which nodes join and leave, and whether any key would lose all of
+its current replicas.
+
+Examples:
   tako-coordinator -id c1 -cfg examples/local_cluster.yaml
-  kill -HUP $(pidof tako-coordinator)   # after editing the file`)
+  kill -HUP $(pidof tako-coordinator)   # after editing the file
+  tako-coordinator -cfg tako.yaml -check new.yaml`)
 	cli.Parse(fs, args)
 	if *cfgFile == "" {
 		cli.Exit(program, 2, errors.New("-cfg FILE is required (see tako-coordinator -h)"))
+	}
+	if *check != "" {
+		cur, err := config.Load(*cfgFile)
+		if err != nil {
+			cli.Exit(program, 1, err)
+		}
+		next, err := config.Load(*check)
+		if err != nil {
+			cli.Exit(program, 1, err)
+		}
+		plan := coordinator.Plan(cur, next)
+		fmt.Printf("from %s to %s:\n%s", *cfgFile, *check, plan)
+		if plan.LosesAll > 0 {
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
 	if err != nil {
