@@ -81,6 +81,10 @@ type Deployment struct {
 	// MaxTimestampAhead is how far in the future of the local clock a
 	// client-supplied timestamp may be; positive. Default 10m.
 	MaxTimestampAhead time.Duration
+	// TombstoneGrace is how long a delete's tombstone is kept at least,
+	// and then only dropped once every replica of its key holds it;
+	// positive. Default 10 × BackgroundRepairInterval.
+	TombstoneGrace time.Duration
 	// BucketsPerKey is the number of buckets a key is replicated to, as
 	// written (hash.buckets_per_key); positive, default 1. It may exceed
 	// len(Buckets), in which case every key lives on every bucket.

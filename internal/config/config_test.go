@@ -734,6 +734,7 @@ deployments:
 		RequestTimeout:           2 * time.Second,
 		MaxValueSize:             64 << 20,
 		MaxTimestampAhead:        10 * time.Minute,
+		TombstoneGrace:           240 * time.Hour,
 		BucketsPerKey:            1,
 		PointsPerBucket:          ring.DefaultPointsPerBucket,
 		Buckets:                  []Bucket{{Name: "b1", Nodes: []Node{{ID: "n1", Bucket: "b1", Host: "h", BinaryPort: 1}}}},

@@ -20,6 +20,7 @@
 //	    request_timeout: 2s                    # default 2s
 //	    max_value_size: 64MiB                  # default 64 MiB; B, KB, KiB, MB, MiB, GB, GiB
 //	    max_timestamp_ahead: 10m               # default 10m
+//	    tombstone_grace: 10d                   # default 10 × background_repair_interval
 //	    hash:
 //	      buckets_per_key: 2                   # default 1
 //	      points_per_bucket: 120               # default ring.DefaultPointsPerBucket

@@ -86,6 +86,8 @@ func (d *Deployment) writeJSON(b *bytes.Buffer) {
 	b.WriteString(strconv.FormatInt(d.MaxValueSize, 10))
 	writeKey(b, "max_timestamp_ahead", false)
 	writeDuration(b, d.MaxTimestampAhead)
+	writeKey(b, "tombstone_grace", false)
+	writeDuration(b, d.TombstoneGrace)
 	writeKey(b, "hash", false)
 	b.WriteString(`{"buckets_per_key":`)
 	b.WriteString(strconv.Itoa(d.BucketsPerKey))

@@ -24,6 +24,9 @@ const (
 	defaultRequestTimeout           = 2 * time.Second
 	defaultMaxValueSize             = 64 << 20
 	defaultMaxTimestampAhead        = 10 * time.Minute
+	// defaultTombstoneGraceIntervals is tombstone_grace's default, in
+	// background repair intervals.
+	defaultTombstoneGraceIntervals = 10
 )
 
 // Limits that keep a hostile or mistaken file from costing unbounded memory
@@ -46,7 +49,7 @@ var (
 		"target_deployment", "deployments"}
 	deploymentKeys = []string{"read_repair", "background_repair", "background_repair_interval",
 		"write_quorum", "read_quorum", "request_timeout", "max_value_size",
-		"max_timestamp_ahead", "hash", "buckets"}
+		"max_timestamp_ahead", "tombstone_grace", "hash", "buckets"}
 	hashKeys = []string{"buckets_per_key", "points_per_bucket"}
 )
 
@@ -624,11 +627,16 @@ func (p *parser) deployment(name string, k, v *yaml.Node) *depInfo {
 			p.size(e.v, name, kp, &d.MaxValueSize)
 		case "max_timestamp_ahead":
 			p.duration(e.v, name, kp, &d.MaxTimestampAhead)
+		case "tombstone_grace":
+			p.duration(e.v, name, kp, &d.TombstoneGrace)
 		case "hash":
 			before := len(p.problems)
 			p.hash(e.v, name, kp, d)
 			hashOK = len(p.problems) == before
 		}
+	}
+	if d.TombstoneGrace == 0 {
+		d.TombstoneGrace = defaultTombstoneGraceIntervals * d.BackgroundRepairInterval
 	}
 	if bucketsKey == nil {
 		p.addf(k, name, bucketsPath, "missing: a deployment needs at least one bucket")

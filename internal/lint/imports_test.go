@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"internal/programs":     {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/proxy", "internal/localcluster"},
 	"internal/localcluster": {"internal/config"},
 	"internal/proxy":        {"client", "internal/config", "internal/httpapi"},
-	"internal/node":         {"internal/config", "internal/health", "internal/hlc", "internal/httpapi", "internal/store", "internal/wire"},
+	"internal/node":         {"internal/config", "internal/keyhash", "internal/health", "internal/hlc", "internal/httpapi", "internal/store", "internal/wire"},
 	"internal/testcluster":  {"internal/config", "internal/node"},
 	"internal/loadgen":      {"client"},
 	"client":                {"internal/config", "internal/health", "internal/wire"},

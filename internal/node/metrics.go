@@ -23,6 +23,7 @@ type nodeMetrics struct {
 	repairMessages prometheus.Counter
 	// repairSyncedEpoch is read by the coordinator: keep its name.
 	repairSyncedEpoch prometheus.Gauge
+	gcDropped         *prometheus.CounterVec
 }
 
 func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Set) *nodeMetrics {
@@ -72,6 +73,11 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 		Help: "Epoch of the configuration under which this node last finished a clean repair pass with every peer it shares keys with (-1: none yet). The coordinator compares it with the epoch it serves to tell whether a migration has converged.",
 	})
 	m.repairSyncedEpoch.Set(-1)
+	m.gcDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tako_gc_records_dropped_total",
+		Help: "Records garbage collection dropped once every current replica confirmed holding them: not_owned (keys this node no longer replicates), tombstone (deletes past tombstone_grace).",
+	}, []string{"kind"})
+	reg.MustRegister(m.gcDropped)
 	reg.MustRegister(m.repairSyncedEpoch)
 	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages)
 	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -79,6 +80,13 @@ func (n *Node) runRepair(ctx context.Context) {
 				// Every key this node held when the pass began is now on
 				// every replica it shares with a peer, under this epoch.
 				n.metrics.repairSyncedEpoch.Set(float64(startEpoch))
+				if !recovering {
+					gc, err := n.collectGarbage(ctx, cfg)
+					if gc.notOwned+gc.tombstones+gc.handedOff > 0 || err != nil {
+						n.logger.Info("garbage collection", "node", n.id, "dropped_not_owned", gc.notOwned,
+							"dropped_tombstones", gc.tombstones, "handed_off", gc.handedOff, "err", err)
+					}
+				}
 			}
 			if recovering && err == nil && stats.peersSkipped == 0 && cfg == n.cfg.Load() {
 				n.recovering.Store(false)
@@ -318,6 +326,18 @@ func (n *Node) reconcile(ctx context.Context, peer remoteReplica, r hashRange, s
 			pull = append(pull, k)
 		}
 	}
+	// Old tombstones are not spread to replicas that have no record of the
+	// key (see gc.go): they cannot bring it back, and garbage collection
+	// is dropping them.
+	oldest := n.clock.Wall() - n.settings(n.cfg.Load()).TombstoneGrace.Microseconds()
+	push = slices.DeleteFunc(push, func(k string) bool {
+		_, theyHave := theirs[k]
+		return !theyHave && ours[k].ts < oldest && n.isTombstone(ctx, k)
+	})
+	pull = slices.DeleteFunc(pull, func(k string) bool {
+		_, weHave := ours[k]
+		return !weHave && theirs[k].ts < oldest && n.peerTombstone(ctx, peer, k)
+	})
 	sort.Strings(push)
 	sort.Strings(pull)
 	if err := n.pushRecords(ctx, peer, push, stats); err != nil {
@@ -387,6 +407,21 @@ func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []strin
 		}
 	}
 	return nil
+}
+
+// isTombstone reports whether the local record of key is a tombstone.
+func (n *Node) isTombstone(ctx context.Context, key string) bool {
+	rec, err := n.store.Get(ctx, []byte(key))
+	return err == nil && rec.Tombstone
+}
+
+// peerTombstone reports whether peer's record of key is a tombstone. It
+// costs a call, but only for old records this node lacks, which are rare
+// outside tombstone collection.
+func (n *Node) peerTombstone(ctx context.Context, peer remoteReplica, key string) bool {
+	var scratch passStats
+	resp, err := n.peerCall(ctx, peer, &wire.Request{Op: wire.OpReplicaGet, Key: []byte(key)}, &scratch)
+	return err == nil && resp.Found && resp.Record.Tombstone
 }
 
 // peerCall makes one repair call, bounded by the request timeout, and

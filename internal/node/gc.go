@@ -1,0 +1,238 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/keyhash"
+	"github.com/takodb/tako/internal/store"
+	"github.com/takodb/tako/internal/wire"
+)
+
+// Garbage collection runs after a clean repair pass. Repair itself does not
+// spread a tombstone older than the grace to a replica that has no record
+// of the key: such a replica cannot bring the key back, and the tombstone
+// is on its way out. It drops two kinds of
+// records, each only once every current replica of the key has confirmed
+// that it holds the record or a newer one (the configuration alone is
+// never enough to drop data):
+//   - records of keys this node is no longer a replica of (after a
+//     migration was promoted, or a node left); a replica that lacks the
+//     record is sent it first (hand-off), and it is dropped on a later pass;
+//   - tombstones older than the deployment's tombstone_grace, so that a
+//     deleted key stays deleted on every replica, even one that was down
+//     for longer than the grace: its tombstone is kept until that replica
+//     too holds it.
+
+// gcBatch is how many records one garbage collection round considers.
+const gcBatch = 256
+
+type gcStats struct {
+	notOwned, tombstones int // dropped
+	handedOff            int // sent to a replica that lacked them
+}
+
+type gcCandidate struct {
+	key []byte
+	rec store.Record
+}
+
+// selfRanges returns the merged ranges of the hash space whose keys node
+// self is a replica of under cfg.
+func selfRanges(cfg *config.Config, self string) []hashRange {
+	var out []hashRange
+	var buf []config.Node
+	add := func(r hashRange, owner uint32) {
+		buf = cfg.ReplicasOfHash(buf[:0], owner)
+		if !slices.ContainsFunc(buf, func(n config.Node) bool { return n.ID == self }) {
+			return
+		}
+		if n := len(out); n > 0 && out[n-1].hi != ^uint32(0) && out[n-1].hi+1 == r.lo {
+			out[n-1].hi = r.hi
+			return
+		}
+		out = append(out, r)
+	}
+	forEachArc(cfg, add)
+	return out
+}
+
+// forEachArc calls f with every arc of the union of cfg's rings, in
+// increasing order, and a hash that owns it.
+func forEachArc(cfg *config.Config, f func(r hashRange, owner uint32)) {
+	bounds := cfg.Active.Ring.Boundaries()
+	if cfg.Target != nil {
+		bounds = append(bounds, cfg.Target.Ring.Boundaries()...)
+		slices.Sort(bounds)
+		bounds = slices.Compact(bounds)
+	}
+	if len(bounds) == 0 {
+		return
+	}
+	f(hashRange{0, bounds[0]}, bounds[0])
+	for i := 1; i < len(bounds); i++ {
+		f(hashRange{bounds[i-1] + 1, bounds[i]}, bounds[i])
+	}
+	if last := bounds[len(bounds)-1]; last != ^uint32(0) {
+		f(hashRange{last + 1, ^uint32(0)}, bounds[0])
+	}
+}
+
+// complement returns the parts of the hash space not in rs (sorted, merged).
+func complement(rs []hashRange) []hashRange {
+	var out []hashRange
+	next := uint64(0)
+	for _, r := range rs {
+		if uint64(r.lo) > next {
+			out = append(out, hashRange{uint32(next), r.lo - 1})
+		}
+		next = uint64(r.hi) + 1
+	}
+	if next <= uint64(^uint32(0)) {
+		out = append(out, hashRange{uint32(next), ^uint32(0)})
+	}
+	return out
+}
+
+// collectGarbage drops what it safely can under cfg.
+func (n *Node) collectGarbage(ctx context.Context, cfg *config.Config) (gcStats, error) {
+	var stats gcStats
+	owned := selfRanges(cfg, n.id)
+	grace := n.settings(cfg).TombstoneGrace
+	oldest := n.clock.Wall() - grace.Microseconds()
+	scan := func(ranges []hashRange, want func(rec store.Record) bool, kind string, dropped *int) error {
+		for _, r := range ranges {
+			// Collect a batch with the iterator, then let it go before the
+			// round calls peers; resume after the batch's last key.
+			lo := r.lo
+			var after []byte
+			for {
+				var batch []gcCandidate
+				err := n.store.Scan(ctx, lo, r.hi, func(key []byte, rec store.Record) error {
+					if after != nil && keyHashOrder(key, after) <= 0 || !want(rec) {
+						return nil
+					}
+					batch = append(batch, gcCandidate{bytes.Clone(key), store.Record{Timestamp: rec.Timestamp, Tombstone: rec.Tombstone, Value: bytes.Clone(rec.Value)}})
+					if len(batch) == gcBatch {
+						return errBatchFull
+					}
+					return nil
+				})
+				if err != nil && !errors.Is(err, errBatchFull) {
+					return err
+				}
+				if err := n.gcRound(ctx, cfg, batch, kind, dropped, &stats); err != nil {
+					return err
+				}
+				if len(batch) < gcBatch {
+					break
+				}
+				after = batch[len(batch)-1].key
+				lo = keyhash.Sum(after)
+			}
+		}
+		return nil
+	}
+	if err := scan(complement(owned), func(store.Record) bool { return true }, "not_owned", &stats.notOwned); err != nil {
+		return stats, err
+	}
+	err := scan(owned, func(rec store.Record) bool { return rec.Tombstone && rec.Timestamp < oldest }, "tombstone", &stats.tombstones)
+	return stats, err
+}
+
+var errBatchFull = errors.New("node: gc batch full")
+
+// keyHashOrder compares two keys in the store's (hash, key) order.
+func keyHashOrder(a, b []byte) int {
+	ha, hb := keyhash.Sum(a), keyhash.Sum(b)
+	switch {
+	case ha < hb:
+		return -1
+	case ha > hb:
+		return 1
+	}
+	return bytes.Compare(a, b)
+}
+
+// gcRound asks every current replica of each candidate whether it holds the
+// record or a newer one; drops the candidates all of them confirm, and
+// hands the record to the replicas that lack it.
+func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandidate, kind string, dropped *int, stats *gcStats) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	perPeer := map[string][]int{}
+	nodes := map[string]config.Node{}
+	need := make([]int, len(batch))
+	for i, c := range batch {
+		for _, nd := range cfg.Replicas(nil, c.key) {
+			if nd.ID == n.id {
+				continue
+			}
+			perPeer[nd.ID] = append(perPeer[nd.ID], i)
+			nodes[nd.ID] = nd
+			need[i]++
+		}
+	}
+	confirmed := make([]int, len(batch))
+	var errs []error
+	for id, idx := range perPeer {
+		peer := n.remote(nodes[id])
+		for start := 0; start < len(idx); start += recordBatch {
+			part := idx[start:min(start+recordBatch, len(idx))]
+			req := &wire.Request{Op: wire.OpBatch}
+			for _, i := range part {
+				req.Batch = append(req.Batch, wire.Request{Op: wire.OpReplicaGet, Key: batch[i].key})
+			}
+			var scratch passStats
+			resp, err := n.peerCall(ctx, peer, req, &scratch)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			var handoff []string
+			for j, r := range resp.Batch {
+				i := part[j]
+				switch {
+				case r.Err == nil && r.Found && store.Compare(fromWire(r.Record), batch[i].rec) >= 0:
+					confirmed[i]++
+				case r.Err == nil && !r.Found && kind == "tombstone":
+					// A replica with no record of the key cannot bring it
+					// back: it never had it, lost its disk (a recovering
+					// node answers with an error instead), or dropped the
+					// tombstone itself after every replica had it. Only a
+					// replica holding an older value must get the
+					// tombstone first.
+					confirmed[i]++
+				case r.Err == nil:
+					handoff = append(handoff, string(batch[i].key))
+				}
+			}
+			if len(handoff) > 0 {
+				if err := n.pushRecords(ctx, peer, handoff, &scratch); err != nil {
+					errs = append(errs, err)
+				}
+				stats.handedOff += scratch.keysSent
+			}
+		}
+	}
+	for i, c := range batch {
+		// Every other replica confirmed. (A key with no other replica is
+		// a tombstone of a one-node deployment: nobody can bring it back.)
+		if confirmed[i] < need[i] {
+			continue
+		}
+		removed, err := n.store.Remove(ctx, c.key, c.rec)
+		if err != nil {
+			return err
+		}
+		if removed {
+			*dropped++
+			n.metrics.gcDropped.WithLabelValues(kind).Inc()
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,128 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/store"
+)
+
+func TestComplementAndSelfRanges(t *testing.T) {
+	full := []hashRange{{0, ^uint32(0)}}
+	if got := complement(full); len(got) != 0 {
+		t.Fatalf("complement of everything = %v", got)
+	}
+	if got := complement(nil); len(got) != 1 || got[0] != full[0] {
+		t.Fatalf("complement of nothing = %v", got)
+	}
+	got := complement([]hashRange{{10, 20}, {30, ^uint32(0)}})
+	want := []hashRange{{0, 9}, {21, 29}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("complement = %v, want %v", got, want)
+	}
+	cfg, err := config.Parse([]byte("active_deployment: a\ndeployments:\n  a:\n    buckets:\n      b1: {n1: [h, 1, 2]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := selfRanges(cfg, "n1"); len(got) != 1 || got[0] != full[0] {
+		t.Fatalf("a one-node cluster's node owns %v, want everything", got)
+	}
+}
+
+// TestGarbageCollectionHandsOffThenDrops grows a cluster from two buckets to
+// three without a migration: the old nodes first hand the keys they no
+// longer replicate to the new node, and drop them only once it holds them.
+func TestGarbageCollectionHandsOffThenDrops(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 1, "    background_repair_interval: 1s\n")
+	ctx := context.Background()
+	// First only b1 and b2.
+	two := reconfigure(t, c, [][]string{{"n1"}, {"n2"}}, 1, "    background_repair_interval: 1s\n")
+	for _, n := range c.nodes {
+		n.SetConfig(two, 2)
+	}
+	waitFor(t, "recovery after the change", func() bool { return !c.nodes["n1"].recovering.Load() && !c.nodes["n2"].recovering.Load() })
+	for i := range 200 {
+		if _, err := c.nodes["n1"].Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then all three: n3 takes a share, from n1 and n2.
+	for _, n := range c.nodes {
+		n.SetConfig(c.cfg, 3)
+	}
+	waitFor(t, "every key on exactly its one replica", func() bool {
+		for i := range 200 {
+			k := fmt.Sprintf("k%d", i)
+			owner := c.replicaIDs(k)[0]
+			for id := range c.nodes {
+				_, found := c.localRecord(t, id, k)
+				if found != (id == owner) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// TestTombstonesAreDroppedOnlyOnceEveryReplicaHasThem keeps a tombstone past
+// its grace while a replica is down, and drops it once that replica holds it.
+func TestTombstonesAreDroppedOnlyOnceEveryReplicaHasThem(t *testing.T) {
+	extra := "    background_repair_interval: 1s\n    tombstone_grace: 1s\n"
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, extra)
+	ctx := context.Background()
+	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	c.stop(t, "n3") // n3 keeps the value
+	if _, err := c.nodes["n1"].Delete(ctx, []byte("k"), 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // well past the grace, several passes
+	for _, id := range []string{"n1", "n2"} {
+		if rec, found := c.localRecord(t, id, "k"); !found || !rec.Tombstone {
+			t.Fatalf("%s dropped the tombstone while n3 (with the old value) was down: %+v %v", id, rec, found)
+		}
+	}
+	c.start(t, "n3")
+	waitFor(t, "the tombstone dropped everywhere", func() bool {
+		for _, id := range []string{"n1", "n2", "n3"} {
+			_, err := c.nodes[id].store.Get(ctx, []byte("k"))
+			if !errors.Is(err, store.ErrNotFound) {
+				return false
+			}
+		}
+		return true
+	})
+	// And the key is not back.
+	if v, err := c.nodes["n3"].Get(ctx, []byte("k")); err == nil && !v.Deleted {
+		t.Fatalf("the deleted key came back: %+v", v)
+	}
+}
+
+// reconfigure returns a configuration with the same nodes (same ports) as
+// c, laid out in the given buckets.
+func reconfigure(t *testing.T, c *testCluster, buckets [][]string, bpk int, extra string) *config.Config {
+	t.Helper()
+	nodes := map[string]config.Node{}
+	for _, nd := range c.cfg.Nodes() {
+		nodes[nd.ID] = nd
+	}
+	s := fmt.Sprintf("active_deployment: test\ndeployments:\n  test:\n%s    hash:\n      buckets_per_key: %d\n    buckets:\n", extra, bpk)
+	for i, ids := range buckets {
+		s += fmt.Sprintf("      b%d:\n", i+1)
+		for _, id := range ids {
+			s += fmt.Sprintf("        %s: [127.0.0.1, %d, %d]\n", id, nodes[id].HTTPPort, nodes[id].BinaryPort)
+		}
+	}
+	cfg, err := config.Parse([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
