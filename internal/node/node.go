@@ -79,6 +79,9 @@ type Node struct {
 	recovering atomic.Bool
 	// repairWake wakes the repair loop early (when recovery starts).
 	repairWake chan struct{}
+	// configChanged tells the repair loop that the configuration (and so
+	// perhaps its interval) changed.
+	configChanged chan struct{}
 
 	cfg   atomic.Pointer[config.Config]
 	epoch atomic.Int64 // of cfg, as the coordinator numbered it; 0 for a file
@@ -132,6 +135,7 @@ func New(opts Options) (*Node, error) {
 	}
 	n.local = localReplica{id: opts.ID, store: st, recovering: &n.recovering}
 	n.repairWake = make(chan struct{}, 1)
+	n.configChanged = make(chan struct{}, 1)
 	n.cfg.Store(opts.Config)
 	n.epoch.Store(opts.Epoch)
 	n.frame = frameSize(opts.Config)
@@ -167,6 +171,10 @@ func New(opts Options) (*Node, error) {
 func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	old := n.cfg.Swap(cfg)
 	n.epoch.Store(epoch)
+	select {
+	case n.configChanged <- struct{}{}:
+	default:
+	}
 	if gainsRanges(old, cfg, n.id) {
 		n.startRecovering("the new configuration gives it hash ranges it did not hold")
 	}

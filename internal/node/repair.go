@@ -50,24 +50,17 @@ type passStats struct {
 func (n *Node) runRepair(ctx context.Context) {
 	// The first pass waits a little, so that a cluster starting up does
 	// not meet peers that are not listening yet.
-	first := min(n.settings(n.cfg.Load()).BackgroundRepairInterval, 2*time.Second)
-	if n.recovering.Load() {
-		first = 200 * time.Millisecond
-	}
-	select {
-	case <-ctx.Done():
+	if !n.waitToRepair(ctx, time.Now(), 2*time.Second) {
 		return
-	case <-time.After(first):
 	}
 	for {
 		cfg := n.cfg.Load()
 		d := n.settings(cfg)
-		interval := d.BackgroundRepairInterval
 		start := time.Now()
 		recovering := n.recovering.Load()
 		startEpoch := n.epoch.Load()
 		if (d.BackgroundRepair || recovering) && n.Ready() {
-			pace := interval
+			pace := d.BackgroundRepairInterval
 			if recovering {
 				pace = 0 // recover as fast as possible
 			}
@@ -76,7 +69,8 @@ func (n *Node) runRepair(ctx context.Context) {
 				return
 			}
 			n.logPass(stats, time.Since(start), err)
-			if err == nil && stats.peersSkipped == 0 && cfg == n.cfg.Load() {
+			clean := err == nil && stats.peersSkipped == 0 && cfg == n.cfg.Load()
+			if clean {
 				// Every key this node held when the pass began is now on
 				// every replica it shares with a peer, under this epoch.
 				n.metrics.repairSyncedEpoch.Set(float64(startEpoch))
@@ -88,31 +82,45 @@ func (n *Node) runRepair(ctx context.Context) {
 					}
 				}
 			}
-			if recovering && err == nil && stats.peersSkipped == 0 && cfg == n.cfg.Load() {
+			if recovering && clean {
 				n.recovering.Store(false)
 				n.logger.Info("node recovered: a repair pass with every peer has finished", "node", n.id,
 					"keys_received", stats.keysReceived, "took", time.Since(start).Round(time.Millisecond))
 			}
 		}
-		wait := interval - time.Since(start)
-		if n.recovering.Load() {
-			wait = 0 // try again at once (after the floor below)
+		if !n.waitToRepair(ctx, start, 0) {
+			return
 		}
-		if wait < time.Second {
-			wait = time.Second
+	}
+}
+
+// waitToRepair waits until the next pass is due: one repair interval after
+// the last one started (at least a second after, and at least first), at
+// once (after 200 ms) when recovery starts, and re-reading the interval
+// whenever the configuration changes. It returns false when ctx ends.
+func (n *Node) waitToRepair(ctx context.Context, last time.Time, first time.Duration) bool {
+	for {
+		interval := n.settings(n.cfg.Load()).BackgroundRepairInterval
+		if first > 0 {
+			interval = min(interval, first)
+		}
+		wait := max(interval-time.Since(last), time.Second-time.Since(last))
+		if n.recovering.Load() {
+			wait = min(wait, 200*time.Millisecond)
+		}
+		if wait <= 0 {
+			return true
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(wait):
+			return true
 		case <-n.repairWake:
-			// Recovery started: give the configuration a moment to reach
-			// the peers too, then pass.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
+			// Recovery started: loop to wait the short delay that gives
+			// the configuration a moment to reach the peers too.
+		case <-n.configChanged:
+			// The interval may have changed: wait again from last.
 		}
 	}
 }
@@ -190,6 +198,9 @@ func (n *Node) repairPass(ctx context.Context, cfg *config.Config, interval time
 					case n.repairWake <- struct{}{}:
 					default:
 					}
+				case <-n.configChanged:
+					// Pace the rest by the new configuration's interval.
+					interval = n.settings(n.cfg.Load()).BackgroundRepairInterval
 				}
 			}
 		}

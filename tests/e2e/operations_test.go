@@ -34,7 +34,7 @@ func docBlocks(t *testing.T, name string) []string {
 // examples with the built programs in bin/, and checks what the guide says
 // happens.
 func TestOperationsGuideWorksAsWritten(t *testing.T) {
-	for _, port := range []int{4700, 4701, 4705, 4710, 5701, 5703, 5710, 8080} {
+	for _, port := range []int{4700, 4701, 4705, 4710, 4711, 4712, 5701, 5703, 5710, 5711, 5712, 8080} {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			t.Skipf("port %d is taken on this machine: the guide's cluster cannot run here", port)
@@ -47,8 +47,8 @@ func TestOperationsGuideWorksAsWritten(t *testing.T) {
 		}
 	}
 	blocks := docBlocks(t, "operations.md")
-	if len(blocks) != 5 {
-		t.Fatalf("docs/operations.md has %d sh blocks; this test follows 5 (build, start, change, coordinator down, stop)", len(blocks))
+	if len(blocks) != 9 {
+		t.Fatalf("docs/operations.md has %d sh blocks; this test follows 9 (build, start, change, coordinator down, add a bucket, promote, remove a bucket, lost disk, stop)", len(blocks))
 	}
 	dir := t.TempDir()
 	if err := os.Symlink(binDir, filepath.Join(dir, "bin")); err != nil {
@@ -115,6 +115,27 @@ func TestOperationsGuideWorksAsWritten(t *testing.T) {
 	if code, _, _, err := httpDo(ctx, "POST", "http://localhost:8080/values/guide", []byte("by hand"), nil); err != nil || code != 200 {
 		t.Fatalf("POST through the hand-started proxy: %d %v", code, err)
 	}
+	values := map[string]string{"guide": "by hand"}
+	for i := range 200 {
+		k, v := fmt.Sprintf("walk/%d", i), fmt.Sprintf("value %d", i)
+		if code, _, _, err := httpDo(ctx, "POST", "http://localhost:8080/values/"+k, []byte(v), nil); err != nil || code != 200 {
+			t.Fatalf("POST %s: %d %v", k, code, err)
+		}
+		values[k] = v
+	}
+	readAll := func(stage string) {
+		t.Helper()
+		for k, v := range values {
+			code, _, body, err := httpDo(ctx, "GET", "http://localhost:8080/values/"+k, nil, nil)
+			if err != nil || code != 200 || string(body) != v {
+				t.Fatalf("%s: GET %s: %d %v %q, want %q", stage, k, code, err, body, v)
+			}
+		}
+	}
+	served := func() string {
+		_, _, body, _ := httpDo(ctx, "GET", "http://127.0.0.1:4700/configuration", nil, nil)
+		return string(body)
+	}
 	before := processEpoch("http://127.0.0.1:5701")
 
 	start := time.Now()
@@ -156,9 +177,30 @@ func TestOperationsGuideWorksAsWritten(t *testing.T) {
 		t.Errorf("n3 restarted from its cache on epoch %d, want %d", e, epoch)
 	}
 
+	// The migration walkthrough.
 	run(4, blocks[4])
+	if !strings.Contains(served(), `"target_deployment":"local6"`) {
+		t.Fatalf("after adding the bucket, the coordinator serves %s", served())
+	}
+	readAll("while adding a bucket")
+	start = time.Now()
+	run(5, blocks[5])
+	if cfg := served(); !strings.Contains(cfg, `"active_deployment":"local6"`) || strings.Contains(cfg, "target_deployment") {
+		t.Fatalf("after the promotion, the coordinator serves %s", cfg)
+	}
+	t.Logf("adding a bucket converged and was promoted in %v", time.Since(start).Round(time.Millisecond))
+	readAll("after adding a bucket")
+	run(6, blocks[6])
+	if cfg := served(); !strings.Contains(cfg, `"active_deployment":"local5"`) || strings.Contains(cfg, `"n1"`) {
+		t.Fatalf("after removing b1, the coordinator serves %s", cfg)
+	}
+	readAll("after removing a bucket and stopping its nodes")
+	run(7, blocks[7])
+	readAll("after replacing n5's lost disk")
+
+	run(8, blocks[8])
 	waitFor(t, "every process stopped", func() bool {
-		for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:5701", "127.0.0.1:5703", "127.0.0.1:4710"} {
+		for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:5703", "127.0.0.1:4710", "127.0.0.1:4711", "127.0.0.1:4700"} {
 			if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 				c.Close()
 				return false
