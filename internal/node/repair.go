@@ -160,6 +160,7 @@ func (n *Node) repairPass(ctx context.Context, cfg *config.Config, interval time
 		nodes[nd.ID] = nd
 	}
 	start := time.Now()
+	lastLog := start
 	done := 0
 	var errs []error
 	for _, id := range peers {
@@ -181,6 +182,14 @@ func (n *Node) repairPass(ctx context.Context, cfg *config.Config, interval time
 			}
 			done += len(chunk)
 			n.metrics.repairProgress.Set(float64(done) / float64(max(total, 1)))
+			if time.Since(lastLog) >= time.Minute {
+				lastLog = time.Now()
+				elapsed := time.Since(start)
+				eta := time.Duration(float64(elapsed) * float64(total-done) / float64(max(done, 1)))
+				n.logger.Info("repair pass in progress", "node", n.id, "ranges_done", done, "ranges", total,
+					"keys_compared", stats.keysCompared, "keys_sent", stats.keysSent, "keys_received", stats.keysReceived,
+					"elapsed", elapsed.Round(time.Second), "eta", eta.Round(time.Second))
+			}
 			// Pace the pass: the share of the interval that the share of
 			// the ranges done so far deserves.
 			due := time.Duration(float64(interval) * 0.9 * float64(done) / float64(max(total, 1)))

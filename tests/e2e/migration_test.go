@@ -15,7 +15,7 @@ import (
 
 // TestLiveMigrationKeepsEveryKeyReadableAndWritable adds a target
 // deployment with a third bucket while clients write and read through the
-// proxy. The two new nodes join with -c only: they wait until a
+// proxy, waits for it to converge and promotes it, all under the load. The two new nodes join with -c only: they wait until a
 // configuration names them. Every read of a key returns the last value
 // acknowledged for it (or a newer one), before, during and after the
 // change, and a write acknowledged during the migration is on a quorum of
@@ -23,7 +23,8 @@ import (
 func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 	m := startManaged(t, []string{"c1"}, true, [][]string{{"n1", "n2"}, {"n3", "n4"}, {"n5", "n6"}}, 2)
 	// startManaged put every node in the layout; begin with b3 out of it.
-	active := m.layout("", map[string]bool{"n5": true, "n6": true})
+	const fast = "    background_repair_interval: 1s\n"
+	active := m.layout(fast, map[string]bool{"n5": true, "n6": true})
 	active = strings.Replace(active, "      b3:\n", "", 1)
 	before := m.coordinatorEpoch("c1")
 	m.reload("c1", active)
@@ -110,7 +111,7 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 	time.Sleep(time.Second)
 	// The migration: target = all three buckets.
 	header, mainBody, _ := strings.Cut(active, "  main:\n")
-	_, nextBody, _ := strings.Cut(m.layout("", nil), "  main:\n")
+	_, nextBody, _ := strings.Cut(m.layout(fast, nil), "  main:\n")
 	target := strings.Replace(header, "active_deployment: main\n", "active_deployment: main\ntarget_deployment: next\n", 1) +
 		"  main:\n" + mainBody + "  next:\n" + nextBody
 	before = m.coordinatorEpoch("c1")
@@ -124,7 +125,24 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 		}
 		return true
 	})
-	time.Sleep(2 * time.Second)
+	time.Sleep(time.Second)
+	// Promote under the same load once the migration has converged: the
+	// coordinator would refuse it before.
+	waitFor(t, "the migration to converge", func() bool { return migrationConverged(t, m.coordAddr["c1"]) })
+	promoted := strings.Replace(header, "active_deployment: main\n", "active_deployment: next\n", 1) + "  next:\n" + nextBody
+	before = m.coordinatorEpoch("c1")
+	m.reload("c1", promoted)
+	waitFor(t, "the promotion", func() bool { return m.coordinatorEpoch("c1") != before })
+	waitFor(t, "every process on the promoted configuration", func() bool {
+		e := m.coordinatorEpoch("c1")
+		for _, u := range m.everyone() {
+			if processEpoch(u) != e {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second)
 	cancel()
 	wg.Wait()
 	t.Logf("writes %d (failed %d), reads %d (failed %d), stale %d", writes.Load(), writeFails.Load(), reads.Load(), readFails.Load(), stale.Load())
