@@ -32,10 +32,15 @@ func TestExamples(t *testing.T) {
 			firstHTTP: "127.0.0.1:5701", firstBinary: "127.0.0.1:4701",
 		},
 	}
-	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	more, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, more...)
 	if len(files) < len(wants) {
 		t.Fatalf("found %d example files, want at least %d", len(files), len(wants))
 	}

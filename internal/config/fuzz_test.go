@@ -12,10 +12,15 @@ import (
 // the invariants of a Config, and that what it rejects it rejects with a
 // one-line error that it gives every time.
 func FuzzParse(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
 	if err != nil {
 		f.Fatal(err)
 	}
+	more, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "*.yaml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	files = append(files, more...)
 	for _, path := range files {
 		data, err := os.ReadFile(path)
 		if err != nil {
