@@ -206,6 +206,10 @@ func (n *Node) startRecovering(why string) {
 		"node", n.id)
 }
 
+// Recovering reports whether the node is recovering data it may lack (see
+// HealthDetail).
+func (n *Node) Recovering() bool { return n.recovering.Load() }
+
 // HealthDetail says on /health that the node is recovering.
 func (n *Node) HealthDetail() string {
 	if n.recovering.Load() {

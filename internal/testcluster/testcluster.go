@@ -81,6 +81,15 @@ func Start(dir string, spec Spec, logger *slog.Logger) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	// New nodes start with empty stores, so they recover first (a quick
+	// repair pass with their peers); until then a missing key would not
+	// read as "not found".
+	for deadline := time.Now().Add(30 * time.Second); c.anyRecovering(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.Close()
+			return nil, fmt.Errorf("testcluster: nodes still recovering after 30 s")
+		}
+	}
 	return c, nil
 }
 
@@ -123,6 +132,15 @@ func (c *Cluster) StartNode(id string) error {
 	}
 	c.nodes[id], c.cancels[id], c.done[id] = n, cancel, done
 	return nil
+}
+
+func (c *Cluster) anyRecovering() bool {
+	for _, n := range c.nodes {
+		if n.Recovering() {
+			return true
+		}
+	}
+	return false
 }
 
 // StopNode stops the node id cleanly; its data stays.
