@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,16 +65,28 @@ func startCluster(t *testing.T, buckets [][]string, bpk int, extra string) *test
 	return c
 }
 
-func freeLoopbackPorts(t *testing.T, n int) []int {
+// handedOut remembers every port freeLoopbackPorts returned, so that it
+// never returns one twice.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
+
+func freeLoopbackPorts(t testing.TB, n int) []int {
 	t.Helper()
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
 	var ports []int
-	for range n {
+	for len(ports) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		if port := ln.Addr().(*net.TCPAddr).Port; !handedOut[port] {
+			handedOut[port] = true
+			ports = append(ports, port)
+		}
 	}
 	return ports
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -23,15 +22,7 @@ import (
 // ports, with a real store in a temporary directory, and returns its base URL.
 func startStandalone(tb testing.TB, extra string) (*Node, string) {
 	tb.Helper()
-	ports := make([]int, 2)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-	}
+	ports := freeLoopbackPorts(tb, 2)
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 active_deployment: standalone
 deployments:

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/takodb/tako/internal/config"
@@ -93,15 +94,35 @@ func Start(dir string, spec Spec, logger *slog.Logger) (*Cluster, error) {
 	return c, nil
 }
 
+// handedOut remembers every port freePorts returned, so that it never
+// returns one twice: the kernel may offer a closed listener's port again
+// before the node it was meant for has bound it.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
+
 func freePorts(n int) ([]int, error) {
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
 	var ports []int
-	for range n {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for len(ports) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		lns = append(lns, ln)
+		port := ln.Addr().(*net.TCPAddr).Port
+		if !handedOut[port] {
+			handedOut[port] = true
+			ports = append(ports, port)
+		}
 	}
 	return ports, nil
 }

@@ -45,21 +45,39 @@ func TestMain(m *testing.M) {
 // bin returns the path of a built program.
 func bin(name string) string { return filepath.Join(binDir, name) }
 
-// freePorts returns n distinct TCP ports free on 127.0.0.1 right now.
+// handedOut remembers every port freePorts returned, so that it never
+// returns one twice: the kernel may offer a port again once its listener
+// is closed, before the process it was meant for has bound it.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
+
+// freePorts returns n distinct TCP ports free on 127.0.0.1 right now, none
+// returned before in this test process.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
 	var ports []int
 	var lns []net.Listener
-	for range n {
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for len(ports) < n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
+		port := ln.Addr().(*net.TCPAddr).Port
+		if handedOut[port] {
+			continue
+		}
+		handedOut[port] = true
+		ports = append(ports, port)
 	}
 	return ports
 }
