@@ -54,13 +54,8 @@ Examples:
 	switch {
 	case *id == "":
 		cli.Exit(program, 2, errors.New("-id is required (see tako-node -h)"))
-	case len(coordinators) > 0 && *cfgFile != "":
-		cli.Exit(program, 2, errors.New("give either -c (follow coordinators) or -cfg (read a file), not both"))
-	case len(coordinators) == 0 && *cfgFile == "":
-		cli.Exit(program, 2, errors.New("-c HOST:PORT or -cfg FILE is required (see tako-node -h)"))
-	case *poll <= 0:
-		cli.Exit(program, 2, errors.New("-u: the poll interval must be a positive number of seconds"))
 	}
+	checkSourceFlags(program, coordinators, *cfgFile, *poll)
 	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
 	if err != nil {
 		cli.Exit(program, 1, err)

@@ -47,15 +47,10 @@ Examples:
   curl -X POST --data-binary hello localhost:8080/values/greeting`)
 	cli.Parse(fs, args)
 	switch {
-	case len(coordinators) > 0 && *cfgFile != "":
-		cli.Exit(program, 2, errors.New("give either -c (follow coordinators) or -cfg (read a file), not both"))
-	case len(coordinators) == 0 && *cfgFile == "":
-		cli.Exit(program, 2, errors.New("-c HOST:PORT or -cfg FILE is required (see tako-proxy -h)"))
 	case *port <= 0 || *port > 65535:
 		cli.Exit(program, 2, errors.New("-p: port "+strconv.Itoa(*port)+" out of range 1-65535"))
-	case *poll <= 0:
-		cli.Exit(program, 2, errors.New("-u: the poll interval must be a positive number of seconds"))
 	}
+	checkSourceFlags(program, coordinators, *cfgFile, *poll)
 	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
 	if err != nil {
 		cli.Exit(program, 1, err)

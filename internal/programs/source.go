@@ -2,14 +2,29 @@ package programs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/takodb/tako/internal/cli"
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/coordinator"
 )
+
+// checkSourceFlags exits with a clear line unless exactly one of -c and
+// -cfg is given and the poll interval is positive.
+func checkSourceFlags(program string, coordinators []string, file string, poll int) {
+	switch {
+	case len(coordinators) > 0 && file != "":
+		cli.Exit(program, 2, errors.New("give either -c (follow coordinators) or -cfg (read a file), not both"))
+	case len(coordinators) == 0 && file == "":
+		cli.Exit(program, 2, fmt.Errorf("-c HOST:PORT or -cfg FILE is required (see %s -h)", program))
+	case poll <= 0:
+		cli.Exit(program, 2, errors.New("-u: the poll interval must be a positive number of seconds"))
+	}
+}
 
 // source gives a node or proxy its configuration: read once from a file
 // (-cfg), or followed from the coordinators (-c).
