@@ -10,6 +10,7 @@ import (
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/health"
+	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/wire"
 )
 
@@ -65,6 +66,12 @@ type Client struct {
 	peers  health.Set
 	next   atomic.Uint64 // spreads requests over a key's replicas
 	closed atomic.Bool
+	// clock stamps writes that come without a timestamp, before they are
+	// sent, so that a retry on another replica carries the same timestamp
+	// and a request that a slow node executes late cannot win over writes
+	// acknowledged after it. It observes every timestamp the cluster
+	// answers with, so it never falls behind the nodes' clocks.
+	clock *hlc.Clock
 }
 
 // New returns a client of the cluster that cfg describes.
@@ -72,7 +79,7 @@ func New(cfg *config.Config, opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{opts: opts}
+	c := &Client{opts: opts, clock: hlc.New(nil)}
 	c.cfg.Store(cfg)
 	c.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger})
 	return c
@@ -113,6 +120,7 @@ func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 	if !resp.Found {
 		return Version{}, ErrNotFound
 	}
+	c.clock.Observe(resp.Record.Timestamp)
 	v := Version{Timestamp: resp.Record.Timestamp, Deleted: resp.Record.Tombstone, Value: resp.Record.Value}
 	if v.Deleted {
 		return v, ErrNotFound
@@ -120,32 +128,37 @@ func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 	return v, nil
 }
 
-// Put stores value under key, stamped by the node that coordinates it.
+// Put stores value under key, stamped by the client's clock (a hybrid
+// logical clock that follows the cluster's timestamps).
 func (c *Client) Put(ctx context.Context, key, value []byte) (WriteResult, error) {
 	return c.PutAt(ctx, key, value, 0)
 }
 
 // PutAt stores value under key at timestamp ts (microseconds since the Unix
-// epoch); ts 0 lets the coordinating node stamp it.
+// epoch); ts 0 stamps it with the client's clock.
 func (c *Client) PutAt(ctx context.Context, key, value []byte, ts int64) (WriteResult, error) {
 	return c.write(ctx, key, wire.Record{Timestamp: ts, Value: value})
 }
 
-// Delete deletes key with a tombstone stamped by the coordinating node.
+// Delete deletes key with a tombstone stamped by the client's clock.
 func (c *Client) Delete(ctx context.Context, key []byte) (WriteResult, error) {
 	return c.DeleteAt(ctx, key, 0)
 }
 
-// DeleteAt deletes key with a tombstone at timestamp ts (0: the node stamps it).
+// DeleteAt deletes key with a tombstone at timestamp ts (0: the client's clock).
 func (c *Client) DeleteAt(ctx context.Context, key []byte, ts int64) (WriteResult, error) {
 	return c.write(ctx, key, wire.Record{Timestamp: ts, Tombstone: true})
 }
 
 func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteResult, error) {
+	if rec.Timestamp == 0 {
+		rec.Timestamp = c.clock.Now()
+	}
 	resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Record: rec})
 	if err != nil {
 		return WriteResult{}, err
 	}
+	c.clock.Observe(resp.Current.Timestamp)
 	switch resp.Outcome {
 	case wire.OutcomeStale:
 		return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil

@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"internal/node":         {"internal/config", "internal/keyhash", "internal/health", "internal/hlc", "internal/httpapi", "internal/store", "internal/wire"},
 	"internal/testcluster":  {"internal/config", "internal/node"},
 	"internal/loadgen":      {"client"},
-	"client":                {"internal/config", "internal/health", "internal/wire"},
+	"client":                {"internal/config", "internal/health", "internal/hlc", "internal/wire"},
 	"internal/config":       {"internal/keyhash", "internal/ring"},
 	"internal/ring":         {"internal/keyhash"},
 	"internal/store":        {"internal/keyhash"},
