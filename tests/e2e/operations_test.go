@@ -41,7 +41,7 @@ func TestOperationsGuideWorksAsWritten(t *testing.T) {
 		}
 		ln.Close()
 	}
-	for _, prog := range []string{"pidof", "pgrep", "curl", "sed"} {
+	for _, prog := range []string{"curl", "sed"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			t.Skipf("%s is not installed", prog)
 		}
