@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/keyhash"
@@ -38,47 +37,6 @@ type gcStats struct {
 type gcCandidate struct {
 	key []byte
 	rec store.Record
-}
-
-// selfRanges returns the merged ranges of the hash space whose keys node
-// self is a replica of under cfg.
-func selfRanges(cfg *config.Config, self string) []hashRange {
-	var out []hashRange
-	var buf []config.Node
-	add := func(r hashRange, owner uint32) {
-		buf = cfg.ReplicasOfHash(buf[:0], owner)
-		if !slices.ContainsFunc(buf, func(n config.Node) bool { return n.ID == self }) {
-			return
-		}
-		if n := len(out); n > 0 && out[n-1].hi != ^uint32(0) && out[n-1].hi+1 == r.lo {
-			out[n-1].hi = r.hi
-			return
-		}
-		out = append(out, r)
-	}
-	forEachArc(cfg, add)
-	return out
-}
-
-// forEachArc calls f with every arc of the union of cfg's rings, in
-// increasing order, and a hash that owns it.
-func forEachArc(cfg *config.Config, f func(r hashRange, owner uint32)) {
-	bounds := cfg.Active.Ring.Boundaries()
-	if cfg.Target != nil {
-		bounds = append(bounds, cfg.Target.Ring.Boundaries()...)
-		slices.Sort(bounds)
-		bounds = slices.Compact(bounds)
-	}
-	if len(bounds) == 0 {
-		return
-	}
-	f(hashRange{0, bounds[0]}, bounds[0])
-	for i := 1; i < len(bounds); i++ {
-		f(hashRange{bounds[i-1] + 1, bounds[i]}, bounds[i])
-	}
-	if last := bounds[len(bounds)-1]; last != ^uint32(0) {
-		f(hashRange{last + 1, ^uint32(0)}, bounds[0])
-	}
 }
 
 // complement returns the parts of the hash space not in rs (sorted, merged).

@@ -151,7 +151,7 @@ func New(opts Options) (*Node, error) {
 		}
 		return 0
 	}))
-	if st.Stats().Keys == 0 && len(sharedRanges(opts.Config, opts.ID)) > 0 {
+	if st.Stats().Keys == 0 && len(replicatedRanges(opts.Config, opts.ID)) > 0 {
 		n.startRecovering("its store is empty where the configuration gives it keys (a new node, or a lost disk)")
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
