@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,4 +128,37 @@ func reconfigure(t *testing.T, c *testCluster, buckets [][]string, bpk int, extr
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestRecoveringNodeSaysSoAndDoesNotCountNotFound: a recovering node's
+// /health says so (still 200), tako_node_recovering is 1, and its "not
+// found" is an error rather than an answer.
+func TestRecoveringNodeSaysSoAndDoesNotCountNotFound(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
+	n := c.nodes["n1"]
+	n.startRecovering("a test says so")
+	base := "http://" + n.HTTPAddr().String()
+	resp, err := http.Get(base + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "recovering") {
+		t.Fatalf("/health of a recovering node: %d %q", resp.StatusCode, body)
+	}
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "tako_node_recovering 1") {
+		t.Fatal("tako_node_recovering is not 1")
+	}
+	if _, _, err := n.local.Get(context.Background(), []byte("absent")); !errors.Is(err, errRecovering) {
+		t.Fatalf("a recovering node's local miss: %v, want errRecovering", err)
+	}
+	// The repair loop recovers it (its peer is up).
+	waitFor(t, "recovery", func() bool { return !n.Recovering() })
 }
