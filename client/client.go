@@ -41,7 +41,9 @@ type WriteResult struct {
 	// version that won.
 	Timestamp int64
 	// Superseded: a newer write or delete of the key already existed, and
-	// nothing changed.
+	// nothing changed. Only a write with the caller's own timestamp (PutAt,
+	// DeleteAt) is superseded; a write the client stamps is stamped again
+	// above a newer version instead.
 	Superseded bool
 }
 
@@ -150,22 +152,39 @@ func (c *Client) DeleteAt(ctx context.Context, key []byte, ts int64) (WriteResul
 	return c.write(ctx, key, wire.Record{Timestamp: ts, Tombstone: true})
 }
 
+// maxRestamps bounds how often a write that the client stamped is stamped
+// again because the cluster held a newer version.
+const maxRestamps = 4
+
+// write stores rec. A write the client stamped itself (ts 0) that finds a
+// newer version on a replica is stamped again above it and sent again: that
+// version was written before this call or concurrently with it, so this
+// write must win, even when the clock that stamped it runs ahead of ours.
+// A caller's own timestamp is kept, and loses to a newer version
+// (Superseded).
 func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteResult, error) {
-	if rec.Timestamp == 0 {
+	stamped := rec.Timestamp == 0
+	if stamped {
 		rec.Timestamp = c.clock.Now()
 	}
-	resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Record: rec})
-	if err != nil {
-		return WriteResult{}, err
+	for attempt := 1; ; attempt++ {
+		resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Record: rec})
+		if err != nil {
+			return WriteResult{}, err
+		}
+		c.clock.Observe(resp.Current.Timestamp)
+		switch resp.Outcome {
+		case wire.OutcomeStale:
+			if stamped && attempt <= maxRestamps && ctx.Err() == nil {
+				rec.Timestamp = c.clock.Now()
+				continue
+			}
+			return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
+		case wire.OutcomeWritten, wire.OutcomeUnchanged:
+			return WriteResult{Timestamp: resp.Current.Timestamp}, nil
+		}
+		return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
 	}
-	c.clock.Observe(resp.Current.Timestamp)
-	switch resp.Outcome {
-	case wire.OutcomeStale:
-		return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
-	case wire.OutcomeWritten, wire.OutcomeUnchanged:
-		return WriteResult{Timestamp: resp.Current.Timestamp}, nil
-	}
-	return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
 }
 
 // do sends req to the replicas of its key in turn, starting at a rotating

@@ -109,3 +109,50 @@ func TestClientUnavailableWhenTooManyReplicasAreDown(t *testing.T) {
 		t.Errorf("failing Put took %v", d)
 	}
 }
+
+// TestWriteAfterAClockAheadWins: a node whose clock runs 5 s ahead stamps a
+// write 5 s in the future; a write that starts after it was acknowledged,
+// through the Go client or another node's HTTP API, must still win.
+func TestWriteAfterAClockAheadWins(t *testing.T) {
+	cl := startCluster(t, testcluster.Spec{
+		Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 2,
+		ClockOffsets: map[string]time.Duration{"n1": 5 * time.Second},
+	})
+	c := client.New(cl.Config, client.Options{})
+	defer c.Close()
+	ctx := context.Background()
+	for i := range 20 {
+		key := []byte(fmt.Sprintf("k%d", i))
+		ahead, err := cl.Node("n1").Put(ctx, key, []byte("from n1"), 0)
+		if err != nil || ahead.Timestamp < time.Now().Add(4*time.Second).UnixMicro() {
+			t.Fatalf("write through n1 (clock 5 s ahead): %+v %v", ahead, err)
+		}
+		res, err := c.Put(ctx, key, []byte("later"))
+		if err != nil || res.Superseded || res.Timestamp <= ahead.Timestamp {
+			t.Fatalf("%s: a later write through the client: %+v %v, the clock-ahead write is at %d", key, res, err, ahead.Timestamp)
+		}
+		if v, err := c.Get(ctx, key); err != nil || string(v.Value) != "later" {
+			t.Fatalf("%s: read %q %v, want the later write", key, v.Value, err)
+		}
+		// A node coordinates a write stamped by its own clock the same way.
+		if _, err := cl.Node("n1").Put(ctx, key, []byte("from n1 again"), 0); err != nil {
+			t.Fatal(err)
+		}
+		other := "n2"
+		if i%2 == 0 {
+			other = "n3"
+		}
+		nres, err := cl.Node(other).Put(ctx, key, []byte("later through "+other), 0)
+		if err != nil || nres.Superseded {
+			t.Fatalf("%s: a later write through %s: %+v %v", key, other, nres, err)
+		}
+		if v, err := c.Get(ctx, key); err != nil || string(v.Value) != "later through "+other {
+			t.Fatalf("%s: read %q %v, want the write through %s", key, v.Value, err, other)
+		}
+	}
+	// A caller's own timestamp is kept: an older one still loses.
+	res, err := c.PutAt(ctx, []byte("k0"), []byte("old"), time.Now().UnixMicro())
+	if err != nil || !res.Superseded {
+		t.Fatalf("PutAt with an older timestamp: %+v %v, want superseded", res, err)
+	}
+}

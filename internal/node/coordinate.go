@@ -189,15 +189,41 @@ type writeAnswer struct {
 	err error
 }
 
-// writeRecord sends rec to every replica at once and answers once the
-// quorum of every deployment holds it durably, or a replica reports a newer
-// record. Replicas that have not answered by then keep their request, as
-// background work bounded by the request timeout.
+// maxRestamps bounds how often a write stamped by this node is stamped
+// again because a replica held a newer version: once is enough unless
+// other writers of the key keep overtaking it.
+const maxRestamps = 4
+
+// writeRecord stores rec on the key's replicas. A write that this node
+// stamped (the client sent no timestamp) and that a replica reports older
+// than its current version is stamped again above that version and sent
+// again: the newer version was written before this request or concurrently
+// with it, so this write must win, even when the clock that stamped the
+// other version runs ahead. Write quorums intersect, so a version
+// acknowledged before this write started is always seen. A write with the
+// client's own timestamp keeps it, and loses (409) to a newer version.
 func (n *Node) writeRecord(ctx context.Context, key []byte, rec store.Record) (httpapi.WriteResult, error) {
 	cfg := n.cfg.Load()
+	stampedHere := rec.Timestamp == 0
 	if err := n.stamp(cfg, &rec); err != nil {
 		return httpapi.WriteResult{}, err
 	}
+	for attempt := 1; ; attempt++ {
+		res, err := n.writeOnce(ctx, cfg, key, rec)
+		if err != nil || !res.Superseded || !stampedHere || attempt > maxRestamps || ctx.Err() != nil {
+			return res, err
+		}
+		n.metrics.writes.WithLabelValues("restamped").Inc()
+		n.clock.Observe(res.Timestamp)
+		rec.Timestamp = n.clock.Now()
+	}
+}
+
+// writeOnce sends rec to every replica at once and answers once the quorum
+// of every deployment holds it durably, or a replica reports a newer
+// record. Replicas that have not answered by then keep their request, as
+// background work bounded by the request timeout.
+func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, rec store.Record) (httpapi.WriteResult, error) {
 	p := n.placementOf(cfg, key)
 	start := time.Now()
 	answers := make(chan writeAnswer, len(p.nodes))

@@ -34,6 +34,7 @@ func Node(args []string) {
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	debug := fs.Bool("d", false, "debug logging")
 	logFile := fs.String("l", "", "append logs to `FILE` instead of stderr")
+	clockOffset := fs.Duration("test-clock-offset", 0, "for fault tests only: run the node's clock `DURATION` ahead of the system clock (negative: behind)")
 	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-d] [-l FILE]", `
 Runs one Tako node. The node stores its share of the data in an embedded
 Pebble store, talks to the other nodes over the binary protocol on its binary
@@ -80,7 +81,14 @@ Examples:
 	if dataDir == "" {
 		dataDir = filepath.Join(*varDir, "data", *id)
 	}
-	n, err := node.New(node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger})
+	opts := node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger}
+	if offset := *clockOffset; offset != 0 {
+		// A wrong clock on purpose, to test that the cluster keeps every
+		// acknowledged write in order when one node's clock is wrong.
+		logger.Warn("running with a wrong clock on purpose (-test-clock-offset): for fault tests only", "offset", offset)
+		opts.Wall = func() time.Time { return time.Now().Add(offset) }
+	}
+	n, err := node.New(opts)
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}

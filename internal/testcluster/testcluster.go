@@ -32,6 +32,7 @@ type Cluster struct {
 	nodes   map[string]*node.Node
 	cancels map[string]context.CancelFunc
 	done    map[string]chan error
+	offsets map[string]time.Duration // clock offsets by node id
 }
 
 // Spec describes a cluster: Buckets lists each bucket's node ids.
@@ -41,6 +42,9 @@ type Spec struct {
 	// Extra is added to the deployment's settings, indented by 4 spaces,
 	// one "key: value" per line, for example "read_quorum: all".
 	Extra []string
+	// ClockOffsets runs the named nodes' clocks ahead of the system clock
+	// (behind when negative), to test a node whose clock is wrong.
+	ClockOffsets map[string]time.Duration
 }
 
 // Start writes a configuration of spec on free loopback ports into dir,
@@ -74,7 +78,7 @@ func Start(dir string, spec Spec, logger *slog.Logger) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Config: cfg, ConfigPath: path, dir: dir, logger: logger,
+	c := &Cluster{Config: cfg, ConfigPath: path, dir: dir, logger: logger, offsets: spec.ClockOffsets,
 		nodes: map[string]*node.Node{}, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}}
 	for _, nd := range cfg.Nodes() {
 		if err := c.StartNode(nd.ID); err != nil {
@@ -132,7 +136,11 @@ func (c *Cluster) StartNode(id string) error {
 	if c.nodes[id] != nil {
 		return fmt.Errorf("testcluster: node %s is running", id)
 	}
-	n, err := node.New(node.Options{ID: id, Config: c.Config, DataDir: filepath.Join(c.dir, "data", id), Logger: c.logger.With("node", id)})
+	opts := node.Options{ID: id, Config: c.Config, DataDir: filepath.Join(c.dir, "data", id), Logger: c.logger.With("node", id)}
+	if offset := c.offsets[id]; offset != 0 {
+		opts.Wall = func() time.Time { return time.Now().Add(offset) }
+	}
+	n, err := node.New(opts)
 	if err != nil {
 		return err
 	}
