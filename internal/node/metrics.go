@@ -30,7 +30,7 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 	m := &nodeMetrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_writes_total",
-			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached).",
+			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; restamped counts attempts stamped again above a newer version).",
 		}, []string{"outcome"}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_reads_total",
