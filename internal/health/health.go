@@ -57,17 +57,20 @@ func (p *Peer) Allow() bool {
 	return true
 }
 
-// Success records a call that the peer answered: it is up.
-func (p *Peer) Success() {
+// Success records a call that the peer answered: it is up. It reports
+// whether the peer was down until now, so that the caller can say so once.
+func (p *Peer) Success() (cameUp bool) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	cameUp = p.down
 	p.down = false
 	p.backoff = 0
-	p.mu.Unlock()
+	return cameUp
 }
 
 // Failure records a call that failed because of the peer: it is down until
-// a probe succeeds.
-func (p *Peer) Failure() {
+// a probe succeeds. It reports whether the peer was up until now.
+func (p *Peer) Failure() (wentDown bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -75,10 +78,12 @@ func (p *Peer) Failure() {
 		p.down = true
 		p.since = now
 		p.backoff = MinBackoff
+		wentDown = true
 	} else if p.backoff < MaxBackoff {
 		p.backoff = min(2*p.backoff, MaxBackoff)
 	}
 	p.nextProbe = now.Add(p.backoff)
+	return wentDown
 }
 
 // Up reports whether the peer is up, and since when it is down if not.

@@ -429,3 +429,43 @@ func TestTimingOutPeerIsMarkedDown(t *testing.T) {
 		t.Fatalf("a read took %v with the frozen peer marked down", d)
 	}
 }
+
+// TestPeersMarkedDownAreAskedWhenTheQuorumNeedsThem: a node that marked
+// its peers down (say, while it was cut off the network) still serves once
+// they answer again, without waiting for its probes: when the peers it
+// believes up cannot make the quorum, it asks the others too.
+func TestPeersMarkedDownAreAskedWhenTheQuorumNeedsThem(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
+	n1 := c.nodes["n1"]
+	ctx := context.Background()
+	for _, id := range []string{"n2", "n3"} {
+		p := n1.peers.Peer(id)
+		for range 10 { // long backoff: no probe is due soon
+			p.Failure()
+		}
+	}
+	if _, err := n1.Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+		t.Fatalf("write with both peers marked down but up: %v", err)
+	}
+	if v, err := n1.Get(ctx, []byte("k")); err != nil || string(v.Value) != "v" {
+		t.Fatalf("read with both peers marked down but up: %+v %v", v, err)
+	}
+	// Both were asked; the slower answer may come after the quorum's.
+	waitFor(t, "n2 and n3 to be marked up again", func() bool {
+		up2, _ := n1.peers.Peer("n2").Up()
+		up3, _ := n1.peers.Peer("n3").Up()
+		return up2 && up3
+	})
+	// With one peer marked down, the other makes the quorum: the one
+	// marked down is skipped, not waited for.
+	n1.peers.Peer("n2").Failure()
+	for range 10 {
+		n1.peers.Peer("n2").Failure()
+	}
+	if _, err := n1.Put(ctx, []byte("k2"), []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if up, _ := n1.peers.Peer("n2").Up(); up {
+		t.Error("n2 was asked although n1 and n3 made the quorum")
+	}
+}

@@ -58,6 +58,33 @@ func (n *Node) replicaFor(nd config.Node) replica {
 	return n.remote(nd)
 }
 
+// replicasOf returns the replicas of p, in the order of p.nodes. Peers
+// marked down answer at once with errPeerDown, so that a request does not
+// wait for them; but when the peers that are up cannot make the quorum
+// (read or write), every peer is asked: a peer marked down may well answer
+// by now (a healed partition), and failing at once is no better.
+func (n *Node) replicasOf(p placement, read bool) []replica {
+	up := make([]bool, len(p.nodes))
+	for i, nd := range p.nodes {
+		up[i] = nd.ID == n.id
+		if !up[i] {
+			up[i], _ = n.peers.Peer(nd.ID).Up()
+		}
+	}
+	force := !p.satisfied(up, read)
+	rs := make([]replica, len(p.nodes))
+	for i, nd := range p.nodes {
+		if nd.ID == n.id {
+			rs[i] = n.local
+			continue
+		}
+		r := n.remote(nd)
+		r.force = force
+		rs[i] = r
+	}
+	return rs
+}
+
 // placement is where a key lives: the union of its replicas in the active
 // and target deployments, and for each deployment the members that count
 // towards its quorum.
@@ -230,8 +257,7 @@ func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, re
 	// The writes outlive the request: a replica slower than the quorum
 	// still gets the write, up to the request timeout.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
-	for i, nd := range p.nodes {
-		r := n.replicaFor(nd)
+	for i, r := range n.replicasOf(p, false) {
 		if !n.goBackground(func(context.Context) {
 			res, err := r.Put(wctx, key, rec)
 			answers <- writeAnswer{i: i, res: res, err: err}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/health"
@@ -22,6 +23,9 @@ type remoteReplica struct {
 	n      *Node
 	node   config.Node
 	health *health.Peer
+	// force sends calls even while the peer is marked down: the request
+	// cannot reach its quorum without it.
+	force bool
 }
 
 func (n *Node) remote(nd config.Node) remoteReplica {
@@ -29,21 +33,27 @@ func (n *Node) remote(nd config.Node) remoteReplica {
 }
 
 func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
-	if !r.health.Allow() {
+	if !r.force && !r.health.Allow() {
 		r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "skipped").Inc()
 		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), errPeerDown)
 	}
 	resp, err := r.n.pool.Call(ctx, r.node.BinaryAddr(), req)
 	if err != nil {
 		if peerFault(ctx, err) {
-			r.health.Failure()
+			if r.health.Failure() {
+				r.n.logger.Warn("peer marked down: it did not answer in time; calls skip it until a probe answers",
+					"peer", r.node.ID, "addr", r.node.BinaryAddr(), "err", err)
+			}
 			r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "failed").Inc()
 		} else {
 			r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "error").Inc()
 		}
 		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), err)
 	}
-	r.health.Success()
+	if r.health.Success() {
+		_, since := r.health.Up()
+		r.n.logger.Info("peer answers again", "peer", r.node.ID, "addr", r.node.BinaryAddr(), "down_for", time.Since(since).Round(time.Millisecond))
+	}
 	r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "ok").Inc()
 	return resp, nil
 }

@@ -47,8 +47,7 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 	start := time.Now()
 	answers := make(chan readAnswer, len(p.nodes))
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
-	for i, nd := range p.nodes {
-		r := n.replicaFor(nd)
+	for i, r := range n.replicasOf(p, true) {
 		if !n.goBackground(func(context.Context) {
 			rec, found, err := r.Get(rctx, key)
 			answers <- readAnswer{i: i, rec: rec, found: found, err: err}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -121,6 +122,10 @@ type result struct {
 	err  error
 }
 
+// deadPeerTimeout is how long data sent on a connection may stay
+// unacknowledged by the peer's host before the connection is broken.
+const deadPeerTimeout = 5 * time.Second
+
 // Dial connects to the server at addr (host:port) and performs the
 // handshake. opts.Timeout and ctx bound both.
 func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
@@ -131,7 +136,16 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 
-	var d net.Dialer
+	d := net.Dialer{
+		// A connection whose peer vanished (host gone, network cut) must
+		// break soon, so that the pool dials again when the peer is back:
+		// keep-alive probes find it on an idle connection, and the user
+		// timeout on one with requests in flight.
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			return setUserTimeout(c, deadPeerTimeout)
+		},
+	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)

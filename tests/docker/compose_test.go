@@ -8,7 +8,6 @@ package docker
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -28,6 +26,9 @@ type compose struct {
 	project string
 	base    string // the proxy's URL on the host
 	env     []string
+
+	mu    sync.Mutex
+	addrs map[string]string // node service → its HTTP address on the host
 }
 
 func run(t *testing.T, env []string, name string, args ...string) string {
@@ -76,6 +77,18 @@ func upCluster(t *testing.T) *compose {
 		exec.Command("docker-compose", "-f", "../../deploy/docker-compose.yml", "-p", c.project, "down", "-v", "-t", "5").Run()
 	})
 	c.compose("up", "-d")
+	// A new cluster's nodes start empty, so they recover first: until each
+	// has finished a repair pass with every peer, a read of a key that was
+	// never written answers 503 rather than 404.
+	for _, s := range nodeServices() {
+		c.waitFor(s+" to serve and finish recovering", 60*time.Second, func() bool {
+			code, _, body := c.doAt(s, "GET", "/health", nil)
+			if code != 200 {
+				c.forget(s)
+			}
+			return code == 200 && strings.TrimSpace(string(body)) == "ok"
+		})
+	}
 	// The cluster serves once a write through the proxy is acknowledged.
 	c.waitFor("the cluster to serve", 60*time.Second, func() bool {
 		code, _, _ := c.do("POST", "/values/ready", []byte("yes"))
@@ -91,12 +104,19 @@ func (c *compose) compose(args ...string) string {
 func (c *compose) container(service string) string { return c.project + "_" + service + "_1" }
 
 func (c *compose) do(method, path string, body []byte) (int, http.Header, []byte) {
-	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
+	return request(method, c.base+path, body)
+}
+
+// httpClient gives up on a request after 5 s: longer than a proxy's two
+// attempts when the first replica it tries is frozen.
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+func request(method, url string, body []byte) (int, http.Header, []byte) {
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return 0, nil, nil
 	}
@@ -114,69 +134,58 @@ func (c *compose) waitFor(what string, limit time.Duration, cond func() bool) {
 	}
 }
 
-// TestComposeClusterServesAndSurvivesAKilledNode starts the compose cluster,
-// checks the README's requests through the published proxy, then kills a
-// node container with SIGKILL while four clients write, restarts it, and
-// reads back every acknowledged write.
-func TestComposeClusterServesAndSurvivesAKilledNode(t *testing.T) {
-	c := upCluster(t)
-	if code, h, _ := c.do("POST", "/values/greeting", []byte("hello, world")); code != 200 || h.Get("X-Timestamp") == "" {
-		t.Fatalf("POST: %d", code)
+// nodeURL returns the base URL of a node service's HTTP port, at its
+// container's address on the compose network, which the host reaches.
+func (c *compose) nodeURL(service string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.addrs[service]; ok {
+		return a, nil
 	}
-	if code, _, body := c.do("GET", "/values/greeting", nil); code != 200 || string(body) != "hello, world" {
-		t.Fatalf("GET: %d %q", code, body)
+	out, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c.container(service)).Output()
+	ip := strings.TrimSpace(string(out))
+	if err != nil || ip == "" {
+		return "", fmt.Errorf("no address for %s: %v", service, err)
 	}
-	if code, _, _ := c.do("DELETE", "/values/greeting", nil); code/100 != 2 {
-		t.Fatalf("DELETE: %d", code)
+	if c.addrs == nil {
+		c.addrs = map[string]string{}
 	}
-	if code, _, _ := c.do("GET", "/values/greeting", nil); code != 404 {
-		t.Fatalf("GET after DELETE: %d", code)
-	}
+	c.addrs[service] = "http://" + ip + ":5711"
+	return c.addrs[service], nil
+}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	acked := map[string]string{}
-	var ops, failed atomic.Int64
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ctx.Err() == nil; i++ {
-				k, v := fmt.Sprintf("w%d-%d", w, i), fmt.Sprintf("v%d", i)
-				code, _, _ := c.do("POST", "/values/"+k, []byte(v))
-				ops.Add(1)
-				if code != 200 {
-					failed.Add(1)
-					continue
-				}
-				mu.Lock()
-				acked[k] = v
-				mu.Unlock()
+// forget drops the cached address of a service whose container changed.
+func (c *compose) forget(service string) {
+	c.mu.Lock()
+	delete(c.addrs, service)
+	c.mu.Unlock()
+}
+
+// doAt sends a request to entry: tako-proxy (through its published port)
+// or a node service's HTTP port. Code 0 means no answer.
+func (c *compose) doAt(entry, method, path string, body []byte) (int, http.Header, []byte) {
+	if entry == "tako-proxy" {
+		return c.do(method, path, body)
+	}
+	base, err := c.nodeURL(entry)
+	if err != nil {
+		return 0, nil, nil
+	}
+	return request(method, base+path, body)
+}
+
+// waitHealthy waits until each node service answers 200 on /health (a
+// recovering node serves, and counts as healthy).
+func (c *compose) waitHealthy(t *testing.T, services ...string) {
+	t.Helper()
+	for _, s := range services {
+		c.forget(s)
+		c.waitFor(s+" to be healthy", 60*time.Second, func() bool {
+			code, _, _ := c.doAt(s, "GET", "/health", nil)
+			if code != 200 {
+				c.forget(s) // its address may have changed
 			}
-		}()
-	}
-	time.Sleep(2 * time.Second)
-	run(t, nil, "docker", "kill", "-s", "KILL", c.container("tako-node-03"))
-	time.Sleep(3 * time.Second)
-	cancel()
-	wg.Wait()
-	run(t, nil, "docker", "start", c.container("tako-node-03"))
-	lost := 0
-	for k, v := range acked {
-		code, _, body := c.do("GET", "/values/"+k, nil)
-		if code != 200 || string(body) != v {
-			lost++
-			if lost <= 5 {
-				t.Errorf("acknowledged %s: %d %q", k, code, body)
-			}
-		}
-	}
-	t.Logf("kill -9 of tako-node-03 under load: %d operations, %d acknowledged, %d failed, %d lost", ops.Load(), len(acked), failed.Load(), lost)
-	if lost > 0 {
-		t.Fatalf("%d acknowledged writes lost", lost)
-	}
-	if f, n := failed.Load(), ops.Load(); f*100 > n {
-		t.Errorf("%d of %d writes failed with one node of four replicas down", f, n)
+			return code == 200
+		})
 	}
 }
