@@ -31,8 +31,8 @@ type op struct {
 	entry  string // the service it was sent to: tako-proxy or a node
 	start  time.Time
 	end    time.Time
-	code   int   // HTTP status; 0 when no answer came
-	ts     int64 // X-Timestamp of the answer; 0 when none
+	code   int    // HTTP status; 0 when no answer came
+	ts     int64  // X-Timestamp of the answer; 0 when none
 	reason string // the body of an error answer
 }
 
