@@ -29,6 +29,7 @@ type Peer struct {
 
 	mu        sync.Mutex // guards the fields below
 	down      bool
+	urgent    bool // an urgent call is in flight
 	since     time.Time // when the peer went down
 	nextProbe time.Time
 	backoff   time.Duration
@@ -55,6 +56,28 @@ func (p *Peer) Allow() bool {
 	}
 	p.nextProbe = now.Add(p.backoff)
 	return true
+}
+
+// TryUrgent reserves the peer's one urgent call: a call made although the
+// peer is down (or not known to be reachable), because a request cannot
+// do without it. It reports false while another urgent call is in flight,
+// so that a peer that is really gone holds up one request at a time, not
+// all of them. Release the reservation with EndUrgent.
+func (p *Peer) TryUrgent() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.urgent {
+		return false
+	}
+	p.urgent = true
+	return true
+}
+
+// EndUrgent releases the reservation of TryUrgent.
+func (p *Peer) EndUrgent() {
+	p.mu.Lock()
+	p.urgent = false
+	p.mu.Unlock()
 }
 
 // Success records a call that the peer answered: it is up. It reports

@@ -61,3 +61,25 @@ func TestSet(t *testing.T) {
 		t.Fatalf("Each saw %d peers, want 2", n)
 	}
 }
+
+func TestOneUrgentCallAtATime(t *testing.T) {
+	var p Peer
+	p.Failure()
+	if !p.TryUrgent() {
+		t.Fatal("the first urgent call was refused")
+	}
+	if p.TryUrgent() {
+		t.Fatal("a second urgent call was allowed while the first is in flight")
+	}
+	p.EndUrgent()
+	if !p.TryUrgent() {
+		t.Fatal("an urgent call was refused after the first ended")
+	}
+	p.EndUrgent()
+	if p.Failure() {
+		t.Error("Failure of a peer already down reported it went down")
+	}
+	if !p.Success() || p.Success() {
+		t.Error("Success should report the peer came up once")
+	}
+}

@@ -58,33 +58,6 @@ func (n *Node) replicaFor(nd config.Node) replica {
 	return n.remote(nd)
 }
 
-// replicasOf returns the replicas of p, in the order of p.nodes. Peers
-// marked down answer at once with errPeerDown, so that a request does not
-// wait for them; but when the peers that are up cannot make the quorum
-// (read or write), every peer is asked: a peer marked down may well answer
-// by now (a healed partition), and failing at once is no better.
-func (n *Node) replicasOf(p placement, read bool) []replica {
-	up := make([]bool, len(p.nodes))
-	for i, nd := range p.nodes {
-		up[i] = nd.ID == n.id
-		if !up[i] {
-			up[i], _ = n.peers.Peer(nd.ID).Up()
-		}
-	}
-	force := !p.satisfied(up, read)
-	rs := make([]replica, len(p.nodes))
-	for i, nd := range p.nodes {
-		if nd.ID == n.id {
-			rs[i] = n.local
-			continue
-		}
-		r := n.remote(nd)
-		r.force = force
-		rs[i] = r
-	}
-	return rs
-}
-
 // placement is where a key lives: the union of its replicas in the active
 // and target deployments, and for each deployment the members that count
 // towards its quorum.
@@ -253,11 +226,13 @@ func (n *Node) writeRecord(ctx context.Context, key []byte, rec store.Record) (h
 func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, rec store.Record) (httpapi.WriteResult, error) {
 	p := n.placementOf(cfg, key)
 	start := time.Now()
-	answers := make(chan writeAnswer, len(p.nodes))
+	// Room for every replica twice: one send, and one forced send again.
+	answers := make(chan writeAnswer, 2*len(p.nodes))
 	// The writes outlive the request: a replica slower than the quorum
 	// still gets the write, up to the request timeout.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
-	for i, r := range n.replicasOf(p, false) {
+	send := func(i int, forced bool) {
+		r := n.replicaOf(p.nodes[i], forced)
 		if !n.goBackground(func(context.Context) {
 			res, err := r.Put(wctx, key, rec)
 			answers <- writeAnswer{i: i, res: res, err: err}
@@ -265,41 +240,41 @@ func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, re
 			answers <- writeAnswer{i: i, err: errShuttingDown}
 		}
 	}
-	ok := make([]bool, len(p.nodes))
-	var errs []error
-	var result httpapi.WriteResult
-	for received := 1; received <= len(p.nodes); received++ {
+	for i := range p.nodes {
+		send(i, false)
+	}
+	q := newQuorumWait(p, false)
+	for q.pending() > 0 {
 		var a writeAnswer
 		select {
 		case a = <-answers:
 		case <-ctx.Done():
-			finishLater(n, answers, len(p.nodes)-received+1, cancel, nil)
+			finishLater(n, answers, q.pending(), cancel, nil)
 			return httpapi.WriteResult{}, ctx.Err()
 		}
-		switch {
-		case a.err != nil:
-			errs = append(errs, a.err)
-		case a.res.Outcome == store.Stale:
+		if a.err == nil && a.res.Outcome == store.Stale {
 			// A newer write or delete exists: this one lost everywhere
 			// once repair has run, so answer now.
+			q.answered(a.i, nil)
 			n.metrics.writes.WithLabelValues("superseded").Inc()
-			finishLater(n, answers, len(p.nodes)-received, cancel, nil)
+			finishLater(n, answers, q.pending(), cancel, nil)
 			return httpapi.WriteResult{Timestamp: a.res.Current.Timestamp, Superseded: true}, nil
-		default:
-			ok[a.i] = true
 		}
-		if p.satisfied(ok, false) {
-			result = httpapi.WriteResult{Timestamp: rec.Timestamp}
+		q.answered(a.i, a.err)
+		if q.satisfied() {
 			n.metrics.writes.WithLabelValues("ok").Inc()
 			n.metrics.quorumLatency.WithLabelValues("write").Observe(time.Since(start).Seconds())
-			finishLater(n, answers, len(p.nodes)-received, cancel, nil)
-			return result, nil
+			finishLater(n, answers, q.pending(), cancel, nil)
+			return httpapi.WriteResult{Timestamp: rec.Timestamp}, nil
+		}
+		for _, i := range q.resend() {
+			send(i, true)
 		}
 	}
 	cancel()
 	n.metrics.writes.WithLabelValues("unavailable").Inc()
 	return httpapi.WriteResult{}, fmt.Errorf("write of %d bytes: %d of %d replicas answered: %w: %w",
-		len(rec.Value), countTrue(ok), len(p.nodes), httpapi.ErrUnavailable, errors.Join(errs...))
+		len(rec.Value), q.countOK(), len(p.nodes), httpapi.ErrUnavailable, q.err())
 }
 
 // finishLater hands the answers still to come for a request to background

@@ -23,8 +23,9 @@ type remoteReplica struct {
 	n      *Node
 	node   config.Node
 	health *health.Peer
-	// force sends calls even while the peer is marked down: the request
-	// cannot reach its quorum without it.
+	// force sends calls even while the peer is marked down or its address
+	// is in dial backoff, one at a time (health.Peer.TryUrgent): the
+	// request cannot make its quorum without it.
 	force bool
 }
 
@@ -33,11 +34,16 @@ func (n *Node) remote(nd config.Node) remoteReplica {
 }
 
 func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
-	if !r.force && !r.health.Allow() {
+	call := r.n.pool.Call
+	switch {
+	case r.force && r.health.TryUrgent():
+		defer r.health.EndUrgent()
+		call = r.n.pool.CallNow
+	case r.force || !r.health.Allow():
 		r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "skipped").Inc()
 		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), errPeerDown)
 	}
-	resp, err := r.n.pool.Call(ctx, r.node.BinaryAddr(), req)
+	resp, err := call(ctx, r.node.BinaryAddr(), req)
 	if err != nil {
 		if peerFault(ctx, err) {
 			if r.health.Failure() {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -45,9 +44,11 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 	p := n.placementOf(cfg, key)
 	repair := n.settings(cfg).ReadRepair
 	start := time.Now()
-	answers := make(chan readAnswer, len(p.nodes))
+	// Room for every replica twice: one send, and one forced send again.
+	answers := make(chan readAnswer, 2*len(p.nodes))
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
-	for i, r := range n.replicasOf(p, true) {
+	send := func(i int, forced bool) {
+		r := n.replicaOf(p.nodes[i], forced)
 		if !n.goBackground(func(context.Context) {
 			rec, found, err := r.Get(rctx, key)
 			answers <- readAnswer{i: i, rec: rec, found: found, err: err}
@@ -55,24 +56,25 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 			answers <- readAnswer{i: i, err: errShuttingDown}
 		}
 	}
-	ok := make([]bool, len(p.nodes))
+	for i := range p.nodes {
+		send(i, false)
+	}
+	q := newQuorumWait(p, true)
 	got := make([]readAnswer, 0, len(p.nodes))
-	var errs []error
-	for received := 1; received <= len(p.nodes); received++ {
+	for q.pending() > 0 {
 		var a readAnswer
 		select {
 		case a = <-answers:
 		case <-ctx.Done():
-			finishLater(n, answers, len(p.nodes)-received+1, cancel, nil)
+			finishLater(n, answers, q.pending(), cancel, nil)
 			return store.Record{}, false, ctx.Err()
 		}
 		got = append(got, a)
-		if a.err != nil {
-			errs = append(errs, a.err)
-			continue
-		}
-		ok[a.i] = true
-		if !p.satisfied(ok, true) {
+		q.answered(a.i, a.err)
+		if !q.satisfied() {
+			for _, i := range q.resend() {
+				send(i, true)
+			}
 			continue
 		}
 		newest, found := newestOf(got)
@@ -81,7 +83,7 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 		if found {
 			n.clock.Observe(newest.Timestamp)
 		}
-		finishLater(n, answers, len(p.nodes)-received, cancel, func(late []readAnswer) {
+		finishLater(n, answers, q.pending(), cancel, func(late []readAnswer) {
 			if repair {
 				n.readRepair(key, p, append(got, late...))
 			}
@@ -91,7 +93,7 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 	cancel()
 	n.metrics.reads.WithLabelValues("unavailable").Inc()
 	return store.Record{}, false, fmt.Errorf("read: %d of %d replicas answered: %w: %w",
-		countTrue(ok), len(p.nodes), httpapi.ErrUnavailable, errors.Join(errs...))
+		q.countOK(), len(p.nodes), httpapi.ErrUnavailable, q.err())
 }
 
 // newestOf returns the winning record among the answers that succeeded.

@@ -710,12 +710,23 @@ func TestPoolRedialsAfterRestart(t *testing.T) {
 		t.Errorf("a call in backoff dialled")
 	}
 	t.Logf("in backoff: %v", err)
+	// CallNow dials once, in backoff or not, and does not loop.
+	if _, err := p.CallNow(ctx, addr, ping); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("CallNow to a stopped server: %v, want the dial's error", err)
+	}
+	if d := p.dials.Load() - dials; d != 1 {
+		t.Errorf("CallNow dialled %d times, want 1", d)
+	}
 
 	startServer(t, addr, ServerOptions{Handler: &echoHandler{}})
-	waitFor(t, func() bool {
-		_, err := p.Call(ctx, addr, ping)
-		return err == nil
-	}, "the pool to reach the restarted server")
+	// The restarted server is reached at once by CallNow, though the
+	// address is in backoff after the failed dial.
+	if _, err := p.CallNow(ctx, addr, ping); err != nil {
+		t.Fatalf("CallNow to the restarted server: %v", err)
+	}
+	if _, err := p.Call(ctx, addr, ping); err != nil {
+		t.Fatalf("Call after CallNow reconnected: %v", err)
+	}
 }
 
 func TestPoolClose(t *testing.T) {

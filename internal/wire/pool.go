@@ -69,7 +69,17 @@ func NewPool(opts DialOptions) *Pool {
 // wrapping ErrUnreachable and the dial's error. After Close it fails with
 // ErrClosed.
 func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, error) {
-	c, err := p.conn(ctx, addr)
+	return p.call(ctx, addr, req, false)
+}
+
+// CallNow is Call for a request that cannot do without this peer: it dials
+// at once even while addr is in backoff after a failed dial.
+func (p *Pool) CallNow(ctx context.Context, addr string, req *Request) (*Response, error) {
+	return p.call(ctx, addr, req, true)
+}
+
+func (p *Pool) call(ctx context.Context, addr string, req *Request, now bool) (*Response, error) {
+	c, err := p.conn(ctx, addr, now)
 	if err != nil {
 		return nil, err
 	}
@@ -82,11 +92,13 @@ func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, 
 	return resp, err
 }
 
-// conn returns a usable connection to addr, dialling if there is none.
-func (p *Pool) conn(ctx context.Context, addr string) (*Conn, error) {
+// conn returns a usable connection to addr, dialling if there is none;
+// with now, even while addr is in backoff.
+func (p *Pool) conn(ctx context.Context, addr string, now bool) (*Conn, error) {
 	if p.optsErr != nil {
 		return nil, p.optsErr
 	}
+	waited := false
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -107,9 +119,9 @@ func (p *Pool) conn(ctx context.Context, addr string) (*Conn, error) {
 		}
 		wait := pe.dialing
 		if wait == nil {
-			if now := time.Now(); now.Before(pe.retryAt) {
+			if t := time.Now(); (!now || waited) && t.Before(pe.retryAt) {
 				err := fmt.Errorf("%w: %s: in backoff for %v after %d failed dials: %w",
-					ErrUnreachable, addr, pe.retryAt.Sub(now).Round(time.Millisecond), pe.failures, pe.lastErr)
+					ErrUnreachable, addr, pe.retryAt.Sub(t).Round(time.Millisecond), pe.failures, pe.lastErr)
 				p.mu.Unlock()
 				return nil, err
 			}
@@ -119,6 +131,7 @@ func (p *Pool) conn(ctx context.Context, addr string) (*Conn, error) {
 			go p.dial(addr, pe, wait)
 		}
 		p.mu.Unlock()
+		waited = true // a dial that fails puts addr in backoff: no second one
 		select {
 		case <-wait:
 		case <-ctx.Done():
