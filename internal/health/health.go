@@ -29,7 +29,7 @@ type Peer struct {
 
 	mu        sync.Mutex // guards the fields below
 	down      bool
-	urgent    bool // an urgent call is in flight
+	urgent    bool      // an urgent call is in flight
 	since     time.Time // when the peer went down
 	nextProbe time.Time
 	backoff   time.Duration
