@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,15 +30,26 @@ func main() {
 	keys := fs.Int("keys", 100_000, "keyspace size")
 	op := fs.String("op", "mix", "workload: get, post, or mix (90% GET, 10% POST)")
 	prefill := fs.Bool("prefill", false, "write every key once before the run")
-	cli.Usage(fs, "tako-bench [-url BASE | -cfg FILE] [-c N] [-d DURATION] [-size BYTES] [-keys N] [-op get|post|mix] [-prefill]", `
+	ceiling := fs.String("ceiling", "", "serve the ceiling (a map behind a mutex over net/http, no disk, no replication) on `ADDR` until stopped, instead of driving a cluster")
+	cli.Usage(fs, "tako-bench [-url BASE | -cfg FILE] [-c N] [-d DURATION] [-size BYTES] [-keys N] [-op get|post|mix] [-prefill] | -ceiling ADDR", `
 Drives a running Tako cluster with N concurrent clients for a while and prints,
 per operation, the throughput and the p50, p99 and p99.9 latencies. By default
 it speaks HTTP to the proxy at localhost:8080; with -cfg it uses the Go client
 straight to the nodes of the configuration (no proxy).
 
+With -ceiling it serves the reference instead: a map behind a mutex over
+net/http, that tako-bench -url can drive like a proxy. scripts/bench.sh runs
+the whole comparison.
+
 Example, against the cluster of go run ./cmd/tako-cluster:
   tako-bench -prefill -op get -c 64 -d 10s`)
 	cli.Parse(fs, os.Args[1:])
+	if *ceiling != "" {
+		// The reference of every HTTP figure, as its own process.
+		srv := &http.Server{Addr: *ceiling, Handler: &loadgen.Ceiling{}}
+		fmt.Printf("ceiling serving on %s\n", *ceiling)
+		cli.Exit(program, 1, srv.ListenAndServe())
+	}
 	read := map[string]float64{"get": 1, "post": 0, "mix": 0.9}
 	frac, ok := read[*op]
 	if !ok {

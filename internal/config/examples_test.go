@@ -27,6 +27,10 @@ func TestExamples(t *testing.T) {
 			active: "cluster", buckets: 5, nodes: 10, bucketsPerKey: 2, readRepair: true, replicas: 4, master: "c1",
 			firstHTTP: "tako-node-01.domain.com:5711", firstBinary: "tako-node-01.domain.com:4711",
 		},
+		"bench.yaml": {
+			active: "bench", buckets: 3, nodes: 3, bucketsPerKey: 2, readRepair: true, replicas: 2,
+			firstHTTP: "127.0.0.1:5801", firstBinary: "127.0.0.1:4801",
+		},
 		"local_cluster.yaml": {
 			active: "local", buckets: 5, nodes: 10, bucketsPerKey: 2, readRepair: true, replicas: 4, master: "c1",
 			firstHTTP: "127.0.0.1:5701", firstBinary: "127.0.0.1:4701",

@@ -10,12 +10,12 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/loadgen"
 )
 
 // startStandalone runs a one-node cluster in this process on free loopback
@@ -128,27 +128,7 @@ func TestFutureTimestampIsRefused(t *testing.T) {
 // so Tako's figures are read as ratios against it, measured in the same run.
 func startCeiling(tb testing.TB) string {
 	tb.Helper()
-	var mu sync.Mutex
-	m := map[string][]byte{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := r.URL.Path
-		switch r.Method {
-		case "GET":
-			mu.Lock()
-			v, ok := m[key]
-			mu.Unlock()
-			if !ok {
-				http.NotFound(w, r)
-				return
-			}
-			w.Write(v)
-		case "POST":
-			v, _ := io.ReadAll(r.Body)
-			mu.Lock()
-			m[key] = v
-			mu.Unlock()
-		}
-	}))
+	srv := httptest.NewServer(&loadgen.Ceiling{})
 	tb.Cleanup(srv.Close)
 	return srv.URL
 }
