@@ -23,15 +23,16 @@ var allowed = map[string][]string{
 	"internal/programs":     {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/proxy", "internal/localcluster"},
 	"internal/localcluster": {"internal/config"},
 	"internal/proxy":        {"client", "internal/config", "internal/httpapi"},
-	"internal/node":         {"internal/config", "internal/keyhash", "internal/health", "internal/hlc", "internal/httpapi", "internal/store", "internal/wire"},
+	"internal/node":         {"internal/config", "internal/gopool", "internal/keyhash", "internal/health", "internal/hlc", "internal/httpapi", "internal/store", "internal/wire"},
+	"internal/wire":         {"internal/gopool"},
 	"internal/testcluster":  {"internal/config", "internal/node"},
 	"internal/loadgen":      {"client"},
 	"client":                {"internal/config", "internal/health", "internal/hlc", "internal/wire"},
 	"internal/config":       {"internal/keyhash", "internal/ring"},
 	"internal/ring":         {"internal/keyhash"},
 	"internal/store":        {"internal/keyhash"},
-	// internal/wire, internal/httpapi, internal/keyhash, internal/hlc,
-	// internal/health, internal/cli: no Tako package.
+	// internal/httpapi, internal/keyhash, internal/hlc, internal/health,
+	// internal/cli, internal/gopool: no Tako package.
 }
 
 func TestImportArrows(t *testing.T) {

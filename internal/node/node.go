@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/gopool"
 	"log/slog"
 	"net"
 	"net/http"
@@ -91,6 +92,7 @@ type Node struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
+	workers  gopool.Pool // runs the background work on reused goroutines
 
 	mu         sync.Mutex // guards closed
 	closed     bool
@@ -332,6 +334,7 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.bgCancel()
 	n.bg.Wait()
+	n.workers.Close()
 	n.pool.Close()
 	if err := n.store.Close(); err != nil {
 		return fmt.Errorf("node %s: closing the store: %w", n.id, err)
@@ -350,9 +353,9 @@ func (n *Node) goBackground(f func(ctx context.Context)) bool {
 		return false
 	}
 	n.bg.Add(1)
-	go func() {
+	n.workers.Go(func() {
 		defer n.bg.Done()
 		f(n.bgCtx)
-	}()
+	})
 	return true
 }

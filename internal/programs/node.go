@@ -94,7 +94,9 @@ Examples:
 	}
 	logger.Info("starting", "node", *id, "cfg", *cfgFile, "coordinators", coordinators.String(), "epoch", src.epoch, "data", dataDir)
 	src.follow(ctx, n.SetConfig)
+	stopProfile := startProfile(program, *id, logger)
 	err = n.Run(ctx)
+	stopProfile()
 	stop()
 	src.wait()
 	if err != nil {

@@ -75,7 +75,9 @@ Examples:
 		cli.Exit(program, 1, err)
 	}
 	src.follow(ctx, p.SetConfig)
+	stopProfile := startProfile(program, *id, logger)
 	err = p.Run(ctx)
+	stopProfile()
 	stop()
 	src.wait()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/gopool"
 	"io"
 	"log/slog"
 	"net"
@@ -99,6 +100,9 @@ type Server struct {
 	done     chan struct{}  // closed when Shutdown has finished
 	wg       sync.WaitGroup // connection goroutines
 	once     sync.Once      // begins the shutdown
+	// handlers run the requests on reused goroutines, whose stacks have
+	// already grown to what a handler needs.
+	handlers gopool.Pool
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[net.Listener]struct{}
@@ -231,6 +235,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// once the connection goroutines have.
 		go func() {
 			s.wg.Wait()
+			s.handlers.Close()
 			s.cancel()
 			close(s.done)
 		}()
@@ -387,12 +392,12 @@ func (sc *serverConn) dispatch(id uint64, req *Request) error {
 		}
 		sc.inflight.Add(1)
 		sc.handlers.Add(1)
-		go func() {
+		sc.s.handlers.Go(func() {
 			defer sc.handlers.Done()
 			sc.reply(id, sc.handle(req))
 			<-sc.sem
 			sc.finished()
-		}()
+		})
 		return nil
 	}
 
@@ -413,11 +418,11 @@ func (sc *serverConn) dispatch(id uint64, req *Request) error {
 			return err
 		}
 		sc.handlers.Add(1)
-		go func() {
+		sc.s.handlers.Go(func() {
 			defer sc.handlers.Done()
 			sc.batchDone(b, i, sc.handle(sub))
 			<-sc.sem
-		}()
+		})
 	}
 	return nil
 }
