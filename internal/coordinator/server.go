@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/buildinfo"
 	"log/slog"
 	"net"
 	"net/http"
@@ -117,6 +118,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	reg.MustRegister(buildinfo.Collector("tako-coordinator"))
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/gopool"
 	"log/slog"
 	"net"
@@ -144,6 +145,7 @@ func New(opts Options) (*Node, error) {
 	n.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: n.frame, Logger: logger})
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 	n.metrics = newNodeMetrics(reg, st, &n.peers)
+	reg.MustRegister(buildinfo.Collector("tako-node"))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_node_recovering",
 		Help: "1 while the node recovers data it may have lost (its \"not found\" answers do not count toward read quorums), else 0.",

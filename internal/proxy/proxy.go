@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/buildinfo"
 	"log/slog"
 	"net"
 	"net/http"
@@ -78,6 +79,7 @@ func New(opts Options) (*Proxy, error) {
 		client: client.New(opts.Config, client.Options{Logger: opts.Logger}),
 	}
 	p.epoch.Store(opts.Epoch)
+	reg.MustRegister(buildinfo.Collector("tako-proxy"))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_config_epoch",
 		Help: "Epoch of the configuration this process follows (0: read from a file).",
