@@ -29,10 +29,29 @@ func (a *Addrs) Set(s string) error {
 	return nil
 }
 
-// Logger returns the program's logger: text lines on stderr, or appended to
-// file when file is not empty; debug lines too when debug is set. The closer
-// closes the log file (a no-op for stderr).
-func Logger(program string, debug bool, file string) (*slog.Logger, io.Closer, error) {
+// LogFlags are the logging flags every program has: -d, -l FILE and -json.
+type LogFlags struct {
+	Debug bool
+	File  string
+	JSON  bool
+}
+
+// Register adds the flags to fs.
+func (l *LogFlags) Register(fs *flag.FlagSet) {
+	fs.BoolVar(&l.Debug, "d", false, "debug logging: also every request that fails and every peer call's detail")
+	fs.StringVar(&l.File, "l", "", "append logs to `FILE` instead of stderr")
+	fs.BoolVar(&l.JSON, "json", false, "write logs as JSON lines (log/slog's JSON handler) instead of text")
+}
+
+// Logger returns the program's logger as the flags say.
+func (l *LogFlags) Logger(program string) (*slog.Logger, io.Closer, error) {
+	return Logger(program, l.Debug, l.File, l.JSON)
+}
+
+// Logger returns the program's logger: text lines (or JSON lines) on
+// stderr, or appended to file when file is not empty; debug lines too when
+// debug is set. The closer closes the log file (a no-op for stderr).
+func Logger(program string, debug bool, file string, json bool) (*slog.Logger, io.Closer, error) {
 	level := slog.LevelInfo
 	if debug {
 		level = slog.LevelDebug
@@ -46,7 +65,10 @@ func Logger(program string, debug bool, file string) (*slog.Logger, io.Closer, e
 		}
 		w, closer = f, f
 	}
-	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	var h slog.Handler = slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	if json {
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	}
 	return slog.New(h).With("program", program), closer, nil
 }
 

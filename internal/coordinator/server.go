@@ -343,7 +343,8 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() { s.follow(followCtx) })
 	served := make(chan error, 1)
 	wg.Go(func() { served <- srv.Serve(ln) })
-	s.log.Info("coordinator serving", "addr", ln.Addr().String(), "epoch", s.cur.Load().epoch)
+	s.log.Info("coordinator serving", "coordinator", s.id, "version", buildinfo.Version(), "addr", ln.Addr().String(),
+		"epoch", s.cur.Load().epoch, "config", s.path, "state", s.stateDir)
 
 	var err error
 	select {

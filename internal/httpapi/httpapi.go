@@ -112,6 +112,7 @@ type Handler struct {
 	metrics  http.Handler
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	failures *failureLog
 }
 
 // NewHandler returns the API handler over opts.Backend. It registers its
@@ -130,9 +131,10 @@ func NewHandler(opts Options) *Handler {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
-		backend: opts.Backend,
-		logger:  logger,
-		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		backend:  opts.Backend,
+		logger:   logger,
+		failures: &failureLog{logger: logger, interval: 10 * time.Second},
+		metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_http_requests_total",
 			Help: "HTTP requests answered, by operation and status code.",
@@ -333,7 +335,7 @@ func (h *Handler) backendError(w http.ResponseWriter, r *http.Request, err error
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", "1")
 		textReply(w, http.StatusServiceUnavailable, err.Error())
-		h.logger.Warn("request failed: too few replicas", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.failures.unavailable(r, err)
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
 		w.WriteHeader(499)

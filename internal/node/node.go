@@ -67,6 +67,7 @@ type Node struct {
 	registry *prometheus.Registry
 	clock    *hlc.Clock
 	store    *store.Store
+	dataDir  string // where the store lives
 	api      *httpapi.Handler
 	local    replica
 	pool     *wire.Pool // connections to peers
@@ -135,6 +136,7 @@ func New(opts Options) (*Node, error) {
 		registry: reg,
 		clock:    hlc.New(opts.Wall),
 		store:    st,
+		dataDir:  opts.DataDir,
 	}
 	n.local = localReplica{id: opts.ID, store: st, recovering: &n.recovering}
 	n.repairWake = make(chan struct{}, 1)
@@ -292,7 +294,8 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { serveErr <- fmt.Errorf("serving HTTP: %w", srv.Serve(httpLn)) }()
 	}
 	n.goBackground(n.runRepair)
-	n.logger.Info("node serving", "node", n.id, "http", httpAddr, "binary", binLn.Addr().String(), "deployment", n.deploymentName())
+	n.logger.Info("node serving", "node", n.id, "version", buildinfo.Version(), "http", httpAddr, "binary", binLn.Addr().String(),
+		"deployment", n.deploymentName(), "epoch", n.epoch.Load(), "data", n.dataDir, "keys", n.store.Stats().Keys)
 	var failed error
 	select {
 	case <-ctx.Done():

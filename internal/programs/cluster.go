@@ -34,8 +34,8 @@ func Cluster(args []string) {
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	port := fs.Int("p", 8080, "the proxy's HTTP `PORT` (0: no proxy)")
 	varDir := fs.String("v", "var/tako", "var `DIR`ectory: every node's data and every process's log")
-	debug := fs.Bool("d", false, "debug logging")
-	logFile := fs.String("l", "", "append tako-cluster's own logs to `FILE` instead of stderr")
+	var logs cli.LogFlags
+	logs.Register(fs)
 	cli.Usage(fs, "tako-cluster [FILE] [-p PORT] [-v DIR]", `
 Runs every node of the configuration FILE, and a proxy in front of them, as
 processes on this machine, for development and trials. With no FILE it runs
@@ -63,7 +63,7 @@ Example:
 	if *port < 0 || *port > 65535 {
 		cli.Exit(program, 2, errors.New("-p: port "+strconv.Itoa(*port)+" out of range 0-65535"))
 	}
-	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
+	logger, closeLog, err := logs.Logger(program)
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}

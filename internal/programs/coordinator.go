@@ -24,10 +24,10 @@ func Coordinator(args []string) {
 	id := fs.String("id", "c1", "the coordinator's `ID` in the configuration's coordinators")
 	cfgFile := fs.String("cfg", "", "configuration `FILE` to serve (required)")
 	varDir := fs.String("v", "var/tako", "var `DIR`ectory: the epoch state (DIR/coordinator/ID)")
-	debug := fs.Bool("d", false, "debug logging")
-	logFile := fs.String("l", "", "append logs to `FILE` instead of stderr")
+	var logs cli.LogFlags
+	logs.Register(fs)
 	check := fs.String("check", "", "print what changing the -cfg FILE into `NEW.yaml` would move, and exit (1 if some keys would lose every current replica)")
-	cli.Usage(fs, "tako-coordinator -cfg FILE [-id ID] [-v DIR] [-d] [-l FILE]\n       tako-coordinator -cfg FILE -check NEW.yaml", `
+	cli.Usage(fs, "tako-coordinator -cfg FILE [-id ID] [-v DIR] [-d] [-l FILE] [-json]\n       tako-coordinator -cfg FILE -check NEW.yaml", `
 Serves the configuration FILE to every node and proxy of the cluster, over
 HTTP on the address the file's coordinators list gives ID:
   GET /configuration             the configuration as JSON, epoch in X-Timestamp
@@ -70,7 +70,7 @@ Examples:
 		}
 		os.Exit(0)
 	}
-	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
+	logger, closeLog, err := logs.Logger(program)
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}

@@ -32,10 +32,10 @@ func Node(args []string) {
 	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache (DIR/etc/ID) and data")
 	storePath := fs.String("f", "", "store location `PATH` (default DIR/data/ID)")
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
-	debug := fs.Bool("d", false, "debug logging")
-	logFile := fs.String("l", "", "append logs to `FILE` instead of stderr")
+	var logs cli.LogFlags
+	logs.Register(fs)
 	clockOffset := fs.Duration("test-clock-offset", 0, "for fault tests only: run the node's clock `DURATION` ahead of the system clock (negative: behind)")
-	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-d] [-l FILE]", `
+	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-d] [-l FILE] [-json]", `
 Runs one Tako node. The node stores its share of the data in an embedded
 Pebble store, talks to the other nodes over the binary protocol on its binary
 port, and serves the HTTP API for the whole cluster on its HTTP port:
@@ -57,7 +57,7 @@ Examples:
 		cli.Exit(program, 2, errors.New("-id is required (see tako-node -h)"))
 	}
 	checkSourceFlags(program, coordinators, *cfgFile, *poll)
-	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
+	logger, closeLog, err := logs.Logger(program)
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}

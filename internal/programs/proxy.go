@@ -30,9 +30,9 @@ func Proxy(args []string) {
 	fs.Var(&coordinators, "c", "a coordinator's `HOST:PORT`, repeatable: follow the configuration it serves")
 	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache (DIR/etc/ID)")
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
-	debug := fs.Bool("d", false, "debug logging")
-	logFile := fs.String("l", "", "append logs to `FILE` instead of stderr")
-	cli.Usage(fs, "tako-proxy (-c HOST:PORT ... | -cfg FILE) [-p PORT] [-b HOST] [-id ID] [-v DIR] [-u SECONDS] [-d] [-l FILE]", `
+	var logs cli.LogFlags
+	logs.Register(fs)
+	cli.Usage(fs, "tako-proxy (-c HOST:PORT ... | -cfg FILE) [-p PORT] [-b HOST] [-id ID] [-v DIR] [-u SECONDS] [-d] [-l FILE] [-json]", `
 Serves Tako's HTTP API (GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY,
 /health, /metrics) in front of the cluster that the configuration describes.
 The proxy stores nothing: it sends each request over the binary protocol to a
@@ -51,7 +51,7 @@ Examples:
 		cli.Exit(program, 2, errors.New("-p: port "+strconv.Itoa(*port)+" out of range 1-65535"))
 	}
 	checkSourceFlags(program, coordinators, *cfgFile, *poll)
-	logger, closeLog, err := cli.Logger(program, *debug, *logFile)
+	logger, closeLog, err := logs.Logger(program)
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}

@@ -125,7 +125,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(p.logger.Handler(), slog.LevelWarn),
 	}
 	cfg := p.client.Config()
-	p.logger.Info("proxy serving", "proxy", p.id, "http", ln.Addr().String(), "deployment", cfg.Active.Name, "nodes", len(cfg.Nodes()))
+	p.logger.Info("proxy serving", "proxy", p.id, "version", buildinfo.Version(), "http", ln.Addr().String(),
+		"deployment", cfg.Active.Name, "nodes", len(cfg.Nodes()), "epoch", p.epoch.Load())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
