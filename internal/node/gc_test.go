@@ -159,6 +159,21 @@ func TestRecoveringNodeSaysSoAndDoesNotCountNotFound(t *testing.T) {
 	if _, _, err := n.local.Get(context.Background(), []byte("absent")); !errors.Is(err, errRecovering) {
 		t.Fatalf("a recovering node's local miss: %v, want errRecovering", err)
 	}
-	// The repair loop recovers it (its peer is up).
+	// The repair loop recovers it (its peer is up), and the pass's bytes
+	// are counted.
 	waitFor(t, "recovery", func() bool { return !n.Recovering() })
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"tako_repair_bytes_total{direction=\"sent\"}", "tako_repair_bytes_total{direction=\"received\"}", "tako_build_info{program=\"tako-node\""} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	if strings.Contains(string(metrics), "tako_repair_bytes_total{direction=\"received\"} 0\n") {
+		t.Error("a repair pass with a peer received 0 bytes")
+	}
 }

@@ -21,6 +21,7 @@ type nodeMetrics struct {
 	repairRanges   *prometheus.CounterVec
 	repairKeys     *prometheus.CounterVec
 	repairMessages prometheus.Counter
+	repairBytes    *prometheus.CounterVec
 	// repairSyncedEpoch is read by the coordinator: keep its name.
 	repairSyncedEpoch prometheus.Gauge
 	gcDropped         *prometheus.CounterVec
@@ -79,7 +80,11 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 	}, []string{"kind"})
 	reg.MustRegister(m.gcDropped)
 	reg.MustRegister(m.repairSyncedEpoch)
-	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages)
+	m.repairBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tako_repair_bytes_total",
+		Help: "Bytes background repair exchanged with peers (protocol payload and frame headers), by direction (sent, received); added at the end of each pass.",
+	}, []string{"direction"})
+	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages, m.repairBytes)
 	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tako_store_keys",

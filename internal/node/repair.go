@@ -128,6 +128,8 @@ func (n *Node) waitToRepair(ctx context.Context, last time.Time, first time.Dura
 func (n *Node) logPass(s passStats, took time.Duration, err error) {
 	n.metrics.repairPasses.Inc()
 	n.metrics.repairLastPass.Set(took.Seconds())
+	n.metrics.repairBytes.WithLabelValues("sent").Add(float64(s.bytesSent))
+	n.metrics.repairBytes.WithLabelValues("received").Add(float64(s.bytesReceived))
 	level := "repair pass done"
 	args := []any{"node", n.id, "took", took.Round(time.Millisecond), "peers", s.peers, "peers_skipped", s.peersSkipped,
 		"ranges", s.ranges, "ranges_differed", s.differed, "keys_compared", s.keysCompared,
