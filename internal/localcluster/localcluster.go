@@ -66,6 +66,9 @@ type Options struct {
 	// StopGrace is how long children get to exit after SIGTERM before
 	// SIGKILL. Zero means 15 s.
 	StopGrace time.Duration
+	// StatusInterval is how often the live status is refreshed. Zero
+	// means 2 s.
+	StatusInterval time.Duration
 }
 
 type child struct {
@@ -87,6 +90,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.StopGrace == 0 {
 		opts.StopGrace = 15 * time.Second
+	}
+	if opts.StatusInterval == 0 {
+		opts.StatusInterval = 2 * time.Second
 	}
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
@@ -147,6 +153,19 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	printTable(opts.Out, cfg, children, opts.ProxyPort)
+	live := isTerminal(opts.Out)
+	if live {
+		fmt.Fprintf(opts.Out, "Logs: %s\n\n", logDir)
+	} else {
+		fmt.Fprintf(opts.Out, "Logs: %s; a line below whenever a process goes down or comes back.\n", logDir)
+	}
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		watchStatus(statusCtx, opts.Out, live, children, opts.StatusInterval)
+	}()
+	defer func() { stopStatus(); <-statusDone }()
 	exited := make(chan *child, len(children))
 	for _, c := range children {
 		go func() { <-c.done; exited <- c }()

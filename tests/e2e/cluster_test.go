@@ -10,9 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -328,6 +331,20 @@ func TestTakoClusterRunsAFileAndStopsEverything(t *testing.T) {
 	if code, _, body, _ := httpDo(ctx, "GET", "http://"+httpAddrs[0]+"/values/hello", nil, nil); code != 200 || string(body) != "world" {
 		t.Fatalf("GET via n1: %d %q", code, body)
 	}
+	if !strings.Contains(tc.output(), "Logs: "+dir+"/var/log") {
+		t.Errorf("tako-cluster does not say where the logs go:\n%s", tc.output())
+	}
+	// A process that dies shows in tako-cluster's status (not a terminal
+	// here: one line when it goes down).
+	n2 := childPID(t, "-child-node -id n2 -v "+dir+"/var")
+	if err := syscall.Kill(n2, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !regexp.MustCompile(`n2 +node b2 +DOWN`).MatchString(tc.output()); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("tako-cluster did not report n2 down within 10 s:\n%s", tc.output())
+		}
+	}
 	if err := tc.stop(t); err != nil {
 		t.Fatalf("tako-cluster exit after SIGTERM: %v\n%s", err, tc.output())
 	}
@@ -361,4 +378,33 @@ func TestBenchToolDrivesTheCluster(t *testing.T) {
 		}
 		t.Logf("tako-bench %v:\n%s", args, out)
 	}
+}
+
+// childPID returns the PID of the one process whose command line contains
+// match (which must be unique to the test, such as its temporary
+// directory: processes of other tests and of containers share /proc).
+func childPID(t *testing.T, match string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), match) {
+			found = append(found, pid)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d processes match %q, want 1", len(found), match)
+	}
+	return found[0]
 }
