@@ -43,10 +43,17 @@
 //	                                  capped at 60s) ends first or the server shuts down
 //	GET /health                       200 "ok"
 //	GET /metrics                      Prometheus text format
+//	GET /migration                    how far every node's repair is under the served epoch, JSON
+//	GET /status                       the cluster as the coordinator sees it, JSON (Status)
+//	GET /                             the status page: an HTML page that draws GET /status
+//	                                  every 2 s (the ring, the nodes and their state)
 //
 // A malformed since or wait gets 400 with a one-line reason; other paths get
-// 404. Waiting long-polls cost a goroutine each and nothing else: they all
-// wait on one channel that is closed whenever a new configuration is adopted.
+// 404. GET /status answers from the last scrape of every node's /metrics,
+// which Run repeats every StatusInterval (2 s): a node whose /metrics does
+// not answer 200 within 1 s is "down", one without an HTTP port "unknown".
+// Waiting long-polls cost a goroutine each and nothing else: they all wait
+// on one channel that is closed whenever a new configuration is adopted.
 //
 // # Several coordinators
 //

@@ -65,7 +65,7 @@ func (m *serverMetrics) countRequests(h http.Handler) http.Handler {
 		h.ServeHTTP(rec, r)
 		path := r.URL.Path
 		switch path {
-		case "/configuration", "/health", "/metrics", "/migration":
+		case "/configuration", "/health", "/metrics", "/migration", "/status", "/":
 		default:
 			path = "other"
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -128,32 +127,17 @@ func migrationStatus(ctx context.Context, cfg *config.Config, epoch int64, clien
 
 const syncedMetric = "tako_repair_synced_epoch"
 
+// syncedEpoch scrapes the /metrics page at url for syncedMetric.
 func syncedEpoch(ctx context.Context, client *http.Client, url string) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	m, err := scrapeMetrics(ctx, client, url, 2*time.Second)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
+	v, ok := m.value(syncedMetric)
+	if !ok {
+		return 0, fmt.Errorf("%s: %s not reported", url, syncedMetric)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, syncedMetric+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s: %w", syncedMetric, err)
-			}
-			return int64(f), nil
-		}
-	}
-	return 0, fmt.Errorf("%s not reported", syncedMetric)
+	return int64(v), nil
 }
 
 // checkChange refuses a reload from cur to next that promotes the target

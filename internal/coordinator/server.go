@@ -52,6 +52,9 @@ type ServerOptions struct {
 	// FollowInterval is how long a follower's long-poll to the master
 	// waits for a newer configuration before asking again. If zero, 30s.
 	FollowInterval time.Duration
+	// StatusInterval is how often Run scrapes every node's /metrics for
+	// GET /status and the status page. If zero, 2s.
+	StatusInterval time.Duration
 }
 
 // Server serves a configuration file over HTTP with its epoch, reloads it
@@ -69,6 +72,7 @@ type Server struct {
 	httpClient *http.Client // asks nodes how far their repair is
 	metrics    *serverMetrics
 	handler    http.Handler
+	collector  *statusCollector // the nodes' state, for GET /status
 
 	// cur is what is served. A *served is never modified: a new
 	// configuration is published by storing a new one and closing the
@@ -113,6 +117,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.FollowInterval <= 0 {
 		opts.FollowInterval = defaultWait
 	}
+	if opts.StatusInterval <= 0 {
+		opts.StatusInterval = defaultStatusInterval
+	}
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -142,6 +149,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if err := s.start(cfg); err != nil {
 		return nil, err
 	}
+	s.collector = &statusCollector{
+		client:   s.httpClient,
+		interval: opts.StatusInterval,
+		now:      s.wall,
+		nodes:    func() []config.Node { return s.cur.Load().cfg.Nodes() },
+	}
 	if s.metrics, err = newServerMetrics(reg, s); err != nil {
 		return nil, err
 	}
@@ -153,6 +166,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /migration", s.serveMigration)
+	mux.HandleFunc("GET /status", s.serveStatus)
+	mux.HandleFunc("GET /{$}", servePage)
 	s.handler = s.metrics.countRequests(mux)
 	return s, nil
 }
@@ -230,8 +245,10 @@ func (s *Server) start(cfg *config.Config) error {
 // the configuration file's coordinators, as NewServer read it.
 func (s *Server) Addr() string { return s.addr }
 
-// Handler returns the Server's HTTP handler: /configuration, /health and
-// /metrics, as the package documentation describes.
+// Handler returns the Server's HTTP handler: /configuration, /health,
+// /metrics, /migration, /status and the status page at /, as the package
+// documentation describes. Without Run, /status shows the nodes as the
+// first request to it found them.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Current returns the configuration served and its epoch.
@@ -309,7 +326,8 @@ func (s *Server) publishLocked(cfg *config.Config, body []byte, sum string, epoc
 
 // Run listens on Addr and serves Handler until ctx is done, then shuts down
 // cleanly: waiting long-polls are answered (304) and requests in flight end
-// (for at most 5 s). When the configuration names a master coordinator other
+// (for at most 5 s). It scrapes every node's /metrics every StatusInterval
+// for GET /status. When the configuration names a master coordinator other
 // than this one, Run also follows it. It returns nil after a clean shutdown,
 // an error naming the address when it cannot listen, and ErrRunTwice when
 // the Server already ran.
@@ -337,10 +355,11 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	defer stopFollowing()
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
 	var wg sync.WaitGroup
-	wg.Go(func() { s.follow(followCtx) })
+	wg.Go(func() { s.follow(bgCtx) })
+	wg.Go(func() { s.collector.run(bgCtx) })
 	served := make(chan error, 1)
 	wg.Go(func() { served <- srv.Serve(ln) })
 	s.log.Info("coordinator serving", "coordinator", s.id, "version", buildinfo.Version(), "addr", ln.Addr().String(),
@@ -353,7 +372,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		err = fmt.Errorf("coordinator %s: serving on %s: %w", s.id, ln.Addr(), err)
 	}
 	close(s.stopping)
-	stopFollowing()
+	stopBackground()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(shutdownCtx); serr != nil {
