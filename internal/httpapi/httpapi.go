@@ -9,12 +9,15 @@
 //	DELETE /values/KEY     204 + X-Timestamp of the tombstone; 409 as for POST
 //	GET /stat/KEY          200, body = timestamp in decimal; 404 (with the
 //	                       tombstone's X-Timestamp when deleted)
+//	GET|HEAD /where/KEY    200, JSON Placement: the key's replicas and what
+//	                       each holds; 404 when the Backend is no Locator
 //	GET /health            200 when Backend.Ready, else 503
 //	GET /metrics           Prometheus text format
 //
-// KEY is the rest of the path after /values/ or /stat/, percent-decoded and
-// otherwise taken as written: no path cleaning, so "a//b" and "./x" are keys
-// like any other, and "+" is a plus. Keys are 1 byte to MaxKeySize bytes.
+// KEY is the rest of the path after /values/, /stat/ or /where/,
+// percent-decoded and otherwise taken as written: no path cleaning, so "a//b"
+// and "./x" are keys like any other, and "+" is a plus. Keys are 1 byte to
+// MaxKeySize bytes.
 // Every refusal carries a one-line reason in its body, and changes nothing.
 //
 // The package imports no other Tako package: it declares the Backend it
@@ -156,6 +159,7 @@ const (
 	opPut     = "put"
 	opDelete  = "delete"
 	opStat    = "stat"
+	opWhere   = "where"
 	opHealth  = "health"
 	opMetrics = "metrics"
 	opOther   = "other"
@@ -174,7 +178,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 	path := r.URL.Path
 	switch {
-	case (strings.HasPrefix(path, "/values/") || strings.HasPrefix(path, "/stat/")) && !h.backend.Ready():
+	case keyPath(path) && !h.backend.Ready():
 		w.Header().Set("Retry-After", "1")
 		textReply(w, http.StatusServiceUnavailable, "not serving: this process has no configuration that names it (see its log)")
 		return opOther
@@ -203,6 +207,9 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 		}
 		h.serveStat(w, r, path[len("/stat/"):])
 		return opStat
+	case strings.HasPrefix(path, "/where/"):
+		h.routeWhere(w, r, path[len("/where/"):])
+		return opWhere
 	case path == "/health":
 		if h.backend.Ready() {
 			body := "ok"
@@ -220,8 +227,14 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 		h.metrics.ServeHTTP(w, r)
 		return opMetrics
 	}
-	textReply(w, http.StatusNotFound, "no such endpoint: use /values/KEY, /stat/KEY, /health or /metrics")
+	textReply(w, http.StatusNotFound, "no such endpoint: use /values/KEY, /stat/KEY, /where/KEY, /health or /metrics")
 	return opOther
+}
+
+// keyPath reports whether path names a key: the endpoints that need a
+// configuration to answer.
+func keyPath(path string) bool {
+	return strings.HasPrefix(path, "/values/") || strings.HasPrefix(path, "/stat/") || strings.HasPrefix(path, "/where/")
 }
 
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string, withBody bool) {

@@ -183,6 +183,40 @@ func (b backend) Delete(ctx context.Context, key []byte, ts int64) (httpapi.Writ
 
 func (b backend) Ready() bool { return b.c.Config() != nil }
 
+// The proxy serves GET /where/KEY.
+var _ httpapi.Locator = backend{}
+
+// Where asks every replica of key for its own record, over the client's
+// connections (client.Client.Where).
+func (b backend) Where(ctx context.Context, key []byte) (httpapi.Placement, error) {
+	p, err := b.c.Where(ctx, key)
+	if err != nil {
+		return httpapi.Placement{}, apiError(err)
+	}
+	out := httpapi.Placement{Key: string(p.Key), Hash: p.Hash}
+	for _, d := range p.Deployments {
+		dp := httpapi.DeploymentPlacement{Name: d.Name, Role: d.Role}
+		for _, bk := range d.Buckets {
+			bp := httpapi.BucketPlacement{Name: bk.Name, Nodes: make([]httpapi.ReplicaState, 0, len(bk.Replicas))}
+			for _, r := range bk.Replicas {
+				bp.Nodes = append(bp.Nodes, replicaState(r))
+			}
+			dp.Buckets = append(dp.Buckets, bp)
+		}
+		out.Deployments = append(out.Deployments, dp)
+	}
+	return out, nil
+}
+
+// replicaState is one replica's answer as /where shows it.
+func replicaState(r client.ReplicaRecord) httpapi.ReplicaState {
+	s := httpapi.ReplicaState{ID: r.NodeID, Binary: r.Addr, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted}
+	if r.Err != nil {
+		s.Error = r.Err.Error()
+	}
+	return s
+}
+
 // MaxValueSize is the smallest max_value_size of the deployments a write
 // goes to, so that no replica refuses what the proxy accepted.
 func (b backend) MaxValueSize() int64 {

@@ -1,0 +1,107 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Locator is what a Backend may implement to serve GET /where/KEY: where a
+// key lives and what each of its replicas holds. A Backend that does not
+// implement it answers 404 on /where/.
+type Locator interface {
+	// Where asks every replica of key for its own record (no quorum, no
+	// read repair) and reports each answer, or why there is none.
+	Where(ctx context.Context, key []byte) (Placement, error)
+}
+
+// Placement is the answer of GET /where/KEY (JSON).
+type Placement struct {
+	// Key is the key asked about.
+	Key string `json:"key"`
+	// Hash is the key's position on the hash ring (keyhash.Sum).
+	Hash uint32 `json:"hash"`
+	// Deployments lists the active deployment, then the target if any.
+	Deployments []DeploymentPlacement `json:"deployments"`
+}
+
+// DeploymentPlacement is where one deployment places a key.
+type DeploymentPlacement struct {
+	// Name is the deployment's name.
+	Name string `json:"name"`
+	// Role is "active" or "target".
+	Role string `json:"role"`
+	// Buckets are the key's buckets, in the order the ring gives them.
+	Buckets []BucketPlacement `json:"buckets"`
+}
+
+// BucketPlacement is one bucket of a key and what its nodes hold.
+type BucketPlacement struct {
+	// Name is the bucket's name.
+	Name string `json:"name"`
+	// Nodes are the bucket's nodes, in configuration order.
+	Nodes []ReplicaState `json:"nodes"`
+}
+
+// ReplicaState is what one replica holds of a key.
+type ReplicaState struct {
+	// ID is the node's id.
+	ID string `json:"id"`
+	// Binary is the node's binary protocol address, host:port.
+	Binary string `json:"binary"`
+	// Found reports that the replica has a record of the key (a value or
+	// a tombstone).
+	Found bool `json:"found"`
+	// Timestamp is the record's timestamp (microseconds since the Unix
+	// epoch); 0 when not found.
+	Timestamp int64 `json:"timestamp"`
+	// Deleted reports that the record is a tombstone.
+	Deleted bool `json:"deleted"`
+	// Error says why the replica gave no answer; empty when it answered.
+	Error string `json:"error"`
+}
+
+// The roles of DeploymentPlacement.Role.
+const (
+	RoleActive = "active"
+	RoleTarget = "target"
+)
+
+// serveWhere answers GET|HEAD /where/KEY from the backend's Locator.
+func (h *Handler) serveWhere(w http.ResponseWriter, r *http.Request, loc Locator, key string) {
+	if !validKey(w, key) {
+		return
+	}
+	p, err := loc.Where(r.Context(), []byte(key))
+	if err != nil {
+		h.backendError(w, r, err)
+		return
+	}
+	body, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		textReply(w, http.StatusInternalServerError, "encoding the answer: "+err.Error())
+		return
+	}
+	body = append(body, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+// routeWhere handles the /where/ prefix: 404 when the backend cannot
+// locate keys, 405 for a method other than GET or HEAD.
+func (h *Handler) routeWhere(w http.ResponseWriter, r *http.Request, key string) {
+	loc, ok := h.backend.(Locator)
+	switch {
+	case !ok:
+		textReply(w, http.StatusNotFound, "no such endpoint: this server does not serve /where/KEY")
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		methodNotAllowed(w, "GET, HEAD")
+	default:
+		h.serveWhere(w, r, loc, key)
+	}
+}
