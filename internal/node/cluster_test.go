@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -485,4 +486,44 @@ func TestPeersMarkedDownAreAskedWhenTheQuorumNeedsThem(t *testing.T) {
 	if up, _ := n1.peers.Peer("n2").Up(); up {
 		t.Error("n2 was asked although n1 and n3 made the quorum")
 	}
+}
+
+// TestPeerUpMetricShowsAStoppedPeer: a peer that refuses connections is
+// not marked down (calls to it fail fast by themselves), but tako_peer_up
+// shows it down to the operator, and up again once it serves.
+func TestPeerUpMetricShowsAStoppedPeer(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
+	n1 := c.nodes["n1"]
+	ctx := context.Background()
+	peerUp := func() string {
+		resp, err := http.Get("http://" + n1.HTTPAddr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		if _, err := io.Copy(&b, resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(b.String(), "\n") {
+			if strings.HasPrefix(line, `tako_peer_up{peer="n3"}`) {
+				return strings.TrimSpace(strings.TrimPrefix(line, `tako_peer_up{peer="n3"}`))
+			}
+		}
+		return "absent"
+	}
+	if _, err := n1.Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n3 up in n1's metrics", func() bool { return peerUp() == "1" })
+	c.stop(t, "n3")
+	waitFor(t, "n3 down in n1's metrics", func() bool {
+		n1.Put(ctx, []byte("k"), []byte("v"), 0) // tries n3, which refuses
+		return peerUp() == "0"
+	})
+	c.start(t, "n3")
+	waitFor(t, "n3 up again in n1's metrics", func() bool {
+		n1.Put(ctx, []byte("k"), []byte("v"), 0)
+		return peerUp() == "1"
+	})
 }

@@ -27,7 +27,7 @@ type nodeMetrics struct {
 	gcDropped         *prometheus.CounterVec
 }
 
-func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Set) *nodeMetrics {
+func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Set, unreachable func(peer string) bool) *nodeMetrics {
 	m := &nodeMetrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_writes_total",
@@ -85,7 +85,7 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 		Help: "Bytes background repair exchanged with peers (protocol payload and frame headers), by direction (sent, received); added at the end of each pass.",
 	}, []string{"direction"})
 	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages, m.repairBytes)
-	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers},
+	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers, unreachable},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tako_store_keys",
 			Help: "Records in the local store (approximate), tombstones included.",
@@ -99,17 +99,21 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 }
 
 var peerUpDesc = prometheus.NewDesc("tako_peer_up",
-	"Whether a peer replica answers (1) or is marked down (0), as this node last saw it.", []string{"peer"}, nil)
+	"Whether a peer replica answers (1), or is marked down or refuses connections (0), as this node last saw it.", []string{"peer"}, nil)
 
-// peerUpCollector reports the health of every peer the node has called.
-type peerUpCollector struct{ peers *health.Set }
+// peerUpCollector reports the health of every peer the node has called:
+// down when marked down (it timed out) or when its last dial failed.
+type peerUpCollector struct {
+	peers       *health.Set
+	unreachable func(peer string) bool
+}
 
 func (c peerUpCollector) Describe(ch chan<- *prometheus.Desc) { ch <- peerUpDesc }
 
 func (c peerUpCollector) Collect(ch chan<- prometheus.Metric) {
 	c.peers.Each(func(name string, p *health.Peer) {
 		v := 0.0
-		if up, _ := p.Up(); up {
+		if up, _ := p.Up(); up && !c.unreachable(name) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(peerUpDesc, prometheus.GaugeValue, v, name)

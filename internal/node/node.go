@@ -146,7 +146,10 @@ func New(opts Options) (*Node, error) {
 	n.frame = frameSize(opts.Config)
 	n.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: n.frame, Logger: logger})
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
-	n.metrics = newNodeMetrics(reg, st, &n.peers)
+	n.metrics = newNodeMetrics(reg, st, &n.peers, func(peer string) bool {
+		nd, _, ok := n.cfg.Load().Node(peer)
+		return ok && n.pool.Unreachable(nd.BinaryAddr())
+	})
 	reg.MustRegister(buildinfo.Collector("tako-node"))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_node_recovering",

@@ -169,6 +169,16 @@ func (p *Pool) dial(addr string, pe *peer, done chan struct{}) {
 	}
 }
 
+// Unreachable reports whether the last dial to addr failed and the pool
+// has no connection to it: the peer refuses connections or cannot be
+// reached.
+func (p *Pool) Unreachable(addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pe := p.peers[addr]
+	return pe != nil && pe.conn == nil && pe.failures > 0
+}
+
 // backoff returns the wait after the given number of consecutive failures.
 func backoff(failures int) time.Duration {
 	d := maxBackoff
