@@ -32,6 +32,9 @@ Serves the configuration FILE to every node and proxy of the cluster, over
 HTTP on the address the file's coordinators list gives ID:
   GET /configuration             the configuration as JSON, epoch in X-Timestamp
   GET /configuration?since=EPOCH&wait=30s   waits for a newer one (long-poll)
+  GET /status                    the cluster: every node's state, keys, repair (JSON)
+  GET /                          the same as a page that refreshes itself
+  GET /migration                 how far a migration has converged
   GET /health, GET /metrics
 Edit the file and send SIGHUP (or SIGUSR1) to reload it: an invalid file is
 logged with the reason and the last good configuration keeps being served. A

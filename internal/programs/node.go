@@ -39,8 +39,8 @@ func Node(args []string) {
 Runs one Tako node. The node stores its share of the data in an embedded
 Pebble store, talks to the other nodes over the binary protocol on its binary
 port, and serves the HTTP API for the whole cluster on its HTTP port:
-GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY, /health and /metrics. Every
-write is synced to disk before it is acknowledged.
+GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY, GET /where/KEY, /health and
+/metrics. Every write is synced to disk before it is acknowledged.
 
 With -c the node follows the configuration its coordinators serve: it waits
 for one that names it (starting from its cache in DIR/etc/ID when no

@@ -34,7 +34,7 @@ func Proxy(args []string) {
 	logs.Register(fs)
 	cli.Usage(fs, "tako-proxy (-c HOST:PORT ... | -cfg FILE) [-p PORT] [-b HOST] [-id ID] [-v DIR] [-u SECONDS] [-d] [-l FILE] [-json]", `
 Serves Tako's HTTP API (GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY,
-/health, /metrics) in front of the cluster that the configuration describes.
+GET /where/KEY, /health, /metrics) in front of the cluster that the configuration describes.
 The proxy stores nothing: it sends each request over the binary protocol to a
 replica of its key, which coordinates it, and tries another replica when one
 does not answer. With -c it follows the configuration its coordinators serve
