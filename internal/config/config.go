@@ -85,6 +85,8 @@ type Deployment struct {
 	// and then only dropped once every replica of its key holds it;
 	// positive. Default 10 × BackgroundRepairInterval.
 	TombstoneGrace time.Duration
+	// Limits protect each process from clients that hold too much of it.
+	Limits Limits
 	// BucketsPerKey is the number of buckets a key is replicated to, as
 	// written (hash.buckets_per_key); positive, default 1. It may exceed
 	// len(Buckets), in which case every key lives on every bucket.
@@ -264,4 +266,43 @@ func (c *Config) LargestMaxValueSize() int64 {
 		largest = c.Target.MaxValueSize
 	}
 	return largest
+}
+
+// Limits are what keeps one client from starving the others: the limits
+// section of a deployment. A process applies the limits of the deployment
+// whose settings it follows when it starts (a proxy: the active
+// deployment's); a change takes effect when it restarts.
+type Limits struct {
+	// MaxConnections is how many connections each listener (HTTP, binary
+	// protocol) keeps open. At the limit, a new HTTP connection evicts the
+	// oldest one that has no request under way; when every one is busy, and
+	// on the binary port, the new connection is closed at once. Default 4096.
+	MaxConnections int
+	// MaxRequestsInFlight is how many HTTP requests a process works on at
+	// once; beyond it a request is answered 503 with Retry-After at once
+	// (load shedding) rather than queued. Default 1024.
+	MaxRequestsInFlight int
+	// MaxRequestsPerConnection is how many binary-protocol requests of one
+	// connection may be under way at once; beyond it the server stops
+	// reading that connection. Default 256.
+	MaxRequestsPerConnection int
+	// HeaderTimeout is how long a client has to send a request's headers
+	// (the slowloris defence). Default 10s.
+	HeaderTimeout time.Duration
+	// BodyTimeout is how long a client has to send a whole request, body
+	// included. Default 1m.
+	BodyTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request. Default 2m.
+	IdleTimeout time.Duration
+}
+
+// DefaultLimits are the limits of a deployment that sets none.
+var DefaultLimits = Limits{
+	MaxConnections:           4096,
+	MaxRequestsInFlight:      1024,
+	MaxRequestsPerConnection: 256,
+	HeaderTimeout:            10 * time.Second,
+	BodyTimeout:              time.Minute,
+	IdleTimeout:              2 * time.Minute,
 }

@@ -351,6 +351,30 @@ deployments:
 			path: "deployments.d.hash.replicas", dep: "d", msg: `unknown key "replicas"`,
 		},
 		{
+			name: "unknown limits key",
+			src: `
+active_deployment: d
+deployments:
+  d: {limits: {max_conns: 2}, buckets: {b1: {n1: [h, 1]}}}`,
+			path: "deployments.d.limits.max_conns", dep: "d", msg: `unknown key "max_conns"`,
+		},
+		{
+			name: "zero connections",
+			src: `
+active_deployment: d
+deployments:
+  d: {limits: {max_connections: 0}, buckets: {b1: {n1: [h, 1]}}}`,
+			path: "deployments.d.limits.max_connections", dep: "d", msg: `0`,
+		},
+		{
+			name: "bad header timeout",
+			src: `
+active_deployment: d
+deployments:
+  d: {limits: {header_timeout: soon}, buckets: {b1: {n1: [h, 1]}}}`,
+			path: "deployments.d.limits.header_timeout", dep: "d", msg: `invalid duration "soon"`,
+		},
+		{
 			name: "unparseable interval",
 			src: `
 active_deployment: d
@@ -735,13 +759,26 @@ deployments:
 		MaxValueSize:             64 << 20,
 		MaxTimestampAhead:        10 * time.Minute,
 		TombstoneGrace:           240 * time.Hour,
-		BucketsPerKey:            1,
-		PointsPerBucket:          ring.DefaultPointsPerBucket,
-		Buckets:                  []Bucket{{Name: "b1", Nodes: []Node{{ID: "n1", Bucket: "b1", Host: "h", BinaryPort: 1}}}},
-		Ring:                     ring.New([]string{"b1"}, ring.DefaultPointsPerBucket),
+		Limits: Limits{MaxConnections: 4096, MaxRequestsInFlight: 1024, MaxRequestsPerConnection: 256,
+			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, IdleTimeout: 2 * time.Minute},
+		BucketsPerKey:   1,
+		PointsPerBucket: ring.DefaultPointsPerBucket,
+		Buckets:         []Bucket{{Name: "b1", Nodes: []Node{{ID: "n1", Bucket: "b1", Host: "h", BinaryPort: 1}}}},
+		Ring:            ring.New([]string{"b1"}, ring.DefaultPointsPerBucket),
 	}
 	if !reflect.DeepEqual(c.Active, want) {
 		t.Errorf("Active = %+v\nwant %+v", c.Active, want)
+	}
+	set := mustParse(t, `
+active_deployment: d
+deployments:
+  d:
+    limits: {max_connections: 10, max_requests_in_flight: 20, max_requests_per_connection: 30, header_timeout: 1s, body_timeout: 2s, idle_timeout: 3s}
+    buckets:
+      b1: {n1: [h, 1]}
+`)
+	if got, want := set.Active.Limits, (Limits{10, 20, 30, time.Second, 2 * time.Second, 3 * time.Second}); got != want {
+		t.Errorf("Limits = %+v, want %+v", got, want)
 	}
 	if c.Target != nil || c.MasterCoordinator != "" || c.Coordinators != nil {
 		t.Errorf("Target %v, MasterCoordinator %q, Coordinators %v: want none", c.Target, c.MasterCoordinator, c.Coordinators)

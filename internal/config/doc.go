@@ -19,6 +19,13 @@
 //	    read_quorum: quorum                    # one | quorum | all | N (default quorum)
 //	    request_timeout: 2s                    # default 2s
 //	    max_value_size: 64MiB                  # default 64 MiB; B, KB, KiB, MB, MiB, GB, GiB
+//	    limits:                                # what keeps one client from starving the others
+//	        max_connections: 4096              # per listener; at the limit an idle HTTP connection is evicted
+//	        max_requests_in_flight: 1024       # HTTP requests at once; beyond: 503 + Retry-After
+//	        max_requests_per_connection: 256   # binary protocol requests under way per connection
+//	        header_timeout: 10s                # to send a request's headers (slowloris)
+//	        body_timeout: 1m                   # to send a whole request
+//	        idle_timeout: 2m                   # a keep-alive connection between requests
 //	    max_timestamp_ahead: 10m               # default 10m
 //	    tombstone_grace: 10d                   # default 10 × background_repair_interval
 //	    hash:

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -88,6 +89,16 @@ func (d *Deployment) writeJSON(b *bytes.Buffer) {
 	writeDuration(b, d.MaxTimestampAhead)
 	writeKey(b, "tombstone_grace", false)
 	writeDuration(b, d.TombstoneGrace)
+	writeKey(b, "limits", false)
+	l := d.Limits
+	fmt.Fprintf(b, `{"max_connections":%d,"max_requests_in_flight":%d,"max_requests_per_connection":%d,"header_timeout":`,
+		l.MaxConnections, l.MaxRequestsInFlight, l.MaxRequestsPerConnection)
+	writeDuration(b, l.HeaderTimeout)
+	b.WriteString(`,"body_timeout":`)
+	writeDuration(b, l.BodyTimeout)
+	b.WriteString(`,"idle_timeout":`)
+	writeDuration(b, l.IdleTimeout)
+	b.WriteByte('}')
 	writeKey(b, "hash", false)
 	b.WriteString(`{"buckets_per_key":`)
 	b.WriteString(strconv.Itoa(d.BucketsPerKey))

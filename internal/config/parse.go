@@ -49,8 +49,10 @@ var (
 		"target_deployment", "deployments"}
 	deploymentKeys = []string{"read_repair", "background_repair", "background_repair_interval",
 		"write_quorum", "read_quorum", "request_timeout", "max_value_size",
-		"max_timestamp_ahead", "tombstone_grace", "hash", "buckets"}
-	hashKeys = []string{"buckets_per_key", "points_per_bucket"}
+		"max_timestamp_ahead", "tombstone_grace", "limits", "hash", "buckets"}
+	hashKeys   = []string{"buckets_per_key", "points_per_bucket"}
+	limitsKeys = []string{"max_connections", "max_requests_in_flight", "max_requests_per_connection",
+		"header_timeout", "body_timeout", "idle_timeout"}
 )
 
 const nodeForms = "[HOST, BINARY_PORT] or [HOST, HTTP_PORT, BINARY_PORT]"
@@ -584,6 +586,7 @@ func (p *parser) deployment(name string, k, v *yaml.Node) *depInfo {
 		MaxTimestampAhead:        defaultMaxTimestampAhead,
 		BucketsPerKey:            1,
 		PointsPerBucket:          ring.DefaultPointsPerBucket,
+		Limits:                   DefaultLimits,
 	}
 	info := &depInfo{d: d, at: k}
 	bucketsPath := join(path, "buckets")
@@ -629,6 +632,8 @@ func (p *parser) deployment(name string, k, v *yaml.Node) *depInfo {
 			p.duration(e.v, name, kp, &d.MaxTimestampAhead)
 		case "tombstone_grace":
 			p.duration(e.v, name, kp, &d.TombstoneGrace)
+		case "limits":
+			p.limits(e.v, name, kp, &d.Limits)
 		case "hash":
 			before := len(p.problems)
 			p.hash(e.v, name, kp, d)
@@ -682,6 +687,38 @@ func (p *parser) hash(n *yaml.Node, dep, path string, d *Deployment) {
 		}
 	}
 }
+
+// limits parses a deployment's limits into dst.
+func (p *parser) limits(n *yaml.Node, dep, path string, dst *Limits) {
+	entries, ok := p.mapping(n, dep, path)
+	if !ok {
+		return
+	}
+	for _, e := range entries {
+		kp := join(path, e.key)
+		switch {
+		case !slices.Contains(limitsKeys, e.key):
+			p.unknown(e.k, dep, kp, e.key, limitsKeys)
+		case p.optional(e.v):
+			// the default
+		case e.key == "max_connections":
+			p.positive(e.v, dep, kp, maxLimit, &dst.MaxConnections)
+		case e.key == "max_requests_in_flight":
+			p.positive(e.v, dep, kp, maxLimit, &dst.MaxRequestsInFlight)
+		case e.key == "max_requests_per_connection":
+			p.positive(e.v, dep, kp, maxLimit, &dst.MaxRequestsPerConnection)
+		case e.key == "header_timeout":
+			p.duration(e.v, dep, kp, &dst.HeaderTimeout)
+		case e.key == "body_timeout":
+			p.duration(e.v, dep, kp, &dst.BodyTimeout)
+		case e.key == "idle_timeout":
+			p.duration(e.v, dep, kp, &dst.IdleTimeout)
+		}
+	}
+}
+
+// maxLimit bounds the counts of the limits section.
+const maxLimit = 1 << 20
 
 // buckets parses a deployment's buckets into info, checking that no node is
 // listed twice and that no two nodes share an address. It reports whether

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/takodb/tako/internal/buildinfo"
+	"github.com/takodb/tako/internal/connlimit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -349,10 +350,16 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close()
 		return ErrRunTwice
 	}
+	// The limits of the active deployment when the coordinator starts.
+	limits := s.cur.Load().cfg.Active.Limits
+	conns := connlimit.New("http", limits.MaxConnections, true)
+	ln = conns.Listener(ln)
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: limits.HeaderTimeout,
+		ReadTimeout:       limits.BodyTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		ConnState:         conns.ConnState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	bgCtx, stopBackground := context.WithCancel(ctx)

@@ -106,6 +106,12 @@ type Options struct {
 	// Logger receives one line per failed request (5xx). If nil, logs are
 	// discarded.
 	Logger *slog.Logger
+	// MaxInFlight is how many requests for keys (/values/, /stat/,
+	// /where/) the handler works on at once; beyond it a request is
+	// answered 503 with Retry-After at once (load shedding) instead of
+	// queueing, so that an overloaded process neither grows its memory
+	// nor makes every client wait. Zero means no limit.
+	MaxInFlight int
 }
 
 // Handler is the http.Handler of the HTTP API.
@@ -116,6 +122,8 @@ type Handler struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	failures *failureLog
+	inFlight chan struct{} // a slot per request for a key; nil: no limit
+	shed     prometheus.Counter
 }
 
 // NewHandler returns the API handler over opts.Backend. It registers its
@@ -148,6 +156,14 @@ func NewHandler(opts Options) *Handler {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"op"}),
 	}
+	h.shed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tako_http_shed_total",
+		Help: "Requests answered 503 at once because limits.max_requests_in_flight were under way.",
+	})
+	reg.MustRegister(h.shed)
+	if opts.MaxInFlight > 0 {
+		h.inFlight = make(chan struct{}, opts.MaxInFlight)
+	}
 	reg.MustRegister(h.requests, h.latency)
 	return h
 }
@@ -163,6 +179,7 @@ const (
 	opHealth  = "health"
 	opMetrics = "metrics"
 	opOther   = "other"
+	opShed    = "shed"
 )
 
 // ServeHTTP routes a request by hand rather than through http.ServeMux,
@@ -170,6 +187,18 @@ const (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	if h.inFlight != nil && keyPath(r.URL.Path) {
+		select {
+		case h.inFlight <- struct{}{}:
+			defer func() { <-h.inFlight }()
+		default:
+			h.shed.Inc()
+			w.Header().Set("Retry-After", "1")
+			textReply(rec, http.StatusServiceUnavailable, "overloaded: too many requests under way (limits.max_requests_in_flight); retry shortly")
+			h.requests.WithLabelValues(opShed, strconv.Itoa(rec.code)).Inc()
+			return
+		}
+	}
 	op := h.route(rec, r)
 	h.requests.WithLabelValues(op, strconv.Itoa(rec.code)).Inc()
 	h.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())

@@ -20,12 +20,12 @@ var allowed = map[string][]string{
 	"cmd/tako-coordinator":  {"internal/programs"},
 	"cmd/tako":              {"internal/tako"},
 	"internal/tako":         {"internal/cli", "internal/config", "internal/coordinator", "internal/httpapi"},
-	"internal/coordinator":  {"internal/buildinfo", "internal/config"},
+	"internal/coordinator":  {"internal/buildinfo", "internal/config", "internal/connlimit"},
 	"cmd/tako-bench":        {"client", "internal/cli", "internal/loadgen"},
 	"internal/programs":     {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/proxy", "internal/localcluster"},
 	"internal/localcluster": {"internal/config"},
-	"internal/proxy":        {"client", "internal/buildinfo", "internal/config", "internal/httpapi"},
-	"internal/node":         {"internal/buildinfo", "internal/config", "internal/gopool", "internal/keyhash", "internal/health", "internal/hlc", "internal/httpapi", "internal/store", "internal/wire"},
+	"internal/proxy":        {"client", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/httpapi"},
+	"internal/node":         {"internal/buildinfo", "internal/config", "internal/connlimit", "internal/gopool", "internal/keyhash", "internal/health", "internal/hlc", "internal/httpapi", "internal/store", "internal/wire"},
 	"internal/wire":         {"internal/gopool"},
 	"internal/testcluster":  {"internal/config", "internal/node"},
 	"internal/loadgen":      {"client"},
@@ -34,7 +34,8 @@ var allowed = map[string][]string{
 	"internal/ring":         {"internal/keyhash"},
 	"internal/store":        {"internal/keyhash"},
 	// internal/httpapi, internal/keyhash, internal/hlc, internal/health,
-	// internal/cli, internal/gopool, internal/buildinfo: no Tako package.
+	// internal/cli, internal/gopool, internal/buildinfo, internal/connlimit:
+	// no Tako package.
 }
 
 func TestImportArrows(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/takodb/tako/internal/buildinfo"
+	"github.com/takodb/tako/internal/connlimit"
 	"github.com/takodb/tako/internal/gopool"
 	"log/slog"
 	"net"
@@ -67,12 +68,15 @@ type Node struct {
 	registry *prometheus.Registry
 	clock    *hlc.Clock
 	store    *store.Store
-	dataDir  string // where the store lives
-	api      *httpapi.Handler
-	local    replica
-	pool     *wire.Pool // connections to peers
-	peers    health.Set // whether each peer answers
-	frame    int        // the wire's frame size limit
+	// httpConns and binaryConns bound the connections of the listeners
+	// (limits.max_connections).
+	httpConns, binaryConns *connlimit.Limiter
+	dataDir                string // where the store lives
+	api                    *httpapi.Handler
+	local                  replica
+	pool                   *wire.Pool // connections to peers
+	peers                  health.Set // whether each peer answers
+	frame                  int        // the wire's frame size limit
 
 	// recovering is set while the node may lack data that the
 	// configuration gives it (it started with an empty store, or a new
@@ -167,7 +171,12 @@ func New(opts Options) (*Node, error) {
 		Name: "tako_config_epoch",
 		Help: "Epoch of the configuration this process follows (0: read from a file).",
 	}, func() float64 { return float64(n.epoch.Load()) }))
-	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger})
+	limits := n.settings(opts.Config).Limits
+	n.httpConns = connlimit.New("http", limits.MaxConnections, true)
+	n.binaryConns = connlimit.New("binary", limits.MaxConnections, false)
+	reg.MustRegister(n.httpConns.Collectors()...)
+	reg.MustRegister(n.binaryConns.Collectors()...)
+	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger, MaxInFlight: limits.MaxRequestsInFlight})
 	return n, nil
 }
 
@@ -280,12 +289,20 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.listenMu.Unlock()
 
-	wireSrv := wire.NewServer(wire.ServerOptions{Handler: wireHandler{n}, Logger: n.logger, MaxFrameSize: n.frame})
+	limits := n.settings(n.cfg.Load()).Limits
+	wireSrv := wire.NewServer(wire.ServerOptions{Handler: wireHandler{n}, Logger: n.logger, MaxFrameSize: n.frame,
+		MaxInFlightPerConn: limits.MaxRequestsPerConnection})
 	srv := &http.Server{
 		Handler:           n.api,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: limits.HeaderTimeout,
+		ReadTimeout:       limits.BodyTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		ConnState:         n.httpConns.ConnState,
 		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+	}
+	binLn = n.binaryConns.Listener(binLn)
+	if httpLn != nil {
+		httpLn = n.httpConns.Listener(httpLn)
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- fmt.Errorf("serving the binary protocol: %w", wireSrv.Serve(binLn)) }()

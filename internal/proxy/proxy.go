@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/takodb/tako/internal/buildinfo"
+	"github.com/takodb/tako/internal/connlimit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,6 +53,11 @@ type Proxy struct {
 
 	epoch atomic.Int64 // of the configuration, as the coordinator numbered it
 
+	// limits are the active deployment's when the proxy started; conns
+	// bounds the HTTP listener's connections.
+	limits config.Limits
+	conns  *connlimit.Limiter
+
 	mu    sync.Mutex // guards bound
 	bound net.Addr
 }
@@ -84,7 +90,11 @@ func New(opts Options) (*Proxy, error) {
 		Name: "tako_config_epoch",
 		Help: "Epoch of the configuration this process follows (0: read from a file).",
 	}, func() float64 { return float64(p.epoch.Load()) }))
-	p.api = httpapi.NewHandler(httpapi.Options{Backend: backend{p.client}, Registry: reg, Logger: opts.Logger})
+	p.limits = opts.Config.Active.Limits
+	p.conns = connlimit.New("http", p.limits.MaxConnections, true)
+	reg.MustRegister(p.conns.Collectors()...)
+	p.api = httpapi.NewHandler(httpapi.Options{Backend: backend{p.client}, Registry: reg, Logger: opts.Logger,
+		MaxInFlight: p.limits.MaxRequestsInFlight})
 	return p, nil
 }
 
@@ -118,10 +128,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Lock()
 	p.bound = ln.Addr()
 	p.mu.Unlock()
+	ln = p.conns.Listener(ln)
 	srv := &http.Server{
 		Handler:           p.api,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: p.limits.HeaderTimeout,
+		ReadTimeout:       p.limits.BodyTimeout,
+		IdleTimeout:       p.limits.IdleTimeout,
+		ConnState:         p.conns.ConnState,
 		ErrorLog:          slog.NewLogLogger(p.logger.Handler(), slog.LevelWarn),
 	}
 	cfg := p.client.Config()
