@@ -104,3 +104,25 @@ func Exit(program string, code int, err error) {
 	fmt.Fprintf(os.Stderr, "%s: %s\n", program, msg)
 	os.Exit(code)
 }
+
+// TokenEnv is the environment variable that holds a process's token for a
+// cluster with authentication on, when -token-file is not given.
+const TokenEnv = "TAKO_TOKEN"
+
+// TokenFlag adds -token-file to fs and returns the function that reads the
+// token: from the file (its first line) when the flag is set, else from
+// $TAKO_TOKEN; "" when neither is set.
+func TokenFlag(fs *flag.FlagSet, usage string) func() (string, error) {
+	file := fs.String("token-file", "", usage+" (default: $"+TokenEnv+")")
+	return func() (string, error) {
+		if *file == "" {
+			return strings.TrimSpace(os.Getenv(TokenEnv)), nil
+		}
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return "", fmt.Errorf("reading the token: %w", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		return strings.TrimSpace(line), nil
+	}
+}

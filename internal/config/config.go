@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/takodb/tako/internal/auth"
 	"net"
 	"slices"
 	"strconv"
@@ -19,6 +20,12 @@ type Config struct {
 	// Coordinators are the coordinators, in file order; empty when the file
 	// has none.
 	Coordinators []Coordinator
+	// AuthTokens are the tokens of the auth section, in file order; empty
+	// when the file has none, and then authentication is off.
+	AuthTokens []auth.Token
+	// Auth is the set of AuthTokens that HTTP servers check requests
+	// against; nil (auth off) when there are none.
+	Auth *auth.Tokens
 	// Active is the active deployment, the one that serves the keys. It is
 	// never nil in a Config returned by Parse or Load.
 	Active *Deployment

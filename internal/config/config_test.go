@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -1077,5 +1078,52 @@ func TestNodePrefersTarget(t *testing.T) {
 	}
 	if want := []string{"n1", "n2", "n3", "n4", "n5", "n6"}; !reflect.DeepEqual(ids, want) {
 		t.Errorf("Nodes() = %v, want %v", ids, want)
+	}
+}
+
+func TestAuthSection(t *testing.T) {
+	h1 := strings.Repeat("ab", 32)
+	h2 := strings.Repeat("cd", 32)
+	c := mustParse(t, `
+auth:
+  tokens:
+    app: {sha256: `+h1+`, role: write}
+    ops: {sha256: `+h2+`, role: admin}
+active_deployment: d
+deployments:
+  d:
+    buckets:
+      b1: {n1: [h, 1]}
+`)
+	if len(c.AuthTokens) != 2 || c.Auth == nil || c.AuthTokens[0].Name != "app" || c.AuthTokens[1].Role.String() != "admin" {
+		t.Fatalf("tokens %+v", c.AuthTokens)
+	}
+	// The canonical JSON keeps the hashes, and parses back the same.
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"auth":{"tokens":{"app":{"sha256":"`+h1+`","role":"write"}`) {
+		t.Errorf("JSON: %s", js)
+	}
+	back, err := Parse(js)
+	if err != nil || !reflect.DeepEqual(back.AuthTokens, c.AuthTokens) {
+		t.Errorf("JSON round trip: %+v %v", back.AuthTokens, err)
+	}
+	if noAuth := mustParse(t, "active_deployment: d\ndeployments: {d: {buckets: {b1: {n1: [h, 1]}}}}\n"); noAuth.Auth != nil {
+		t.Error("a file without auth has auth on")
+	}
+	for _, tt := range []struct{ src, want string }{
+		{"auth: {tokens: {a: {sha256: xyz, role: read}}}", `invalid sha256 "xyz"`},
+		{"auth: {tokens: {a: {sha256: " + h1 + ", role: root}}}", `unknown role "root"`},
+		{"auth: {tokens: {a: {sha256: " + h1 + "}}}", "a token needs sha256 and role"},
+		{"auth: {tokens: {a: {sha256: " + h1 + ", role: read}, b: {sha256: " + h1 + ", role: admin}}}", `the same token as "a"`},
+		{"auth: {users: {}}", `unknown key "users"`},
+		{"auth: {tokens: {a: {sha256: " + h1 + ", role: read, expires: never}}}", `unknown key "expires"`},
+	} {
+		_, err := Parse([]byte(tt.src + "\nactive_deployment: d\ndeployments: {d: {buckets: {b1: {n1: [h, 1]}}}}\n"))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.src, err, tt.want)
+		}
 	}
 }

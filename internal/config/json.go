@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -35,6 +36,19 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 			b.WriteByte(']')
 		}
 		b.WriteString("},")
+	}
+	if len(c.AuthTokens) > 0 {
+		writeKey(&b, "auth", true)
+		b.WriteString(`{"tokens":{`)
+		for i, tok := range c.AuthTokens {
+			writeKey(&b, tok.Name, i == 0)
+			b.WriteString(`{"sha256":`)
+			writeString(&b, hex.EncodeToString(tok.Hash[:]))
+			b.WriteString(`,"role":`)
+			writeString(&b, tok.Role.String())
+			b.WriteByte('}')
+		}
+		b.WriteString("}},")
 	}
 	writeKey(&b, "active_deployment", true)
 	writeString(&b, c.Active.Name)

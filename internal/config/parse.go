@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/auth"
 	"io"
 	"math"
 	"os"
@@ -45,8 +46,10 @@ const (
 
 // The keys each map accepts, in the order the documentation lists them.
 var (
-	topKeys = []string{"master_coordinator", "coordinators", "active_deployment",
+	topKeys = []string{"master_coordinator", "coordinators", "auth", "active_deployment",
 		"target_deployment", "deployments"}
+	authKeys       = []string{"tokens"}
+	tokenKeys      = []string{"sha256", "role"}
 	deploymentKeys = []string{"read_repair", "background_repair", "background_repair_interval",
 		"write_quorum", "read_quorum", "request_timeout", "max_value_size",
 		"max_timestamp_ahead", "tombstone_grace", "limits", "hash", "buckets"}
@@ -688,6 +691,78 @@ func (p *parser) hash(n *yaml.Node, dep, path string, d *Deployment) {
 	}
 }
 
+// auth parses the auth section into c.AuthTokens and c.Auth.
+func (p *parser) auth(n *yaml.Node, path string, c *Config) {
+	entries, ok := p.mapping(n, "", path)
+	if !ok {
+		return
+	}
+	for _, e := range entries {
+		kp := join(path, e.key)
+		if e.key != "tokens" {
+			p.unknown(e.k, "", kp, e.key, authKeys)
+			continue
+		}
+		if p.optional(e.v) {
+			continue
+		}
+		tokens, ok := p.mapping(e.v, "", kp)
+		if !ok {
+			continue
+		}
+		seen := map[[32]byte]string{}
+		for _, te := range tokens {
+			tp := join(kp, te.key)
+			fields, ok := p.mapping(te.v, "", tp)
+			if !ok {
+				continue
+			}
+			tok := auth.Token{Name: te.key}
+			var haveHash, haveRole bool
+			for _, f := range fields {
+				fp := join(tp, f.key)
+				switch f.key {
+				case "sha256":
+					s, sn, ok := p.scalar(f.v, "", fp, "the hex SHA-256 of a token")
+					if !ok {
+						continue
+					}
+					h, err := auth.ParseHash(s)
+					if err != nil {
+						p.addf(sn, "", fp, "%v", err)
+						continue
+					}
+					if other, dup := seen[h]; dup {
+						p.addf(sn, "", fp, "the same token as %q", other)
+						continue
+					}
+					seen[h] = te.key
+					tok.Hash, haveHash = h, true
+				case "role":
+					s, sn, ok := p.scalar(f.v, "", fp, "read, write or admin")
+					if !ok {
+						continue
+					}
+					r, err := auth.ParseRole(s)
+					if err != nil {
+						p.addf(sn, "", fp, "%v", err)
+						continue
+					}
+					tok.Role, haveRole = r, true
+				default:
+					p.unknown(f.k, "", fp, f.key, tokenKeys)
+				}
+			}
+			if !haveHash || !haveRole {
+				p.addf(te.k, "", tp, "a token needs sha256 and role")
+				continue
+			}
+			c.AuthTokens = append(c.AuthTokens, tok)
+		}
+	}
+	c.Auth = auth.New(c.AuthTokens)
+}
+
 // limits parses a deployment's limits into dst.
 func (p *parser) limits(n *yaml.Node, dep, path string, dst *Limits) {
 	entries, ok := p.mapping(n, dep, path)
@@ -825,6 +900,10 @@ func (p *parser) config(root *yaml.Node) *Config {
 		case "master_coordinator":
 			if !p.optional(e.v) {
 				master, masterAt, _ = p.scalar(e.v, "", kp, "a coordinator id")
+			}
+		case "auth":
+			if !p.optional(e.v) {
+				p.auth(e.v, kp, c)
 			}
 		case "coordinators":
 			coordinatorsKey = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/connlimit"
 	"log/slog"
@@ -43,6 +44,11 @@ type ServerOptions struct {
 	StateDir string
 	// Logger receives the Server's logs. If nil, logs are discarded.
 	Logger *slog.Logger
+	// Token is sent as a bearer token to the master coordinator (which
+	// a follower asks for the configuration: an admin token) and to the
+	// nodes (whose /metrics the status reads: any role), when the
+	// configuration has an auth section.
+	Token string
 	// Registry receives the Server's metrics, which Handler serves on
 	// /metrics. If nil, a new registry with the Go and process collectors
 	// is used.
@@ -143,8 +149,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		log:        opts.Logger.With("coordinator", opts.ID),
 		wall:       opts.Wall,
 		followWait: min(opts.FollowInterval, maxWait),
-		client:     newClient(),
-		httpClient: &http.Client{Timeout: 3 * time.Second},
+		client:     auth.WithToken(newClient(), opts.Token),
+		httpClient: auth.WithToken(&http.Client{Timeout: 3 * time.Second}, opts.Token),
 		stopping:   make(chan struct{}),
 	}
 	if err := s.start(cfg); err != nil {
@@ -160,14 +166,23 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /configuration", s.serveConfiguration)
+	// With an auth section, everything but /health needs a token: the
+	// configuration and the status are the admin's (nodes and proxies
+	// fetch the configuration with an admin token), /metrics any role.
+	tokens := func() *auth.Tokens {
+		cfg, _ := s.Current()
+		return cfg.Auth
+	}
+	admin := func(h http.HandlerFunc) http.Handler { return auth.Require(tokens, auth.Admin, h) }
+	mux.Handle("GET /configuration", admin(s.serveConfiguration))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /migration", s.serveMigration)
-	mux.HandleFunc("GET /status", s.serveStatus)
+	mux.Handle("GET /metrics", auth.Require(tokens, auth.Read, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	mux.Handle("GET /migration", admin(s.serveMigration))
+	mux.Handle("GET /status", admin(s.serveStatus))
+	// The page holds no data: it asks /status, with a token it prompts for.
 	mux.HandleFunc("GET /{$}", servePage)
 	s.handler = s.metrics.countRequests(mux)
 	return s, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/auth"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -34,6 +35,9 @@ type WatcherOptions struct {
 	LongPollWait time.Duration
 	// Logger receives the Watcher's logs. If nil, logs are discarded.
 	Logger *slog.Logger
+	// Token is sent as a bearer token with every request: a token of the
+	// admin role when the configuration has an auth section.
+	Token string
 	// Client makes the requests to the coordinators. If nil, a client
 	// that gives up connecting after 5 s; every request also has a
 	// deadline of its own, its wait plus 5 s.
@@ -128,6 +132,7 @@ func NewWatcher(opts WatcherOptions) (*Watcher, error) {
 	if w.client == nil {
 		w.client, w.ownClient = newClient(), true
 	}
+	w.client = auth.WithToken(w.client, opts.Token)
 	w.cur.Store(&view{changed: make(chan struct{})})
 	return w, nil
 }

@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/auth"
 	"io"
 	"log/slog"
 	"net/http"
@@ -106,6 +107,12 @@ type Options struct {
 	// Logger receives one line per failed request (5xx). If nil, logs are
 	// discarded.
 	Logger *slog.Logger
+	// Auth returns the tokens requests are checked against, at the time
+	// of each request (so that a new configuration's tokens apply at
+	// once); nil, or a nil result, means no authentication. GET and HEAD
+	// of keys and /metrics need the read role; POST, PUT and DELETE the
+	// write role; /health is open.
+	Auth func() *auth.Tokens
 	// MaxInFlight is how many requests for keys (/values/, /stat/,
 	// /where/) the handler works on at once; beyond it a request is
 	// answered 503 with Retry-After at once (load shedding) instead of
@@ -122,6 +129,7 @@ type Handler struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	failures *failureLog
+	auth     func() *auth.Tokens
 	inFlight chan struct{} // a slot per request for a key; nil: no limit
 	shed     prometheus.Counter
 }
@@ -164,6 +172,7 @@ func NewHandler(opts Options) *Handler {
 	if opts.MaxInFlight > 0 {
 		h.inFlight = make(chan struct{}, opts.MaxInFlight)
 	}
+	h.auth = opts.Auth
 	reg.MustRegister(h.requests, h.latency)
 	return h
 }
@@ -180,6 +189,7 @@ const (
 	opMetrics = "metrics"
 	opOther   = "other"
 	opShed    = "shed"
+	opDenied  = "denied"
 )
 
 // ServeHTTP routes a request by hand rather than through http.ServeMux,
@@ -187,6 +197,13 @@ const (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	if h.auth != nil && r.URL.Path != "/health" {
+		if status, reason := h.auth().Check(r, neededRole(r)); status != 0 {
+			auth.Deny(rec, status, reason)
+			h.requests.WithLabelValues(opDenied, strconv.Itoa(rec.code)).Inc()
+			return
+		}
+	}
 	if h.inFlight != nil && keyPath(r.URL.Path) {
 		select {
 		case h.inFlight <- struct{}{}:
@@ -262,6 +279,17 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 
 // keyPath reports whether path names a key: the endpoints that need a
 // configuration to answer.
+// neededRole is the role a request needs when authentication is on.
+func neededRole(r *http.Request) auth.Role {
+	if strings.HasPrefix(r.URL.Path, "/values/") {
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodDelete:
+			return auth.Write
+		}
+	}
+	return auth.Read
+}
+
 func keyPath(path string) bool {
 	return strings.HasPrefix(path, "/values/") || strings.HasPrefix(path, "/stat/") || strings.HasPrefix(path, "/where/")
 }

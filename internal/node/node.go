@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/connlimit"
 	"github.com/takodb/tako/internal/gopool"
@@ -176,7 +177,8 @@ func New(opts Options) (*Node, error) {
 	n.binaryConns = connlimit.New("binary", limits.MaxConnections, false)
 	reg.MustRegister(n.httpConns.Collectors()...)
 	reg.MustRegister(n.binaryConns.Collectors()...)
-	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger, MaxInFlight: limits.MaxRequestsInFlight})
+	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger, MaxInFlight: limits.MaxRequestsInFlight,
+		Auth: func() *auth.Tokens { return n.cfg.Load().Auth }})
 	return n, nil
 }
 

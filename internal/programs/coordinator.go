@@ -26,6 +26,7 @@ func Coordinator(args []string) {
 	varDir := fs.String("v", "var/tako", "var `DIR`ectory: the epoch state (DIR/coordinator/ID)")
 	var logs cli.LogFlags
 	logs.Register(fs)
+	readToken := cli.TokenFlag(fs, "`FILE` holding the token to ask the master coordinator (admin) and the nodes' /metrics with, when the cluster has an auth section")
 	check := fs.String("check", "", "print what changing the -cfg FILE into `NEW.yaml` would move, and exit (1 if some keys would lose every current replica)")
 	cli.Usage(fs, "tako-coordinator -cfg FILE [-id ID] [-v DIR] [-d] [-l FILE] [-json]\n       tako-coordinator -cfg FILE -check NEW.yaml", `
 Serves the configuration FILE to every node and proxy of the cluster, over
@@ -78,8 +79,12 @@ Examples:
 		cli.Exit(program, 1, err)
 	}
 	defer closeLog.Close()
+	token, err := readToken()
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
 	srv, err := coordinator.NewServer(coordinator.ServerOptions{
-		ID: *id, ConfigPath: *cfgFile, StateDir: filepath.Join(*varDir, "coordinator", *id), Logger: logger,
+		ID: *id, ConfigPath: *cfgFile, StateDir: filepath.Join(*varDir, "coordinator", *id), Logger: logger, Token: token,
 	})
 	if err != nil {
 		cli.Exit(program, 1, err)

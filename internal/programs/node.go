@@ -34,6 +34,7 @@ func Node(args []string) {
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	var logs cli.LogFlags
 	logs.Register(fs)
+	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token to fetch the configuration with, when the cluster has an auth section")
 	clockOffset := fs.Duration("test-clock-offset", 0, "for fault tests only: run the node's clock `DURATION` ahead of the system clock (negative: behind)")
 	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-d] [-l FILE] [-json]", `
 Runs one Tako node. The node stores its share of the data in an embedded
@@ -64,8 +65,13 @@ Examples:
 	defer closeLog.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	token, err := readToken()
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
 	src, err := openSource(ctx, sourceOptions{
-		file: *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
+		token: token,
+		file:  *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
 		poll: time.Duration(*poll) * time.Second, logger: logger,
 		accept:  func(c *config.Config) bool { _, _, ok := c.Node(*id); return ok },
 		want:    "a configuration that names node " + *id,

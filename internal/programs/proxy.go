@@ -32,6 +32,7 @@ func Proxy(args []string) {
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	var logs cli.LogFlags
 	logs.Register(fs)
+	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token to fetch the configuration with, when the cluster has an auth section")
 	cli.Usage(fs, "tako-proxy (-c HOST:PORT ... | -cfg FILE) [-p PORT] [-b HOST] [-id ID] [-v DIR] [-u SECONDS] [-d] [-l FILE] [-json]", `
 Serves Tako's HTTP API (GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY,
 GET /where/KEY, /health, /metrics) in front of the cluster that the configuration describes.
@@ -58,8 +59,13 @@ Examples:
 	defer closeLog.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	token, err := readToken()
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
 	src, err := openSource(ctx, sourceOptions{
-		file: *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
+		token: token,
+		file:  *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
 		poll: time.Duration(*poll) * time.Second, logger: logger,
 		accept: func(*config.Config) bool { return true },
 		want:   "any valid configuration",

@@ -39,6 +39,7 @@ type source struct {
 type sourceOptions struct {
 	file         string
 	coordinators []string
+	token        string // for the coordinators, when auth is on
 	cacheDir     string
 	poll         time.Duration
 	logger       *slog.Logger
@@ -69,6 +70,7 @@ func openSource(ctx context.Context, o sourceOptions) (*source, error) {
 		CacheDir:     o.cacheDir,
 		PollInterval: o.poll,
 		Logger:       o.logger,
+		Token:        o.token,
 	})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/connlimit"
 	"log/slog"
@@ -94,7 +95,7 @@ func New(opts Options) (*Proxy, error) {
 	p.conns = connlimit.New("http", p.limits.MaxConnections, true)
 	reg.MustRegister(p.conns.Collectors()...)
 	p.api = httpapi.NewHandler(httpapi.Options{Backend: backend{p.client}, Registry: reg, Logger: opts.Logger,
-		MaxInFlight: p.limits.MaxRequestsInFlight})
+		MaxInFlight: p.limits.MaxRequestsInFlight, Auth: func() *auth.Tokens { return p.client.Config().Auth }})
 	return p, nil
 }
 

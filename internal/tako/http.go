@@ -73,6 +73,9 @@ func (r *runner) exchange(ctx context.Context, req request, handle func(*http.Re
 	for k, v := range req.header {
 		hr.Header[k] = v
 	}
+	if r.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+r.token)
+	}
 	resp, err := r.client.Do(hr)
 	if err != nil {
 		return fmt.Errorf("cannot reach %s: %w", r.server, transportError(err))

@@ -71,11 +71,13 @@ var commands = []command{
 	{"where", "KEY", "show KEY's replicas and what each one holds", runWhere},
 	{"status", "", "show the cluster as its coordinator sees it (-s COORDINATOR)", runStatus},
 	{"plan", "OLD.yaml NEW.yaml", "show what a configuration change moves (no server needed)", runPlan},
+	{"token", "ROLE NAME", "make a new token, and the lines that grant it ROLE in the configuration", runToken},
 }
 
 // runner holds what every subcommand shares: the server and the streams.
 type runner struct {
 	server  string // HOST:PORT, or a base URL
+	token   string // bearer token; "" sends none
 	timeout time.Duration
 	stdin   io.Reader
 	stdout  io.Writer
@@ -95,8 +97,8 @@ func Main(args []string, env func(string) string, stdin io.Reader, stdout, stder
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	defer transport.CloseIdleConnections()
-	r := &runner{server: server, timeout: defaultTimeout, stdin: stdin, stdout: stdout, stderr: stderr,
-		client: &http.Client{Transport: transport}}
+	r := &runner{server: server, token: strings.TrimSpace(env("TAKO_TOKEN")), timeout: defaultTimeout,
+		stdin: stdin, stdout: stdout, stderr: stderr, client: &http.Client{Transport: transport}}
 	return r.exitCode(r.run(context.Background(), args))
 }
 
@@ -170,6 +172,7 @@ func (r *runner) globalFlags() *flag.FlagSet {
 func (r *runner) serverFlags(fs *flag.FlagSet) {
 	fs.StringVar(&r.server, "s", r.server, "the server's `HOST:PORT` (or http://HOST:PORT): a proxy or a node for keys, the coordinator for status; $TAKO_SERVER sets the default")
 	fs.DurationVar(&r.timeout, "timeout", r.timeout, "how long to wait for the server's answer, a `DURATION` such as 5s")
+	fs.StringVar(&r.token, "token", r.token, "the `TOKEN` to send (Authorization: Bearer), for a cluster with an auth section; $TAKO_TOKEN sets the default")
 }
 
 // parseFlags parses the global flags; it stops at the command's name.
