@@ -8,6 +8,9 @@
 //	master_coordinator: c1            # optional; must name a coordinator
 //	coordinators:                     # optional; id -> [HOST, PORT]
 //	  c1: [tako-coordinator-1.example.com, 4712]
+//	auth:                             # optional; without it, no token is needed
+//	  tokens:                         # name -> the token's SHA-256 and its role
+//	    app: {sha256: 9f2c..., role: write}   # read | write | admin (tako token makes one)
 //	active_deployment: cluster        # required; must name a deployment
 //	target_deployment: next           # optional; live migration from active to target
 //	deployments:                      # required, at least one
