@@ -417,7 +417,16 @@ func TestTimingOutPeerIsMarkedDown(t *testing.T) {
 	if d := time.Since(start); d > 150*time.Millisecond {
 		t.Fatalf("Put waited %v for a frozen replica it did not need", d)
 	}
-	waitFor(t, "n3 marked down", func() bool { up, _ := c.nodes["n1"].peers.Peer("n3").Up(); return !up })
+	// n3 is marked down once a call to it times out. (The first call may
+	// have failed fast instead, if a dial to the stopped n3 put its
+	// address in backoff just before: keep writing.)
+	waitFor(t, "n3 marked down", func() bool {
+		if up, _ := c.nodes["n1"].peers.Peer("n3").Up(); !up {
+			return true
+		}
+		c.nodes["n1"].Put(ctx, []byte("a"), []byte("v"), 0)
+		return false
+	})
 	// Reads need only 2 of 3 as well; with n2 stopped they need n3. While
 	// it is marked down, one request at a time tries it anyway (it might
 	// be back) and fails within one timeout; the others fail at once.
