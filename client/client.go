@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/hlc"
+	"github.com/takodb/tako/internal/tlsconf"
 	"github.com/takodb/tako/internal/wire"
 )
 
@@ -58,6 +60,10 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives connection errors. Nil discards them.
 	Logger *slog.Logger
+	// TLS, when not nil, is the TLS configuration the client dials the
+	// nodes with. When nil and the configuration has a tls section, the
+	// client loads its files (see New); otherwise it uses plain TCP.
+	TLS *tls.Config
 }
 
 // Client sends requests to a Tako cluster. Create it with New or Open.
@@ -74,16 +80,34 @@ type Client struct {
 	// acknowledged after it. It observes every timestamp the cluster
 	// answers with, so it never falls behind the nodes' clocks.
 	clock *hlc.Clock
+	// tls holds the certificates of the configuration's tls section when
+	// the client loaded them, and tlsErr why it could not: then every
+	// request fails with it.
+	tls    *tlsconf.Reloader
+	tlsErr error
 }
 
-// New returns a client of the cluster that cfg describes.
+// New returns a client of the cluster that cfg describes. When cfg has a
+// tls section and opts.TLS is nil, New loads the section's files and the
+// client dials with mutual TLS, presenting the section's certificate; if
+// they cannot be loaded, every request fails with the reason (Open reports
+// it at once).
 func New(cfg *config.Config, opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{opts: opts, clock: hlc.New(nil)}
 	c.cfg.Store(cfg)
-	c.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger})
+	dial := wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger, TLS: opts.TLS}
+	if opts.TLS == nil && cfg.TLS != nil {
+		c.tls, c.tlsErr = tlsconf.Load(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
+		if c.tlsErr != nil {
+			c.tlsErr = fmt.Errorf("tako: the configuration's tls section: %w", c.tlsErr)
+		} else {
+			dial.TLS = c.tls.ClientConfig()
+		}
+	}
+	c.pool = wire.NewPool(dial)
 	return c
 }
 
@@ -94,7 +118,34 @@ func Open(path string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(cfg, opts), nil
+	c := New(cfg, opts)
+	if err := c.Err(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Err returns why the client cannot send any request (the files of the
+// configuration's tls section could not be loaded), or nil.
+func (c *Client) Err() error { return c.tlsErr }
+
+// ErrNoTLS is returned by ReloadTLS when the client did not load the
+// certificates of a tls section.
+var ErrNoTLS = errors.New("tako: the client did not load a tls section")
+
+// ReloadTLS reads the certificate and key files of the configuration's
+// tls section again, when New loaded them: new connections present the
+// new certificate, open ones are kept. On error the client keeps its
+// current certificate.
+func (c *Client) ReloadTLS() error {
+	if c.tls == nil {
+		return ErrNoTLS
+	}
+	if err := c.tls.Reload(); err != nil {
+		return fmt.Errorf("tako: %w", err)
+	}
+	return nil
 }
 
 // SetConfig makes the client follow a new configuration. Requests in flight
@@ -194,6 +245,9 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
+	}
+	if c.tlsErr != nil {
+		return nil, c.tlsErr
 	}
 	if len(req.Key) == 0 {
 		return nil, fmt.Errorf("%w: the key is empty", ErrBadRequest)

@@ -26,6 +26,10 @@ type Config struct {
 	// Auth is the set of AuthTokens that HTTP servers check requests
 	// against; nil (auth off) when there are none.
 	Auth *auth.Tokens
+	// TLS names the files of the tls section: with it, the binary protocol
+	// runs over mutual TLS. Nil when the file has no tls section, and then
+	// the binary protocol is plain TCP.
+	TLS *TLSFiles
 	// Active is the active deployment, the one that serves the keys. It is
 	// never nil in a Config returned by Parse or Load.
 	Active *Deployment
@@ -38,6 +42,18 @@ type Config struct {
 
 	// order is the deployments' names in file order.
 	order []string
+}
+
+// TLSFiles are the paths of the tls section, as written: relative paths
+// are relative to the process's working directory. All three are set.
+type TLSFiles struct {
+	// CA is the PEM certificate of the cluster's certificate authority:
+	// peers must present a certificate it signed.
+	CA string
+	// Cert is the PEM certificate this process presents.
+	Cert string
+	// Key is the PEM private key of Cert.
+	Key string
 }
 
 // Coordinator is a coordinator server: it serves the configuration over HTTP.

@@ -1127,3 +1127,58 @@ deployments:
 		}
 	}
 }
+
+// TestTLSSection parses the tls section, writes it in the canonical JSON
+// and reads it back, and rejects a missing field or an unknown key.
+func TestTLSSection(t *testing.T) {
+	c := mustParse(t, `
+tls:
+  ca: /etc/tako/ca.pem
+  cert: certs/tako.pem
+  key: "/etc/tako/tako key.pem"
+active_deployment: d
+deployments:
+  d:
+    buckets:
+      b1: {n1: [h, 1]}
+`)
+	want := TLSFiles{CA: "/etc/tako/ca.pem", Cert: "certs/tako.pem", Key: "/etc/tako/tako key.pem"}
+	if c.TLS == nil || *c.TLS != want {
+		t.Fatalf("TLS = %+v, want %+v", c.TLS, want)
+	}
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"tls":{"ca":"/etc/tako/ca.pem","cert":"certs/tako.pem","key":"/etc/tako/tako key.pem"}`) {
+		t.Errorf("JSON: %s", js)
+	}
+	back, err := Parse(js)
+	if err != nil || back.TLS == nil || *back.TLS != want {
+		t.Errorf("JSON round trip: %+v %v", back.TLS, err)
+	}
+	if again, _ := json.Marshal(back); string(again) != string(js) {
+		t.Errorf("JSON not stable:\n%s\n%s", js, again)
+	}
+	noTLS := mustParse(t, "active_deployment: d\ndeployments: {d: {buckets: {b1: {n1: [h, 1]}}}}\n")
+	if noTLS.TLS != nil {
+		t.Error("a file without tls has TLS set")
+	}
+	if js, _ := json.Marshal(noTLS); strings.Contains(string(js), "tls") {
+		t.Errorf("JSON of a file without tls: %s", js)
+	}
+	for _, tt := range []struct{ src, want string }{
+		{"tls: {ca: a.pem, cert: b.pem}", "missing key: the tls section needs ca, cert and key"},
+		{"tls: {ca: a.pem}", "missing cert, key"},
+		{"tls: {}", "missing ca, cert, key"},
+		{"tls: {ca: a.pem, cert: b.pem, key: c.pem, crl: d.pem}", `unknown key "crl" (want one of ca, cert, key)`},
+		{"tls: {ca: a.pem, cert: b.pem, key: ''}", "tls.key: empty"},
+		{"tls: {ca: [a.pem], cert: b.pem, key: c.pem}", "want the path of a PEM file"},
+		{"tls: yes", "tls"},
+	} {
+		_, err := Parse([]byte(tt.src + "\nactive_deployment: d\ndeployments: {d: {buckets: {b1: {n1: [h, 1]}}}}\n"))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.src, err, tt.want)
+		}
+	}
+}

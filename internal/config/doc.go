@@ -11,6 +11,10 @@
 //	auth:                             # optional; without it, no token is needed
 //	  tokens:                         # name -> the token's SHA-256 and its role
 //	    app: {sha256: 9f2c..., role: write}   # read | write | admin (tako token makes one)
+//	tls:                              # optional; without it, the binary protocol is plain TCP
+//	  ca: /etc/tako/ca.pem            # the cluster CA's certificate: peers must present one it signed
+//	  cert: /etc/tako/tako.pem        # this process's certificate (tako certs makes them)
+//	  key: /etc/tako/tako-key.pem     # its key; relative paths are relative to the working directory
 //	active_deployment: cluster        # required; must name a deployment
 //	target_deployment: next           # optional; live migration from active to target
 //	deployments:                      # required, at least one

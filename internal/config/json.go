@@ -50,6 +50,16 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 		}
 		b.WriteString("}},")
 	}
+	if c.TLS != nil {
+		writeKey(&b, "tls", true)
+		b.WriteString(`{"ca":`)
+		writeString(&b, c.TLS.CA)
+		b.WriteString(`,"cert":`)
+		writeString(&b, c.TLS.Cert)
+		b.WriteString(`,"key":`)
+		writeString(&b, c.TLS.Key)
+		b.WriteString("},")
+	}
 	writeKey(&b, "active_deployment", true)
 	writeString(&b, c.Active.Name)
 	if c.Target != nil {

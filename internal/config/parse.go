@@ -46,10 +46,11 @@ const (
 
 // The keys each map accepts, in the order the documentation lists them.
 var (
-	topKeys = []string{"master_coordinator", "coordinators", "auth", "active_deployment",
+	topKeys = []string{"master_coordinator", "coordinators", "auth", "tls", "active_deployment",
 		"target_deployment", "deployments"}
 	authKeys       = []string{"tokens"}
 	tokenKeys      = []string{"sha256", "role"}
+	tlsKeys        = []string{"ca", "cert", "key"}
 	deploymentKeys = []string{"read_repair", "background_repair", "background_repair_interval",
 		"write_quorum", "read_quorum", "request_timeout", "max_value_size",
 		"max_timestamp_ahead", "tombstone_grace", "limits", "hash", "buckets"}
@@ -763,6 +764,49 @@ func (p *parser) auth(n *yaml.Node, path string, c *Config) {
 	c.Auth = auth.New(c.AuthTokens)
 }
 
+// tls parses the tls section; it returns nil when the section is not
+// valid, after reporting why.
+func (p *parser) tls(n *yaml.Node, path string) *TLSFiles {
+	entries, ok := p.mapping(n, "", path)
+	if !ok {
+		return nil
+	}
+	var f TLSFiles
+	fields := map[string]*string{"ca": &f.CA, "cert": &f.Cert, "key": &f.Key}
+	bad := false // a problem was already reported
+	for _, e := range entries {
+		kp := join(path, e.key)
+		dst, known := fields[e.key]
+		if !known {
+			p.unknown(e.k, "", kp, e.key, tlsKeys)
+			continue
+		}
+		if p.optional(e.v) {
+			continue
+		}
+		s, sn, ok := p.scalar(e.v, "", kp, "the path of a PEM file")
+		if ok && s == "" {
+			p.addf(sn, "", kp, "empty: want the path of a PEM file")
+		}
+		bad = bad || !ok || s == ""
+		*dst = s
+	}
+	var missing []string
+	for _, k := range tlsKeys {
+		if *fields[k] == "" {
+			missing = append(missing, k)
+		}
+	}
+	if bad {
+		return nil
+	}
+	if len(missing) > 0 {
+		p.addf(n, "", path, "missing %s: the tls section needs ca, cert and key", strings.Join(missing, ", "))
+		return nil
+	}
+	return &f
+}
+
 // limits parses a deployment's limits into dst.
 func (p *parser) limits(n *yaml.Node, dep, path string, dst *Limits) {
 	entries, ok := p.mapping(n, dep, path)
@@ -904,6 +948,10 @@ func (p *parser) config(root *yaml.Node) *Config {
 		case "auth":
 			if !p.optional(e.v) {
 				p.auth(e.v, kp, c)
+			}
+		case "tls":
+			if !p.optional(e.v) {
+				c.TLS = p.tls(e.v, kp)
 			}
 		case "coordinators":
 			coordinatorsKey = true

@@ -19,23 +19,24 @@ var allowed = map[string][]string{
 	"cmd/tako-cluster":      {"internal/programs"},
 	"cmd/tako-coordinator":  {"internal/programs"},
 	"cmd/tako":              {"internal/tako"},
-	"internal/tako":         {"internal/auth", "internal/cli", "internal/config", "internal/coordinator", "internal/httpapi"},
+	"internal/tako":         {"internal/auth", "internal/cli", "internal/config", "internal/coordinator", "internal/httpapi", "internal/tlsconf"},
 	"internal/coordinator":  {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit"},
 	"cmd/tako-bench":        {"client", "internal/cli", "internal/loadgen"},
 	"internal/programs":     {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/proxy", "internal/localcluster"},
 	"internal/localcluster": {"internal/config"},
 	"internal/proxy":        {"client", "internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/httpapi"},
-	"internal/node":         {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/store", "internal/wire"},
+	"internal/node":         {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/store", "internal/tlsconf", "internal/wire"},
 	"internal/wire":         {"internal/gopool"},
 	"internal/httpapi":      {"internal/auth"},
-	"internal/testcluster":  {"internal/config", "internal/node"},
+	"internal/testcluster":  {"internal/config", "internal/node", "internal/tlsconf"},
 	"internal/loadgen":      {"client"},
-	"client":                {"internal/config", "internal/health", "internal/hlc", "internal/keyhash", "internal/wire"},
+	"client":                {"internal/config", "internal/health", "internal/hlc", "internal/keyhash", "internal/tlsconf", "internal/wire"},
 	"internal/config":       {"internal/auth", "internal/keyhash", "internal/ring"},
 	"internal/ring":         {"internal/keyhash"},
 	"internal/store":        {"internal/keyhash"},
 	// internal/auth, internal/keyhash, internal/hlc, internal/health,
-	// internal/cli, internal/gopool, internal/buildinfo, internal/connlimit:
+	// internal/cli, internal/gopool, internal/buildinfo, internal/connlimit,
+	// internal/tlsconf:
 	// no Tako package.
 }
 

@@ -37,6 +37,7 @@ import (
 	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/store"
+	"github.com/takodb/tako/internal/tlsconf"
 	"github.com/takodb/tako/internal/wire"
 )
 
@@ -78,6 +79,9 @@ type Node struct {
 	pool                   *wire.Pool // connections to peers
 	peers                  health.Set // whether each peer answers
 	frame                  int        // the wire's frame size limit
+	// tls holds the certificates of the tls section, nil without one:
+	// the binary port and the connections to peers then use plain TCP.
+	tls *tlsconf.Reloader
 
 	// recovering is set while the node may lack data that the
 	// configuration gives it (it started with an empty store, or a new
@@ -131,6 +135,10 @@ func New(opts Options) (*Node, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	tlsr, err := loadTLS(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", opts.ID, err)
+	}
 	st, err := store.Open(filepath.Clean(opts.DataDir), store.Options{Logger: logger, NoSync: opts.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: opening the store in %s: %w", opts.ID, opts.DataDir, err)
@@ -142,6 +150,7 @@ func New(opts Options) (*Node, error) {
 		clock:    hlc.New(opts.Wall),
 		store:    st,
 		dataDir:  opts.DataDir,
+		tls:      tlsr,
 	}
 	n.local = localReplica{id: opts.ID, store: st, recovering: &n.recovering}
 	n.repairWake = make(chan struct{}, 1)
@@ -149,7 +158,11 @@ func New(opts Options) (*Node, error) {
 	n.cfg.Store(opts.Config)
 	n.epoch.Store(opts.Epoch)
 	n.frame = frameSize(opts.Config)
-	n.pool = wire.NewPool(wire.DialOptions{MaxFrameSize: n.frame, Logger: logger})
+	dial := wire.DialOptions{MaxFrameSize: n.frame, Logger: logger}
+	if tlsr != nil {
+		dial.TLS = tlsr.ClientConfig()
+	}
+	n.pool = wire.NewPool(dial)
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 	n.metrics = newNodeMetrics(reg, st, &n.peers, func(peer string) bool {
 		nd, _, ok := n.cfg.Load().Node(peer)
@@ -182,6 +195,36 @@ func New(opts Options) (*Node, error) {
 	return n, nil
 }
 
+// loadTLS loads the certificates of cfg's tls section, or returns nil
+// when it has none.
+func loadTLS(cfg *config.Config) (*tlsconf.Reloader, error) {
+	if cfg.TLS == nil {
+		return nil, nil
+	}
+	r, err := tlsconf.Load(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("the configuration's tls section: %w", err)
+	}
+	return r, nil
+}
+
+// ErrNoTLS is returned by ReloadTLS when the node runs without TLS.
+var ErrNoTLS = errors.New("node: the configuration has no tls section")
+
+// ReloadTLS reads the certificate and key files of the tls section again:
+// new connections, in both directions, use the new certificate, and the
+// connections already open are kept. On error the node keeps its current
+// certificate.
+func (n *Node) ReloadTLS() error {
+	if n.tls == nil {
+		return ErrNoTLS
+	}
+	if err := n.tls.Reload(); err != nil {
+		return fmt.Errorf("node %s: %w", n.id, err)
+	}
+	return nil
+}
+
 // SetConfig makes the node follow a new configuration, with the epoch the
 // coordinator gave it (0 for a file). Requests in flight finish with the
 // configuration they started with; new ones use the new one. A node that
@@ -205,12 +248,20 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 		n.logger.Warn("this node is not in the new configuration: serving nothing but /health (503) until a configuration names it again", "node", n.id, "epoch", epoch)
 	case !wasIn && isIn:
 		n.logger.Info("this node is in the configuration again: serving", "node", n.id, "epoch", epoch, "deployment", d.Name)
+	case isIn && !sameTLS(old.TLS, cfg.TLS):
+		n.logger.Warn("the configuration changed the tls section; the node keeps its TLS settings until it is restarted (SIGHUP reloads the certificate files)",
+			"node", n.id, "epoch", epoch)
 	case isIn && (self.BinaryAddr() != oldSelf.BinaryAddr() || self.HTTPAddr() != oldSelf.HTTPAddr()):
 		n.logger.Warn("the configuration moved this node to new addresses; it keeps serving on the old ones until it is restarted",
 			"node", n.id, "binary", self.BinaryAddr(), "http", self.HTTPAddr(), "epoch", epoch)
 	default:
 		n.logger.Info("following a new configuration", "node", n.id, "epoch", epoch)
 	}
+}
+
+// sameTLS reports whether a and b name the same files (or are both nil).
+func sameTLS(a, b *config.TLSFiles) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
 }
 
 // startRecovering marks the node as recovering, and says why.
@@ -292,8 +343,12 @@ func (n *Node) Run(ctx context.Context) error {
 	n.listenMu.Unlock()
 
 	limits := n.settings(n.cfg.Load()).Limits
-	wireSrv := wire.NewServer(wire.ServerOptions{Handler: wireHandler{n}, Logger: n.logger, MaxFrameSize: n.frame,
-		MaxInFlightPerConn: limits.MaxRequestsPerConnection})
+	wireOpts := wire.ServerOptions{Handler: wireHandler{n}, Logger: n.logger, MaxFrameSize: n.frame,
+		MaxInFlightPerConn: limits.MaxRequestsPerConnection}
+	if n.tls != nil {
+		wireOpts.TLS = n.tls.ServerConfig()
+	}
+	wireSrv := wire.NewServer(wireOpts)
 	srv := &http.Server{
 		Handler:           n.api,
 		ReadHeaderTimeout: limits.HeaderTimeout,
@@ -317,7 +372,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.goBackground(n.runRepair)
 	n.logger.Info("node serving", "node", n.id, "version", buildinfo.Version(), "http", httpAddr, "binary", binLn.Addr().String(),
-		"deployment", n.deploymentName(), "epoch", n.epoch.Load(), "data", n.dataDir, "keys", n.store.Stats().Keys)
+		"deployment", n.deploymentName(), "epoch", n.epoch.Load(), "data", n.dataDir, "keys", n.store.Stats().Keys,
+		"tls", n.tls != nil)
 	var failed error
 	select {
 	case <-ctx.Done():

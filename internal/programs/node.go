@@ -48,6 +48,10 @@ for one that names it (starting from its cache in DIR/etc/ID when no
 coordinator answers) and adopts every newer one while it runs. With -cfg it
 reads the file once.
 
+When the configuration has a tls section, the binary port speaks mutual TLS
+with the certificates it names (tako certs makes them), and SIGHUP reads the
+certificate and key files again without dropping connections.
+
 Examples:
   tako-node -id n1 -c tako-coordinator-1.domain.com:4712
   tako-node -id n1 -cfg examples/standalone.yaml     # HTTP on localhost:5711`)
@@ -100,9 +104,14 @@ Examples:
 	}
 	logger.Info("starting", "node", *id, "cfg", *cfgFile, "coordinators", coordinators.String(), "epoch", src.epoch, "data", dataDir)
 	src.follow(ctx, n.SetConfig)
+	stopReload := func() {}
+	if src.cfg.TLS != nil {
+		stopReload = reloadTLSOnHUP(ctx, logger, n.ReloadTLS)
+	}
 	stopProfile := startProfile(program, *id, logger)
 	err = n.Run(ctx)
 	stopProfile()
+	stopReload()
 	stop()
 	src.wait()
 	if err != nil {

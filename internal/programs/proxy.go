@@ -81,9 +81,14 @@ Examples:
 		cli.Exit(program, 1, err)
 	}
 	src.follow(ctx, p.SetConfig)
+	stopReload := func() {}
+	if src.cfg.TLS != nil {
+		stopReload = reloadTLSOnHUP(ctx, logger, p.ReloadTLS)
+	}
 	stopProfile := startProfile(program, *id, logger)
 	err = p.Run(ctx)
 	stopProfile()
+	stopReload()
 	stop()
 	src.wait()
 	if err != nil {

@@ -85,6 +85,10 @@ func New(opts Options) (*Proxy, error) {
 		logger: opts.Logger,
 		client: client.New(opts.Config, client.Options{Logger: opts.Logger}),
 	}
+	if err := p.client.Err(); err != nil {
+		p.client.Close()
+		return nil, fmt.Errorf("proxy %s: %w", p.id, err)
+	}
 	p.epoch.Store(opts.Epoch)
 	reg.MustRegister(buildinfo.Collector("tako-proxy"))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -106,6 +110,10 @@ func (p *Proxy) SetConfig(cfg *config.Config, epoch int64) {
 	p.epoch.Store(epoch)
 	p.logger.Info("following a new configuration", "proxy", p.id, "epoch", epoch, "deployment", cfg.Active.Name)
 }
+
+// ReloadTLS reads the certificate files of the configuration's tls section
+// again (see client.Client.ReloadTLS); client.ErrNoTLS without one.
+func (p *Proxy) ReloadTLS() error { return p.client.ReloadTLS() }
 
 // Handler returns the proxy's HTTP handler.
 func (p *Proxy) Handler() http.Handler { return p.api }

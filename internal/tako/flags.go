@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/takodb/tako/internal/cli"
 )
@@ -62,6 +63,10 @@ func argCount(min, max int) string {
 		return "1 argument"
 	case min == max:
 		return fmt.Sprintf("%d arguments", min)
+	case max == math.MaxInt && min == 1:
+		return "at least 1 argument"
+	case max == math.MaxInt:
+		return fmt.Sprintf("at least %d arguments", min)
 	}
 	return fmt.Sprintf("%d to %d arguments", min, max)
 }

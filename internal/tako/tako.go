@@ -72,6 +72,7 @@ var commands = []command{
 	{"status", "", "show the cluster as its coordinator sees it (-s COORDINATOR)", runStatus},
 	{"plan", "OLD.yaml NEW.yaml", "show what a configuration change moves (no server needed)", runPlan},
 	{"token", "ROLE NAME", "make a new token, and the lines that grant it ROLE in the configuration", runToken},
+	{"certs", "DIR [HOST ...]", "make a CA and a certificate for mutual TLS, and the tls lines of the configuration", runCerts},
 }
 
 // runner holds what every subcommand shares: the server and the streams.

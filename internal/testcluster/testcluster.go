@@ -18,6 +18,7 @@ import (
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/node"
+	"github.com/takodb/tako/internal/tlsconf"
 )
 
 // Cluster is the running nodes of one configuration.
@@ -26,6 +27,9 @@ type Cluster struct {
 	Config *config.Config
 	// ConfigPath is the configuration written to a file.
 	ConfigPath string
+	// TLS are the certificate files of the tls section, made as tako
+	// certs makes them, when Spec.TLS is set; zero otherwise.
+	TLS tlsconf.Files
 
 	dir     string
 	logger  *slog.Logger
@@ -45,6 +49,10 @@ type Spec struct {
 	// ClockOffsets runs the named nodes' clocks ahead of the system clock
 	// (behind when negative), to test a node whose clock is wrong.
 	ClockOffsets map[string]time.Duration
+	// TLS makes a CA and a certificate in the cluster's directory, as
+	// tako certs does, and gives the configuration a tls section that
+	// names them: the nodes then talk mutual TLS on their binary ports.
+	TLS bool
 }
 
 // Start writes a configuration of spec on free loopback ports into dir,
@@ -55,6 +63,14 @@ func Start(dir string, spec Spec, logger *slog.Logger) (*Cluster, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	var b strings.Builder
+	var files tlsconf.Files
+	if spec.TLS {
+		var err error
+		if files, err = tlsconf.WriteFiles(filepath.Join(dir, "tls"), nil); err != nil {
+			return nil, fmt.Errorf("testcluster: %w", err)
+		}
+		fmt.Fprintf(&b, "tls:\n  ca: %s\n  cert: %s\n  key: %s\n", files.CA, files.Cert, files.Key)
+	}
 	fmt.Fprintf(&b, "active_deployment: test\ndeployments:\n  test:\n")
 	for _, e := range spec.Extra {
 		fmt.Fprintf(&b, "    %s\n", e)
@@ -78,7 +94,7 @@ func Start(dir string, spec Spec, logger *slog.Logger) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Config: cfg, ConfigPath: path, dir: dir, logger: logger, offsets: spec.ClockOffsets,
+	c := &Cluster{Config: cfg, ConfigPath: path, TLS: files, dir: dir, logger: logger, offsets: spec.ClockOffsets,
 		nodes: map[string]*node.Node{}, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}}
 	for _, nd := range cfg.Nodes() {
 		if err := c.StartNode(nd.ID); err != nil {

@@ -3,10 +3,13 @@ package wire
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/takodb/tako/internal/tlsconf"
 )
 
 // BenchmarkCallParallel: 16 concurrent callers of a small Get over one
@@ -54,4 +57,56 @@ func BenchmarkEncodeDecodePut(b *testing.B) {
 			b.Fatal(got, err)
 		}
 	}
+}
+
+// benchCall runs 64 concurrent callers of a small Get over one connection,
+// on loopback, plain or over mutual TLS.
+func benchCall(b *testing.B, serverTLS, clientTLS *tls.Config) {
+	value := bytes.Repeat([]byte("v"), 100)
+	var h HandlerFunc = func(ctx context.Context, req *Request) *Response {
+		return &Response{Found: true, Record: Record{Timestamp: 1, Value: value}}
+	}
+	ts := startServer(b, "", ServerOptions{Handler: h, Logger: slog.New(slog.DiscardHandler), TLS: serverTLS})
+	c, err := Dial(context.Background(), ts.addr, DialOptions{TLS: clientTLS})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	const callers = 64
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			req := &Request{Op: OpGet, Key: []byte("some-key")}
+			for left.Add(-1) >= 0 {
+				resp, err := c.Call(ctx, req)
+				if err != nil || !resp.Found {
+					b.Error(resp, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkCallPlain: 64 concurrent callers over one plain TCP connection.
+func BenchmarkCallPlain(b *testing.B) { benchCall(b, nil, nil) }
+
+// BenchmarkCallTLS: the same over mutual TLS 1.3 with ECDSA P-256
+// certificates made by tlsconf, as tako certs makes them.
+func BenchmarkCallTLS(b *testing.B) {
+	f, err := tlsconf.WriteFiles(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := tlsconf.Load(f.CA, f.Cert, f.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchCall(b, r.ServerConfig(), r.ClientConfig())
 }

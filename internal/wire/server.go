@@ -313,6 +313,12 @@ func (sc *serverConn) serve() {
 	}()
 
 	_ = sc.nc.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	if tc, ok := sc.nc.(*tls.Conn); ok {
+		if err := tc.HandshakeContext(sc.ctx); err != nil {
+			s.log.Warn("wire: TLS handshake failed, closing the connection", "peer", sc.peer, "err", err)
+			return
+		}
+	}
 	if _, err := serverHandshake(sc.br, sc.nc); err != nil {
 		var perr *ProtocolError
 		if errors.As(err, &perr) {
