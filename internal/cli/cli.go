@@ -4,6 +4,8 @@
 package cli
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -124,5 +126,34 @@ func TokenFlag(fs *flag.FlagSet, usage string) func() (string, error) {
 		}
 		line, _, _ := strings.Cut(string(b), "\n")
 		return strings.TrimSpace(line), nil
+	}
+}
+
+// CAEnv is the environment variable that names the CA certificate file to
+// verify HTTPS servers with, when -ca is not given.
+const CAEnv = "TAKO_CA"
+
+// CAFlag adds -ca to fs and returns the function that loads the CA it
+// names (default $TAKO_CA): a TLS configuration that verifies HTTPS
+// servers against it, or nil (plain HTTP) when neither is set.
+func CAFlag(fs *flag.FlagSet, usage string) func() (*tls.Config, error) {
+	file := fs.String("ca", "", usage+" (default: $"+CAEnv+")")
+	return func() (*tls.Config, error) {
+		path := *file
+		if path == "" {
+			path = os.Getenv(CAEnv)
+		}
+		if path == "" {
+			return nil, nil
+		}
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: reading the CA certificate: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca: %s holds no PEM certificate", path)
+		}
+		return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 	}
 }

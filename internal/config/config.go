@@ -1,12 +1,12 @@
 package config
 
 import (
-	"github.com/takodb/tako/internal/auth"
 	"net"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/ring"
 )

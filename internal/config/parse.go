@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/takodb/tako/internal/auth"
 	"io"
 	"math"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/ring"
 )
 

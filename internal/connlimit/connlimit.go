@@ -12,6 +12,7 @@ package connlimit
 
 import (
 	"container/list"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -117,8 +118,13 @@ func (l *Limiter) admit(c *conn) bool {
 }
 
 // ConnState is an http.Server ConnState hook: it marks connections busy
-// while a request is under way and idle between requests.
+// while a request is under way and idle between requests. It also works
+// for an HTTPS server whose TLS listener wraps the limiter's: a *tls.Conn
+// is looked up by the connection beneath it.
 func (l *Limiter) ConnState(c net.Conn, s http.ConnState) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, ok := l.conns[c]

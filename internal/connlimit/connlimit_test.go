@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -108,5 +109,68 @@ func TestWithoutEvictionNewConnectionsAreRejected(t *testing.T) {
 	}
 	if closedByServer(t, c1) {
 		t.Error("the first connection was evicted")
+	}
+}
+
+// idleLen returns how many connections the limiter holds idle.
+func (l *Limiter) idleLen() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.idle.Len()
+}
+
+// TestConnStateThroughTLS: with the TLS listener wrapped around the
+// limiter's, http.Server reports *tls.Conn to ConnState, and the limiter
+// still tells the busy connection from the idle one, so the new
+// connection evicts the idle one and the request under way finishes.
+func TestConnStateThroughTLS(t *testing.T) {
+	l := New("http", 2, true)
+	started, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	srv.Listener = l.Listener(srv.Listener)
+	srv.Config.ConnState = l.ConnState
+	srv.StartTLS()
+	defer srv.Close()
+	client := func() *http.Client {
+		tr := srv.Client().Transport.(*http.Transport).Clone()
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	}
+	get := func(c *http.Client, path string) error {
+		resp, err := c.Get(srv.URL + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		return err
+	}
+
+	slowDone := make(chan error, 1)
+	go func() { slowDone <- get(client(), "/slow") }()
+	<-started
+	if err := get(client(), "/fast"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Len() != 2 || l.idleLen() != 1 {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("%d open, %d idle; want 2 open, 1 idle (the busy TLS connection is not marked busy)", l.Len(), l.idleLen())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := get(client(), "/fast"); err != nil {
+		t.Errorf("a third connection at the limit of 2: %v", err)
+	}
+	close(release)
+	if err := <-slowDone; err != nil {
+		t.Errorf("the busy connection was cut: %v", err)
 	}
 }

@@ -136,6 +136,7 @@ func rate(before, after float64, elapsed time.Duration) float64 {
 // configuration and keeps what the last scrape found.
 type statusCollector struct {
 	client   *http.Client
+	scheme   string // of the nodes' HTTP ports: "http", or "https" with a tls section
 	interval time.Duration
 	now      func() time.Time
 	nodes    func() []config.Node // the nodes to ask
@@ -213,7 +214,7 @@ func (c *statusCollector) askAll(ctx context.Context, nodes []config.Node) ([]no
 			continue
 		}
 		wg.Go(func() {
-			m, err := scrapeMetrics(ctx, c.client, "http://"+n.HTTPAddr()+"/metrics", nodeScrapeTimeout)
+			m, err := scrapeMetrics(ctx, c.client, c.scheme+"://"+n.HTTPAddr()+"/metrics", nodeScrapeTimeout)
 			if err != nil {
 				errs[i] = err
 				return

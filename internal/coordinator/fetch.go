@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -40,16 +41,16 @@ type answer struct {
 }
 
 // fetch asks the coordinator at addr (HOST:PORT) for its configuration if
-// newer than since, waiting up to wait for one (0: answer at once). It gives
-// up after wait plus requestSlack.
-func fetch(ctx context.Context, client *http.Client, addr string, since int64, wait time.Duration) (answer, error) {
+// newer than since, waiting up to wait for one (0: answer at once), over
+// scheme ("http" or "https"). It gives up after wait plus requestSlack.
+func fetch(ctx context.Context, client *http.Client, scheme, addr string, since int64, wait time.Duration) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait+requestSlack)
 	defer cancel()
 	q := url.Values{"since": {strconv.FormatInt(since, 10)}}
 	if wait > 0 {
 		q.Set("wait", wait.String())
 	}
-	u := url.URL{Scheme: "http", Host: addr, Path: "/configuration", RawQuery: q.Encode()}
+	u := url.URL{Scheme: scheme, Host: addr, Path: "/configuration", RawQuery: q.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return answer{}, fmt.Errorf("coordinator: asking %s: %w", addr, err)
@@ -90,9 +91,11 @@ func fetch(ctx context.Context, client *http.Client, addr string, since int64, w
 // given: connections are attempted for at most 5 s, and every request has a
 // deadline of its own (its wait plus requestSlack), so the client itself has
 // no overall timeout. Proxies from the environment are not used: the
-// coordinators are the cluster's own.
-func newClient() *http.Client {
+// coordinators are the cluster's own. With tlsConfig, HTTPS servers are
+// verified with it.
+func newClient(tlsConfig *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:       tlsConfig,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   5 * time.Second,
 		MaxIdleConnsPerHost:   4,

@@ -30,7 +30,7 @@ func (s *Server) follow(ctx context.Context) {
 			}
 		}
 		since := max(cur.epoch, rejected)
-		ans, err := fetch(ctx, s.client, master, since, s.followWait)
+		ans, err := fetch(ctx, s.client, s.scheme, master, since, s.followWait)
 		if ctx.Err() != nil {
 			return
 		}

@@ -91,7 +91,7 @@ type MigrationStatus struct {
 
 // migrationStatus asks every node of cfg (over its HTTP port) for the epoch
 // of its last clean repair pass.
-func migrationStatus(ctx context.Context, cfg *config.Config, epoch int64, client *http.Client) MigrationStatus {
+func migrationStatus(ctx context.Context, cfg *config.Config, epoch int64, client *http.Client, scheme string) MigrationStatus {
 	st := MigrationStatus{Epoch: epoch, Active: cfg.Active.Name, Nodes: map[string]SyncStatus{}}
 	if cfg.Target != nil {
 		st.Target = cfg.Target.Name
@@ -105,7 +105,7 @@ func migrationStatus(ctx context.Context, cfg *config.Config, epoch int64, clien
 			s := SyncStatus{SyncedEpoch: -1}
 			if n.HTTPPort == 0 {
 				s.Error = "the node has no HTTP port to ask"
-			} else if e, err := syncedEpoch(ctx, client, "http://"+n.HTTPAddr()+"/metrics"); err != nil {
+			} else if e, err := syncedEpoch(ctx, client, scheme+"://"+n.HTTPAddr()+"/metrics"); err != nil {
 				s.Error = err.Error()
 			} else {
 				s.SyncedEpoch = e
@@ -154,7 +154,7 @@ func (s *Server) checkChange(cur *served, next *config.Config) error {
 		s.log.Warn("forced: accepting a reload without checking that the migration converged", "change", what, "force_file", force)
 		return nil
 	}
-	st := migrationStatus(context.Background(), cur.cfg, cur.epoch, s.httpClient)
+	st := migrationStatus(context.Background(), cur.cfg, cur.epoch, s.httpClient, s.scheme)
 	if st.Converged {
 		s.log.Info("the migration has converged; accepting the reload", "change", what)
 		return nil
@@ -303,7 +303,7 @@ func orNone(s []string) string {
 // configuration is in sync, as JSON.
 func (s *Server) serveMigration(w http.ResponseWriter, r *http.Request) {
 	cur := s.cur.Load()
-	st := migrationStatus(r.Context(), cur.cfg, cur.epoch, s.httpClient)
+	st := migrationStatus(r.Context(), cur.cfg, cur.epoch, s.httpClient, s.scheme)
 	body, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -2,11 +2,9 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/takodb/tako/internal/auth"
-	"github.com/takodb/tako/internal/buildinfo"
-	"github.com/takodb/tako/internal/connlimit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,7 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/takodb/tako/internal/auth"
+	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/connlimit"
+	"github.com/takodb/tako/internal/tlsconf"
 )
 
 // ErrUnknownID is returned (wrapped) by NewServer and Reload when the
@@ -77,9 +79,14 @@ type Server struct {
 	followWait time.Duration
 	client     *http.Client
 	httpClient *http.Client // asks nodes how far their repair is
-	metrics    *serverMetrics
-	handler    http.Handler
-	collector  *statusCollector // the nodes' state, for GET /status
+	// scheme is "https" when the configuration had a tls section when
+	// NewServer read it (tls then serves it and verifies the peers),
+	// "http" otherwise.
+	scheme    string
+	tls       *tlsconf.Reloader
+	metrics   *serverMetrics
+	handler   http.Handler
+	collector *statusCollector // the nodes' state, for GET /status
 
 	// cur is what is served. A *served is never modified: a new
 	// configuration is published by storing a new one and closing the
@@ -149,15 +156,34 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		log:        opts.Logger.With("coordinator", opts.ID),
 		wall:       opts.Wall,
 		followWait: min(opts.FollowInterval, maxWait),
-		client:     auth.WithToken(newClient(), opts.Token),
-		httpClient: auth.WithToken(&http.Client{Timeout: 3 * time.Second}, opts.Token),
+		scheme:     "http",
 		stopping:   make(chan struct{}),
 	}
+	// With a tls section, the coordinator serves HTTPS and asks the
+	// master and the nodes over HTTPS, verifying them with the CA. The
+	// files are read once: a changed certificate takes a restart.
+	var clientTLS *tls.Config
+	if t := cfg.TLS; t != nil {
+		if s.tls, err = tlsconf.Load(t.CA, t.Cert, t.Key); err != nil {
+			return nil, fmt.Errorf("coordinator: %s: the tls section: %w", opts.ConfigPath, err)
+		}
+		s.scheme = "https"
+		clientTLS = s.tls.HTTPClientConfig()
+	}
+	s.client = auth.WithToken(newClient(clientTLS), opts.Token)
+	httpClient := &http.Client{Timeout: 3 * time.Second}
+	if clientTLS != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = clientTLS
+		httpClient.Transport = tr
+	}
+	s.httpClient = auth.WithToken(httpClient, opts.Token)
 	if err := s.start(cfg); err != nil {
 		return nil, err
 	}
 	s.collector = &statusCollector{
 		client:   s.httpClient,
+		scheme:   s.scheme,
 		interval: opts.StatusInterval,
 		now:      s.wall,
 		nodes:    func() []config.Node { return s.cur.Load().cfg.Nodes() },
@@ -369,6 +395,10 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	limits := s.cur.Load().cfg.Active.Limits
 	conns := connlimit.New("http", limits.MaxConnections, true)
 	ln = conns.Listener(ln)
+	if s.tls != nil {
+		// HTTPS: the limiter's listener inside, TLS outside.
+		ln = tls.NewListener(ln, s.tls.HTTPServerConfig())
+	}
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: limits.HeaderTimeout,
@@ -385,7 +415,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	served := make(chan error, 1)
 	wg.Go(func() { served <- srv.Serve(ln) })
 	s.log.Info("coordinator serving", "coordinator", s.id, "version", buildinfo.Version(), "addr", ln.Addr().String(),
-		"epoch", s.cur.Load().epoch, "config", s.path, "state", s.stateDir)
+		"epoch", s.cur.Load().epoch, "config", s.path, "state", s.stateDir, "tls", s.tls != nil)
 
 	var err error
 	select {

@@ -2,9 +2,9 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/takodb/tako/internal/auth"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/config"
 )
 
@@ -39,9 +40,15 @@ type WatcherOptions struct {
 	// admin role when the configuration has an auth section.
 	Token string
 	// Client makes the requests to the coordinators. If nil, a client
-	// that gives up connecting after 5 s; every request also has a
-	// deadline of its own, its wait plus 5 s.
+	// that gives up connecting after 5 s (and verifies coordinators with
+	// TLS, when set); every request also has a deadline of its own, its
+	// wait plus 5 s.
 	Client *http.Client
+	// TLS, when not nil, makes the Watcher ask the coordinators over
+	// HTTPS (the coordinators of a configuration with a tls section),
+	// verifying them with it: the -ca flag of tako-node and tako-proxy.
+	// A Client given with it must verify the coordinators itself.
+	TLS *tls.Config
 }
 
 // Watcher follows the configuration of a cluster's coordinators: it asks
@@ -55,6 +62,7 @@ type Watcher struct {
 	log       *slog.Logger
 	client    *http.Client
 	ownClient bool
+	scheme    string // "http", or "https" with WatcherOptions.TLS
 	// waitLogFirst and waitLogEvery are when WaitFor first logs that it
 	// waits, and how often it then does.
 	waitLogFirst, waitLogEvery time.Duration
@@ -106,6 +114,7 @@ func NewWatcher(opts WatcherOptions) (*Watcher, error) {
 		wait:         opts.LongPollWait,
 		log:          opts.Logger,
 		client:       opts.Client,
+		scheme:       "http",
 		waitLogFirst: time.Second,
 		waitLogEvery: 10 * time.Second,
 		loops:        make(map[string]*loop),
@@ -129,8 +138,11 @@ func NewWatcher(opts WatcherOptions) (*Watcher, error) {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	if opts.TLS != nil {
+		w.scheme = "https"
+	}
 	if w.client == nil {
-		w.client, w.ownClient = newClient(), true
+		w.client, w.ownClient = newClient(opts.TLS), true
 	}
 	w.client = auth.WithToken(w.client, opts.Token)
 	w.cur.Store(&view{changed: make(chan struct{})})
@@ -291,7 +303,7 @@ func (w *Watcher) longPoll(ctx context.Context, l *loop) {
 	)
 	for {
 		since := max(w.cur.Load().epoch, l.rejected.Load())
-		ans, err := fetch(ctx, w.client, l.addr, since, w.wait)
+		ans, err := fetch(ctx, w.client, w.scheme, l.addr, since, w.wait)
 		if ctx.Err() != nil {
 			return
 		}
@@ -342,7 +354,7 @@ func (w *Watcher) poll(ctx context.Context) {
 		for _, l := range loops {
 			wg.Go(func() {
 				since := max(w.cur.Load().epoch, l.rejected.Load())
-				ans, err := fetch(ctx, w.client, l.addr, since, 0)
+				ans, err := fetch(ctx, w.client, w.scheme, l.addr, since, 0)
 				if err != nil {
 					w.log.Debug("polling a coordinator", "coordinator", l.addr, "err", err)
 					return

@@ -28,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/takodb/tako/internal/auth"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,6 +37,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/takodb/tako/internal/auth"
 )
 
 // MaxKeySize is the largest key in bytes, after percent-decoding.

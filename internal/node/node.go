@@ -15,12 +15,9 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/takodb/tako/internal/auth"
-	"github.com/takodb/tako/internal/buildinfo"
-	"github.com/takodb/tako/internal/connlimit"
-	"github.com/takodb/tako/internal/gopool"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,7 +29,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/takodb/tako/internal/auth"
+	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/connlimit"
+	"github.com/takodb/tako/internal/gopool"
 	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/httpapi"
@@ -360,6 +361,11 @@ func (n *Node) Run(ctx context.Context) error {
 	binLn = n.binaryConns.Listener(binLn)
 	if httpLn != nil {
 		httpLn = n.httpConns.Listener(httpLn)
+		if n.tls != nil {
+			// HTTPS with the binary port's certificate, which ReloadTLS
+			// reloads for both; the limiter's listener stays inside.
+			httpLn = tls.NewListener(httpLn, n.tls.HTTPServerConfig())
+		}
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- fmt.Errorf("serving the binary protocol: %w", wireSrv.Serve(binLn)) }()

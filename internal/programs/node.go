@@ -35,6 +35,7 @@ func Node(args []string) {
 	var logs cli.LogFlags
 	logs.Register(fs)
 	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token to fetch the configuration with, when the cluster has an auth section")
+	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify the coordinators with: with it, -c asks them over HTTPS (for a cluster with a tls section)")
 	clockOffset := fs.Duration("test-clock-offset", 0, "for fault tests only: run the node's clock `DURATION` ahead of the system clock (negative: behind)")
 	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-d] [-l FILE] [-json]", `
 Runs one Tako node. The node stores its share of the data in an embedded
@@ -49,8 +50,10 @@ coordinator answers) and adopts every newer one while it runs. With -cfg it
 reads the file once.
 
 When the configuration has a tls section, the binary port speaks mutual TLS
-with the certificates it names (tako certs makes them), and SIGHUP reads the
-certificate and key files again without dropping connections.
+with the certificates it names (tako certs makes them), the HTTP port serves
+HTTPS with the same certificate, and SIGHUP reads the certificate and key
+files again without dropping connections. Give -ca to fetch the configuration
+from coordinators that serve HTTPS.
 
 Examples:
   tako-node -id n1 -c tako-coordinator-1.domain.com:4712
@@ -73,9 +76,13 @@ Examples:
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}
+	caTLS, err := readCA()
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
 	src, err := openSource(ctx, sourceOptions{
-		token: token,
-		file:  *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
+		token: token, tls: caTLS,
+		file: *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
 		poll: time.Duration(*poll) * time.Second, logger: logger,
 		accept:  func(c *config.Config) bool { _, _, ok := c.Node(*id); return ok },
 		want:    "a configuration that names node " + *id,

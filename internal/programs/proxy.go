@@ -33,6 +33,7 @@ func Proxy(args []string) {
 	var logs cli.LogFlags
 	logs.Register(fs)
 	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token to fetch the configuration with, when the cluster has an auth section")
+	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify the coordinators with: with it, -c asks them over HTTPS (for a cluster with a tls section)")
 	cli.Usage(fs, "tako-proxy (-c HOST:PORT ... | -cfg FILE) [-p PORT] [-b HOST] [-id ID] [-v DIR] [-u SECONDS] [-d] [-l FILE] [-json]", `
 Serves Tako's HTTP API (GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY,
 GET /where/KEY, /health, /metrics) in front of the cluster that the configuration describes.
@@ -63,9 +64,13 @@ Examples:
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}
+	caTLS, err := readCA()
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
 	src, err := openSource(ctx, sourceOptions{
-		token: token,
-		file:  *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
+		token: token, tls: caTLS,
+		file: *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
 		poll: time.Duration(*poll) * time.Second, logger: logger,
 		accept: func(*config.Config) bool { return true },
 		want:   "any valid configuration",

@@ -2,6 +2,7 @@ package programs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,7 +40,8 @@ type source struct {
 type sourceOptions struct {
 	file         string
 	coordinators []string
-	token        string // for the coordinators, when auth is on
+	token        string      // for the coordinators, when auth is on
+	tls          *tls.Config // verifies the coordinators over HTTPS; nil: plain HTTP
 	cacheDir     string
 	poll         time.Duration
 	logger       *slog.Logger
@@ -71,6 +73,7 @@ func openSource(ctx context.Context, o sourceOptions) (*source, error) {
 		PollInterval: o.poll,
 		Logger:       o.logger,
 		Token:        o.token,
+		TLS:          o.tls,
 	})
 	if err != nil {
 		return nil, err

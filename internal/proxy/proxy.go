@@ -6,11 +6,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/takodb/tako/internal/auth"
-	"github.com/takodb/tako/internal/buildinfo"
-	"github.com/takodb/tako/internal/connlimit"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,8 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/takodb/tako/client"
+	"github.com/takodb/tako/internal/auth"
+	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/connlimit"
 	"github.com/takodb/tako/internal/httpapi"
+	"github.com/takodb/tako/internal/tlsconf"
 )
 
 // Options configure a Proxy.
@@ -59,6 +61,10 @@ type Proxy struct {
 	limits config.Limits
 	conns  *connlimit.Limiter
 
+	// tls holds the certificate of the configuration's tls section that
+	// the HTTP port serves HTTPS with; nil without one (plain HTTP).
+	tls *tlsconf.Reloader
+
 	mu    sync.Mutex // guards bound
 	bound net.Addr
 }
@@ -89,6 +95,14 @@ func New(opts Options) (*Proxy, error) {
 		p.client.Close()
 		return nil, fmt.Errorf("proxy %s: %w", p.id, err)
 	}
+	if t := opts.Config.TLS; t != nil {
+		r, err := tlsconf.Load(t.CA, t.Cert, t.Key)
+		if err != nil {
+			p.client.Close()
+			return nil, fmt.Errorf("proxy %s: the configuration's tls section: %w", p.id, err)
+		}
+		p.tls = r
+	}
 	p.epoch.Store(opts.Epoch)
 	reg.MustRegister(buildinfo.Collector("tako-proxy"))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -112,8 +126,19 @@ func (p *Proxy) SetConfig(cfg *config.Config, epoch int64) {
 }
 
 // ReloadTLS reads the certificate files of the configuration's tls section
-// again (see client.Client.ReloadTLS); client.ErrNoTLS without one.
-func (p *Proxy) ReloadTLS() error { return p.client.ReloadTLS() }
+// again, for the nodes (see client.Client.ReloadTLS) and for the HTTPS
+// port; client.ErrNoTLS without one.
+func (p *Proxy) ReloadTLS() error {
+	if err := p.client.ReloadTLS(); err != nil {
+		return err
+	}
+	if p.tls != nil {
+		if err := p.tls.Reload(); err != nil {
+			return fmt.Errorf("proxy %s: the HTTPS certificate: %w", p.id, err)
+		}
+	}
+	return nil
+}
 
 // Handler returns the proxy's HTTP handler.
 func (p *Proxy) Handler() http.Handler { return p.api }
@@ -138,6 +163,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.bound = ln.Addr()
 	p.mu.Unlock()
 	ln = p.conns.Listener(ln)
+	if p.tls != nil {
+		// HTTPS: the limiter's listener inside, TLS outside.
+		ln = tls.NewListener(ln, p.tls.HTTPServerConfig())
+	}
 	srv := &http.Server{
 		Handler:           p.api,
 		ReadHeaderTimeout: p.limits.HeaderTimeout,
@@ -148,7 +177,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	cfg := p.client.Config()
 	p.logger.Info("proxy serving", "proxy", p.id, "version", buildinfo.Version(), "http", ln.Addr().String(),
-		"deployment", cfg.Active.Name, "nodes", len(cfg.Nodes()), "epoch", p.epoch.Load())
+		"deployment", cfg.Active.Name, "nodes", len(cfg.Nodes()), "epoch", p.epoch.Load(), "tls", p.tls != nil)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {

@@ -11,20 +11,46 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/takodb/tako/internal/tlsconf"
 )
 
 // baseURL is the server as a URL without a trailing slash: -s takes
-// HOST:PORT, or a URL.
+// HOST:PORT, or a URL. HOST:PORT is reached over https when -ca is given,
+// over http otherwise.
 func (r *runner) baseURL() (string, error) {
 	s := strings.TrimRight(r.server, "/")
 	if !strings.Contains(s, "://") {
-		s = "http://" + s
+		scheme := "http://"
+		if r.ca != "" {
+			scheme = "https://"
+		}
+		s = scheme + s
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return "", &codedError{code: exitError, err: fmt.Errorf("-s %q: want HOST:PORT or http://HOST:PORT", r.server)}
+		return "", &codedError{code: exitError, err: fmt.Errorf("-s %q: want HOST:PORT, http://HOST:PORT or https://HOST:PORT", r.server)}
 	}
 	return s, nil
+}
+
+// loadCA makes the client verify HTTPS servers against the CA certificate
+// of -ca, once; without -ca the system's roots verify them.
+func (r *runner) loadCA() error {
+	if r.ca == "" || r.caLoaded {
+		return nil
+	}
+	c, err := tlsconf.CAClientConfig(r.ca)
+	if err != nil {
+		return &codedError{code: exitError, err: fmt.Errorf("-ca: %w", err)}
+	}
+	tr, ok := r.client.Transport.(*http.Transport)
+	if !ok {
+		return &codedError{code: exitError, err: errors.New("-ca: the HTTP client cannot take a CA")}
+	}
+	tr.TLSClientConfig = c
+	r.caLoaded = true
+	return nil
 }
 
 // escapeKey percent-encodes key for a URL path: every byte but the
@@ -62,6 +88,9 @@ type request struct {
 func (r *runner) exchange(ctx context.Context, req request, handle func(*http.Response) error) error {
 	base, err := r.baseURL()
 	if err != nil {
+		return err
+	}
+	if err := r.loadCA(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)

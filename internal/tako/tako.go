@@ -77,13 +77,16 @@ var commands = []command{
 
 // runner holds what every subcommand shares: the server and the streams.
 type runner struct {
-	server  string // HOST:PORT, or a base URL
-	token   string // bearer token; "" sends none
-	timeout time.Duration
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
-	client  *http.Client
+	server string // HOST:PORT, or a base URL
+	token  string // bearer token; "" sends none
+	ca     string // CA certificate file that verifies HTTPS servers; "" for none
+	// caLoaded is set once the client verifies with the CA of ca.
+	caLoaded bool
+	timeout  time.Duration
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
+	client   *http.Client
 }
 
 // Main runs the tako command with args (without the program name), the
@@ -98,7 +101,7 @@ func Main(args []string, env func(string) string, stdin io.Reader, stdout, stder
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	defer transport.CloseIdleConnections()
-	r := &runner{server: server, token: strings.TrimSpace(env("TAKO_TOKEN")), timeout: defaultTimeout,
+	r := &runner{server: server, token: strings.TrimSpace(env("TAKO_TOKEN")), ca: env("TAKO_CA"), timeout: defaultTimeout,
 		stdin: stdin, stdout: stdout, stderr: stderr, client: &http.Client{Transport: transport}}
 	return r.exitCode(r.run(context.Background(), args))
 }
@@ -169,9 +172,10 @@ func (r *runner) globalFlags() *flag.FlagSet {
 	return fs
 }
 
-// serverFlags adds -s and -timeout to fs: every command accepts them.
+// serverFlags adds -s, -ca, -timeout and -token to fs: every command accepts them.
 func (r *runner) serverFlags(fs *flag.FlagSet) {
-	fs.StringVar(&r.server, "s", r.server, "the server's `HOST:PORT` (or http://HOST:PORT): a proxy or a node for keys, the coordinator for status; $TAKO_SERVER sets the default")
+	fs.StringVar(&r.server, "s", r.server, "the server's `HOST:PORT` (or http://HOST:PORT, https://HOST:PORT): a proxy or a node for keys, the coordinator for status; $TAKO_SERVER sets the default")
+	fs.StringVar(&r.ca, "ca", r.ca, "the CA certificate `FILE` to verify an HTTPS server with (a cluster with a tls section); with it, -s HOST:PORT means https; $TAKO_CA sets the default")
 	fs.DurationVar(&r.timeout, "timeout", r.timeout, "how long to wait for the server's answer, a `DURATION` such as 5s")
 	fs.StringVar(&r.token, "token", r.token, "the `TOKEN` to send (Authorization: Bearer), for a cluster with an auth section; $TAKO_TOKEN sets the default")
 }

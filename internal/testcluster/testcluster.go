@@ -202,9 +202,13 @@ func (c *Cluster) StopNode(id string) error {
 // Node returns the running node id, or nil.
 func (c *Cluster) Node(id string) *node.Node { return c.nodes[id] }
 
-// HTTPURL returns the base URL of the node id's HTTP port.
+// HTTPURL returns the base URL of the node id's HTTP port: https when the
+// cluster has a tls section (Spec.TLS).
 func (c *Cluster) HTTPURL(id string) string {
 	nd, _, _ := c.Config.Node(id)
+	if c.Config.TLS != nil {
+		return "https://" + nd.HTTPAddr()
+	}
 	return "http://" + nd.HTTPAddr()
 }
 

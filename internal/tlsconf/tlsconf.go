@@ -116,3 +116,34 @@ func (r *Reloader) ClientConfig() *tls.Config {
 		},
 	}
 }
+
+// HTTPServerConfig returns the configuration of an HTTPS server: it
+// presents the current certificate, with TLS 1.2 at least, and asks for no
+// client certificate, since HTTP clients authenticate with bearer tokens.
+func (r *Reloader) HTTPServerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return r.cert.Load(), nil
+		},
+	}
+}
+
+// HTTPClientConfig returns the configuration of an HTTPS client: it
+// verifies the server's certificate against the CA, with TLS 1.2 at least,
+// and presents the current certificate if a server asks for one.
+func (r *Reloader) HTTPClientConfig() *tls.Config {
+	c := r.ClientConfig()
+	c.MinVersion = tls.VersionTLS12
+	return c
+}
+
+// CAClientConfig returns the configuration of an HTTPS client that
+// verifies servers against the CA certificates of the PEM file at path.
+func CAClientConfig(path string) (*tls.Config, error) {
+	pool, err := loadPool(path)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -257,5 +258,42 @@ func TestMutualTLS(t *testing.T) {
 	}
 	if err != nil {
 		t.Errorf("a client of the CA: %v", err)
+	}
+}
+
+// TestHTTPConfigs: an HTTPS server asks no client certificate, so a
+// client that only trusts the CA (CAClientConfig) completes a handshake,
+// and so does HTTPClientConfig.
+func TestHTTPConfigs(t *testing.T) {
+	f, err := WriteFiles(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Load(f.CA, f.Cert, f.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caOnly, err := CAClientConfig(f.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cc := range map[string]*tls.Config{"CAClientConfig": caOnly, "HTTPClientConfig": r.HTTPClientConfig()} {
+		cc.ServerName = "localhost"
+		a, b := net.Pipe()
+		srv := tls.Server(a, r.HTTPServerConfig())
+		done := make(chan error, 1)
+		go func() { done <- srv.Handshake() }()
+		cli := tls.Client(b, cc)
+		if err := cli.Handshake(); err != nil {
+			t.Errorf("%s: client handshake: %v", name, err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("%s: server handshake: %v", name, err)
+		}
+		cli.Close()
+		srv.Close()
+	}
+	if _, err := CAClientConfig(filepath.Join(t.TempDir(), "missing.pem")); err == nil {
+		t.Error("CAClientConfig of a missing file: no error")
 	}
 }
