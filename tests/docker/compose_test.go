@@ -8,6 +8,8 @@ package docker
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +31,12 @@ type compose struct {
 
 	mu    sync.Mutex
 	addrs map[string]string // node service → its HTTP address on the host
+
+	// files are the compose files after deploy/docker-compose.yml (a TLS
+	// override); tls, when set, is what HTTPS clients trust.
+	files   []string
+	tls     *x509.CertPool
+	clients map[string]*http.Client // by entry, with TLS
 }
 
 func run(t *testing.T, env []string, name string, args ...string) string {
@@ -45,7 +53,12 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 
 // upCluster builds the image and starts the compose cluster under a
 // project name of its own, with the proxy on a free host port.
-func upCluster(t *testing.T) *compose {
+func upCluster(t *testing.T) *compose { return up(t, false) }
+
+// up starts the compose cluster; with withTLS, with a tls section in the
+// configuration (certificates made by the code of tako certs), HTTPS on
+// every HTTP port and mutual TLS between the nodes.
+func up(t *testing.T, withTLS bool) *compose {
 	t.Helper()
 	for _, tool := range []string{"docker", "docker-compose"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -69,12 +82,21 @@ func upCluster(t *testing.T) *compose {
 	c := &compose{t: t, project: fmt.Sprintf("takotest%d", os.Getpid()),
 		base: fmt.Sprintf("http://127.0.0.1:%d", port),
 		env:  []string{"TAKO_IMAGE=tako:test", fmt.Sprintf("TAKO_PROXY_PORT=%d", port)}}
+	if withTLS {
+		c.project += "tls"
+		c.base = fmt.Sprintf("https://127.0.0.1:%d", port)
+		c.files, c.tls = tlsOverride(t)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := exec.Command("docker-compose", "-f", "../../deploy/docker-compose.yml", "-p", c.project, "logs", "--tail", "20").CombinedOutput()
+			cmd := exec.Command("docker-compose", append(c.fileArgs(), "logs", "--tail", "20")...)
+			cmd.Dir = "../../deploy"
+			out, _ := cmd.CombinedOutput()
 			t.Logf("container logs:\n%s", out)
 		}
-		exec.Command("docker-compose", "-f", "../../deploy/docker-compose.yml", "-p", c.project, "down", "-v", "-t", "5").Run()
+		cmd := exec.Command("docker-compose", append(c.fileArgs(), "down", "-v", "-t", "5")...)
+		cmd.Dir = "../../deploy"
+		cmd.Run()
 	})
 	c.compose("up", "-d")
 	// A new cluster's nodes start empty, so they recover first: until each
@@ -98,25 +120,60 @@ func upCluster(t *testing.T) *compose {
 }
 
 func (c *compose) compose(args ...string) string {
-	return run(c.t, c.env, "docker-compose", append([]string{"-p", c.project}, args...)...)
+	return run(c.t, c.env, "docker-compose", append(c.fileArgs(), args...)...)
+}
+
+// fileArgs are the -f and -p arguments of every docker-compose command.
+func (c *compose) fileArgs() []string {
+	args := []string{"-f", "docker-compose.yml"}
+	for _, f := range c.files {
+		args = append(args, "-f", f)
+	}
+	return append(args, "-p", c.project)
+}
+
+// client returns the HTTP client for entry: plain, or with TLS trusting
+// the cluster's CA and expecting the entry's name in its certificate
+// (nodes are reached by their container's address).
+func (c *compose) client(entry string) *http.Client {
+	if c.tls == nil {
+		return httpClient
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.clients[entry]; ok {
+		return cl
+	}
+	name := entry
+	if entry == "tako-proxy" {
+		name = "127.0.0.1"
+	}
+	cl := &http.Client{Timeout: httpClient.Timeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: c.tls, ServerName: name},
+	}}
+	if c.clients == nil {
+		c.clients = map[string]*http.Client{}
+	}
+	c.clients[entry] = cl
+	return cl
 }
 
 func (c *compose) container(service string) string { return c.project + "_" + service + "_1" }
 
 func (c *compose) do(method, path string, body []byte) (int, http.Header, []byte) {
-	return request(method, c.base+path, body)
+	return request(c.client("tako-proxy"), method, c.base+path, body)
 }
 
 // httpClient gives up on a request after 5 s: longer than a proxy's two
 // attempts when the first replica it tries is frozen.
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
-func request(method, url string, body []byte) (int, http.Header, []byte) {
+func request(client *http.Client, method, url string, body []byte) (int, http.Header, []byte) {
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, nil
 	}
@@ -150,7 +207,11 @@ func (c *compose) nodeURL(service string) (string, error) {
 	if c.addrs == nil {
 		c.addrs = map[string]string{}
 	}
-	c.addrs[service] = "http://" + ip + ":5711"
+	scheme := "http"
+	if c.tls != nil {
+		scheme = "https"
+	}
+	c.addrs[service] = scheme + "://" + ip + ":5711"
 	return c.addrs[service], nil
 }
 
@@ -171,7 +232,7 @@ func (c *compose) doAt(entry, method, path string, body []byte) (int, http.Heade
 	if err != nil {
 		return 0, nil, nil
 	}
-	return request(method, base+path, body)
+	return request(c.client(entry), method, base+path, body)
 }
 
 // waitHealthy waits until each node service answers 200 on /health (a

@@ -1,0 +1,106 @@
+package docker
+
+import (
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/takodb/tako/internal/tlsconf"
+)
+
+// tlsOverride makes the certificates of a cluster (as tako certs does,
+// naming every service), a configuration that is deploy/cluster.yaml with
+// a tls section, and a compose override that mounts both and gives nodes
+// and the proxy -ca to fetch the configuration over HTTPS. It returns the
+// override's path and the pool of the CA.
+func tlsOverride(t *testing.T) ([]string, *x509.CertPool) {
+	t.Helper()
+	dir := t.TempDir()
+	services := append([]string{"tako-coordinator-1", "tako-proxy"}, nodeServices()...)
+	files, err := tlsconf.WriteFiles(filepath.Join(dir, "tls"), services)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile("../../deploy/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := "tls:\n    ca: /etc/tako/tls/ca.pem\n    cert: /etc/tako/tls/tako.pem\n    key: /etc/tako/tls/tako-key.pem\n\n"
+	cfg := strings.Replace(string(base), "master_coordinator:", section+"master_coordinator:", 1)
+	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("version: \"3\"\nservices:\n")
+	tlsVolume := fmt.Sprintf("      - %s:/etc/tako/tls:ro\n", filepath.Join(dir, "tls"))
+	fmt.Fprintf(&b, "  tako-coordinator-1:\n    volumes:\n      - %s:/etc/tako/cluster.yaml:ro\n%s", filepath.Join(dir, "cluster.yaml"), tlsVolume)
+	for i, s := range nodeServices() {
+		fmt.Fprintf(&b, "  %s:\n    command: [\"/bin/tako-node\", \"-id\", \"n%d\", \"-c\", \"tako-coordinator-1:4712\", \"-v\", \"/var/tako\", \"-ca\", \"/etc/tako/tls/ca.pem\"]\n    volumes:\n%s", s, i+1, tlsVolume)
+	}
+	fmt.Fprintf(&b, "  tako-proxy:\n    command: [\"/bin/tako-proxy\", \"-id\", \"p1\", \"-p\", \"8080\", \"-c\", \"tako-coordinator-1:4712\", \"-v\", \"/var/tako\", \"-ca\", \"/etc/tako/tls/ca.pem\"]\n    volumes:\n%s", tlsVolume)
+	override := filepath.Join(dir, "tls-override.yml")
+	if err := os.WriteFile(override, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(files.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("no CA certificate in " + files.CA)
+	}
+	return []string{override}, pool
+}
+
+// TestFaultsOnContainersWithTLS runs the cluster with a tls section (HTTPS
+// on every HTTP port, mutual TLS between nodes and from the proxy) and
+// injects the faults of a single host under the same workload and checks:
+// a node killed, a node frozen, a node's volume lost.
+func TestFaultsOnContainersWithTLS(t *testing.T) {
+	c := up(t, true)
+	if code, _, _ := c.do("POST", "/values/greeting", []byte("hello over TLS")); code != 200 {
+		t.Fatalf("POST over HTTPS: %d", code)
+	}
+	// The nodes really run with TLS.
+	if logs := run(t, nil, "docker", "logs", c.container("tako-node-01")); !strings.Contains(logs, "tls=true") {
+		t.Fatalf("tako-node-01 does not say it serves with TLS:\n%s", logs)
+	}
+	// Plain HTTP to the HTTPS proxy is refused.
+	if code, _, _ := request(httpClient, "GET", strings.Replace(c.base, "https://", "http://", 1)+"/values/greeting", nil); code == 200 {
+		t.Fatal("plain HTTP to the HTTPS port was served")
+	}
+	faults := []fault{
+		{name: "TLS kill -9 a node", together: []string{"n3"}, inject: func(t *testing.T, d *downtime) {
+			up := d.down("tako-node-03")
+			run(t, nil, "docker", "kill", "-s", "KILL", c.container("tako-node-03"))
+			time.Sleep(5 * time.Second)
+			run(t, nil, "docker", "start", c.container("tako-node-03"))
+			c.waitHealthy(t, "tako-node-03")
+			up()
+		}},
+		{name: "TLS freeze a node for 20 s", together: []string{"n5"}, inject: func(t *testing.T, d *downtime) {
+			up := d.down("tako-node-05")
+			run(t, nil, "docker", "pause", c.container("tako-node-05"))
+			time.Sleep(20 * time.Second)
+			run(t, nil, "docker", "unpause", c.container("tako-node-05"))
+			c.waitHealthy(t, "tako-node-05")
+			up()
+		}},
+		{name: "TLS lose a node's volume", together: []string{"n9"}, inject: func(t *testing.T, d *downtime) {
+			up := d.down("tako-node-09")
+			c.compose("rm", "-s", "-f", "tako-node-09")
+			run(t, nil, "docker", "volume", "rm", c.project+"_n9")
+			c.compose("up", "-d", "--no-deps", "tako-node-09")
+			c.waitHealthy(t, "tako-node-09")
+			up()
+		}},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) { runWorkload(t, c, f) })
+	}
+}
