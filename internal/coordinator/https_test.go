@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/testcluster"
 	"github.com/takodb/tako/internal/tlsconf"
 )
 
@@ -57,5 +61,39 @@ func TestHTTPSWithATLSSection(t *testing.T) {
 	defer plain.CloseIdleConnections()
 	if _, err := fetch(ctx, plain, "http", s.Addr(), 0, 0); err == nil {
 		t.Error("fetch over plain HTTP from the HTTPS coordinator: no error")
+	}
+}
+
+// TestStatusScrapesNodesOverHTTPS: with a tls section, the nodes serve
+// HTTPS and the coordinator reads their /metrics over it, verifying them
+// with the CA: every node is up in /status, with its version and keys.
+func TestStatusScrapesNodesOverHTTPS(t *testing.T) {
+	cluster, err := testcluster.Start(t.TempDir(), testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}}, BucketsPerKey: 2, TLS: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	base := strings.Replace(startCoordinator(t, cluster, 200*time.Millisecond), "http://", "https://", 1)
+	caTLS, err := tlsconf.CAClientConfig(cluster.TLS.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: caTLS}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st Status
+		resp, err := client.Get(base + "/status")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if err == nil && len(st.Nodes) == 2 && st.Nodes[0].State == "up" && st.Nodes[1].State == "up" &&
+			st.Nodes[0].Version != "" && st.Nodes[1].Version != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the coordinator does not see both nodes up over HTTPS: %+v %v", st.Nodes, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
