@@ -97,3 +97,34 @@ func TestStatusScrapesNodesOverHTTPS(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestFollowerFollowsMasterOverHTTPS: with a tls section, a follower asks
+// its master over HTTPS, verifying it with the CA of its own
+// configuration, and adopts the master's new configuration.
+func TestFollowerFollowsMasterOverHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	files, err := tlsconf.WriteFiles(filepath.Join(dir, "certs"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := fmt.Sprintf("tls:\n  ca: %q\n  cert: %q\n  key: %q\n", files.CA, files.Cert, files.Key)
+	mln, mport := listen(t)
+	fln, fport := listen(t)
+	coords := []coord{{"m", mport}, {"f", fport}}
+	master := newTestServer(t, dir, "m", section+configText("m", coords, "n1"), nil)
+	follower := newTestServer(t, dir, "f", section+configText("m", coords, "n1"), nil)
+	run(t, master, mln)
+	run(t, follower, fln)
+	writeFile(t, filepath.Join(dir, "m.yaml"), section+configText("m", coords, "n1", "n2"))
+	if err := master.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	_, mepoch := master.Current()
+	waitUntil(t, 5*time.Second, "the follower serving the master's epoch over HTTPS", func() bool {
+		_, e := follower.Current()
+		return e == mepoch
+	})
+	if cfg, _ := follower.Current(); len(cfg.Nodes()) != 2 {
+		t.Errorf("the follower serves %d nodes, want the master's 2", len(cfg.Nodes()))
+	}
+}
