@@ -14,35 +14,7 @@ import (
 
 // BenchmarkCallParallel: 16 concurrent callers of a small Get over one
 // connection, on loopback TCP.
-func BenchmarkCallParallel(b *testing.B) {
-	value := bytes.Repeat([]byte("v"), 100)
-	var h HandlerFunc = func(ctx context.Context, req *Request) *Response {
-		return &Response{Found: true, Record: Record{Timestamp: 1, Value: value}}
-	}
-	ts := startServer(b, "", ServerOptions{Handler: h, Logger: slog.New(slog.DiscardHandler)})
-	c := dial(b, ts.addr)
-	ctx := context.Background()
-
-	const callers = 16
-	var left atomic.Int64
-	left.Store(int64(b.N))
-	b.ReportAllocs()
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			req := &Request{Op: OpGet, Key: []byte("some-key")}
-			for left.Add(-1) >= 0 {
-				resp, err := c.Call(ctx, req)
-				if err != nil || !resp.Found {
-					b.Error(resp, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-}
+func BenchmarkCallParallel(b *testing.B) { benchCall(b, 16, nil, nil) }
 
 // BenchmarkEncodeDecodePut encodes a Put of a 100-byte value into a frame,
 // as a Call does, and decodes it, as a server does.
@@ -59,9 +31,9 @@ func BenchmarkEncodeDecodePut(b *testing.B) {
 	}
 }
 
-// benchCall runs 64 concurrent callers of a small Get over one connection,
-// on loopback, plain or over mutual TLS.
-func benchCall(b *testing.B, serverTLS, clientTLS *tls.Config) {
+// benchCall runs callers concurrent callers of a small Get over one
+// connection, on loopback, plain or over mutual TLS.
+func benchCall(b *testing.B, callers int, serverTLS, clientTLS *tls.Config) {
 	value := bytes.Repeat([]byte("v"), 100)
 	var h HandlerFunc = func(ctx context.Context, req *Request) *Response {
 		return &Response{Found: true, Record: Record{Timestamp: 1, Value: value}}
@@ -73,7 +45,6 @@ func benchCall(b *testing.B, serverTLS, clientTLS *tls.Config) {
 	}
 	b.Cleanup(func() { c.Close() })
 	ctx := context.Background()
-	const callers = 64
 	var left atomic.Int64
 	left.Store(int64(b.N))
 	b.ReportAllocs()
@@ -95,7 +66,7 @@ func benchCall(b *testing.B, serverTLS, clientTLS *tls.Config) {
 }
 
 // BenchmarkCallPlain: 64 concurrent callers over one plain TCP connection.
-func BenchmarkCallPlain(b *testing.B) { benchCall(b, nil, nil) }
+func BenchmarkCallPlain(b *testing.B) { benchCall(b, 64, nil, nil) }
 
 // BenchmarkCallTLS: the same over mutual TLS 1.3 with ECDSA P-256
 // certificates made by tlsconf, as tako certs makes them.
@@ -108,5 +79,5 @@ func BenchmarkCallTLS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchCall(b, r.ServerConfig(), r.ClientConfig())
+	benchCall(b, 64, r.ServerConfig(), r.ClientConfig())
 }

@@ -267,14 +267,7 @@ func TestFaultsOnContainers(t *testing.T) {
 	})
 	network := c.project + "_default"
 	faults := []fault{
-		{name: "kill -9 a node", together: []string{"n3"}, inject: func(t *testing.T, d *downtime) {
-			up := d.down("tako-node-03")
-			run(t, nil, "docker", "kill", "-s", "KILL", c.container("tako-node-03"))
-			time.Sleep(5 * time.Second)
-			run(t, nil, "docker", "start", c.container("tako-node-03"))
-			c.waitHealthy(t, "tako-node-03")
-			up()
-		}},
+		killNode(c, "kill -9 a node", "n3"),
 		{name: "kill a whole bucket", together: []string{"n1", "n2"}, inject: func(t *testing.T, d *downtime) {
 			up1, up2 := d.down("tako-node-01"), d.down("tako-node-02")
 			run(t, nil, "docker", "kill", "-s", "KILL", c.container("tako-node-01"), c.container("tako-node-02"))
@@ -292,26 +285,8 @@ func TestFaultsOnContainers(t *testing.T) {
 			c.waitHealthy(t, "tako-node-07")
 			up()
 		}},
-		{name: "freeze a node for 20 s", together: []string{"n5"}, inject: func(t *testing.T, d *downtime) {
-			up := d.down("tako-node-05")
-			run(t, nil, "docker", "pause", c.container("tako-node-05"))
-			time.Sleep(20 * time.Second)
-			run(t, nil, "docker", "unpause", c.container("tako-node-05"))
-			c.waitHealthy(t, "tako-node-05")
-			up()
-		}},
-		{name: "lose a node's volume", together: []string{"n9"}, inject: func(t *testing.T, d *downtime) {
-			up := d.down("tako-node-09")
-			c.compose("rm", "-s", "-f", "tako-node-09")
-			run(t, nil, "docker", "volume", "rm", c.project+"_n9")
-			c.compose("up", "-d", "--no-deps", "tako-node-09")
-			c.waitHealthy(t, "tako-node-09")
-			up()
-			// It comes back empty and recovers by background repair.
-			c.waitFor("tako-node-09 to recover its lost data", 60*time.Second, func() bool {
-				return strings.Contains(c.compose("logs", "--no-color", "tako-node-09"), "node recovered")
-			})
-		}},
+		freezeNode(c, "freeze a node for 20 s", "n5"),
+		loseVolume(c, "lose a node's volume", "n9"),
 		// One node at a time: every key keeps its quorum.
 		{name: "rolling restart", inject: func(t *testing.T, d *downtime) {
 			for _, s := range nodeServices() {
@@ -411,4 +386,48 @@ func logKeys(t *testing.T, ops []*op, keys []string, n int) {
 		}
 		t.Logf("history of %s:%s", k, b.String())
 	}
+}
+
+// killNode kills node id's container with SIGKILL, waits 5 s and starts it
+// again.
+func killNode(c *compose, name, id string) fault {
+	service := nodeService(id)
+	return fault{name: name, together: []string{id}, inject: func(t *testing.T, d *downtime) {
+		up := d.down(service)
+		run(t, nil, "docker", "kill", "-s", "KILL", c.container(service))
+		time.Sleep(5 * time.Second)
+		run(t, nil, "docker", "start", c.container(service))
+		c.waitHealthy(t, service)
+		up()
+	}}
+}
+
+// freezeNode pauses node id's container for 20 s.
+func freezeNode(c *compose, name, id string) fault {
+	service := nodeService(id)
+	return fault{name: name, together: []string{id}, inject: func(t *testing.T, d *downtime) {
+		up := d.down(service)
+		run(t, nil, "docker", "pause", c.container(service))
+		time.Sleep(20 * time.Second)
+		run(t, nil, "docker", "unpause", c.container(service))
+		c.waitHealthy(t, service)
+		up()
+	}}
+}
+
+// loseVolume removes node id's container and volume and starts it empty;
+// the node must recover its data by background repair.
+func loseVolume(c *compose, name, id string) fault {
+	service := nodeService(id)
+	return fault{name: name, together: []string{id}, inject: func(t *testing.T, d *downtime) {
+		up := d.down(service)
+		c.compose("rm", "-s", "-f", service)
+		run(t, nil, "docker", "volume", "rm", c.project+"_"+id)
+		c.compose("up", "-d", "--no-deps", service)
+		c.waitHealthy(t, service)
+		up()
+		c.waitFor(service+" to recover its lost data", 60*time.Second, func() bool {
+			return strings.Contains(c.compose("logs", "--no-color", service), "node recovered")
+		})
+	}}
 }

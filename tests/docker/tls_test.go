@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/takodb/tako/internal/tlsconf"
 )
@@ -75,30 +74,9 @@ func TestFaultsOnContainersWithTLS(t *testing.T) {
 		t.Fatal("plain HTTP to the HTTPS port was served")
 	}
 	faults := []fault{
-		{name: "TLS kill -9 a node", together: []string{"n3"}, inject: func(t *testing.T, d *downtime) {
-			up := d.down("tako-node-03")
-			run(t, nil, "docker", "kill", "-s", "KILL", c.container("tako-node-03"))
-			time.Sleep(5 * time.Second)
-			run(t, nil, "docker", "start", c.container("tako-node-03"))
-			c.waitHealthy(t, "tako-node-03")
-			up()
-		}},
-		{name: "TLS freeze a node for 20 s", together: []string{"n5"}, inject: func(t *testing.T, d *downtime) {
-			up := d.down("tako-node-05")
-			run(t, nil, "docker", "pause", c.container("tako-node-05"))
-			time.Sleep(20 * time.Second)
-			run(t, nil, "docker", "unpause", c.container("tako-node-05"))
-			c.waitHealthy(t, "tako-node-05")
-			up()
-		}},
-		{name: "TLS lose a node's volume", together: []string{"n9"}, inject: func(t *testing.T, d *downtime) {
-			up := d.down("tako-node-09")
-			c.compose("rm", "-s", "-f", "tako-node-09")
-			run(t, nil, "docker", "volume", "rm", c.project+"_n9")
-			c.compose("up", "-d", "--no-deps", "tako-node-09")
-			c.waitHealthy(t, "tako-node-09")
-			up()
-		}},
+		killNode(c, "TLS kill -9 a node", "n3"),
+		freezeNode(c, "TLS freeze a node for 20 s", "n5"),
+		loseVolume(c, "TLS lose a node's volume", "n9"),
 	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) { runWorkload(t, c, f) })
