@@ -299,6 +299,27 @@ func (s *Server) Current() (*config.Config, int64) {
 	return cur.cfg, cur.epoch
 }
 
+// ServesTLS reports whether the coordinator serves HTTPS: its configuration
+// file had a tls section when it started.
+func (s *Server) ServesTLS() bool { return s.tls != nil }
+
+// ReloadTLS reads the certificate and key files of the tls section again
+// (what SIGHUP does, besides Reload): new HTTPS handshakes, and the
+// coordinator's own requests to the master and to the nodes, use the new
+// certificate; open connections are kept. A file that does not load, or a
+// certificate the CA did not sign, is refused and the current certificate
+// stays. Without a tls section when the coordinator started, it does
+// nothing. The CA file is read only at start.
+func (s *Server) ReloadTLS() error {
+	if s.tls == nil {
+		return nil
+	}
+	if err := s.tls.Reload(); err != nil {
+		return fmt.Errorf("coordinator: reloading the TLS certificate: %w", err)
+	}
+	return nil
+}
+
 // Reload re-reads the configuration file. An invalid file (or one that no
 // longer names this coordinator) is logged at Error with the reason and
 // returned as the error, and the last good configuration keeps being served.

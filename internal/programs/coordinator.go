@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -38,7 +39,9 @@ HTTP on the address the file's coordinators list gives ID:
   GET /migration                 how far a migration has converged
   GET /health, GET /metrics
 Edit the file and send SIGHUP (or SIGUSR1) to reload it: an invalid file is
-logged with the reason and the last good configuration keeps being served. A
+logged with the reason and the last good configuration keeps being served.
+With a tls section, SIGHUP also reads the certificate and key files again
+(new connections use them; a bad file is refused and logged). A
 coordinator that is not the master_coordinator follows the master's
 configuration, so editing the master's file is enough.
 
@@ -102,6 +105,9 @@ Examples:
 			case sig := <-reload:
 				logger.Info("reloading the configuration", "signal", sig.String(), "file", *cfgFile)
 				srv.Reload() // logs why when the file is invalid
+				if sig == syscall.SIGHUP {
+					reloadCoordinatorTLS(logger, srv)
+				}
 			}
 		}
 	}()
@@ -109,4 +115,17 @@ Examples:
 		cli.Exit(program, 1, err)
 	}
 	os.Exit(0)
+}
+
+// reloadCoordinatorTLS reads the coordinator's certificate files again, when
+// it serves HTTPS, and logs the outcome.
+func reloadCoordinatorTLS(logger *slog.Logger, srv *coordinator.Server) {
+	if !srv.ServesTLS() {
+		return
+	}
+	if err := srv.ReloadTLS(); err != nil {
+		logger.Error("SIGHUP: reloading the TLS certificate failed; keeping the current one", "err", err)
+		return
+	}
+	logger.Info("SIGHUP: reloaded the TLS certificate; new connections use it")
 }
