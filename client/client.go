@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,13 @@ var (
 	ErrTooLarge = errors.New("tako: value too large")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("tako: client closed")
+	// ErrUnauthorized: the cluster has an auth section, and the client
+	// presented no token (Options.Token, $TAKO_TOKEN) or one it does not
+	// list.
+	ErrUnauthorized = errors.New("tako: unauthorized")
+	// ErrForbidden: the client's token does not have the role the request
+	// needs (read for Get and Where, write for Put and Delete).
+	ErrForbidden = errors.New("tako: forbidden")
 )
 
 // Version is one version of a key.
@@ -64,6 +72,12 @@ type Options struct {
 	// nodes with. When nil and the configuration has a tls section, the
 	// client loads its files (see New); otherwise it uses plain TCP.
 	TLS *tls.Config
+	// Token is presented to every node the client connects to: when the
+	// configuration has an auth section, the nodes serve only requests
+	// that a token it lists allows (read: Get and Where; write: also Put
+	// and Delete). Empty means the environment variable TAKO_TOKEN, if
+	// set.
+	Token string
 }
 
 // Client sends requests to a Tako cluster. Create it with New or Open.
@@ -96,9 +110,12 @@ func New(cfg *config.Config, opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Token == "" {
+		opts.Token = os.Getenv("TAKO_TOKEN")
+	}
 	c := &Client{opts: opts, clock: hlc.New(nil)}
 	c.cfg.Store(cfg)
-	dial := wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger, TLS: opts.TLS}
+	dial := wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger, TLS: opts.TLS, Token: opts.Token}
 	if opts.TLS == nil && cfg.TLS != nil {
 		c.tls, c.tlsErr = tlsconf.Load(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
 		if c.tlsErr != nil {
@@ -284,6 +301,10 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, err
 				return nil, fmt.Errorf("%w: %s", ErrBadRequest, we.Message), true
 			case wire.CodeTooLarge:
 				return nil, fmt.Errorf("%w: %s", ErrTooLarge, we.Message), true
+			case wire.CodeUnauthorized:
+				return nil, fmt.Errorf("%w: node %s: %s", ErrUnauthorized, nd.ID, we.Message), true
+			case wire.CodeForbidden:
+				return nil, fmt.Errorf("%w: node %s: %s", ErrForbidden, nd.ID, we.Message), true
 			case wire.CodeUnavailable:
 				// The node answered; its view of the replicas did not
 				// reach the quorum. Another node may see more.

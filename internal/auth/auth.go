@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -117,6 +118,37 @@ func (t *Tokens) List() []Token {
 	return out
 }
 
+// Lookup returns the listed token whose hash is token's hash, and whether
+// there is one.
+func (t *Tokens) Lookup(token string) (Token, bool) {
+	if t == nil {
+		return Token{}, false
+	}
+	tok, ok := t.byHash[Hash(token)]
+	return tok, ok
+}
+
+// Holds says whether token is a listed token of the role need at least:
+// nil when it is (or auth is off), else why not. A process of the cluster
+// checks its own token with it, to fail at once rather than be refused by
+// its peers.
+func (t *Tokens) Holds(token string, need Role) error {
+	if t == nil {
+		return nil
+	}
+	if token == "" {
+		return fmt.Errorf("the configuration has an auth section, and no token was given (it needs one of the role %s)", need)
+	}
+	tok, ok := t.Lookup(token)
+	switch {
+	case !ok:
+		return errors.New("the token given is not one the configuration's auth section lists")
+	case tok.Role < need:
+		return fmt.Errorf("the token given (%q) has the role %s; it needs %s", tok.Name, tok.Role, need)
+	}
+	return nil
+}
+
 // Bearer returns the token of an "Authorization: Bearer TOKEN" header.
 func Bearer(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")
@@ -138,7 +170,7 @@ func (t *Tokens) Check(r *http.Request, need Role) (status int, reason string) {
 	if !ok {
 		return http.StatusUnauthorized, "unauthorized: this cluster needs a token (Authorization: Bearer TOKEN)"
 	}
-	tok, ok := t.byHash[Hash(token)]
+	tok, ok := t.Lookup(token)
 	if !ok {
 		return http.StatusUnauthorized, "unauthorized: unknown token"
 	}

@@ -62,6 +62,11 @@ type Options struct {
 	// NoSync turns off syncing the write-ahead log before acknowledging a
 	// write. For benchmarks only: an acknowledged write can then be lost.
 	NoSync bool
+	// Token is what the node presents to its peers' binary ports. When
+	// Config has an auth section, it must be a token of the admin role
+	// that the section lists, or New fails: the peers would refuse the
+	// node's calls.
+	Token string
 }
 
 // Node is one replica. Create it with New, serve with Run.
@@ -83,6 +88,8 @@ type Node struct {
 	// tls holds the certificates of the tls section, nil without one:
 	// the binary port and the connections to peers then use plain TCP.
 	tls *tlsconf.Reloader
+	// token is what the node presents to its peers (Options.Token).
+	token string
 
 	// recovering is set while the node may lack data that the
 	// configuration gives it (it started with an empty store, or a new
@@ -127,6 +134,9 @@ func New(opts Options) (*Node, error) {
 	if _, _, ok := opts.Config.Node(opts.ID); !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNotInConfiguration, opts.ID)
 	}
+	if err := opts.Config.Auth.Holds(opts.Token, auth.Admin); err != nil {
+		return nil, fmt.Errorf("node %s: the node presents its token to the other nodes: %w (-token-file FILE or $TAKO_TOKEN)", opts.ID, err)
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -159,7 +169,8 @@ func New(opts Options) (*Node, error) {
 	n.cfg.Store(opts.Config)
 	n.epoch.Store(opts.Epoch)
 	n.frame = frameSize(opts.Config)
-	dial := wire.DialOptions{MaxFrameSize: n.frame, Logger: logger}
+	n.token = opts.Token
+	dial := wire.DialOptions{MaxFrameSize: n.frame, Logger: logger, Token: opts.Token}
 	if tlsr != nil {
 		dial.TLS = tlsr.ClientConfig()
 	}
@@ -249,6 +260,9 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 		n.logger.Warn("this node is not in the new configuration: serving nothing but /health (503) until a configuration names it again", "node", n.id, "epoch", epoch)
 	case !wasIn && isIn:
 		n.logger.Info("this node is in the configuration again: serving", "node", n.id, "epoch", epoch, "deployment", d.Name)
+	case isIn && cfg.Auth.Holds(n.token, auth.Admin) != nil:
+		n.logger.Error("the new configuration's auth section does not list this node's token as an admin token: the other nodes will refuse its calls; give it one with -token-file and restart it",
+			"node", n.id, "epoch", epoch, "err", cfg.Auth.Holds(n.token, auth.Admin))
 	case isIn && !sameTLS(old.TLS, cfg.TLS):
 		n.logger.Warn("the configuration changed the tls section; the node keeps its TLS settings until it is restarted (SIGHUP reloads the certificate files)",
 			"node", n.id, "epoch", epoch)
@@ -345,7 +359,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	limits := n.settings(n.cfg.Load()).Limits
 	wireOpts := wire.ServerOptions{Handler: wireHandler{n}, Logger: n.logger, MaxFrameSize: n.frame,
-		MaxInFlightPerConn: limits.MaxRequestsPerConnection}
+		MaxInFlightPerConn: limits.MaxRequestsPerConnection, Authorize: n.authorizeWire}
 	if n.tls != nil {
 		wireOpts.TLS = n.tls.ServerConfig()
 	}

@@ -34,7 +34,7 @@ func Node(args []string) {
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	var logs cli.LogFlags
 	logs.Register(fs)
-	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token to fetch the configuration with, when the cluster has an auth section")
+	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token, when the cluster has an auth section: to fetch the configuration, and to present to the other nodes' binary ports")
 	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify the coordinators with: with it, -c asks them over HTTPS (for a cluster with a tls section)")
 	clockOffset := fs.Duration("test-clock-offset", 0, "for fault tests only: run the node's clock `DURATION` ahead of the system clock (negative: behind)")
 	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-d] [-l FILE] [-json]", `
@@ -55,6 +55,11 @@ HTTPS with the same certificate, and SIGHUP reads the certificate and key
 files again without dropping connections. Give -ca to fetch the configuration
 from coordinators that serve HTTPS.
 
+When the configuration has an auth section, both ports serve only requests
+whose token it lists with the role they need, and the node needs an admin
+token itself (-token-file or $TAKO_TOKEN): it fetches the configuration with
+it and presents it to the other nodes. It refuses to start without one.
+
 Examples:
   tako-node -id n1 -c tako-coordinator-1.domain.com:4712
   tako-node -id n1 -cfg examples/standalone.yaml     # HTTP on localhost:5711`)
@@ -72,6 +77,10 @@ Examples:
 	defer closeLog.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP reloads the certificates once they are loaded (with a tls
+	// section); until then, and without one, it must not end the process
+	// as it would by default (kill -HUP sent to every process of a host).
+	signal.Ignore(syscall.SIGHUP)
 	token, err := readToken()
 	if err != nil {
 		cli.Exit(program, 1, err)
@@ -98,7 +107,7 @@ Examples:
 	if dataDir == "" {
 		dataDir = filepath.Join(*varDir, "data", *id)
 	}
-	opts := node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger}
+	opts := node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger, Token: token}
 	if offset := *clockOffset; offset != 0 {
 		// A wrong clock on purpose, to test that the cluster keeps every
 		// acknowledged write in order when one node's clock is wrong.

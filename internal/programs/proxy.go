@@ -32,7 +32,7 @@ func Proxy(args []string) {
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	var logs cli.LogFlags
 	logs.Register(fs)
-	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token to fetch the configuration with, when the cluster has an auth section")
+	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token, when the cluster has an auth section: to fetch the configuration, and to present to the nodes' binary ports")
 	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify the coordinators with: with it, -c asks them over HTTPS (for a cluster with a tls section)")
 	cli.Usage(fs, "tako-proxy (-c HOST:PORT ... | -cfg FILE) [-p PORT] [-b HOST] [-id ID] [-v DIR] [-u SECONDS] [-d] [-l FILE] [-json]", `
 Serves Tako's HTTP API (GET/POST/PUT/DELETE /values/KEY, GET /stat/KEY,
@@ -60,6 +60,10 @@ Examples:
 	defer closeLog.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP reloads the certificates once they are loaded (with a tls
+	// section); until then, and without one, it must not end the process
+	// as it would by default (kill -HUP sent to every process of a host).
+	signal.Ignore(syscall.SIGHUP)
 	token, err := readToken()
 	if err != nil {
 		cli.Exit(program, 1, err)
@@ -81,7 +85,7 @@ Examples:
 		}
 		cli.Exit(program, 1, err)
 	}
-	p, err := proxy.New(proxy.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, Addr: net.JoinHostPort(*bind, strconv.Itoa(*port)), Logger: logger})
+	p, err := proxy.New(proxy.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, Addr: net.JoinHostPort(*bind, strconv.Itoa(*port)), Logger: logger, Token: token})
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}

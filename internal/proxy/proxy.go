@@ -44,6 +44,10 @@ type Options struct {
 	// Registry receives the proxy's metrics and is served on /metrics. If
 	// nil, a new registry with the Go and process collectors is used.
 	Registry *prometheus.Registry
+	// Token is what the proxy presents to the nodes' binary ports. When
+	// Config has an auth section, it must be a token of the write role or
+	// above that the section lists, or New fails.
+	Token string
 }
 
 // Proxy serves the HTTP API for a cluster.
@@ -89,7 +93,11 @@ func New(opts Options) (*Proxy, error) {
 		id:     opts.ID,
 		addr:   opts.Addr,
 		logger: opts.Logger,
-		client: client.New(opts.Config, client.Options{Logger: opts.Logger}),
+		client: client.New(opts.Config, client.Options{Logger: opts.Logger, Token: opts.Token}),
+	}
+	if err := opts.Config.Auth.Holds(opts.Token, auth.Write); err != nil {
+		p.client.Close()
+		return nil, fmt.Errorf("proxy %s: the proxy presents its token to the nodes: %w (-token-file FILE or $TAKO_TOKEN)", p.id, err)
 	}
 	if err := p.client.Err(); err != nil {
 		p.client.Close()

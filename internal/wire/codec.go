@@ -102,6 +102,8 @@ func checkRequest(req *Request, inBatch bool) *Error {
 	switch {
 	case req.Op == OpBatch && inBatch:
 		return &Error{Code: CodeBadRequest, Message: "batches do not nest"}
+	case req.Op == OpAuth && inBatch:
+		return &Error{Code: CodeBadRequest, Message: "an Auth cannot be batched"}
 	case !req.Op.isRequest():
 		return &Error{Code: CodeUnknownOp, Message: fmt.Sprintf("%v is not a request of protocol version %d", req.Op, ProtocolVersion)}
 	case req.Op == OpBatch && len(req.Batch) > MaxBatch:
@@ -150,7 +152,7 @@ func checkFields(req *Request) *Error {
 // requestBodySize returns the size of req's encoded body.
 func requestBodySize(req *Request) int {
 	switch req.Op {
-	case OpReplicaGet, OpGet:
+	case OpReplicaGet, OpGet, OpAuth:
 		return keyHeaderSize + len(req.Key)
 	case OpReplicaPut, OpPut:
 		return keyHeaderSize + len(req.Key) + recordSize(&req.Record)
@@ -178,7 +180,7 @@ func recordSize(r *Record) int {
 // appendRequestBody appends req's body to b. req must pass checkRequest.
 func appendRequestBody(b []byte, req *Request) []byte {
 	switch req.Op {
-	case OpReplicaGet, OpGet:
+	case OpReplicaGet, OpGet, OpAuth:
 		b = appendKey(b, req.Key)
 	case OpReplicaPut, OpPut:
 		b = appendKey(b, req.Key)
@@ -573,7 +575,7 @@ func decodeRequest(op Op, body []byte) (Request, error) {
 func (d *decoder) request(op Op) Request {
 	req := Request{Op: op}
 	switch op {
-	case OpReplicaGet, OpGet:
+	case OpReplicaGet, OpGet, OpAuth:
 		req.Key = d.key()
 	case OpReplicaPut, OpPut:
 		req.Key = d.key()
@@ -651,7 +653,7 @@ func (d *decoder) response(op Op) Response {
 			d.failAt(at, "unknown outcome %d", r.Outcome)
 		}
 		r.Current = d.record()
-	case OpPong:
+	case OpPong, OpAuthResponse:
 	case OpBatchResponse:
 		n := d.batchCount("batch response")
 		if n == 0 {

@@ -156,6 +156,7 @@ var testRequests = []struct {
 	{"put empty value", Request{Op: OpPut, Key: []byte("k"), Record: emptyRec}},
 	{"put unstamped", Request{Op: OpPut, Key: maxKey, Record: Record{Value: bytes.Repeat([]byte{0xff}, 1000)}}},
 	{"ping", Request{Op: OpPing}},
+	{"auth", Request{Op: OpAuth, Key: []byte("tako_0123456789abcdef")}},
 	{"empty batch", Request{Op: OpBatch}},
 	{"batch", Request{Op: OpBatch, Batch: []Request{
 		{Op: OpGet, Key: []byte("x")},
@@ -208,6 +209,8 @@ var testResponses = []struct {
 	{"put unchanged", Response{Op: OpPutResponse, Outcome: OutcomeUnchanged, Current: tombRec}},
 	{"put stale", Response{Op: OpPutResponse, Outcome: OutcomeStale, Current: emptyRec}},
 	{"pong", Response{Op: OpPong}},
+	{"auth accepted", Response{Op: OpAuthResponse}},
+	{"unauthorized", Response{Op: OpErrorResponse, Err: &Error{Code: CodeUnauthorized, Message: "unknown token"}}},
 	{"error", Response{Op: OpErrorResponse, Err: &Error{Code: CodeUnavailable, Message: "1 of 2 replicas answered"}}},
 	{"error unknown code", Response{Err: &Error{Code: 999}}},
 	{"error long message", Response{Err: &Error{Code: CodeInternal, Message: strings.Repeat("é", MaxErrorMessageSize)}}},
@@ -312,7 +315,7 @@ func TestErrorMessageCutAtRune(t *testing.T) {
 // TestUnknownRequestOpDecodes shows that a request of an op from a newer
 // version decodes without its body, so that the server can answer it.
 func TestUnknownRequestOpDecodes(t *testing.T) {
-	for _, op := range []Op{0x00, 0x09, 0x7f, OpPong, OpDigestResponse, 0xff} {
+	for _, op := range []Op{0x00, 0x0a, 0x7f, OpPong, OpDigestResponse, 0xff} {
 		req, err := decodeRequest(op, []byte("whatever the body"))
 		if err != nil || req.Op != op || req.Key != nil {
 			t.Errorf("op %v: got %+v, %v; want the op alone", op, req, err)
@@ -588,7 +591,7 @@ func TestCheckRequest(t *testing.T) {
 		{"summary of MaxSummaryEntries", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: MaxSummaryEntries}, nil},
 		{"bad digest in batch", Request{Op: OpBatch, Batch: []Request{{Op: OpPing}, {Op: OpDigest}}}, ErrBadRequest},
 		{"response op 0x86", Request{Op: OpDigestResponse}, ErrUnknownOp},
-		{"op 0x09", Request{Op: 0x09}, ErrUnknownOp},
+		{"op 0x0a", Request{Op: 0x0a}, ErrUnknownOp},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,6 +37,12 @@ type DialOptions struct {
 	// Logger receives the protocol errors of connections, at Warn. Nil
 	// means no logging: the errors are still returned by Call and Err.
 	Logger *slog.Logger
+	// Token, when not empty, is presented with an OpAuth right after the
+	// handshake, within Timeout: a server that refuses it fails the dial
+	// with its *Error (CodeUnauthorized). A server that predates OpAuth
+	// (CodeUnknownOp) checks no token, and the connection is used as it
+	// is. At most MaxKeySize bytes.
+	Token string
 }
 
 // Validate reports every problem of the options, or nil.
@@ -50,6 +56,9 @@ func (o DialOptions) Validate() error {
 	}
 	if err := checkFrameSize("DialOptions", o.MaxFrameSize); err != nil {
 		errs = append(errs, err)
+	}
+	if len(o.Token) > MaxKeySize {
+		errs = append(errs, fmt.Errorf("wire: DialOptions.Token of %d bytes is longer than MaxKeySize (%d)", len(o.Token), MaxKeySize))
 	}
 	return errors.Join(errs...)
 }
@@ -199,6 +208,13 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	c.running.Store(2)
 	go c.readLoop()
 	go c.writeLoop()
+	if opts.Token != "" {
+		_, err := c.Call(ctx, &Request{Op: OpAuth, Key: []byte(opts.Token)})
+		if err != nil && !errors.Is(err, ErrUnknownOp) {
+			c.Close()
+			return nil, fmt.Errorf("wire: presenting the token to %s: %w", addr, err)
+		}
+	}
 	return c, nil
 }
 

@@ -86,6 +86,7 @@
 //	OpBatch        0x06   batch of requests                  → OpBatchResponse
 //	OpDigest       0x07   count uint32, count × range        → OpDigestResponse
 //	OpRangeSummary 0x08   range, limit uint32                → OpRangeSummaryResponse
+//	OpAuth         0x09   key (the token)                    → OpAuthResponse
 //
 // and of responses:
 //
@@ -97,6 +98,7 @@
 //	OpDigestResponse       0x86   count uint32, count × digest: one per range, in order
 //	OpRangeSummaryResponse 0x87   flags uint8, count uint32, count × entry
 //	                              flags bit 0: truncated; bits 1-7: zero.
+//	OpAuthResponse         0x88   (empty)
 //
 // Batches do not nest. Any request may be answered by an OpErrorResponse,
 // including each request of a batch.

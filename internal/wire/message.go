@@ -86,6 +86,15 @@ const (
 	// range of Ranges, as SummaryEntry values in (hash, key) order (node to
 	// node, for anti-entropy). Limit is 1 to MaxSummaryEntries.
 	OpRangeSummary Op = 0x08
+	// OpAuth {Key: a token} → OpAuthResponse: the connection presents a
+	// token (1 to MaxKeySize bytes), with which the server (its
+	// ServerOptions.Authorize) decides every later request of the
+	// connection. The server answers it itself, without calling the
+	// Handler; an unknown token is answered CodeUnauthorized and changes
+	// nothing. It is not allowed in a batch. Appended to protocol version
+	// 1: a server that predates it answers CodeUnknownOp, and checks no
+	// token.
+	OpAuth Op = 0x09
 )
 
 // Responses.
@@ -105,6 +114,8 @@ const (
 	OpDigestResponse Op = 0x86
 	// OpRangeSummaryResponse {Entries, Truncated} answers OpRangeSummary.
 	OpRangeSummaryResponse Op = 0x87
+	// OpAuthResponse {} answers OpAuth: the token is accepted.
+	OpAuthResponse Op = 0x88
 )
 
 // String returns the op's name, such as "Get".
@@ -126,6 +137,8 @@ func (op Op) String() string {
 		return "Digest"
 	case OpRangeSummary:
 		return "RangeSummary"
+	case OpAuth:
+		return "Auth"
 	case OpRecordResponse:
 		return "RecordResponse"
 	case OpPutResponse:
@@ -140,12 +153,14 @@ func (op Op) String() string {
 		return "DigestResponse"
 	case OpRangeSummaryResponse:
 		return "RangeSummaryResponse"
+	case OpAuthResponse:
+		return "AuthResponse"
 	}
 	return fmt.Sprintf("Op(%#02x)", uint8(op))
 }
 
 // isRequest reports whether op is a request kind of this version.
-func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpRangeSummary }
+func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpAuth }
 
 // responseOp returns the response kind that answers a request of kind op
 // when it succeeds, or 0 if op is not a request kind.
@@ -163,13 +178,16 @@ func (op Op) responseOp() Op {
 		return OpDigestResponse
 	case OpRangeSummary:
 		return OpRangeSummaryResponse
+	case OpAuth:
+		return OpAuthResponse
 	}
 	return 0
 }
 
-// hasKey reports whether requests of kind op carry a key.
+// hasKey reports whether requests of kind op carry a key (for OpAuth, the
+// token, in the same format).
 func (op Op) hasKey() bool {
-	return op == OpReplicaGet || op == OpGet || op == OpReplicaPut || op == OpPut
+	return op == OpReplicaGet || op == OpGet || op == OpReplicaPut || op == OpPut || op == OpAuth
 }
 
 // Request is a request message. Which fields count depends on Op: Key for
@@ -322,6 +340,12 @@ const (
 	CodeInternal ErrorCode = 6
 	// CodeUnknownOp: the server does not know the request's op.
 	CodeUnknownOp ErrorCode = 7
+	// CodeUnauthorized: the server needs a token (OpAuth) that it knows
+	// before it serves this request: none was presented, or it is unknown
+	// (or was revoked).
+	CodeUnauthorized ErrorCode = 8
+	// CodeForbidden: the connection's token does not allow this request.
+	CodeForbidden ErrorCode = 9
 )
 
 // String returns the code's name, such as "unavailable".
@@ -341,6 +365,10 @@ func (c ErrorCode) String() string {
 		return "internal error"
 	case CodeUnknownOp:
 		return "unknown op"
+	case CodeUnauthorized:
+		return "unauthorized"
+	case CodeForbidden:
+		return "forbidden"
 	}
 	return "error code " + strconv.Itoa(int(c))
 }
@@ -381,6 +409,8 @@ var (
 	ErrOverloaded   = &Error{Code: CodeOverloaded}
 	ErrInternal     = &Error{Code: CodeInternal}
 	ErrUnknownOp    = &Error{Code: CodeUnknownOp}
+	ErrUnauthorized = &Error{Code: CodeUnauthorized}
+	ErrForbidden    = &Error{Code: CodeForbidden}
 )
 
 // Errors of connections, pools and servers.

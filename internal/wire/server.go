@@ -45,6 +45,17 @@ type ServerOptions struct {
 	// TLS, when not nil, makes the server speak TLS with this
 	// configuration on every connection it accepts. Nil means plain TCP.
 	TLS *tls.Config
+	// Authorize, when not nil, decides every request (each request of a
+	// batch by itself; OpPing is always served): token is what the
+	// connection presented with OpAuth, "" for none. It returns nil to
+	// serve the request, or the error that answers it (CodeUnauthorized,
+	// CodeForbidden). An OpAuth is answered with what Authorize says of
+	// OpAuth with its token, and the connection keeps the token only when
+	// that is nil. Authorize is called for every request, so that a
+	// token revoked meanwhile stops working at once: it must be fast and
+	// safe for concurrent use. Nil serves every request, and accepts any
+	// OpAuth.
+	Authorize func(token string, op Op) *Error
 }
 
 // Validate reports every problem of the options, or nil.
@@ -272,6 +283,7 @@ type serverConn struct {
 	handlers   sync.WaitGroup
 	inflight   atomic.Int64 // requests read but not yet answered (a batch counts once)
 	draining   atomic.Bool  // Shutdown began: answer new requests with CodeShuttingDown
+	token      string       // presented with OpAuth; read and written by the reader (serve) only
 }
 
 func (s *Server) newConn(nc net.Conn) *serverConn {
@@ -389,7 +401,7 @@ func (sc *serverConn) readLoop() error {
 // itself. It fails only when the connection is cancelled while it waits for
 // an in-flight slot.
 func (sc *serverConn) dispatch(id uint64, req *Request) error {
-	if resp := sc.answerItself(req); resp != nil {
+	if resp := sc.answerItself(req, false); resp != nil {
 		sc.reply(id, resp)
 		return nil
 	}
@@ -417,7 +429,7 @@ func (sc *serverConn) dispatch(id uint64, req *Request) error {
 	sc.inflight.Add(1)
 	for i := range req.Batch {
 		sub := &req.Batch[i]
-		if resp := sc.answerItself(sub); resp != nil {
+		if resp := sc.answerItself(sub, true); resp != nil {
 			sc.batchDone(b, i, resp)
 			continue
 		}
@@ -453,8 +465,10 @@ func (sc *serverConn) batchDone(b *batch, i int, resp *Response) {
 
 // answerItself returns the response to req when the server answers it
 // without the handler, or nil: unknown ops, pings, requests that arrive
-// during a shutdown, and requests that break checkFields.
-func (sc *serverConn) answerItself(req *Request) *Response {
+// during a shutdown, requests that break checkFields, OpAuth, and requests
+// that Authorize refuses. It runs on the reader's goroutine, so an OpAuth
+// takes effect before the next request is read.
+func (sc *serverConn) answerItself(req *Request, inBatch bool) *Response {
 	switch {
 	case !req.Op.isRequest():
 		return errorResponse(CodeUnknownOp, "op %#02x is not a request of protocol version %d", uint8(req.Op), ProtocolVersion)
@@ -462,9 +476,27 @@ func (sc *serverConn) answerItself(req *Request) *Response {
 		return errorResponse(CodeShuttingDown, "the server is shutting down")
 	case req.Op == OpPing:
 		return &Response{Op: OpPong}
+	case req.Op == OpAuth && inBatch:
+		return errorResponse(CodeBadRequest, "an Auth cannot be batched")
 	}
 	if e := checkFields(req); e != nil {
 		return &Response{Op: OpErrorResponse, Err: e}
+	}
+	authorize := sc.s.opts.Authorize
+	if req.Op == OpAuth {
+		if authorize != nil {
+			if e := authorize(string(req.Key), OpAuth); e != nil {
+				sc.s.log.Warn("wire: refused a token", "peer", sc.peer, "err", e)
+				return &Response{Op: OpErrorResponse, Err: e}
+			}
+		}
+		sc.token = string(req.Key)
+		return &Response{Op: OpAuthResponse}
+	}
+	if authorize != nil && req.Op != OpBatch { // a batch's requests are decided one by one
+		if e := authorize(sc.token, req.Op); e != nil {
+			return &Response{Op: OpErrorResponse, Err: e}
+		}
 	}
 	return nil
 }

@@ -2,20 +2,27 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/takodb/tako/client"
 	"github.com/takodb/tako/internal/auth"
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/wire"
 )
 
 // TestEveryRoleGetsExactlyItsRights runs a coordinator, a node and a proxy
 // with an auth section of three tokens (read, write, admin) and checks
 // every endpoint of each with every method and credential: no token and an
 // unknown token get 401, a token of a lesser role 403, /health is open to
-// all; anything else is served. The node and the proxy fetch their
-// configuration with the admin token ($TAKO_TOKEN).
+// all; anything else is served. The nodes and the proxy fetch their
+// configuration with the admin token ($TAKO_TOKEN) and present it on the
+// binary ports; the binary port then checks the same tokens (see
+// checkBinaryPortTokens).
 func TestEveryRoleGetsExactlyItsRights(t *testing.T) {
 	dir := t.TempDir()
 	tokens := map[string]string{}
@@ -29,7 +36,7 @@ func TestEveryRoleGetsExactlyItsRights(t *testing.T) {
 		tokens[role] = token
 		fmt.Fprintf(&section, "    %s-token: {sha256: %s, role: %s}\n", role, hash, role)
 	}
-	ports := freePorts(t, 4)
+	ports := freePorts(t, 6)
 	coord := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	cfg := writeFile(t, dir, "auth.yaml", fmt.Sprintf(`coordinators:
   c1: [127.0.0.1, %d]
@@ -39,13 +46,16 @@ deployments:
     buckets:
       b1:
         n1: [127.0.0.1, %d, %d]
-`, ports[0], section.String(), ports[1], ports[2]))
+        n2: [127.0.0.1, %d, %d]
+`, ports[0], section.String(), ports[1], ports[2], ports[4], ports[5]))
 	t.Setenv("TAKO_TOKEN", tokens["admin"])
 	c1 := start(t, dir, "tako-coordinator", "-id", "c1", "-cfg", cfg, "-v", dir)
 	waitHealthy(t, c1, "http://"+coord)
 	n1 := start(t, dir, "tako-node", "-id", "n1", "-c", coord, "-v", dir)
+	n2 := start(t, dir, "tako-node", "-id", "n2", "-c", coord, "-v", dir)
 	nodeURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	waitHealthy(t, n1, nodeURL)
+	waitHealthy(t, n2, fmt.Sprintf("http://127.0.0.1:%d", ports[4]))
 	proxyURL := fmt.Sprintf("http://127.0.0.1:%d", ports[3])
 	p1 := start(t, dir, "tako-proxy", "-p", fmt.Sprint(ports[3]), "-b", "127.0.0.1", "-c", coord, "-v", dir)
 	waitHealthy(t, p1, proxyURL)
@@ -122,4 +132,86 @@ deployments:
 		}
 	}
 	t.Logf("checked %d (endpoint, method, credential) combinations", checked)
+
+	// The nodes present the admin token to each other: a write through
+	// the proxy is acknowledged by both replicas (the default quorum of
+	// two), so n1 and n2 accepted each other's ReplicaPut.
+	code, _, _, err := httpDo(context.Background(), "POST", proxyURL+"/values/replicated", []byte("both"),
+		map[string]string{"Authorization": "Bearer " + tokens["write"]})
+	if err != nil || code/100 != 2 {
+		t.Fatalf("POST through the proxy with the write token: %d %v, want 2xx (the nodes replicate with their admin token)", code, err)
+	}
+	checkBinaryPortTokens(t, cfg, tokens)
+
+	// A node whose token is not an admin token the configuration lists
+	// refuses to start, saying why, rather than be refused by its peers.
+	t.Setenv("TAKO_TOKEN", tokens["read"])
+	bad := start(t, dir, "tako-node", "-id", "n2", "-cfg", cfg, "-v", t.TempDir())
+	if err := bad.waitExit(t); err == nil || !strings.Contains(bad.output(), `has the role read; it needs admin`) {
+		t.Errorf("a node with a read token: exit %v, output:\n%s\nwant a failure naming the role", err, bad.output())
+	}
+}
+
+// checkBinaryPortTokens checks the binary port of the cluster cfg names
+// with each credential, through the Go client (Get, Put) and a raw
+// connection (ReplicaPut, an operation between nodes): no token and an
+// unknown one are unauthorized, read may only read, write may also write,
+// and only admin may call what nodes call on each other.
+func checkBinaryPortTokens(t *testing.T, cfgFile string, tokens map[string]string) {
+	t.Helper()
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TAKO_TOKEN", "") // the client falls back on it
+	nd, _, _ := cfg.Node("n1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, cred := range []string{"none", "unknown", "read", "write", "admin"} {
+		token := tokens[cred]
+		if cred == "unknown" {
+			token = "tako_not-a-token"
+		}
+		cl := client.New(cfg, client.Options{Token: token})
+		_, getErr := cl.Get(ctx, []byte("replicated"))
+		_, putErr := cl.Put(ctx, []byte("binary-"+cred), []byte("v"))
+		cl.Close()
+		var replicaPutErr error
+		conn, err := wire.Dial(ctx, nd.BinaryAddr(), wire.DialOptions{Token: token})
+		if err == nil {
+			_, replicaPutErr = conn.Call(ctx, &wire.Request{Op: wire.OpReplicaPut, Key: []byte("raw-" + cred),
+				Record: wire.Record{Timestamp: time.Now().UnixMicro(), Value: []byte("v")}})
+			conn.Close()
+		} else {
+			replicaPutErr = err
+		}
+		want := func(err, allowedWhen error) string {
+			switch {
+			case allowedWhen == nil && err != nil:
+				return fmt.Sprintf("refused (%v), want served", err)
+			case allowedWhen != nil && !errors.Is(err, allowedWhen):
+				return fmt.Sprintf("%v, want %v", err, allowedWhen)
+			}
+			return ""
+		}
+		var getWant, putWant error
+		var rawWant error
+		switch cred {
+		case "none", "unknown":
+			getWant, putWant, rawWant = client.ErrUnauthorized, client.ErrUnauthorized, wire.ErrUnauthorized
+		case "read":
+			putWant, rawWant = client.ErrForbidden, wire.ErrForbidden
+		case "write":
+			rawWant = wire.ErrForbidden
+		}
+		for what, problem := range map[string]string{
+			"Get":        want(getErr, getWant),
+			"Put":        want(putErr, putWant),
+			"ReplicaPut": want(replicaPutErr, rawWant),
+		} {
+			if problem != "" {
+				t.Errorf("binary port, %s with the %s token: %s", what, cred, problem)
+			}
+		}
+	}
 }
