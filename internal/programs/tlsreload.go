@@ -8,8 +8,8 @@ import (
 	"syscall"
 )
 
-// reloadTLSOnHUP calls reload on every SIGHUP until ctx is done, and logs
-// the outcome: the certificate files of the tls section are read again
+// reloadTLSOnHUP calls reload on every SIGHUP until ctx is done (it undoes
+// an earlier signal.Ignore of SIGHUP), and logs the outcome: the certificate files of the tls section are read again
 // without dropping a connection. The returned function stops listening
 // and waits for the goroutine it started.
 func reloadTLSOnHUP(ctx context.Context, logger *slog.Logger, reload func() error) (stop func()) {
