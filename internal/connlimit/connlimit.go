@@ -13,9 +13,13 @@ package connlimit
 import (
 	"container/list"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -33,6 +37,7 @@ type Limiter struct {
 	open     prometheus.GaugeFunc
 	rejected prometheus.Counter
 	evicted  prometheus.Counter
+	timeouts *prometheus.CounterVec // by phase; HTTP listeners only
 }
 
 // New returns a limiter of max connections (max <= 0: no limit) for the
@@ -53,12 +58,32 @@ func New(name string, max int, evictIdle bool) *Limiter {
 		Name: "tako_connections_evicted_total", ConstLabels: labels,
 		Help: "Idle connections closed to make room for a new one at max_connections.",
 	})
+	if evictIdle {
+		l.timeouts = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tako_http_timeouts_total", ConstLabels: labels,
+			Help: "HTTP connections closed by a read timeout, by phase: header (header_timeout: the request's headers were not all sent in time, slowloris), body (body_timeout: the request was not all sent in time), idle (idle_timeout: no new request on a keep-alive connection).",
+		}, []string{"phase"})
+		for _, phase := range []string{phaseHeader, phaseBody, phaseIdle} {
+			l.timeouts.WithLabelValues(phase)
+		}
+	}
 	return l
 }
 
+// The phases of tako_http_timeouts_total.
+const (
+	phaseHeader = "header"
+	phaseBody   = "body"
+	phaseIdle   = "idle"
+)
+
 // Collectors returns the limiter's metrics, to register.
 func (l *Limiter) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{l.open, l.rejected, l.evicted}
+	cs := []prometheus.Collector{l.open, l.rejected, l.evicted}
+	if l.timeouts != nil {
+		cs = append(cs, l.timeouts)
+	}
+	return cs
 }
 
 // Len returns how many connections are open.
@@ -125,6 +150,9 @@ func (l *Limiter) ConnState(c net.Conn, s http.ConnState) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
+	if lc, ok := c.(*conn); ok {
+		lc.setState(s)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, ok := l.conns[c]
@@ -155,11 +183,64 @@ func (l *Limiter) remove(c net.Conn) {
 	}
 }
 
-// conn removes itself from its limiter when closed.
+// conn removes itself from its limiter when closed, and on an HTTP
+// listener counts the read timeouts that end it.
 type conn struct {
 	net.Conn
 	l    *Limiter
 	once sync.Once
+	// state is the connection's http.ConnState (StateNew until the server
+	// says otherwise); read counts the bytes read since it last changed,
+	// to tell an idle connection from one that began a request.
+	state   atomic.Int32
+	read    atomic.Int64
+	counted atomic.Bool // a timeout was counted: count one per connection
+	// aborted: the last read deadline set was already past, which is how
+	// net/http interrupts a read of its own (not a timeout).
+	aborted atomic.Bool
+}
+
+// SetReadDeadline notes whether d interrupts reads at once, then sets it.
+func (c *conn) SetReadDeadline(d time.Time) error {
+	c.aborted.Store(!d.IsZero() && d.Before(time.Now()))
+	return c.Conn.SetReadDeadline(d)
+}
+
+// SetDeadline notes whether d interrupts reads at once, then sets it.
+func (c *conn) SetDeadline(d time.Time) error {
+	c.aborted.Store(!d.IsZero() && d.Before(time.Now()))
+	return c.Conn.SetDeadline(d)
+}
+
+func (c *conn) setState(s http.ConnState) {
+	c.state.Store(int32(s))
+	c.read.Store(0)
+}
+
+// Read counts a read that ended at the server's deadline, by what the
+// connection was doing: a new connection, or an idle one that had sent
+// part of its next request, was reading headers (header_timeout); an idle
+// one that had sent nothing was waiting (idle_timeout); an active one was
+// reading its request (body_timeout).
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.read.Add(int64(n))
+	}
+	if err != nil && c.l.timeouts != nil && errors.Is(err, os.ErrDeadlineExceeded) && !c.aborted.Load() && c.counted.CompareAndSwap(false, true) {
+		phase := phaseBody
+		switch http.ConnState(c.state.Load()) {
+		case http.StateNew:
+			phase = phaseHeader
+		case http.StateIdle:
+			phase = phaseIdle
+			if c.read.Load() > 0 {
+				phase = phaseHeader
+			}
+		}
+		c.l.timeouts.WithLabelValues(phase).Inc()
+	}
+	return n, err
 }
 
 func (c *conn) Close() error {

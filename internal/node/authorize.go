@@ -1,6 +1,10 @@
 package node
 
 import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/wire"
 )
@@ -46,3 +50,37 @@ func (n *Node) authorizeWire(token string, op wire.Op) *wire.Error {
 }
 
 func quote(s string) string { return `"` + s + `"` }
+
+// wireCollectors returns the metrics of the binary port's limits and
+// refusals, read from the wire server that Run starts (zero before).
+func wireCollectors(srv *atomic.Pointer[wire.Server]) []prometheus.Collector {
+	stat := func(get func(wire.Stats) uint64) func() float64 {
+		return func() float64 {
+			s := srv.Load()
+			if s == nil {
+				return 0
+			}
+			return float64(get(s.Stats()))
+		}
+	}
+	counter := func(name, help string, get func(wire.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, stat(get))
+	}
+	return []prometheus.Collector{
+		counter("tako_wire_throttled_total",
+			"Times the binary port stopped reading a connection that had max_requests_per_connection requests under way, until one finished.",
+			func(s wire.Stats) uint64 { return s.Throttled }),
+		counter("tako_wire_write_timeouts_total",
+			"Binary-port connections closed because the peer did not take its answers within the write timeout (30 s).",
+			func(s wire.Stats) uint64 { return s.WriteTimeouts }),
+		counter("tako_wire_handshake_failures_total",
+			"Binary-port connections closed because their TLS or protocol handshake failed (no or a foreign certificate, not Tako's protocol, too slow).",
+			func(s wire.Stats) uint64 { return s.HandshakeFailures }),
+		counter("tako_wire_protocol_errors_total",
+			"Binary-port connections closed because the peer broke the protocol after the handshake.",
+			func(s wire.Stats) uint64 { return s.ProtocolErrors }),
+		counter("tako_wire_refused_total",
+			"Binary-port requests refused for their token (none, unknown, or of a lesser role), tokens presented included.",
+			func(s wire.Stats) uint64 { return s.Refused }),
+	}
+}

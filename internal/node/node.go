@@ -90,6 +90,8 @@ type Node struct {
 	tls *tlsconf.Reloader
 	// token is what the node presents to its peers (Options.Token).
 	token string
+	// wireSrv is the binary port's server, once Run has started it.
+	wireSrv atomic.Pointer[wire.Server]
 
 	// recovering is set while the node may lack data that the
 	// configuration gives it (it started with an empty store, or a new
@@ -202,6 +204,7 @@ func New(opts Options) (*Node, error) {
 	n.binaryConns = connlimit.New("binary", limits.MaxConnections, false)
 	reg.MustRegister(n.httpConns.Collectors()...)
 	reg.MustRegister(n.binaryConns.Collectors()...)
+	reg.MustRegister(wireCollectors(&n.wireSrv)...)
 	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger, MaxInFlight: limits.MaxRequestsInFlight,
 		Auth: func() *auth.Tokens { return n.cfg.Load().Auth }})
 	return n, nil
@@ -364,6 +367,7 @@ func (n *Node) Run(ctx context.Context) error {
 		wireOpts.TLS = n.tls.ServerConfig()
 	}
 	wireSrv := wire.NewServer(wireOpts)
+	n.wireSrv.Store(wireSrv)
 	srv := &http.Server{
 		Handler:           n.api,
 		ReadHeaderTimeout: limits.HeaderTimeout,

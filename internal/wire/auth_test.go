@@ -114,6 +114,12 @@ func TestTokens(t *testing.T) {
 	if _, err := reader.Call(ctx, get); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("a Get after the token was revoked: %v, want unauthorized", err)
 	}
+	// Refused: the anonymous Get, the unknown token at the dial, the Put,
+	// the batch's Put, the unknown token on the open connection, the Get
+	// after the revocation.
+	if got := ts.srv.Stats().Refused; got != 6 {
+		t.Errorf("Stats().Refused = %d, want 6", got)
+	}
 }
 
 // TestTokenWithoutAuthorize: a server without Authorize serves everyone,

@@ -408,6 +408,39 @@ func TestHostilePeers(t *testing.T) {
 			}
 		})
 	}
+	// http, garbage, short handshake and version 0 failed the handshake;
+	// the four after broke the protocol; the silent one is not counted.
+	waitFor(t, func() bool { st := ts.srv.Stats(); return st.HandshakeFailures == 4 && st.ProtocolErrors == 4 },
+		"stats counting 4 handshake failures and 4 protocol errors, got %+v", ts.srv.Stats())
+}
+
+// TestWriteTimeoutClosesAStalledPeer: a peer that sends requests and never
+// reads the answers loses its connection after WriteTimeout, and the
+// server counts it (Stats.WriteTimeouts) and its throttling.
+func TestWriteTimeoutClosesAStalledPeer(t *testing.T) {
+	ts := startServer(t, "", ServerOptions{Handler: &echoHandler{}, WriteTimeout: 200 * time.Millisecond, MaxInFlightPerConn: 8})
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	key := bytes.Repeat([]byte("k"), MaxKeySize) // answered with a value of the same size
+	stream := appendHello(nil, ProtocolVersion, 0)
+	for id := uint64(1); id <= 8000; id++ {
+		stream = append(stream, encodeRequest(id, &Request{Op: OpGet, Key: key})...)
+	}
+	go func() {
+		nc.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		nc.Write(stream) // fails once the server closes the connection
+	}()
+	waitFor(t, func() bool { return ts.srv.Stats().WriteTimeouts == 1 }, "a write timeout counted, got %+v", ts.srv.Stats())
+	if st := ts.srv.Stats(); st.Throttled == 0 {
+		t.Errorf("stats %+v: no throttling counted, though the peer had 8000 requests under way", st)
+	}
+	if !strings.Contains(ts.logs.String(), "took none of its answers") {
+		t.Errorf("the server did not log the write timeout:\n%s", ts.logs)
+	}
 }
 
 func waitFor(t testing.TB, cond func() bool, format string, args ...any) {
@@ -560,6 +593,9 @@ func TestBackpressure(t *testing.T) {
 	wg.Wait()
 	if p := peak.Load(); p > 3 || p < 2 {
 		t.Errorf("peak of %d requests in the handler, want 2 or 3 (MaxInFlightPerConn 3)", p)
+	}
+	if ts.srv.Stats().Throttled == 0 {
+		t.Error("Stats().Throttled = 0: the waits for a slot were not counted")
 	}
 }
 

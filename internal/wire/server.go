@@ -116,10 +116,46 @@ type Server struct {
 	// already grown to what a handler needs.
 	handlers gopool.Pool
 
+	// counters of Stats
+	throttled, writeTimeouts, handshakeFailures, protocolErrors, refused atomic.Uint64
+
 	mu        sync.Mutex // guards the fields below
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 	shutdown  bool
+}
+
+// Stats counts what a Server refused, cut or held back since it was
+// created: what an operator watches to see clients hit its limits.
+type Stats struct {
+	// Throttled counts the times the server stopped reading a connection
+	// because MaxInFlightPerConn of its requests were under way, until one
+	// finished.
+	Throttled uint64
+	// WriteTimeouts counts connections closed because the peer did not take
+	// its answers within WriteTimeout.
+	WriteTimeouts uint64
+	// HandshakeFailures counts connections closed because their TLS or
+	// protocol handshake failed (a bad certificate, not "TAKO", too slow);
+	// a connection closed before sending anything is not counted.
+	HandshakeFailures uint64
+	// ProtocolErrors counts connections closed for breaking the protocol
+	// after the handshake.
+	ProtocolErrors uint64
+	// Refused counts requests that Authorize refused (CodeUnauthorized,
+	// CodeForbidden), OpAuth included.
+	Refused uint64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Throttled:         s.throttled.Load(),
+		WriteTimeouts:     s.writeTimeouts.Load(),
+		HandshakeFailures: s.handshakeFailures.Load(),
+		ProtocolErrors:    s.protocolErrors.Load(),
+		Refused:           s.refused.Load(),
+	}
 }
 
 // NewServer returns a server with opts. Invalid options make Serve fail with
@@ -328,6 +364,7 @@ func (sc *serverConn) serve() {
 	_ = sc.nc.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	if tc, ok := sc.nc.(*tls.Conn); ok {
 		if err := tc.HandshakeContext(sc.ctx); err != nil {
+			s.handshakeFailures.Add(1)
 			s.log.Warn("wire: TLS handshake failed, closing the connection", "peer", sc.peer, "err", err)
 			return
 		}
@@ -336,6 +373,7 @@ func (sc *serverConn) serve() {
 		var perr *ProtocolError
 		if errors.As(err, &perr) {
 			perr.Peer = sc.peer
+			s.handshakeFailures.Add(1)
 			s.log.Warn("wire: bad handshake, closing the connection", "peer", sc.peer, "reason", perr.Reason, "bytes", fmt.Sprintf("%x", perr.Bytes))
 		} else {
 			s.log.Debug("wire: connection closed before its handshake", "peer", sc.peer, "err", err)
@@ -359,6 +397,7 @@ func (sc *serverConn) serve() {
 		sc.cancel()
 	case errors.As(err, &perr):
 		perr.Peer = sc.peer
+		s.protocolErrors.Add(1)
 		s.log.Warn("wire: protocol error, closing the connection", "peer", sc.peer, "reason", perr.Reason, "offset", perr.Offset, "bytes", fmt.Sprintf("%x", perr.Bytes))
 	case sc.draining.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 		// Woken by the shutdown.
@@ -486,6 +525,7 @@ func (sc *serverConn) answerItself(req *Request, inBatch bool) *Response {
 	if req.Op == OpAuth {
 		if authorize != nil {
 			if e := authorize(string(req.Key), OpAuth); e != nil {
+				sc.s.refused.Add(1)
 				sc.s.log.Warn("wire: refused a token", "peer", sc.peer, "err", e)
 				return &Response{Op: OpErrorResponse, Err: e}
 			}
@@ -495,6 +535,7 @@ func (sc *serverConn) answerItself(req *Request, inBatch bool) *Response {
 	}
 	if authorize != nil && req.Op != OpBatch { // a batch's requests are decided one by one
 		if e := authorize(sc.token, req.Op); e != nil {
+			sc.s.refused.Add(1)
 			return &Response{Op: OpErrorResponse, Err: e}
 		}
 	}
@@ -503,6 +544,12 @@ func (sc *serverConn) answerItself(req *Request, inBatch bool) *Response {
 
 // acquire takes an in-flight slot, waiting for one if need be.
 func (sc *serverConn) acquire() error {
+	select {
+	case sc.sem <- struct{}{}:
+		return nil
+	default:
+		sc.s.throttled.Add(1)
+	}
 	select {
 	case sc.sem <- struct{}{}:
 		return nil
@@ -630,6 +677,10 @@ func (sc *serverConn) writeLoop() {
 			return
 		}
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				sc.s.writeTimeouts.Add(1)
+				sc.s.log.Warn("wire: the peer took none of its answers for the write timeout, closing the connection", "peer", sc.peer, "timeout", sc.s.opts.WriteTimeout)
+			}
 			sc.s.log.Debug("wire: writing failed, closing the connection", "peer", sc.peer, "err", err)
 			sc.cancel()
 			sc.nc.Close() // wakes the reader

@@ -155,6 +155,10 @@ func TestAbusiveClientsDoNotStarveOthers(t *testing.T) {
 		check(t, "1,000 slowloris connections")
 		close(stop)
 		wg.Wait()
+		// header_timeout (2 s) cut them, and said so.
+		if n := metricValue(base, `tako_http_timeouts_total{listener="http",phase="header"}`); n < 900 {
+			t.Errorf("tako_http_timeouts_total{phase=\"header\"} = %v, want the ~1,000 slowloris connections", n)
+		}
 	})
 
 	t.Run("10,000 connections", func(t *testing.T) {
@@ -211,6 +215,9 @@ func TestAbusiveClientsDoNotStarveOthers(t *testing.T) {
 			}
 		}()
 		check(t, "a client pipelining 100,000 requests without reading")
+		if n := metricValue(base, "tako_wire_throttled_total"); n < 1 {
+			t.Errorf("tako_wire_throttled_total = %v: the node did not count holding the pipelining client back", n)
+		}
 		c.Close()
 		<-done
 	})
