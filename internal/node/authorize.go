@@ -63,24 +63,24 @@ func wireCollectors(srv *atomic.Pointer[wire.Server]) []prometheus.Collector {
 			return float64(get(s.Stats()))
 		}
 	}
-	counter := func(name, help string, get func(wire.Stats) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, stat(get))
+	counter := func(opts prometheus.CounterOpts, get func(wire.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(opts, stat(get))
 	}
 	return []prometheus.Collector{
-		counter("tako_wire_throttled_total",
-			"Times the binary port stopped reading a connection that had max_requests_per_connection requests under way, until one finished.",
+		counter(prometheus.CounterOpts{Name: "tako_wire_throttled_total",
+			Help: "Times the binary port stopped reading a connection that had max_requests_per_connection requests under way, until one finished."},
 			func(s wire.Stats) uint64 { return s.Throttled }),
-		counter("tako_wire_write_timeouts_total",
-			"Binary-port connections closed because the peer did not take its answers within the write timeout (30 s).",
+		counter(prometheus.CounterOpts{Name: "tako_wire_write_timeouts_total",
+			Help: "Binary-port connections closed because the peer did not take its answers within the write timeout (30 s)."},
 			func(s wire.Stats) uint64 { return s.WriteTimeouts }),
-		counter("tako_wire_handshake_failures_total",
-			"Binary-port connections closed because their TLS or protocol handshake failed (no or a foreign certificate, not Tako's protocol, too slow).",
+		counter(prometheus.CounterOpts{Name: "tako_wire_handshake_failures_total",
+			Help: "Binary-port connections closed because their TLS or protocol handshake failed (no or a foreign certificate, not Tako's protocol, too slow)."},
 			func(s wire.Stats) uint64 { return s.HandshakeFailures }),
-		counter("tako_wire_protocol_errors_total",
-			"Binary-port connections closed because the peer broke the protocol after the handshake.",
+		counter(prometheus.CounterOpts{Name: "tako_wire_protocol_errors_total",
+			Help: "Binary-port connections closed because the peer broke the protocol after the handshake."},
 			func(s wire.Stats) uint64 { return s.ProtocolErrors }),
-		counter("tako_wire_refused_total",
-			"Binary-port requests refused for their token (none, unknown, or of a lesser role), tokens presented included.",
+		counter(prometheus.CounterOpts{Name: "tako_wire_refused_total",
+			Help: "Binary-port requests refused for their token (none, unknown, or of a lesser role), tokens presented included."},
 			func(s wire.Stats) uint64 { return s.Refused }),
 	}
 }
