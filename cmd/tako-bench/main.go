@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,8 +23,9 @@ const program = "tako-bench"
 
 func main() {
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
-	url := fs.String("url", "http://localhost:8080", "`BASE` URL of the HTTP API (a proxy or a node)")
-	cfgFile := fs.String("cfg", "", "configuration `FILE`: use the Go client straight to the nodes instead of HTTP")
+	url := fs.String("url", "", "`BASE` URL of the HTTP API (a proxy or a node), http:// or https:// (default http://localhost:8080, https://localhost:8080 with -ca)")
+	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify an https -url with (tako-cluster -tls prints it); without it, https is verified with the system's roots")
+	cfgFile := fs.String("cfg", "", "configuration `FILE`: use the Go client straight to the nodes instead of HTTP (with the file's tls section, if any)")
 	clients := fs.Int("c", 16, "concurrent clients")
 	duration := fs.Duration("d", 10*time.Second, "how long to run each phase")
 	size := fs.Int("size", 100, "value size in bytes")
@@ -31,18 +33,25 @@ func main() {
 	op := fs.String("op", "mix", "workload: get, post, or mix (90% GET, 10% POST)")
 	prefill := fs.Bool("prefill", false, "write every key once before the run")
 	ceiling := fs.String("ceiling", "", "serve the ceiling (a map behind a mutex over net/http, no disk, no replication) on `ADDR` until stopped, instead of driving a cluster")
-	cli.Usage(fs, "tako-bench [-url BASE | -cfg FILE] [-c N] [-d DURATION] [-size BYTES] [-keys N] [-op get|post|mix] [-prefill] | -ceiling ADDR", `
+	cli.Usage(fs, "tako-bench [-url BASE [-ca FILE] | -cfg FILE] [-c N] [-d DURATION] [-size BYTES] [-keys N] [-op get|post|mix] [-prefill] | -ceiling ADDR", `
 Drives a running Tako cluster with N concurrent clients for a while and prints,
 per operation, the throughput and the p50, p99 and p99.9 latencies. By default
 it speaks HTTP to the proxy at localhost:8080; with -cfg it uses the Go client
-straight to the nodes of the configuration (no proxy).
+straight to the nodes of the configuration (no proxy), over mutual TLS when the
+configuration has a tls section.
+
+An https:// -url is verified with the CA of -ca (or $TAKO_CA), or with the
+system's roots without one. Over HTTPS as over HTTP, each client keeps its
+HTTP/1.1 connection alive, so the handshakes happen at the start only.
 
 With -ceiling it serves the reference instead: a map behind a mutex over
 net/http, that tako-bench -url can drive like a proxy. scripts/bench.sh runs
 the whole comparison.
 
-Example, against the cluster of go run ./cmd/tako-cluster:
-  tako-bench -prefill -op get -c 64 -d 10s`)
+Examples, against the cluster of go run ./cmd/tako-cluster, then of
+go run ./cmd/tako-cluster -tls:
+  tako-bench -prefill -op get -c 64 -d 10s
+  tako-bench -ca var/tako/tls/ca.pem -url https://localhost:8080 -op get -c 64 -d 10s`)
 	cli.Parse(fs, os.Args[1:])
 	if *ceiling != "" {
 		// The reference of every HTTP figure, as its own process.
@@ -55,6 +64,23 @@ Example, against the cluster of go run ./cmd/tako-cluster:
 	if !ok {
 		cli.Exit(program, 2, errors.New("-op: want get, post or mix, got "+*op))
 	}
+	caTLS, err := readCA()
+	if err != nil {
+		cli.Exit(program, 1, err)
+	}
+	caFlag := false // -ca given on the command line, not by $TAKO_CA
+	fs.Visit(func(f *flag.Flag) { caFlag = caFlag || f.Name == "ca" })
+	switch {
+	case caFlag && *cfgFile != "":
+		cli.Exit(program, 2, errors.New("-ca is for an https -url; with -cfg the Go client uses the configuration's tls section"))
+	case *url == "" && caTLS != nil:
+		*url = "https://localhost:8080"
+	case *url == "":
+		*url = "http://localhost:8080"
+	}
+	if caFlag && !strings.HasPrefix(*url, "https://") {
+		cli.Exit(program, 2, fmt.Errorf("-ca verifies HTTPS: want an https:// -url, got %q", *url))
+	}
 	var target loadgen.Target
 	desc := "HTTP " + *url
 	if *cfgFile != "" {
@@ -66,7 +92,7 @@ Example, against the cluster of go run ./cmd/tako-cluster:
 		target = loadgen.ClientTarget{C: c}
 		desc = "Go client, nodes of " + *cfgFile
 	} else {
-		target = loadgen.NewHTTPTarget(*url, *clients)
+		target = loadgen.NewHTTPTarget(*url, *clients, caTLS)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

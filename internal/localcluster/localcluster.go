@@ -6,6 +6,14 @@
 // and the proxy follow them (-c), as in a production deployment; otherwise
 // every process reads the file (-cfg).
 //
+// With TLS on (Options.TLS, or a configuration with a tls section) every
+// HTTP port serves HTTPS and the binary ports speak mutual TLS. Without a
+// tls section of its own, the configuration runs with the certificates that
+// Run makes in DIR/tls, once: a CA and one certificate for every process,
+// naming localhost, 127.0.0.1, ::1 and the configuration's hosts (see
+// TLSDirName). The nodes and the proxy verify the coordinators with the CA
+// (-ca), and so does Run when it checks on the processes.
+//
 // The children are the running binary itself, re-executed in a child mode
 // (see ChildArgs), so that one binary, even one built by `go run`, runs the
 // whole cluster. Each child logs to DIR/log/ID.log and keeps its data under
@@ -20,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,6 +78,13 @@ type Options struct {
 	// StatusInterval is how often the live status is refreshed. Zero
 	// means 2 s.
 	StatusInterval time.Duration
+	// TLS runs the cluster with TLS on. When the configuration has no tls
+	// section, Run makes a CA and a certificate in VarDir/tls (or reuses
+	// those it made there before) and runs a copy of the configuration
+	// with a tls section that names them (see TLSDirName). A configuration
+	// with a tls section runs with TLS on whatever TLS says. False, the
+	// zero value: TLS as the configuration says.
+	TLS bool
 }
 
 type child struct {
@@ -105,18 +121,33 @@ func Run(ctx context.Context, opts Options) error {
 	if err := checkPortsFree(cfg, opts.ProxyPort); err != nil {
 		return err
 	}
+	configPath, scheme := opts.ConfigPath, "http://"
+	var sec *tlsSetup // nil: plain HTTP and TCP
+	if opts.TLS || cfg.TLS != nil {
+		if sec, err = setUpTLS(opts.ConfigPath, cfg, opts.VarDir); err != nil {
+			return err
+		}
+		configPath, cfg, scheme = sec.configPath, sec.cfg, "https://"
+		if sec.dir != "" {
+			opts.Logger.Info("TLS on: "+sec.made, "dir", sec.dir, "config", sec.configPath)
+		} else {
+			opts.Logger.Info("TLS on, with the files of the configuration's tls section", "ca", sec.caFile)
+		}
+	}
+	hc := statusClient(sec)
+	defer hc.CloseIdleConnections()
 	var children []*child
 	defer func() { stopAll(children, opts) }()
 	// The coordinators first; the nodes and the proxy then get the
 	// configuration from them (-c), as in a real deployment. A file with
 	// no coordinators is given to every process directly (-cfg).
-	source := []string{"-cfg", opts.ConfigPath}
+	source := []string{"-cfg", configPath}
 	if len(cfg.Coordinators) > 0 {
 		source = nil
 		var coordinators []*child
 		for _, co := range cfg.Coordinators {
-			c := &child{id: co.ID, role: "coordinator", log: filepath.Join(logDir, co.ID+".log"), health: "http://" + co.Addr() + "/health"}
-			args := []string{ChildCoordinator, "-id", co.ID, "-cfg", opts.ConfigPath, "-v", opts.VarDir, "-l", c.log}
+			c := &child{id: co.ID, role: "coordinator", log: filepath.Join(logDir, co.ID+".log"), health: scheme + co.Addr() + "/health"}
+			args := []string{ChildCoordinator, "-id", co.ID, "-cfg", configPath, "-v", opts.VarDir, "-l", c.log}
 			if err := startChild(c, opts.Exe, args); err != nil {
 				return err
 			}
@@ -124,14 +155,22 @@ func Run(ctx context.Context, opts Options) error {
 			coordinators = append(coordinators, c)
 			source = append(source, "-c", co.Addr())
 		}
-		if err := waitUp(ctx, cfg, coordinators); err != nil {
+		if sec != nil {
+			// The coordinators serve HTTPS: the nodes and the proxy
+			// fetch the configuration with the CA.
+			source = append(source, "-ca", sec.caFile)
+		}
+		if err := waitUp(ctx, hc, cfg, coordinators); err != nil {
+			return err
+		}
+		if err := dropCachedConfigs(opts.VarDir, cfg, opts.ProxyPort != 0); err != nil {
 			return err
 		}
 	}
 	for _, nd := range cfg.Nodes() {
 		c := &child{id: nd.ID, role: "node " + nd.Bucket, log: filepath.Join(logDir, nd.ID+".log")}
 		if nd.HTTPPort != 0 {
-			c.health = "http://" + nd.HTTPAddr() + "/health"
+			c.health = scheme + nd.HTTPAddr() + "/health"
 		}
 		args := append([]string{ChildNode, "-id", nd.ID, "-v", opts.VarDir, "-l", c.log}, source...)
 		if err := startChild(c, opts.Exe, args); err != nil {
@@ -141,7 +180,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.ProxyPort != 0 {
 		c := &child{id: "p1", role: "proxy", log: filepath.Join(logDir, "p1.log"),
-			health: fmt.Sprintf("http://localhost:%d/health", opts.ProxyPort)}
+			health: fmt.Sprintf("%slocalhost:%d/health", scheme, opts.ProxyPort)}
 		args := append([]string{ChildProxy, "-id", "p1", "-p", strconv.Itoa(opts.ProxyPort), "-b", "localhost", "-v", opts.VarDir, "-l", c.log}, source...)
 		if err := startChild(c, opts.Exe, args); err != nil {
 			return err
@@ -149,10 +188,10 @@ func Run(ctx context.Context, opts Options) error {
 		children = append(children, c)
 	}
 	opts.Logger.Info("started the cluster's processes; waiting for them to serve", "processes", len(children), "logs", logDir)
-	if err := waitUp(ctx, cfg, children); err != nil {
+	if err := waitUp(ctx, hc, cfg, children); err != nil {
 		return err
 	}
-	printTable(opts.Out, cfg, children, opts.ProxyPort)
+	printTable(opts.Out, cfg, children, opts.ProxyPort, sec)
 	live := isTerminal(opts.Out)
 	if live {
 		fmt.Fprintf(opts.Out, "Logs: %s\n\n", logDir)
@@ -163,7 +202,7 @@ func Run(ctx context.Context, opts Options) error {
 	statusDone := make(chan struct{})
 	go func() {
 		defer close(statusDone)
-		watchStatus(statusCtx, opts.Out, live, children, opts.StatusInterval)
+		watchStatus(statusCtx, hc, opts.Out, live, children, opts.StatusInterval)
 	}()
 	defer func() { stopStatus(); <-statusDone }()
 	exited := make(chan *child, len(children))
@@ -214,6 +253,33 @@ func startChild(c *child, exe string, args []string) error {
 	return nil
 }
 
+// cacheFile is the name of the configuration that a node's or a proxy's
+// coordinator.Watcher caches in DIR/etc/ID (see WatcherOptions.CacheDir).
+const cacheFile = "configuration.json"
+
+// dropCachedConfigs removes the configurations that the nodes and the proxy
+// cached in an earlier run. The coordinators serve by now, so the processes
+// need no cache to start; and a process starts from its cache before it
+// hears from them, so a cache from a run with TLS on, when TLS is now off
+// (or the reverse), would start it with TLS settings that it changes only
+// at a restart.
+func dropCachedConfigs(varDir string, cfg *config.Config, proxy bool) error {
+	var ids []string
+	for _, nd := range cfg.Nodes() {
+		ids = append(ids, nd.ID)
+	}
+	if proxy {
+		ids = append(ids, "p1")
+	}
+	for _, id := range ids {
+		p := filepath.Join(varDir, "etc", id, cacheFile)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing the configuration cached by an earlier run: %w", err)
+		}
+	}
+	return nil
+}
+
 // checkPortsFree fails, naming the port and its owner in the configuration,
 // when a port the cluster needs is taken already.
 func checkPortsFree(cfg *config.Config, proxyPort int) error {
@@ -241,14 +307,23 @@ func checkPortsFree(cfg *config.Config, proxyPort int) error {
 	return nil
 }
 
+// statusClient returns the client that checks on the processes: over HTTPS
+// it verifies them with the cluster's CA.
+func statusClient(sec *tlsSetup) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if sec != nil {
+		tr.TLSClientConfig = sec.client
+	}
+	return &http.Client{Transport: tr, Timeout: time.Second}
+}
+
 // waitUp waits until every child serves, or one exits, or a minute passes.
-func waitUp(ctx context.Context, cfg *config.Config, children []*child) error {
+func waitUp(ctx context.Context, hc *http.Client, cfg *config.Config, children []*child) error {
 	deadline := time.Now().Add(time.Minute)
 	bin := map[string]string{}
 	for _, nd := range cfg.Nodes() {
 		bin[nd.ID] = nd.BinaryAddr()
 	}
-	hc := &http.Client{Timeout: time.Second}
 	for _, c := range children {
 		for {
 			select {
@@ -258,11 +333,12 @@ func waitUp(ctx context.Context, cfg *config.Config, children []*child) error {
 				return ctx.Err()
 			default:
 			}
-			if up(hc, c, bin[c.id]) {
+			err := up(hc, c, bin[c.id])
+			if err == nil {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s is not serving after a minute; see %s", c.id, c.log)
+				return fmt.Errorf("%s is not serving after a minute (%v); see %s", c.id, err, c.log)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -270,24 +346,34 @@ func waitUp(ctx context.Context, cfg *config.Config, children []*child) error {
 	return nil
 }
 
-func up(hc *http.Client, c *child, binaryAddr string) bool {
+// up returns nil when c serves, or why it does not seem to.
+func up(hc *http.Client, c *child, binaryAddr string) error {
 	if c.health == "" {
 		conn, err := net.DialTimeout("tcp", binaryAddr, time.Second)
 		if err != nil {
-			return false
+			return err
 		}
 		conn.Close()
-		return true
+		return nil
 	}
 	resp, err := hc.Get(c.health)
 	if err != nil {
-		return false
+		return err
 	}
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", c.health, resp.Status)
+	}
+	return nil
 }
 
-func printTable(out io.Writer, cfg *config.Config, children []*child, proxyPort int) {
+// printTable prints what runs where and how to use it: with TLS on, the
+// https URLs and the CA to verify them with.
+func printTable(out io.Writer, cfg *config.Config, children []*child, proxyPort int, sec *tlsSetup) {
+	scheme := ""
+	if sec != nil {
+		scheme = "https://"
+	}
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tHTTP\tBINARY\tSTATE\tLOG")
 	for _, c := range children {
@@ -295,23 +381,67 @@ func printTable(out io.Writer, cfg *config.Config, children []*child, proxyPort 
 		if nd, _, ok := cfg.Node(c.id); ok {
 			binAddr = nd.BinaryAddr()
 			if nd.HTTPPort != 0 {
-				httpAddr = nd.HTTPAddr()
+				httpAddr = scheme + nd.HTTPAddr()
 			}
 		} else if c.role == "coordinator" {
 			for _, co := range cfg.Coordinators {
 				if co.ID == c.id {
-					httpAddr = co.Addr()
+					httpAddr = scheme + co.Addr()
 				}
 			}
 		} else if c.role == "proxy" {
-			httpAddr = net.JoinHostPort("localhost", strconv.Itoa(proxyPort))
+			httpAddr = scheme + net.JoinHostPort("localhost", strconv.Itoa(proxyPort))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\tup\t%s\n", c.id, c.role, httpAddr, binAddr, c.log)
 	}
 	tw.Flush()
-	if proxyPort != 0 {
-		fmt.Fprintf(out, "\nTako is up: try  curl -X POST --data-binary hello http://localhost:%d/values/greeting\nCtrl-C stops the cluster.\n", proxyPort)
+	if sec == nil {
+		if proxyPort != 0 {
+			fmt.Fprintf(out, "\nTako is up: try  curl -X POST --data-binary hello http://localhost:%d/values/greeting\nCtrl-C stops the cluster.\n", proxyPort)
+		}
+		return
 	}
+	printTLS(out, cfg, proxyPort, sec)
+}
+
+// printTLS tells the user of a cluster with TLS on where the files are and
+// how to reach it: over HTTPS only, verifying with the CA.
+func printTLS(out io.Writer, cfg *config.Config, proxyPort int, sec *tlsSetup) {
+	ca := sec.caFile
+	fmt.Fprint(out, "\nTLS is on: every HTTP port above serves HTTPS only (plain HTTP gets 400), and the\nbinary ports speak mutual TLS. ")
+	if sec.dir != "" {
+		fmt.Fprintf(out, "tako-cluster %s in %s:\n", sec.made, sec.dir)
+		for _, f := range [][2]string{
+			{filepath.Base(ca), "the CA: HTTPS clients verify the cluster with it"},
+			{"tako.pem, tako-key.pem", "the certificate and key of every process, signed by the CA"},
+			{"ca-key.pem", "the CA's key, kept: the next run reuses the CA"},
+			{filepath.Base(sec.configPath), "the configuration with its tls section, for Go clients"},
+		} {
+			fmt.Fprintf(out, "  %-23s %s\n", f[0], f[1])
+		}
+	} else {
+		fmt.Fprintf(out, "The configuration's tls section names the files; its CA is\n%s.\n", ca)
+	}
+	base := ""
+	if proxyPort != 0 {
+		base = "https://" + net.JoinHostPort("localhost", strconv.Itoa(proxyPort))
+	} else if nodes := cfg.Nodes(); len(nodes) > 0 && nodes[0].HTTPPort != 0 {
+		base = "https://" + nodes[0].HTTPAddr()
+	}
+	fmt.Fprint(out, "\nTako is up: try\n")
+	if base != "" {
+		fmt.Fprintf(out, "  curl --cacert %s -X POST --data-binary hello %s/values/greeting\n", ca, base)
+		fmt.Fprintf(out, "  curl --cacert %s %s/values/greeting\n", ca, base)
+		fmt.Fprintf(out, "  tako -ca %s -s %s get greeting\n", ca, base)
+	}
+	if len(cfg.Coordinators) > 0 {
+		fmt.Fprintf(out, "  tako -ca %s -s %s status\n", ca, cfg.Coordinators[0].Addr())
+	}
+	if base != "" {
+		fmt.Fprintf(out, "  tako-bench -ca %s -url %s -op get -d 5s\n", ca, base)
+	}
+	fmt.Fprintf(out, "  tako-bench -cfg %s -op get -d 5s   (the Go client)\n", sec.configPath)
+	fmt.Fprintf(out, "With TAKO_CA=%s in the environment, tako and tako-bench need no -ca.\nCtrl-C stops the cluster.\n", ca)
 }
 
 // stopAll sends SIGTERM to every child still running, waits for them up to

@@ -20,12 +20,12 @@ type childState struct {
 	note string
 }
 
-// watchStatus shows the state of every child until ctx ends. On a terminal
-// it redraws one line per process in place every interval (state and, for
-// nodes, keys); on anything else (a file, a pipe, a test) it prints a line
-// only when a process goes down or comes back, so logs stay readable.
-func watchStatus(ctx context.Context, out io.Writer, live bool, children []*child, interval time.Duration) {
-	hc := &http.Client{Timeout: time.Second}
+// watchStatus shows the state of every child, asking them with hc, until
+// ctx ends. On a terminal it redraws one line per process in place every
+// interval (state and, for nodes, keys); on anything else (a file, a pipe, a
+// test) it prints a line only when a process goes down or comes back, so
+// logs stay readable.
+func watchStatus(ctx context.Context, hc *http.Client, out io.Writer, live bool, children []*child, interval time.Duration) {
 	prev := make([]childState, len(children))
 	for i := range prev {
 		prev[i] = childState{up: true, keys: -1}

@@ -34,20 +34,36 @@ func Cluster(args []string) {
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	port := fs.Int("p", 8080, "the proxy's HTTP `PORT` (0: no proxy)")
 	varDir := fs.String("v", "var/tako", "var `DIR`ectory: every node's data and every process's log")
+	withTLS := fs.Bool("tls", false, "TLS on: HTTPS on every HTTP port, mutual TLS on the binary ports, with a CA and a certificate made in DIR/tls (and reused from there)")
 	var logs cli.LogFlags
 	logs.Register(fs)
-	cli.Usage(fs, "tako-cluster [FILE] [-p PORT] [-v DIR]", `
+	cli.Usage(fs, "tako-cluster [FILE] [-p PORT] [-v DIR] [-tls]", `
 Runs every node of the configuration FILE, and a proxy in front of them, as
 processes on this machine, for development and trials. With no FILE it runs
 the built-in local cluster: ten nodes on 127.0.0.1 (HTTP ports 5701-5710,
 binary ports 4701-4710) in five buckets of two, every key on two buckets
-(four nodes). Data and logs go under DIR/data/ID and DIR/log/ID.log. Ctrl-C
-stops them all.
+(four nodes), and a coordinator on 4700. Data and logs go under DIR/data/ID
+and DIR/log/ID.log. Ctrl-C stops them all.
 
-Example:
+With -tls the cluster runs with TLS on: every HTTP port (proxy, nodes,
+coordinators) serves HTTPS only, and the binary ports speak mutual TLS. The
+first run makes a CA and a certificate for every process (naming localhost,
+127.0.0.1, ::1 and the configuration's hosts) in DIR/tls, as tako certs does;
+later runs reuse them, so clients keep trusting the same CA. The processes
+run with a copy of FILE that has a tls section naming them, DIR/tls/NAME
+(NAME being FILE's name), which Go clients can open too. It prints the CA to
+verify the cluster with (curl --cacert DIR/tls/ca.pem, tako -ca
+DIR/tls/ca.pem). A FILE with a tls section of its own runs with TLS on, with
+its files, with or without -tls.
+
+Examples:
   tako-cluster
   curl -X POST --data-binary hello localhost:8080/values/greeting
-  curl localhost:8080/values/greeting`)
+  curl localhost:8080/values/greeting
+
+  tako-cluster -tls
+  curl --cacert var/tako/tls/ca.pem https://localhost:8080/values/greeting
+  tako -ca var/tako/tls/ca.pem -s https://localhost:8080 get greeting`)
 	// FILE may come before or after the flags.
 	var file string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -84,7 +100,7 @@ Example:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err = localcluster.Run(ctx, localcluster.Options{ConfigPath: file, ProxyPort: *port, VarDir: *varDir, Exe: exe, Logger: logger})
+	err = localcluster.Run(ctx, localcluster.Options{ConfigPath: file, ProxyPort: *port, VarDir: *varDir, Exe: exe, Logger: logger, TLS: *withTLS})
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}
