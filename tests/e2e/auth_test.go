@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -150,6 +152,56 @@ deployments:
 	if err := bad.waitExit(t); err == nil || !strings.Contains(bad.output(), `has the role read; it needs admin`) {
 		t.Errorf("a node with a read token: exit %v, output:\n%s\nwant a failure naming the role", err, bad.output())
 	}
+
+	// Revoking a token is removing its line and reloading: the
+	// coordinator pushes the configuration, and the read token stops
+	// working on HTTP and on the binary port, on a connection that was
+	// open before too, while the others keep working.
+	nd, _, _ := parsed(t, cfg).Node("n1")
+	open, err := wire.Dial(t.Context(), nd.BinaryAddr(), wire.DialOptions{Token: tokens["read"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.Split(string(text), "\n") {
+		if !strings.Contains(line, "read-token:") {
+			kept = append(kept, line)
+		}
+	}
+	writeFile(t, dir, "auth.yaml", strings.Join(kept, "\n"))
+	c1.cmd.Process.Signal(syscall.SIGHUP)
+	bearer := func(role string) map[string]string { return map[string]string{"Authorization": "Bearer " + tokens[role]} }
+	waitFor(t, "the read token to be revoked on n1 and the proxy", func() bool {
+		a, _, _, _ := httpDo(t.Context(), "GET", nodeURL+"/values/replicated", nil, bearer("read"))
+		b, _, _, _ := httpDo(t.Context(), "GET", proxyURL+"/values/replicated", nil, bearer("read"))
+		return a == http.StatusUnauthorized && b == http.StatusUnauthorized
+	})
+	if code, _, _, err := httpDo(t.Context(), "GET", proxyURL+"/values/replicated", nil, bearer("write")); err != nil || code != 200 {
+		t.Errorf("GET with the write token after the read token was revoked: %d %v", code, err)
+	}
+	if _, err := open.Call(t.Context(), &wire.Request{Op: wire.OpGet, Key: []byte("replicated")}); !errors.Is(err, wire.ErrUnauthorized) {
+		t.Errorf("a Get on a binary connection opened with the revoked token: %v, want unauthorized", err)
+	}
+	cl := client.New(parsed(t, cfg), client.Options{Token: tokens["read"]})
+	defer cl.Close()
+	if _, err := cl.Get(t.Context(), []byte("replicated")); !errors.Is(err, client.ErrUnauthorized) {
+		t.Errorf("the Go client with the revoked token: %v, want unauthorized", err)
+	}
+}
+
+// parsed loads the configuration file at path.
+func parsed(t *testing.T, path string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // checkBinaryPortTokens checks the binary port of the cluster cfg names
