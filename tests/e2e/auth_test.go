@@ -175,7 +175,9 @@ deployments:
 	}
 	writeFile(t, dir, "auth.yaml", strings.Join(kept, "\n"))
 	c1.cmd.Process.Signal(syscall.SIGHUP)
-	bearer := func(role string) map[string]string { return map[string]string{"Authorization": "Bearer " + tokens[role]} }
+	bearer := func(role string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + tokens[role]}
+	}
 	waitFor(t, "the read token to be revoked on n1 and the proxy", func() bool {
 		a, _, _, _ := httpDo(t.Context(), "GET", nodeURL+"/values/replicated", nil, bearer("read"))
 		b, _, _, _ := httpDo(t.Context(), "GET", proxyURL+"/values/replicated", nil, bearer("read"))
