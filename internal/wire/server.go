@@ -678,8 +678,8 @@ func (sc *serverConn) writeLoop() {
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				sc.s.writeTimeouts.Add(1)
 				sc.s.log.Warn("wire: the peer took none of its answers for the write timeout, closing the connection", "peer", sc.peer, "timeout", sc.s.opts.WriteTimeout)
+				sc.s.writeTimeouts.Add(1)
 			}
 			sc.s.log.Debug("wire: writing failed, closing the connection", "peer", sc.peer, "err", err)
 			sc.cancel()
