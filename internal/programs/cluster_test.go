@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/takodb/tako/internal/testproc"
 )
 
 // asClusterEnv, when set, makes the test binary run tako-cluster with its
@@ -269,26 +271,9 @@ deployments:
 // match (unique to the test: processes of other tests share /proc).
 func childPID(t *testing.T, match string) int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	pid, err := testproc.PID(match)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var found []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), match) {
-			found = append(found, pid)
-		}
-	}
-	if len(found) != 1 {
-		t.Fatalf("%d processes match %q, want 1", len(found), match)
-	}
-	return found[0]
+	return pid
 }

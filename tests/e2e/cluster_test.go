@@ -11,13 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/takodb/tako/internal/testproc"
 )
 
 // cluster is tako-node processes of one configuration, and a tako-proxy.
@@ -381,30 +382,12 @@ func TestBenchToolDrivesTheCluster(t *testing.T) {
 }
 
 // childPID returns the PID of the one process whose command line contains
-// match (which must be unique to the test, such as its temporary
-// directory: processes of other tests and of containers share /proc).
+// match (unique to the test: processes of other tests share /proc).
 func childPID(t *testing.T, match string) int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	pid, err := testproc.PID(match)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var found []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), match) {
-			found = append(found, pid)
-		}
-	}
-	if len(found) != 1 {
-		t.Fatalf("%d processes match %q, want 1", len(found), match)
-	}
-	return found[0]
+	return pid
 }
