@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/takodb/tako/internal/auth"
 )
 
 // compose is one running compose project.
@@ -33,9 +35,12 @@ type compose struct {
 	addrs map[string]string // node service → its HTTP address on the host
 
 	// files are the compose files after deploy/docker-compose.yml (a TLS
-	// override); tls, when set, is what HTTPS clients trust.
+	// override); tls, when set, is what HTTPS clients trust; token, when
+	// set, is the write token that the workload's requests carry (the
+	// configuration then has an auth section).
 	files   []string
 	tls     *x509.CertPool
+	token   string
 	clients map[string]*http.Client // by entry, with TLS
 }
 
@@ -85,7 +90,7 @@ func up(t *testing.T, withTLS bool) *compose {
 	if withTLS {
 		c.project += "tls"
 		c.base = fmt.Sprintf("https://127.0.0.1:%d", port)
-		c.files, c.tls = tlsOverride(t)
+		c.files, c.tls, c.token = tlsOverride(t)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -148,9 +153,9 @@ func (c *compose) client(entry string) *http.Client {
 	if entry == "tako-proxy" {
 		name = "127.0.0.1"
 	}
-	cl := &http.Client{Timeout: httpClient.Timeout, Transport: &http.Transport{
+	cl := auth.WithToken(&http.Client{Timeout: httpClient.Timeout, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: c.tls, ServerName: name},
-	}}
+	}}, c.token)
 	if c.clients == nil {
 		c.clients = map[string]*http.Client{}
 	}

@@ -8,15 +8,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/tlsconf"
 )
 
 // tlsOverride makes the certificates of a cluster (as tako certs does,
-// naming every service), a configuration that is deploy/cluster.yaml with
-// a tls section, and a compose override that mounts both and gives nodes
-// and the proxy -ca to fetch the configuration over HTTPS. It returns the
-// override's path and the pool of the CA.
-func tlsOverride(t *testing.T) ([]string, *x509.CertPool) {
+// naming every service), two tokens, a configuration that is
+// deploy/cluster.yaml with a tls section and an auth section listing them,
+// and a compose override that mounts both and gives nodes and the proxy -ca
+// to fetch the configuration over HTTPS, and every process the admin token
+// ($TAKO_TOKEN). It returns the override's path, the pool of the CA, and
+// the write token, for the workload.
+func tlsOverride(t *testing.T) ([]string, *x509.CertPool, string) {
 	t.Helper()
 	dir := t.TempDir()
 	services := append([]string{"tako-coordinator-1", "tako-proxy"}, nodeServices()...)
@@ -28,7 +31,16 @@ func tlsOverride(t *testing.T) ([]string, *x509.CertPool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := "tls:\n    ca: /etc/tako/tls/ca.pem\n    cert: /etc/tako/tls/tako.pem\n    key: /etc/tako/tls/tako-key.pem\n\n"
+	admin, adminHash, err := auth.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, writerHash, err := auth.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := "tls:\n    ca: /etc/tako/tls/ca.pem\n    cert: /etc/tako/tls/tako.pem\n    key: /etc/tako/tls/tako-key.pem\n\n" +
+		fmt.Sprintf("auth:\n    tokens:\n        processes: {sha256: %s, role: admin}\n        workload: {sha256: %s, role: write}\n\n", adminHash, writerHash)
 	cfg := strings.Replace(string(base), "master_coordinator:", section+"master_coordinator:", 1)
 	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -36,6 +48,7 @@ func tlsOverride(t *testing.T) ([]string, *x509.CertPool) {
 	var b strings.Builder
 	b.WriteString("version: \"3\"\nservices:\n")
 	tlsVolume := fmt.Sprintf("      - %s:/etc/tako/tls:ro\n", filepath.Join(dir, "tls"))
+	tlsVolume += fmt.Sprintf("    environment:\n      - TAKO_TOKEN=%s\n", admin)
 	fmt.Fprintf(&b, "  tako-coordinator-1:\n    volumes:\n      - %s:/etc/tako/cluster.yaml:ro\n%s", filepath.Join(dir, "cluster.yaml"), tlsVolume)
 	for i, s := range nodeServices() {
 		fmt.Fprintf(&b, "  %s:\n    command: [\"/bin/tako-node\", \"-id\", \"n%d\", \"-c\", \"tako-coordinator-1:4712\", \"-v\", \"/var/tako\", \"-ca\", \"/etc/tako/tls/ca.pem\"]\n    volumes:\n%s", s, i+1, tlsVolume)
@@ -53,7 +66,7 @@ func tlsOverride(t *testing.T) ([]string, *x509.CertPool) {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatal("no CA certificate in " + files.CA)
 	}
-	return []string{override}, pool
+	return []string{override}, pool, writer
 }
 
 // TestFaultsOnContainersWithTLS runs the cluster with a tls section (HTTPS
@@ -72,6 +85,12 @@ func TestFaultsOnContainersWithTLS(t *testing.T) {
 	// Plain HTTP to the HTTPS proxy is refused.
 	if code, _, _ := request(httpClient, "GET", strings.Replace(c.base, "https://", "http://", 1)+"/values/greeting", nil); code == 200 {
 		t.Fatal("plain HTTP to the HTTPS port was served")
+	}
+	// Authentication is on: without the token, the proxy answers 401.
+	anonymous := *c.client("tako-proxy")
+	anonymous.Transport = anonymous.Transport.(*auth.Transport).Base
+	if code, _, _ := request(&anonymous, "GET", c.base+"/values/greeting", nil); code != 401 {
+		t.Fatalf("GET without a token: %d, want 401", code)
 	}
 	faults := []fault{
 		killNode(c, "TLS kill -9 a node", "n3"),
