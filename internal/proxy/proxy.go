@@ -69,6 +69,9 @@ type Proxy struct {
 	// the HTTP port serves HTTPS with; nil without one (plain HTTP).
 	tls *tlsconf.Reloader
 
+	// token is what the proxy presents to the nodes (Options.Token).
+	token string
+
 	mu    sync.Mutex // guards bound
 	bound net.Addr
 }
@@ -94,6 +97,7 @@ func New(opts Options) (*Proxy, error) {
 		addr:   opts.Addr,
 		logger: opts.Logger,
 		client: client.New(opts.Config, client.Options{Logger: opts.Logger, Token: opts.Token}),
+		token:  opts.Token,
 	}
 	if err := opts.Config.Auth.Holds(opts.Token, auth.Write); err != nil {
 		p.client.Close()
@@ -130,6 +134,11 @@ func New(opts Options) (*Proxy, error) {
 func (p *Proxy) SetConfig(cfg *config.Config, epoch int64) {
 	p.client.SetConfig(cfg)
 	p.epoch.Store(epoch)
+	if err := cfg.Auth.Holds(p.token, auth.Write); err != nil {
+		p.logger.Error("the new configuration's auth section does not list this proxy's token with the write role at least: the nodes will refuse its requests; give it one with -token-file and restart it",
+			"proxy", p.id, "epoch", epoch, "err", err)
+		return
+	}
 	p.logger.Info("following a new configuration", "proxy", p.id, "epoch", epoch, "deployment", cfg.Active.Name)
 }
 
