@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,7 +248,21 @@ func serveStream(t *testing.T, chunks [][]byte) []string {
 			return &Response{Outcome: OutcomeUnchanged, Current: req.Record}
 		}
 	}
-	s := NewServer(ServerOptions{Handler: h, MaxFrameSize: MinFrameSize, MaxInFlightPerConn: 4})
+	// Tokens, deterministically: none serves everything (so that streams
+	// without OpAuth reach the handler), one that starts with "tako_" may
+	// only read, any other is unknown.
+	authorize := func(token string, op Op) *Error {
+		switch {
+		case token == "":
+			return nil
+		case !strings.HasPrefix(token, "tako_"):
+			return &Error{Code: CodeUnauthorized, Message: "unknown token"}
+		case op == OpAuth || op == OpGet || op == OpReplicaGet:
+			return nil
+		}
+		return &Error{Code: CodeForbidden, Message: "read only"}
+	}
+	s := NewServer(ServerOptions{Handler: h, MaxFrameSize: MinFrameSize, MaxInFlightPerConn: 4, Authorize: authorize})
 	defer s.cancel()
 	if !s.startConn(nc) {
 		t.Fatal("the server refused the connection")
