@@ -160,13 +160,14 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		stopping:   make(chan struct{}),
 	}
 	// With a tls section, the coordinator serves HTTPS and asks the
-	// master and the nodes over HTTPS, verifying them with the CA. The
-	// files are read once: a changed certificate takes a restart.
+	// master and the nodes over HTTPS, verifying them with the CA.
+	// ReloadTLS (SIGHUP) reads the certificate and key again.
 	var clientTLS *tls.Config
 	if t := cfg.TLS; t != nil {
 		if s.tls, err = tlsconf.Load(t.CA, t.Cert, t.Key); err != nil {
 			return nil, fmt.Errorf("coordinator: %s: the tls section: %w", opts.ConfigPath, err)
 		}
+		reg.MustRegister(s.tls.Collectors()...)
 		s.scheme = "https"
 		clientTLS = s.tls.HTTPClientConfig()
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +89,19 @@ deployments:
 	}
 	if code, _, err := health(trusting, "https"); err != nil || code != http.StatusOK {
 		t.Errorf("HTTPS after a plain HTTP request: %d, %v", code, err)
+	}
+
+	// The node reports when its certificate expires, for alerts.
+	resp, err := trusting.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"tako_tls_certificate_expiry_timestamp_seconds", "tako_tls_ca_expiry_timestamp_seconds"} {
+		if !strings.Contains(string(metrics), "\n"+name+" ") {
+			t.Errorf("/metrics has no %s", name)
+		}
 	}
 
 	untrusting := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}

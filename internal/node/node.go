@@ -183,6 +183,9 @@ func New(opts Options) (*Node, error) {
 		return ok && n.pool.Unreachable(nd.BinaryAddr())
 	})
 	reg.MustRegister(buildinfo.Collector("tako-node"))
+	if tlsr != nil {
+		reg.MustRegister(tlsr.Collectors()...)
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_node_recovering",
 		Help: "1 while the node recovers data it may have lost (its \"not found\" answers do not count toward read quorums), else 0.",

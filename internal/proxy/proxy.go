@@ -114,6 +114,7 @@ func New(opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("proxy %s: the configuration's tls section: %w", p.id, err)
 		}
 		p.tls = r
+		reg.MustRegister(r.Collectors()...)
 	}
 	p.epoch.Store(opts.Epoch)
 	reg.MustRegister(buildinfo.Collector("tako-proxy"))

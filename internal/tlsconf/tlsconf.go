@@ -14,6 +14,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Reloader holds the CA pool and this process's current certificate. The
@@ -24,6 +26,9 @@ type Reloader struct {
 	certFile, keyFile string
 	roots             *x509.CertPool
 	cert              atomic.Pointer[tls.Certificate]
+	// caNotAfter is when the CA that signed the current certificate
+	// expires (the root of its verified chain).
+	caNotAfter atomic.Pointer[time.Time]
 }
 
 // Load reads the CA certificate (PEM) at caFile and the key pair at
@@ -61,29 +66,57 @@ func (r *Reloader) Reload() error {
 	if err != nil {
 		return fmt.Errorf("tls: loading the key pair %s, %s: %w", r.certFile, r.keyFile, err)
 	}
-	if err := r.check(&cert); err != nil {
+	caNotAfter, err := r.check(&cert)
+	if err != nil {
 		return fmt.Errorf("tls: the certificate %s: %w", r.certFile, err)
 	}
 	r.cert.Store(&cert)
+	r.caNotAfter.Store(&caNotAfter)
 	return nil
 }
 
-// check verifies that cert chains to the CA, for some use.
-func (r *Reloader) check(cert *tls.Certificate) error {
+// check verifies that cert chains to the CA, for some use, and returns
+// when the CA at the root of the chain expires.
+func (r *Reloader) check(cert *tls.Certificate) (caNotAfter time.Time, err error) {
 	if cert.Leaf == nil {
-		return errors.New("no certificate")
+		return time.Time{}, errors.New("no certificate")
 	}
 	inter := x509.NewCertPool()
 	for _, der := range cert.Certificate[1:] {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return fmt.Errorf("an intermediate certificate: %w", err)
+			return time.Time{}, fmt.Errorf("an intermediate certificate: %w", err)
 		}
 		inter.AddCert(c)
 	}
-	_, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: r.roots, Intermediates: inter,
+	chains, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: r.roots, Intermediates: inter,
 		CurrentTime: time.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	return err
+	if err != nil {
+		return time.Time{}, err
+	}
+	chain := chains[0]
+	return chain[len(chain)-1].NotAfter, nil
+}
+
+// Expiry returns when the current certificate expires, and when the CA that
+// signed it does: past either, peers refuse the process.
+func (r *Reloader) Expiry() (cert, ca time.Time) {
+	return r.cert.Load().Leaf.NotAfter, *r.caNotAfter.Load()
+}
+
+// Collectors returns the metrics of the expiry dates, for a process's
+// registry: what an alert watches to renew certificates in time.
+func (r *Reloader) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the certificate this process presents (the tls section's cert, as last loaded) expires, in seconds since the Unix epoch.",
+		}, func() float64 { cert, _ := r.Expiry(); return float64(cert.Unix()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_tls_ca_expiry_timestamp_seconds",
+			Help: "When the CA that signed this process's certificate expires, in seconds since the Unix epoch.",
+		}, func() float64 { _, ca := r.Expiry(); return float64(ca.Unix()) }),
+	}
 }
 
 // Certificate returns the certificate in use.

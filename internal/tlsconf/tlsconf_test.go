@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestWriteFiles checks what tako certs writes: four PEM files, keys 0600,
@@ -295,5 +298,63 @@ func TestHTTPConfigs(t *testing.T) {
 	}
 	if _, err := CAClientConfig(filepath.Join(t.TempDir(), "missing.pem")); err == nil {
 		t.Error("CAClientConfig of a missing file: no error")
+	}
+}
+
+// TestExpiry: the expiry dates, and their metrics, are those of the loaded
+// certificate and of the CA, and follow a reload.
+func TestExpiry(t *testing.T) {
+	dir := t.TempDir()
+	f, err := WriteFiles(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Load(f.CA, f.Cert, f.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := LoadCA(f.CA, f.CAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, caExpiry := r.Expiry()
+	if want := r.Certificate().Leaf.NotAfter; !cert.Equal(want) {
+		t.Errorf("certificate expiry %v, want %v", cert, want)
+	}
+	if want := ca.Cert.NotAfter; !caExpiry.Equal(want) {
+		t.Errorf("CA expiry %v, want %v", caExpiry, want)
+	}
+	if until := time.Until(cert); until < 360*24*time.Hour {
+		t.Errorf("a new certificate expires in %v, want about a year", until)
+	}
+
+	pem, key, err := ca.Issue(DefaultHosts, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.Cert, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.Key, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.Collectors()...)
+	got := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	if v := got["tako_tls_certificate_expiry_timestamp_seconds"]; math.Abs(v-float64(time.Now().Add(time.Hour).Unix())) > 120 {
+		t.Errorf("after reloading a certificate valid for an hour, the metric says %v (%v from now)", v, time.Until(time.Unix(int64(v), 0)))
+	}
+	if v := got["tako_tls_ca_expiry_timestamp_seconds"]; v != float64(ca.Cert.NotAfter.Unix()) {
+		t.Errorf("CA expiry metric %v, want %v", v, ca.Cert.NotAfter.Unix())
 	}
 }
