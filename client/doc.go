@@ -20,4 +20,13 @@
 // replica could reach its quorum, ErrBadRequest for a request the cluster
 // refuses (an empty or oversized key, a timestamp too far in the future),
 // and the context's error when ctx ends first.
+//
+// A cluster whose configuration has a tls section is dialled with mutual
+// TLS, with the section's certificate (New loads it). One with an auth
+// section serves only requests that a token it lists allows: give it in
+// Options.Token (or $TAKO_TOKEN); a read token may Get and Where, a write
+// token also Put and Delete. Without a valid token requests fail with
+// ErrUnauthorized, with a lesser one with ErrForbidden.
+//
+//	c, err := client.Open("tako.yaml", client.Options{Token: os.Getenv("APP_TOKEN")})
 package client
