@@ -117,7 +117,8 @@ func New(cfg *config.Config, opts Options) *Client {
 	c.cfg.Store(cfg)
 	dial := wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger, TLS: opts.TLS, Token: opts.Token}
 	if opts.TLS == nil && cfg.TLS != nil {
-		c.tls, c.tlsErr = tlsconf.Load(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
+		cert, key := cfg.TLS.For("client")
+		c.tls, c.tlsErr = tlsconf.Load(cfg.TLS.CA, cert, key)
 		if c.tlsErr != nil {
 			c.tlsErr = fmt.Errorf("tako: the configuration's tls section: %w", c.tlsErr)
 		} else {

@@ -45,15 +45,56 @@ type Config struct {
 }
 
 // TLSFiles are the paths of the tls section, as written: relative paths
-// are relative to the process's working directory. All three are set.
+// are relative to the process's working directory. CA, Cert and Key are
+// set.
 type TLSFiles struct {
 	// CA is the PEM certificate of the cluster's certificate authority:
 	// peers must present a certificate it signed.
 	CA string
-	// Cert is the PEM certificate this process presents.
+	// Cert is the PEM certificate a process presents, unless its role has
+	// its own in Roles.
 	Cert string
 	// Key is the PEM private key of Cert.
 	Key string
+	// Roles give some roles (TLSRoles) a certificate of their own: a
+	// process of such a role presents it instead of Cert. Nil or empty:
+	// every process presents Cert.
+	Roles map[string]KeyPair
+}
+
+// KeyPair is a certificate and its key: paths of PEM files.
+type KeyPair struct {
+	Cert, Key string
+}
+
+// TLSRoles are the roles that the tls section may give a certificate of
+// their own, in the order the canonical JSON writes them: nodes, proxies,
+// coordinators, and Go clients (tako-bench -cfg among them).
+var TLSRoles = []string{"node", "proxy", "coordinator", "client"}
+
+// For returns the certificate and key that a process of role presents:
+// its role's own, or the section's.
+func (f *TLSFiles) For(role string) (cert, key string) {
+	if kp, ok := f.Roles[role]; ok {
+		return kp.Cert, kp.Key
+	}
+	return f.Cert, f.Key
+}
+
+// Equal reports whether f and g name the same files (or are both nil).
+func (f *TLSFiles) Equal(g *TLSFiles) bool {
+	if f == nil || g == nil {
+		return f == g
+	}
+	if f.CA != g.CA || f.Cert != g.Cert || f.Key != g.Key || len(f.Roles) != len(g.Roles) {
+		return false
+	}
+	for role, kp := range f.Roles {
+		if g.Roles[role] != kp {
+			return false
+		}
+	}
+	return true
 }
 
 // Coordinator is a coordinator server: it serves the configuration over HTTP.

@@ -1143,7 +1143,7 @@ deployments:
       b1: {n1: [h, 1]}
 `)
 	want := TLSFiles{CA: "/etc/tako/ca.pem", Cert: "certs/tako.pem", Key: "/etc/tako/tako key.pem"}
-	if c.TLS == nil || *c.TLS != want {
+	if !c.TLS.Equal(&want) {
 		t.Fatalf("TLS = %+v, want %+v", c.TLS, want)
 	}
 	js, err := json.Marshal(c)
@@ -1154,7 +1154,7 @@ deployments:
 		t.Errorf("JSON: %s", js)
 	}
 	back, err := Parse(js)
-	if err != nil || back.TLS == nil || *back.TLS != want {
+	if err != nil || !back.TLS.Equal(&want) {
 		t.Errorf("JSON round trip: %+v %v", back.TLS, err)
 	}
 	if again, _ := json.Marshal(back); string(again) != string(js) {
@@ -1171,7 +1171,11 @@ deployments:
 		{"tls: {ca: a.pem, cert: b.pem}", "missing key: the tls section needs ca, cert and key"},
 		{"tls: {ca: a.pem}", "missing cert, key"},
 		{"tls: {}", "missing ca, cert, key"},
-		{"tls: {ca: a.pem, cert: b.pem, key: c.pem, crl: d.pem}", `unknown key "crl" (want one of ca, cert, key)`},
+		{"tls: {ca: a.pem, cert: b.pem, key: c.pem, crl: d.pem}", `unknown key "crl" (want one of ca, cert, key, node, proxy, coordinator, client)`},
+		{"tls: {ca: a.pem, cert: b.pem, key: c.pem, node: {cert: n.pem}}", "tls.node: a role's certificate needs both cert and key"},
+		{"tls: {ca: a.pem, cert: b.pem, key: c.pem, proxy: {cert: p.pem, key: k.pem, ca: x.pem}}", `unknown key "ca" (want one of cert, key)`},
+		{"tls: {ca: a.pem, cert: b.pem, key: c.pem, client: c.pem}", "tls.client"},
+		{"tls: {ca: a.pem, cert: b.pem, key: c.pem, node: {cert: '', key: k.pem}}", "tls.node.cert: empty"},
 		{"tls: {ca: a.pem, cert: b.pem, key: ''}", "tls.key: empty"},
 		{"tls: {ca: [a.pem], cert: b.pem, key: c.pem}", "want the path of a PEM file"},
 		{"tls: yes", "tls"},
@@ -1180,5 +1184,45 @@ deployments:
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %q", tt.src, err, tt.want)
 		}
+	}
+}
+
+// TestTLSRoles: a role may have a certificate of its own; For gives it to
+// that role and the section's to the others; the JSON keeps them, in a
+// fixed order, and Equal tells sections apart by them.
+func TestTLSRoles(t *testing.T) {
+	c := mustParse(t, `
+tls:
+  ca: ca.pem
+  cert: tako.pem
+  key: tako-key.pem
+  proxy: {cert: proxy.pem, key: proxy-key.pem}
+  node: {cert: node.pem, key: node-key.pem}
+active_deployment: d
+deployments:
+  d:
+    buckets:
+      b1: {n1: [h, 1]}
+`)
+	for role, want := range map[string]string{"node": "node.pem", "proxy": "proxy.pem", "coordinator": "tako.pem", "client": "tako.pem"} {
+		if cert, key := c.TLS.For(role); cert != want || key != strings.TrimSuffix(want, ".pem")+"-key.pem" {
+			t.Errorf("For(%q) = %s, %s; want %s and its key", role, cert, key, want)
+		}
+	}
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"tls":{"ca":"ca.pem","cert":"tako.pem","key":"tako-key.pem","node":{"cert":"node.pem","key":"node-key.pem"},"proxy":{"cert":"proxy.pem","key":"proxy-key.pem"}}`) {
+		t.Errorf("JSON: %s", js)
+	}
+	back, err := Parse(js)
+	if err != nil || !back.TLS.Equal(c.TLS) {
+		t.Fatalf("JSON round trip: %+v %v", back.TLS, err)
+	}
+	other := *c.TLS
+	other.Roles = map[string]KeyPair{"node": {Cert: "node.pem", Key: "node-key.pem"}}
+	if c.TLS.Equal(&other) || c.TLS.Equal(nil) || !(*TLSFiles)(nil).Equal(nil) {
+		t.Error("Equal does not tell the sections apart")
 	}
 }

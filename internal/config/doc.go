@@ -15,6 +15,8 @@
 //	  ca: /etc/tako/ca.pem            # the cluster CA's certificate: peers must present one it signed
 //	  cert: /etc/tako/tako.pem        # this process's certificate (tako certs makes them)
 //	  key: /etc/tako/tako-key.pem     # its key; relative paths are relative to the working directory
+//	  node: {cert: node.pem, key: node-key.pem}   # optional: a role's own certificate (node,
+//	                                  # proxy, coordinator, client), presented instead of cert
 //	active_deployment: cluster        # required; must name a deployment
 //	target_deployment: next           # optional; live migration from active to target
 //	deployments:                      # required, at least one

@@ -58,6 +58,17 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 		writeString(&b, c.TLS.Cert)
 		b.WriteString(`,"key":`)
 		writeString(&b, c.TLS.Key)
+		for _, role := range TLSRoles {
+			if kp, ok := c.TLS.Roles[role]; ok {
+				b.WriteByte(',')
+				writeString(&b, role)
+				b.WriteString(`:{"cert":`)
+				writeString(&b, kp.Cert)
+				b.WriteString(`,"key":`)
+				writeString(&b, kp.Key)
+				b.WriteByte('}')
+			}
+		}
 		b.WriteString("},")
 	}
 	writeKey(&b, "active_deployment", true)

@@ -50,7 +50,8 @@ var (
 		"target_deployment", "deployments"}
 	authKeys       = []string{"tokens"}
 	tokenKeys      = []string{"sha256", "role"}
-	tlsKeys        = []string{"ca", "cert", "key"}
+	tlsKeys        = []string{"ca", "cert", "key", "node", "proxy", "coordinator", "client"}
+	keyPairKeys    = []string{"cert", "key"}
 	deploymentKeys = []string{"read_repair", "background_repair", "background_repair_interval",
 		"write_quorum", "read_quorum", "request_timeout", "max_value_size",
 		"max_timestamp_ahead", "tombstone_grace", "limits", "hash", "buckets"}
@@ -777,6 +778,21 @@ func (p *parser) tls(n *yaml.Node, path string) *TLSFiles {
 	for _, e := range entries {
 		kp := join(path, e.key)
 		dst, known := fields[e.key]
+		if !known && slices.Contains(TLSRoles, e.key) {
+			if p.optional(e.v) {
+				continue
+			}
+			pair, ok := p.keyPair(e.v, kp)
+			if !ok {
+				bad = true
+				continue
+			}
+			if f.Roles == nil {
+				f.Roles = map[string]KeyPair{}
+			}
+			f.Roles[e.key] = pair
+			continue
+		}
 		if !known {
 			p.unknown(e.k, "", kp, e.key, tlsKeys)
 			continue
@@ -792,7 +808,7 @@ func (p *parser) tls(n *yaml.Node, path string) *TLSFiles {
 		*dst = s
 	}
 	var missing []string
-	for _, k := range tlsKeys {
+	for _, k := range []string{"ca", "cert", "key"} {
 		if *fields[k] == "" {
 			missing = append(missing, k)
 		}
@@ -805,6 +821,38 @@ func (p *parser) tls(n *yaml.Node, path string) *TLSFiles {
 		return nil
 	}
 	return &f
+}
+
+// keyPair parses a role's certificate in the tls section: {cert, key}, both
+// required.
+func (p *parser) keyPair(n *yaml.Node, path string) (KeyPair, bool) {
+	entries, ok := p.mapping(n, "", path)
+	if !ok {
+		return KeyPair{}, false
+	}
+	var kp KeyPair
+	fields := map[string]*string{"cert": &kp.Cert, "key": &kp.Key}
+	good := true
+	for _, e := range entries {
+		ep := join(path, e.key)
+		dst, known := fields[e.key]
+		if !known {
+			p.unknown(e.k, "", ep, e.key, keyPairKeys)
+			good = false
+			continue
+		}
+		s, sn, ok := p.scalar(e.v, "", ep, "the path of a PEM file")
+		if ok && s == "" {
+			p.addf(sn, "", ep, "empty: want the path of a PEM file")
+		}
+		good = good && ok && s != ""
+		*dst = s
+	}
+	if good && (kp.Cert == "" || kp.Key == "") {
+		p.addf(n, "", path, "a role's certificate needs both cert and key")
+		good = false
+	}
+	return kp, good
 }
 
 // limits parses a deployment's limits into dst.

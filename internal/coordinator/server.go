@@ -164,7 +164,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	// ReloadTLS (SIGHUP) reads the certificate and key again.
 	var clientTLS *tls.Config
 	if t := cfg.TLS; t != nil {
-		if s.tls, err = tlsconf.Load(t.CA, t.Cert, t.Key); err != nil {
+		cert, key := t.For("coordinator")
+		if s.tls, err = tlsconf.Load(t.CA, cert, key); err != nil {
 			return nil, fmt.Errorf("coordinator: %s: the tls section: %w", opts.ConfigPath, err)
 		}
 		reg.MustRegister(s.tls.Collectors()...)

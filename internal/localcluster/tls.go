@@ -235,7 +235,7 @@ func addTLSSection(src []byte, f tlsconf.Files) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adding a tls section: %w", err)
 	}
-	if cfg.TLS == nil || *cfg.TLS != (config.TLSFiles{CA: f.CA, Cert: f.Cert, Key: f.Key}) {
+	if !cfg.TLS.Equal(&config.TLSFiles{CA: f.CA, Cert: f.Cert, Key: f.Key}) {
 		return nil, errors.New("adding a tls section: the file does not take it at its end; add the section yourself (tako certs DIR makes the files)")
 	}
 	return out, nil

@@ -164,7 +164,7 @@ func TestAddTLSSection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := (config.TLSFiles{CA: f.CA, Cert: f.Cert, Key: f.Key}); cfg.TLS == nil || *cfg.TLS != want {
+			if want := (config.TLSFiles{CA: f.CA, Cert: f.Cert, Key: f.Key}); !cfg.TLS.Equal(&want) {
 				t.Errorf("tls section %+v, want %+v", cfg.TLS, want)
 			}
 		})

@@ -219,7 +219,8 @@ func loadTLS(cfg *config.Config) (*tlsconf.Reloader, error) {
 	if cfg.TLS == nil {
 		return nil, nil
 	}
-	r, err := tlsconf.Load(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
+	cert, key := cfg.TLS.For("node")
+	r, err := tlsconf.Load(cfg.TLS.CA, cert, key)
 	if err != nil {
 		return nil, fmt.Errorf("the configuration's tls section: %w", err)
 	}
@@ -269,7 +270,7 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	case isIn && cfg.Auth.Holds(n.token, auth.Admin) != nil:
 		n.logger.Error("the new configuration's auth section does not list this node's token as an admin token: the other nodes will refuse its calls; give it one with -token-file and restart it",
 			"node", n.id, "epoch", epoch, "err", cfg.Auth.Holds(n.token, auth.Admin))
-	case isIn && !sameTLS(old.TLS, cfg.TLS):
+	case isIn && !old.TLS.Equal(cfg.TLS):
 		n.logger.Warn("the configuration changed the tls section; the node keeps its TLS settings until it is restarted (SIGHUP reloads the certificate files)",
 			"node", n.id, "epoch", epoch)
 	case isIn && (self.BinaryAddr() != oldSelf.BinaryAddr() || self.HTTPAddr() != oldSelf.HTTPAddr()):
@@ -278,11 +279,6 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	default:
 		n.logger.Info("following a new configuration", "node", n.id, "epoch", epoch)
 	}
-}
-
-// sameTLS reports whether a and b name the same files (or are both nil).
-func sameTLS(a, b *config.TLSFiles) bool {
-	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
 }
 
 // startRecovering marks the node as recovering, and says why.

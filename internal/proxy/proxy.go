@@ -108,7 +108,8 @@ func New(opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy %s: %w", p.id, err)
 	}
 	if t := opts.Config.TLS; t != nil {
-		r, err := tlsconf.Load(t.CA, t.Cert, t.Key)
+		cert, key := t.For("proxy")
+		r, err := tlsconf.Load(t.CA, cert, key)
 		if err != nil {
 			p.client.Close()
 			return nil, fmt.Errorf("proxy %s: the configuration's tls section: %w", p.id, err)
