@@ -32,6 +32,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"active_deployment": "d", "deployments": {"d": {"buckets": {"b1": {"n1": ["h", 1, 2]}}}}}`))
 	f.Add([]byte("active_deployment: d\ndeployments:\n  d: &x {hash: {buckets_per_key: 3}, buckets: {b1: {n1: [h, 1]}}}\n  e: {<<: *x, write_quorum: 1}\n"))
 	f.Add([]byte("active_deployment: d\ndeployments: {d: {write_quorum: 2, buckets: {b1: {n1: [h, 1], n1: [h, 1]}}}}\n"))
+	f.Add([]byte("tls: {ca: a.pem, cert: b.pem, key: c.pem, node: {cert: n.pem, key: k.pem}, client: {cert: x, key: y}}\nauth: {tokens: {a: {sha256: " + strings.Repeat("ab", 32) + ", role: read}}}\nactive_deployment: d\ndeployments: {d: {buckets: {b1: {n1: [h, 1]}}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if err != nil {

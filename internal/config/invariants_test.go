@@ -27,6 +27,16 @@ func checkInvariants(t testing.TB, c *Config) {
 	for name, d := range c.Deployments {
 		checkDeployment(t, name, d)
 	}
+	if c.TLS != nil {
+		if c.TLS.CA == "" || c.TLS.Cert == "" || c.TLS.Key == "" {
+			t.Errorf("tls section with an empty path: %+v", c.TLS)
+		}
+		for role, kp := range c.TLS.Roles {
+			if !slices.Contains(TLSRoles, role) || kp.Cert == "" || kp.Key == "" {
+				t.Errorf("tls role %q: %+v", role, kp)
+			}
+		}
+	}
 
 	running := c.Nodes()
 	seen := make(map[string]bool)
