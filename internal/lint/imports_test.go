@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"internal/coordinator":  {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/tlsconf"},
 	"cmd/tako-bench":        {"client", "internal/cli", "internal/loadgen"},
 	"internal/programs":     {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/proxy", "internal/localcluster"},
-	"internal/localcluster": {"internal/config", "internal/tlsconf"},
+	"internal/localcluster": {"internal/auth", "internal/config", "internal/tlsconf"},
 	"internal/proxy":        {"client", "internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/httpapi", "internal/tlsconf"},
 	"internal/node":         {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/store", "internal/tlsconf", "internal/wire"},
 	"internal/wire":         {"internal/gopool"},

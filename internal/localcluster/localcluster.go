@@ -41,6 +41,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/config"
 )
 
@@ -114,6 +115,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// With an auth section, every process needs an admin token: the
+	// children inherit $TAKO_TOKEN, and Run reads /metrics with it.
+	token := os.Getenv("TAKO_TOKEN")
+	if err := cfg.Auth.Holds(token, auth.Admin); err != nil {
+		return fmt.Errorf("%s has an auth section, so its processes need an admin token: set TAKO_TOKEN to one it lists (%w)", opts.ConfigPath, err)
+	}
 	logDir := filepath.Join(opts.VarDir, "log")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", logDir, err)
@@ -134,7 +141,7 @@ func Run(ctx context.Context, opts Options) error {
 			opts.Logger.Info("TLS on, with the files of the configuration's tls section", "ca", sec.caFile)
 		}
 	}
-	hc := statusClient(sec)
+	hc := statusClient(sec, token)
 	defer hc.CloseIdleConnections()
 	var children []*child
 	defer func() { stopAll(children, opts) }()
@@ -309,12 +316,12 @@ func checkPortsFree(cfg *config.Config, proxyPort int) error {
 
 // statusClient returns the client that checks on the processes: over HTTPS
 // it verifies them with the cluster's CA.
-func statusClient(sec *tlsSetup) *http.Client {
+func statusClient(sec *tlsSetup, token string) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if sec != nil {
 		tr.TLSClientConfig = sec.client
 	}
-	return &http.Client{Transport: tr, Timeout: time.Second}
+	return auth.WithToken(&http.Client{Transport: tr, Timeout: time.Second}, token)
 }
 
 // waitUp waits until every child serves, or one exits, or a minute passes.
@@ -397,11 +404,21 @@ func printTable(out io.Writer, cfg *config.Config, children []*child, proxyPort 
 	tw.Flush()
 	if sec == nil {
 		if proxyPort != 0 {
-			fmt.Fprintf(out, "\nTako is up: try  curl -X POST --data-binary hello http://localhost:%d/values/greeting\nCtrl-C stops the cluster.\n", proxyPort)
+			fmt.Fprintf(out, "\nTako is up: try  curl%s -X POST --data-binary hello http://localhost:%d/values/greeting\nCtrl-C stops the cluster.\n", bearerHint(cfg), proxyPort)
 		}
 		return
 	}
 	printTLS(out, cfg, proxyPort, sec)
+}
+
+// bearerHint is what a curl command needs to be let in by a cluster with
+// an auth section: the token tako-cluster was given (a user may prefer a
+// write token of their own).
+func bearerHint(cfg *config.Config) string {
+	if cfg.Auth == nil {
+		return ""
+	}
+	return ` -H "Authorization: Bearer $TAKO_TOKEN"`
 }
 
 // printTLS tells the user of a cluster with TLS on where the files are and
@@ -430,8 +447,8 @@ func printTLS(out io.Writer, cfg *config.Config, proxyPort int, sec *tlsSetup) {
 	}
 	fmt.Fprint(out, "\nTako is up: try\n")
 	if base != "" {
-		fmt.Fprintf(out, "  curl --cacert %s -X POST --data-binary hello %s/values/greeting\n", ca, base)
-		fmt.Fprintf(out, "  curl --cacert %s %s/values/greeting\n", ca, base)
+		fmt.Fprintf(out, "  curl --cacert %s%s -X POST --data-binary hello %s/values/greeting\n", ca, bearerHint(cfg), base)
+		fmt.Fprintf(out, "  curl --cacert %s%s %s/values/greeting\n", ca, bearerHint(cfg), base)
 		fmt.Fprintf(out, "  tako -ca %s -s %s get greeting\n", ca, base)
 	}
 	if len(cfg.Coordinators) > 0 {

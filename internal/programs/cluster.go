@@ -56,6 +56,9 @@ verify the cluster with (curl --cacert DIR/tls/ca.pem, tako -ca
 DIR/tls/ca.pem). A FILE with a tls section of its own runs with TLS on, with
 its files, with or without -tls.
 
+A FILE with an auth section needs TAKO_TOKEN set to an admin token it lists:
+every process fetches the configuration and calls the others with it.
+
 Examples:
   tako-cluster
   curl -X POST --data-binary hello localhost:8080/values/greeting

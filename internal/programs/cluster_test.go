@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/testproc"
 )
 
@@ -276,4 +277,76 @@ func childPID(t *testing.T, match string) int {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+// TestClusterWithAnAuthSection runs tako-cluster on a configuration with an
+// auth section: without an admin token in $TAKO_TOKEN it refuses at once,
+// saying what to do; with one, its processes start (they fetch the
+// configuration and call each other with it), the proxy serves a request
+// with a write token and answers 401 without one.
+func TestClusterWithAnAuthSection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole cluster of processes")
+	}
+	dir := t.TempDir()
+	tokens := map[string]string{}
+	section := "auth:\n    tokens:\n"
+	for _, role := range []string{"write", "admin"} {
+		token, hash, err := auth.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[role] = token
+		section += fmt.Sprintf("        %s-token: {sha256: %s, role: %s}\n", role, hash, role)
+	}
+	p := freePorts(t, 6)
+	cfgPath := filepath.Join(dir, "auth.yaml")
+	if err := os.WriteFile(cfgPath, []byte(section+fmt.Sprintf(`coordinators:
+    c1: [127.0.0.1, %d]
+active_deployment: d
+deployments:
+    d:
+        buckets:
+            b1:
+                n1: [127.0.0.1, %d, %d]
+                n2: [127.0.0.1, %d, %d]
+`, p[0], p[1], p[2], p[3], p[4])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proxyPort := strconv.Itoa(p[5])
+	varDir := filepath.Join(dir, "var")
+
+	t.Setenv("TAKO_TOKEN", tokens["write"])
+	refused := startCluster(t, cfgPath, "-p", proxyPort, "-v", varDir)
+	select {
+	case <-refused.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("tako-cluster with a write token in TAKO_TOKEN still runs after 30 s")
+	}
+	if refused.err == nil || !strings.Contains(refused.output(), "set TAKO_TOKEN to one it lists") {
+		t.Fatalf("tako-cluster with a write token: %v, output:\n%s\nwant a failure saying what to do", refused.err, refused.output())
+	}
+
+	t.Setenv("TAKO_TOKEN", tokens["admin"])
+	tc := startCluster(t, cfgPath, "-p", proxyPort, "-v", varDir)
+	tc.waitFor(t, "Ctrl-C stops the cluster")
+	if want := `curl -H "Authorization: Bearer $TAKO_TOKEN" -X POST`; !strings.Contains(tc.output(), want) {
+		t.Errorf("the hint does not give the token (%s):\n%s", want, tc.output())
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	base := "http://localhost:" + proxyPort + "/values/greeting"
+	req, _ := http.NewRequest("POST", base, strings.NewReader("hello"))
+	req.Header.Set("Authorization", "Bearer "+tokens["write"])
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("POST with the write token: %d, want 200 (both nodes, quorum 2 of 2)", resp.StatusCode)
+	}
+	if code, _, err := do(hc, "GET", base, ""); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("GET without a token: %d %v, want 401", code, err)
+	}
+	tc.stop(t)
 }
