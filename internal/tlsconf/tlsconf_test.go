@@ -358,3 +358,60 @@ func TestExpiry(t *testing.T) {
 		t.Errorf("CA expiry metric %v, want %v", v, ca.Cert.NotAfter.Unix())
 	}
 }
+
+// TestCAChange is the CA change of docs/security.md: with a CA file that
+// holds the old and the new CA, a process whose certificate the old CA
+// signed and one whose certificate the new CA signed accept each other,
+// both ways; with the new CA alone, the old certificate is refused.
+func TestCAChange(t *testing.T) {
+	dir := t.TempDir()
+	oldCA, err := NewCA("old", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCA, err := NewCA("new", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	both := write("both.pem", append(oldCA.CertPEM(), newCA.CertPEM()...))
+	newOnly := write("new.pem", newCA.CertPEM())
+	load := func(caFile string, ca *CA, name string) *Reloader {
+		cert, key, err := ca.Issue(DefaultHosts, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Load(caFile, write(name+".pem", cert), write(name+"-key.pem", key))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return r
+	}
+	oldSigned := load(both, oldCA, "old-signed")
+	newSigned := load(both, newCA, "new-signed")
+	for _, pair := range [][2]*Reloader{{oldSigned, newSigned}, {newSigned, oldSigned}} {
+		c, err := tls.Dial("tcp", serve(t, pair[0]), pair[1].ClientConfig())
+		if err == nil {
+			err = echo(c)
+			c.Close()
+		}
+		if err != nil {
+			t.Errorf("with both CAs trusted, a handshake between certificates of the old and the new CA: %v", err)
+		}
+	}
+	newOnlyServer := load(newOnly, newCA, "after")
+	c, err := tls.Dial("tcp", serve(t, newOnlyServer), oldSigned.ClientConfig())
+	if err == nil {
+		err = echo(c)
+		c.Close()
+	}
+	if err == nil {
+		t.Error("with the new CA alone, a certificate of the old CA was accepted")
+	}
+}
