@@ -125,7 +125,10 @@ func TokenFlag(fs *flag.FlagSet, usage string) func() (string, error) {
 			return "", fmt.Errorf("reading the token: %w", err)
 		}
 		line, _, _ := strings.Cut(string(b), "\n")
-		return strings.TrimSpace(line), nil
+		if token := strings.TrimSpace(line); token != "" {
+			return token, nil
+		}
+		return "", fmt.Errorf("-token-file %s: its first line holds no token", *file)
 	}
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +52,39 @@ func TestLoggerFormats(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTokenFlag: -token-file reads the first line of the file, trimmed; an
+// empty file, or a missing one, is an error that names it; without the
+// flag, $TAKO_TOKEN.
+func TestTokenFlag(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	t.Setenv(TokenEnv, " from-env \n")
+	for _, tt := range []struct {
+		args      []string
+		want, err string
+	}{
+		{nil, "from-env", ""},
+		{[]string{"-token-file", write("ok", "tako_abc \nignored\n")}, "tako_abc", ""},
+		{[]string{"-token-file", write("empty", "\n\n")}, "", "holds no token"},
+		{[]string{"-token-file", filepath.Join(dir, "missing")}, "", "reading the token"},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		read := TokenFlag(fs, "the token")
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := read()
+		if got != tt.want || (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("%v: %q, %v; want %q and an error containing %q", tt.args, got, err, tt.want, tt.err)
+		}
 	}
 }
