@@ -774,38 +774,25 @@ func (p *parser) tls(n *yaml.Node, path string) *TLSFiles {
 	}
 	var f TLSFiles
 	fields := map[string]*string{"ca": &f.CA, "cert": &f.Cert, "key": &f.Key}
-	bad := false // a problem was already reported
+	good := true // no problem reported yet
 	for _, e := range entries {
 		kp := join(path, e.key)
-		dst, known := fields[e.key]
-		if !known && slices.Contains(TLSRoles, e.key) {
-			if p.optional(e.v) {
-				continue
-			}
+		dst, isPath := fields[e.key]
+		switch {
+		case p.optional(e.v) && (isPath || slices.Contains(TLSRoles, e.key)):
+			// left out
+		case isPath:
+			good = p.pemPath(e.v, kp, dst) && good
+		case slices.Contains(TLSRoles, e.key):
 			pair, ok := p.keyPair(e.v, kp)
-			if !ok {
-				bad = true
-				continue
-			}
+			good = ok && good
 			if f.Roles == nil {
 				f.Roles = map[string]KeyPair{}
 			}
 			f.Roles[e.key] = pair
-			continue
-		}
-		if !known {
+		default:
 			p.unknown(e.k, "", kp, e.key, tlsKeys)
-			continue
 		}
-		if p.optional(e.v) {
-			continue
-		}
-		s, sn, ok := p.scalar(e.v, "", kp, "the path of a PEM file")
-		if ok && s == "" {
-			p.addf(sn, "", kp, "empty: want the path of a PEM file")
-		}
-		bad = bad || !ok || s == ""
-		*dst = s
 	}
 	var missing []string
 	for _, k := range []string{"ca", "cert", "key"} {
@@ -813,7 +800,7 @@ func (p *parser) tls(n *yaml.Node, path string) *TLSFiles {
 			missing = append(missing, k)
 		}
 	}
-	if bad {
+	if !good {
 		return nil
 	}
 	if len(missing) > 0 {
@@ -835,24 +822,29 @@ func (p *parser) keyPair(n *yaml.Node, path string) (KeyPair, bool) {
 	good := true
 	for _, e := range entries {
 		ep := join(path, e.key)
-		dst, known := fields[e.key]
-		if !known {
+		if dst, ok := fields[e.key]; ok {
+			good = p.pemPath(e.v, ep, dst) && good
+		} else {
 			p.unknown(e.k, "", ep, e.key, keyPairKeys)
 			good = false
-			continue
 		}
-		s, sn, ok := p.scalar(e.v, "", ep, "the path of a PEM file")
-		if ok && s == "" {
-			p.addf(sn, "", ep, "empty: want the path of a PEM file")
-		}
-		good = good && ok && s != ""
-		*dst = s
 	}
 	if good && (kp.Cert == "" || kp.Key == "") {
 		p.addf(n, "", path, "a role's certificate needs both cert and key")
 		good = false
 	}
 	return kp, good
+}
+
+// pemPath parses the path of a PEM file into dst; it reports false, after
+// reporting why, when n is not a non-empty string.
+func (p *parser) pemPath(n *yaml.Node, path string, dst *string) bool {
+	s, sn, ok := p.scalar(n, "", path, "the path of a PEM file")
+	if ok && s == "" {
+		p.addf(sn, "", path, "empty: want the path of a PEM file")
+	}
+	*dst = s
+	return ok && s != ""
 }
 
 // limits parses a deployment's limits into dst.
