@@ -88,6 +88,31 @@ func Generate() (token, sha256Hex string, err error) {
 	return token, hex.EncodeToString(h[:]), nil
 }
 
+// ConfigLine returns the entry that lists a token under auth: tokens: in a
+// configuration, without indentation: NAME: {sha256: HEX, role: ROLE}.
+func ConfigLine(name, sha256Hex string, role Role) string {
+	return fmt.Sprintf("%s: {sha256: %s, role: %s}", name, sha256Hex, role)
+}
+
+// NewSection makes a new token for each of roles and the auth section of a
+// configuration that lists them, each named after its role ("read-token",
+// ...), one line each: for tests and trials. It returns the section, ending
+// with a newline, and the tokens by role name ("read", ...).
+func NewSection(roles ...Role) (section string, tokens map[string]string, err error) {
+	var b strings.Builder
+	b.WriteString("auth:\n  tokens:\n")
+	tokens = make(map[string]string, len(roles))
+	for _, role := range roles {
+		token, hash, err := Generate()
+		if err != nil {
+			return "", nil, err
+		}
+		tokens[role.String()] = token
+		b.WriteString("    " + ConfigLine(role.String()+"-token", hash, role) + "\n")
+	}
+	return b.String(), tokens, nil
+}
+
 // Tokens is the set of tokens of a configuration. A nil *Tokens means
 // authentication is off: every request is allowed.
 type Tokens struct {

@@ -93,3 +93,22 @@ func TestDenySays401WithAChallenge(t *testing.T) {
 		t.Errorf("%d %v", w.Code, w.Header())
 	}
 }
+
+// TestNewSection: one line per role, named after it, listing the hash of
+// the token returned for it.
+func TestNewSection(t *testing.T) {
+	section, tokens, err := NewSection(Read, Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(section, "auth:\n  tokens:\n") || strings.Count(section, "\n") != 4 || len(tokens) != 2 {
+		t.Fatalf("section %q, tokens %v", section, tokens)
+	}
+	for _, role := range []Role{Read, Admin} {
+		h := Hash(tokens[role.String()])
+		want := "    " + ConfigLine(role.String()+"-token", hex.EncodeToString(h[:]), role) + "\n"
+		if !strings.Contains(section, want) {
+			t.Errorf("section %q lacks %q", section, want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -17,19 +16,12 @@ import (
 // configuration that stops listing it is logged as an error; and its binary
 // port decides each op by the role of the connection's token.
 func TestNodeNeedsAnAdminToken(t *testing.T) {
-	tokens := map[string]string{}
-	var section strings.Builder
-	section.WriteString("auth:\n  tokens:\n")
-	for _, role := range []string{"read", "write", "admin"} {
-		token, hash, err := auth.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[role] = token
-		fmt.Fprintf(&section, "    %s: {sha256: %s, role: %s}\n", role, hash, role)
+	section, tokens, err := auth.NewSection(auth.Read, auth.Write, auth.Admin)
+	if err != nil {
+		t.Fatal(err)
 	}
 	const deployment = "active_deployment: d\ndeployments:\n  d:\n    buckets:\n      b1:\n        n1: [127.0.0.1, 5711, 4711]\n"
-	withAuth, err := config.Parse([]byte(section.String() + deployment))
+	withAuth, err := config.Parse([]byte(section + deployment))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +75,7 @@ func TestNodeNeedsAnAdminToken(t *testing.T) {
 	}
 
 	// The admin token's line removed: the node says so.
-	withoutAdmin, err := config.Parse([]byte(strings.Split(section.String(), "    admin:")[0] + deployment))
+	withoutAdmin, err := config.Parse([]byte(strings.Split(section, "    admin-token:")[0] + deployment))
 	if err != nil {
 		t.Fatal(err)
 	}

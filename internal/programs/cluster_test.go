@@ -289,15 +289,9 @@ func TestClusterWithAnAuthSection(t *testing.T) {
 		t.Skip("starts a whole cluster of processes")
 	}
 	dir := t.TempDir()
-	tokens := map[string]string{}
-	section := "auth:\n    tokens:\n"
-	for _, role := range []string{"write", "admin"} {
-		token, hash, err := auth.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[role] = token
-		section += fmt.Sprintf("        %s-token: {sha256: %s, role: %s}\n", role, hash, role)
+	section, tokens, err := auth.NewSection(auth.Write, auth.Admin)
+	if err != nil {
+		t.Fatal(err)
 	}
 	p := freePorts(t, 6)
 	cfgPath := filepath.Join(dir, "auth.yaml")

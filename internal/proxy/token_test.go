@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -17,19 +16,12 @@ import (
 // the nodes), and a new configuration that stops listing it is logged as an
 // error.
 func TestProxyNeedsAWriteToken(t *testing.T) {
-	tokens := map[string]string{}
-	var section strings.Builder
-	section.WriteString("auth:\n  tokens:\n")
-	for _, role := range []string{"read", "write"} {
-		token, hash, err := auth.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[role] = token
-		fmt.Fprintf(&section, "    %s: {sha256: %s, role: %s}\n", role, hash, role)
+	section, tokens, err := auth.NewSection(auth.Read, auth.Write)
+	if err != nil {
+		t.Fatal(err)
 	}
 	const deployment = "active_deployment: d\ndeployments:\n  d:\n    buckets:\n      b1:\n        n1: [127.0.0.1, 5711, 4711]\n"
-	withAuth, err := config.Parse([]byte(section.String() + deployment))
+	withAuth, err := config.Parse([]byte(section + deployment))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +43,7 @@ func TestProxyNeedsAWriteToken(t *testing.T) {
 		t.Fatalf("proxy.New with the write token: %v", err)
 	}
 	// The write token's line removed: the proxy says so.
-	withoutWrite, err := config.Parse([]byte(strings.Split(section.String(), "    write:")[0] + deployment))
+	withoutWrite, err := config.Parse([]byte(strings.Split(section, "    write-token:")[0] + deployment))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,6 @@ Example:
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(r.stdout, "token: %s\n\n# under auth: tokens: in the configuration\n    %s: {sha256: %s, role: %s}\n", token, pos[1], hash, role)
+	fmt.Fprintf(r.stdout, "token: %s\n\n# under auth: tokens: in the configuration\n    %s\n", token, auth.ConfigLine(pos[1], hash, role))
 	return nil
 }

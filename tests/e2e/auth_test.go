@@ -27,16 +27,9 @@ import (
 // checkBinaryPortTokens).
 func TestEveryRoleGetsExactlyItsRights(t *testing.T) {
 	dir := t.TempDir()
-	tokens := map[string]string{}
-	var section strings.Builder
-	section.WriteString("auth:\n  tokens:\n")
-	for _, role := range []string{"read", "write", "admin"} {
-		token, hash, err := auth.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[role] = token
-		fmt.Fprintf(&section, "    %s-token: {sha256: %s, role: %s}\n", role, hash, role)
+	section, tokens, err := auth.NewSection(auth.Read, auth.Write, auth.Admin)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ports := freePorts(t, 6)
 	coord := fmt.Sprintf("127.0.0.1:%d", ports[0])
@@ -49,7 +42,7 @@ deployments:
       b1:
         n1: [127.0.0.1, %d, %d]
         n2: [127.0.0.1, %d, %d]
-`, ports[0], section.String(), ports[1], ports[2], ports[4], ports[5]))
+`, ports[0], section, ports[1], ports[2], ports[4], ports[5]))
 	t.Setenv("TAKO_TOKEN", tokens["admin"])
 	c1 := start(t, dir, "tako-coordinator", "-id", "c1", "-cfg", cfg, "-v", dir)
 	waitHealthy(t, c1, "http://"+coord)
