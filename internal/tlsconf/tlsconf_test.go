@@ -152,16 +152,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, key, err := ca.Issue(DefaultHosts, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f.Cert, cert, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f.Key, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	reissue(t, ca, f, time.Hour)
 	if err := server.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -193,12 +184,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, key, err = other.Issue(DefaultHosts, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.WriteFile(f.Cert, cert, 0o644)
-	_ = os.WriteFile(f.Key, key, 0o600)
+	reissue(t, other, f, time.Hour)
 	if err := server.Reload(); err == nil || !strings.Contains(err.Error(), "unknown authority") {
 		t.Errorf("Reload of another CA's certificate: %v", err)
 	}
@@ -328,16 +314,7 @@ func TestExpiry(t *testing.T) {
 		t.Errorf("a new certificate expires in %v, want about a year", until)
 	}
 
-	pem, key, err := ca.Issue(DefaultHosts, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f.Cert, pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f.Key, key, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	reissue(t, ca, f, time.Hour)
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -413,5 +390,21 @@ func TestCAChange(t *testing.T) {
 	}
 	if err == nil {
 		t.Error("with the new CA alone, a certificate of the old CA was accepted")
+	}
+}
+
+// reissue writes a new certificate of ca, valid for validity, and its key
+// over the files of f, as an operator rotating certificates does.
+func reissue(t *testing.T, ca *CA, f Files, validity time.Duration) {
+	t.Helper()
+	cert, key, err := ca.Issue(DefaultHosts, validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.Cert, cert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.Key, key, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
