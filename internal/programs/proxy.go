@@ -60,10 +60,7 @@ Examples:
 	defer closeLog.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	// SIGHUP reloads the certificates once they are loaded (with a tls
-	// section); until then, and without one, it must not end the process
-	// as it would by default (kill -HUP sent to every process of a host).
-	signal.Ignore(syscall.SIGHUP)
+	ignoreHUPUntilReload()
 	token, err := readToken()
 	if err != nil {
 		cli.Exit(program, 1, err)

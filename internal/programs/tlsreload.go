@@ -8,6 +8,12 @@ import (
 	"syscall"
 )
 
+// ignoreHUPUntilReload makes SIGHUP do nothing until reloadTLSOnHUP takes
+// it: it reloads the certificates once they are loaded (with a tls
+// section); before, and without one, it must not end the process as it
+// would by default (kill -HUP sent to every Tako process of a host).
+func ignoreHUPUntilReload() { signal.Ignore(syscall.SIGHUP) }
+
 // reloadTLSOnHUP calls reload on every SIGHUP until ctx is done (it undoes
 // an earlier signal.Ignore of SIGHUP), and logs the outcome: the certificate files of the tls section are read again
 // without dropping a connection. The returned function stops listening

@@ -17,8 +17,8 @@ import (
 	"github.com/takodb/tako/internal/wire"
 )
 
-// TestEveryRoleGetsExactlyItsRights runs a coordinator, a node and a proxy
-// with an auth section of three tokens (read, write, admin) and checks
+// TestEveryRoleGetsExactlyItsRights runs a coordinator, two nodes and a
+// proxy with an auth section of three tokens (read, write, admin) and checks
 // every endpoint of each with every method and credential: no token and an
 // unknown token get 401, a token of a lesser role 403, /health is open to
 // all; anything else is served. The nodes and the proxy fetch their
