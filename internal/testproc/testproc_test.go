@@ -3,16 +3,23 @@ package testproc
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
 // TestPID finds a child by a unique argument, and refuses a match that no
 // process has.
 func TestPID(t *testing.T) {
-	marker := t.TempDir()
-	cmd := exec.Command("sh", "-c", "sleep 30", marker) // marker is $0, in the command line
+	// tail -f runs until killed, with the marker in its command line, and
+	// starts no child (sh -c would fork one, which shares its command line
+	// until it execs).
+	marker := filepath.Join(t.TempDir(), "marker")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("tail", "-f", marker)
 	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start sh: %v", err)
+		t.Skipf("cannot start tail: %v", err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	pid, err := PID(marker)
