@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"unicode/utf8"
 )
 
@@ -26,6 +27,8 @@ const (
 	// MaxSummaryEntries is the largest Limit of an OpRangeSummary, and so
 	// the most entries of an OpRangeSummaryResponse.
 	MaxSummaryEntries = 65536
+	// MaxStreamEntries is the most records of an OpRangeStreamResponse.
+	MaxStreamEntries = 65536
 	// DefaultMaxFrameSize is the default frame size limit: a 64 MiB value
 	// (the default max_value_size) with 1 MiB of headroom.
 	DefaultMaxFrameSize = 65 << 20
@@ -90,7 +93,21 @@ const (
 	summaryFlagsKnown = flagTruncated
 	// maxReportedBytes is how many offending bytes a ProtocolError shows.
 	maxReportedBytes = 16
+	// streamRequestSize is an OpRangeStream body without its After key: a
+	// range and a limit.
+	streamRequestSize = hashRangeSize + 4
+	// streamHeaderSize is an OpRangeStreamResponse's flags and remaining
+	// keys and bytes, before its count.
+	streamHeaderSize = 1 + 8 + 8
+	// minStreamEntrySize is the smallest stream entry: a 1-byte key and a
+	// tombstone.
+	minStreamEntrySize = keyHeaderSize + 1 + recordHeaderSize
+	// checksumSize is the CRC-32C after a stream's entries.
+	checksumSize = 4
 )
+
+// castagnoli is the CRC-32C table of stream checksums.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ---- Encoding ----
 
@@ -145,6 +162,10 @@ func checkFields(req *Request) *Error {
 		return bad("a RangeSummary of %d ranges, not 1", len(req.Ranges))
 	case req.Op == OpRangeSummary && (req.Limit == 0 || req.Limit > MaxSummaryEntries):
 		return bad("a RangeSummary with limit %d, outside [1, MaxSummaryEntries (%d)]", req.Limit, MaxSummaryEntries)
+	case req.Op == OpRangeStream && len(req.Ranges) != 1:
+		return bad("a RangeStream of %d ranges, not 1", len(req.Ranges))
+	case req.Op == OpRangeStream && len(req.After) > MaxKeySize:
+		return bad("a RangeStream after a key of %d bytes, longer than MaxKeySize (%d)", len(req.After), MaxKeySize)
 	}
 	return nil
 }
@@ -152,10 +173,12 @@ func checkFields(req *Request) *Error {
 // requestBodySize returns the size of req's encoded body.
 func requestBodySize(req *Request) int {
 	switch req.Op {
-	case OpReplicaGet, OpGet, OpAuth:
+	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal:
 		return keyHeaderSize + len(req.Key)
 	case OpReplicaPut, OpPut:
 		return keyHeaderSize + len(req.Key) + recordSize(&req.Record)
+	case OpRangeStream:
+		return streamRequestSize + keyHeaderSize + len(req.After)
 	case OpBatch:
 		n := batchHeaderSize
 		for i := range req.Batch {
@@ -180,11 +203,15 @@ func recordSize(r *Record) int {
 // appendRequestBody appends req's body to b. req must pass checkRequest.
 func appendRequestBody(b []byte, req *Request) []byte {
 	switch req.Op {
-	case OpReplicaGet, OpGet, OpAuth:
+	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal:
 		b = appendKey(b, req.Key)
 	case OpReplicaPut, OpPut:
 		b = appendKey(b, req.Key)
 		b = appendRecord(b, &req.Record)
+	case OpRangeStream:
+		b = appendHashRange(b, req.Ranges[0])
+		b = binary.BigEndian.AppendUint32(b, req.Limit)
+		b = appendKey(b, req.After)
 	case OpBatch:
 		b = binary.BigEndian.AppendUint16(b, uint16(len(req.Batch)))
 		for i := range req.Batch {
@@ -262,6 +289,12 @@ func responseBodySize(r *Response) int {
 			n += keyHeaderSize + len(r.Entries[i].Key) + summaryEntryFixedSize
 		}
 		return n
+	case OpRangeStreamResponse:
+		n := streamHeaderSize + countSize + checksumSize
+		for i := range r.Stream {
+			n += keyHeaderSize + len(r.Stream[i].Key) + recordSize(&r.Stream[i].Record)
+		}
+		return n
 	}
 	return 0
 }
@@ -314,6 +347,21 @@ func appendResponseBody(b []byte, r *Response) []byte {
 			b = binary.BigEndian.AppendUint64(b, e.Fingerprint)
 			b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp))
 		}
+	case OpRangeStreamResponse:
+		var flags byte
+		if r.Truncated {
+			flags |= flagTruncated
+		}
+		b = append(b, flags)
+		b = binary.BigEndian.AppendUint64(b, r.RemainingKeys)
+		b = binary.BigEndian.AppendUint64(b, r.RemainingBytes)
+		at := len(b)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(r.Stream)))
+		for i := range r.Stream {
+			b = appendKey(b, r.Stream[i].Key)
+			b = appendRecord(b, &r.Stream[i].Record)
+		}
+		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b[at:], castagnoli))
 	}
 	return b
 }
@@ -575,11 +623,18 @@ func decodeRequest(op Op, body []byte) (Request, error) {
 func (d *decoder) request(op Op) Request {
 	req := Request{Op: op}
 	switch op {
-	case OpReplicaGet, OpGet, OpAuth:
+	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal:
 		req.Key = d.key()
 	case OpReplicaPut, OpPut:
 		req.Key = d.key()
 		req.Record = d.record()
+	case OpRangeStream:
+		r := d.hashRange()
+		req.Limit = d.u32("limit")
+		req.After = d.key()
+		if d.err == nil {
+			req.Ranges = []HashRange{r}
+		}
 	case OpPing:
 	case OpBatch:
 		n := d.batchCount("batch")
@@ -713,8 +768,49 @@ func (d *decoder) response(op Op) Response {
 				return Response{}
 			}
 		}
+	case OpRangeStreamResponse:
+		d.streamResponse(&r)
 	default:
 		d.failOp(op, "unknown response op %#02x", uint8(op))
 	}
 	return r
+}
+
+// streamResponse decodes the body of an OpRangeStreamResponse into r, and
+// checks its checksum.
+func (d *decoder) streamResponse(r *Response) {
+	at := d.off
+	flags := d.u8("stream flags")
+	if d.err == nil && flags&^summaryFlagsKnown != 0 {
+		d.failAt(at, "stream flags %#02x have unknown bits set", flags)
+	}
+	r.Truncated = flags&flagTruncated != 0
+	r.RemainingKeys = d.u64("remaining keys")
+	r.RemainingBytes = d.u64("remaining bytes")
+	from := d.off
+	n := d.count("stream entry", MaxStreamEntries, "MaxStreamEntries", minStreamEntrySize)
+	if n > 0 {
+		r.Stream = make([]StreamEntry, n)
+	}
+	for i := range r.Stream {
+		kat := d.off
+		e := &r.Stream[i]
+		e.Key = d.key()
+		if d.err == nil && len(e.Key) == 0 {
+			d.failAt(kat, "stream entry %d has an empty key", i)
+		}
+		e.Record = d.record()
+		if d.err != nil {
+			r.Stream = nil
+			return
+		}
+	}
+	sumAt := d.off
+	sum := d.u32("stream checksum")
+	if d.err == nil {
+		if want := crc32.Checksum(d.b[from:sumAt], castagnoli); sum != want {
+			d.failAt(sumAt, "stream checksum %#08x, the entries sum to %#08x: corrupted in transit", sum, want)
+			r.Stream = nil
+		}
+	}
 }

@@ -43,6 +43,9 @@ func wantRequest(req Request) Request {
 	if len(req.Ranges) == 0 {
 		req.Ranges = nil
 	}
+	if len(req.After) == 0 {
+		req.After = nil
+	}
 	if len(req.Batch) == 0 {
 		req.Batch = nil
 	} else {
@@ -79,6 +82,15 @@ func wantResponse(r Response) Response {
 			e[i] = x
 		}
 		r.Entries = e
+	}
+	if len(r.Stream) == 0 {
+		r.Stream = nil
+	} else {
+		e := make([]StreamEntry, len(r.Stream))
+		for i, x := range r.Stream {
+			e[i] = StreamEntry{Key: x.Key, Record: wantRecord(x.Record)}
+		}
+		r.Stream = e
 	}
 	if len(r.Batch) == 0 {
 		r.Batch = nil
@@ -194,6 +206,10 @@ var testRequests = []struct {
 		{Op: OpDigest, Ranges: manyRanges(MaxRanges)},
 		{Op: OpRangeSummary, Ranges: []HashRange{wholeSpace}, Limit: MaxSummaryEntries},
 	}}},
+	{"replica get local", Request{Op: OpReplicaGetLocal, Key: []byte("k")}},
+	{"range stream from the start", Request{Op: OpRangeStream, Ranges: []HashRange{quarter2}, Limit: 4 << 20}},
+	{"range stream after a key", Request{Op: OpRangeStream, Ranges: []HashRange{wholeSpace}, Limit: 1, After: maxKey}},
+	{"range stream estimates only", Request{Op: OpRangeStream, Ranges: []HashRange{{Lo: 5, Hi: 4}}}},
 }
 
 // testResponses are one or more responses of every kind.
@@ -239,6 +255,13 @@ var testResponses = []struct {
 		{Op: OpRangeSummaryResponse, Truncated: true, Entries: []SummaryEntry{someEntry}},
 		{Op: OpErrorResponse, Err: &Error{Code: CodeUnknownOp, Message: "op 0x07 is not a request of protocol version 1"}},
 		{Op: OpRangeSummaryResponse},
+	}}},
+	{"stream empty", Response{Op: OpRangeStreamResponse}},
+	{"stream estimates", Response{Op: OpRangeStreamResponse, Truncated: true, RemainingKeys: 12345, RemainingBytes: 1 << 40}},
+	{"stream records", Response{Op: OpRangeStreamResponse, Truncated: true, RemainingKeys: 1, RemainingBytes: 5, Stream: []StreamEntry{
+		{Key: []byte("a"), Record: someRec},
+		{Key: []byte("b"), Record: tombRec},
+		{Key: maxKey, Record: emptyRec},
 	}}},
 }
 
@@ -315,7 +338,7 @@ func TestErrorMessageCutAtRune(t *testing.T) {
 // TestUnknownRequestOpDecodes shows that a request of an op from a newer
 // version decodes without its body, so that the server can answer it.
 func TestUnknownRequestOpDecodes(t *testing.T) {
-	for _, op := range []Op{0x00, 0x0a, 0x7f, OpPong, OpDigestResponse, 0xff} {
+	for _, op := range []Op{0x00, 0x0c, 0x7f, OpPong, OpDigestResponse, 0xff} {
 		req, err := decodeRequest(op, []byte("whatever the body"))
 		if err != nil || req.Op != op || req.Key != nil {
 			t.Errorf("op %v: got %+v, %v; want the op alone", op, req, err)
@@ -591,7 +614,12 @@ func TestCheckRequest(t *testing.T) {
 		{"summary of MaxSummaryEntries", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: MaxSummaryEntries}, nil},
 		{"bad digest in batch", Request{Op: OpBatch, Batch: []Request{{Op: OpPing}, {Op: OpDigest}}}, ErrBadRequest},
 		{"response op 0x86", Request{Op: OpDigestResponse}, ErrUnknownOp},
-		{"op 0x0a", Request{Op: 0x0a}, ErrUnknownOp},
+		{"op 0x0c", Request{Op: 0x0c}, ErrUnknownOp},
+		{"local get without key", Request{Op: OpReplicaGetLocal}, ErrBadRequest},
+		{"stream of no range", Request{Op: OpRangeStream, Limit: 1}, ErrBadRequest},
+		{"stream of 2 ranges", Request{Op: OpRangeStream, Ranges: []HashRange{quarter2, quarter2}}, ErrBadRequest},
+		{"stream after a long key", Request{Op: OpRangeStream, Ranges: []HashRange{quarter2}, After: append(maxKey, 'x')}, ErrBadRequest},
+		{"stream estimates", Request{Op: OpRangeStream, Ranges: []HashRange{quarter2}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -671,5 +699,35 @@ func TestHashRange(t *testing.T) {
 				t.Errorf("%+v contains %#x", tt.r, h)
 			}
 		}
+	}
+}
+
+// TestStreamChecksumCatchesCorruption flips every bit of a stream
+// response's records and checksum, one at a time: each flip either breaks
+// the body's structure or is caught by the checksum, so a refill never
+// stores bytes that changed on the way.
+func TestStreamChecksumCatchesCorruption(t *testing.T) {
+	resp := Response{Op: OpRangeStreamResponse, Truncated: true, RemainingKeys: 3, Stream: []StreamEntry{
+		{Key: []byte("alpha"), Record: Record{Timestamp: 7, Value: []byte("one value")}},
+		{Key: []byte("beta"), Record: Record{Timestamp: 8, Tombstone: true}},
+	}}
+	body := appendResponseBody(nil, &resp)
+	if _, err := decodeResponse(OpRangeStreamResponse, body); err != nil {
+		t.Fatalf("the intact body: %v", err)
+	}
+	caught := 0
+	for i := streamHeaderSize; i < len(body); i++ {
+		for bit := range 8 {
+			bad := bytes.Clone(body)
+			bad[i] ^= 1 << bit
+			if _, err := decodeResponse(OpRangeStreamResponse, bad); err == nil {
+				t.Fatalf("a flip of bit %d of byte %d decoded without an error", bit, i)
+			} else if strings.Contains(err.Error(), "checksum") {
+				caught++
+			}
+		}
+	}
+	if caught == 0 {
+		t.Fatal("no flip was caught by the checksum")
 	}
 }

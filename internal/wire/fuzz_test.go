@@ -155,6 +155,14 @@ func FuzzDecodeResponse(f *testing.F) {
 				t.Fatalf("decoded entry %d with a key of %d bytes", i, len(resp.Entries[i].Key))
 			}
 		}
+		if len(resp.Stream) > MaxStreamEntries {
+			t.Fatalf("decoded a stream of %d records", len(resp.Stream))
+		}
+		for i := range resp.Stream {
+			if n := len(resp.Stream[i].Key); n == 0 || n > MaxKeySize {
+				t.Fatalf("decoded stream record %d with a key of %d bytes", i, n)
+			}
+		}
 	})
 }
 

@@ -95,6 +95,22 @@ const (
 	// 1: a server that predates it answers CodeUnknownOp, and checks no
 	// token.
 	OpAuth Op = 0x09
+	// OpReplicaGetLocal {Key} → OpRecordResponse: the peer's local store
+	// only, like OpReplicaGet, except that a peer refilling the key's range
+	// does not fetch the key from the other replicas first (no
+	// read-through): it answers CodeUnavailable for a key it lacks there.
+	// Node to node: it is what a read-through asks, so that two refilling
+	// nodes never ask each other in a loop. Appended to protocol version 1.
+	OpReplicaGetLocal Op = 0x0a
+	// OpRangeStream {Ranges (exactly one), After, Limit} →
+	// OpRangeStreamResponse: the records of the peer's local store whose
+	// keys hash into the range, in (hash, key) order, starting after the
+	// key After (at the start of the range when After is empty), as many as
+	// fit in about Limit bytes of keys and values (at least one when any is
+	// left; none, with only the estimates of what is left, when Limit is
+	// 0). Node to node, for refilling a node that lost its data or gained
+	// ranges. Appended to protocol version 1.
+	OpRangeStream Op = 0x0b
 )
 
 // Responses.
@@ -116,6 +132,10 @@ const (
 	OpRangeSummaryResponse Op = 0x87
 	// OpAuthResponse {} answers OpAuth: the token is accepted.
 	OpAuthResponse Op = 0x88
+	// OpRangeStreamResponse {Truncated, RemainingKeys, RemainingBytes,
+	// Stream} answers OpRangeStream. Its records carry a CRC-32C checksum
+	// that the decoder verifies.
+	OpRangeStreamResponse Op = 0x89
 )
 
 // String returns the op's name, such as "Get".
@@ -139,6 +159,10 @@ func (op Op) String() string {
 		return "RangeSummary"
 	case OpAuth:
 		return "Auth"
+	case OpReplicaGetLocal:
+		return "ReplicaGetLocal"
+	case OpRangeStream:
+		return "RangeStream"
 	case OpRecordResponse:
 		return "RecordResponse"
 	case OpPutResponse:
@@ -155,18 +179,20 @@ func (op Op) String() string {
 		return "RangeSummaryResponse"
 	case OpAuthResponse:
 		return "AuthResponse"
+	case OpRangeStreamResponse:
+		return "RangeStreamResponse"
 	}
 	return fmt.Sprintf("Op(%#02x)", uint8(op))
 }
 
 // isRequest reports whether op is a request kind of this version.
-func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpAuth }
+func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpRangeStream }
 
 // responseOp returns the response kind that answers a request of kind op
 // when it succeeds, or 0 if op is not a request kind.
 func (op Op) responseOp() Op {
 	switch op {
-	case OpReplicaGet, OpGet:
+	case OpReplicaGet, OpGet, OpReplicaGetLocal:
 		return OpRecordResponse
 	case OpReplicaPut, OpPut:
 		return OpPutResponse
@@ -180,6 +206,8 @@ func (op Op) responseOp() Op {
 		return OpRangeSummaryResponse
 	case OpAuth:
 		return OpAuthResponse
+	case OpRangeStream:
+		return OpRangeStreamResponse
 	}
 	return 0
 }
@@ -187,12 +215,13 @@ func (op Op) responseOp() Op {
 // hasKey reports whether requests of kind op carry a key (for OpAuth, the
 // token, in the same format).
 func (op Op) hasKey() bool {
-	return op == OpReplicaGet || op == OpGet || op == OpReplicaPut || op == OpPut || op == OpAuth
+	return op == OpReplicaGet || op == OpGet || op == OpReplicaPut || op == OpPut || op == OpAuth || op == OpReplicaGetLocal
 }
 
 // Request is a request message. Which fields count depends on Op: Key for
 // the get and put kinds, Record for the put kinds, Batch for OpBatch, Ranges
-// for OpDigest, Ranges and Limit for OpRangeSummary.
+// for OpDigest, Ranges and Limit for OpRangeSummary, Ranges, After and Limit
+// for OpRangeStream.
 //
 // On the server, the Key and Record.Value of a request given to a Handler
 // alias a buffer that the server never reuses: the handler may keep them.
@@ -207,8 +236,13 @@ type Request struct {
 	// MaxRanges of them) or of an OpRangeSummary (exactly one).
 	Ranges []HashRange
 	// Limit is the most entries an OpRangeSummary asks for, 1 to
-	// MaxSummaryEntries.
+	// MaxSummaryEntries; for an OpRangeStream, about how many bytes of keys
+	// and values the response may carry (0: none, only the estimates).
 	Limit uint32
+	// After is where an OpRangeStream resumes: the records after this key
+	// in (hash, key) order; empty for the start of the range. 0 to
+	// MaxKeySize bytes.
+	After []byte
 }
 
 // HashRange is a range of the hash space: the keys whose 32-bit position on
@@ -253,7 +287,9 @@ type SummaryEntry struct {
 // Response is a response message. Which fields count depends on Op: Found and
 // Record for OpRecordResponse, Outcome and Current for OpPutResponse, Batch
 // for OpBatchResponse, Err for OpErrorResponse, Digests for
-// OpDigestResponse, Entries and Truncated for OpRangeSummaryResponse.
+// OpDigestResponse, Entries and Truncated for OpRangeSummaryResponse,
+// Stream, Truncated, RemainingKeys and RemainingBytes for
+// OpRangeStreamResponse.
 //
 // A Handler may leave Op zero: the server sets it from the request's kind. A
 // non-nil Err makes the response an OpErrorResponse whatever its Op.
@@ -280,8 +316,23 @@ type Response struct {
 	// caller splits the range and asks again for each part. A handler sets
 	// it when the range holds more than Limit records, and may set it with
 	// fewer than Limit entries to keep the response within the frame size
-	// limit.
+	// limit. In an OpRangeStreamResponse it says that the range holds
+	// records after the last of Stream: the caller asks again, with After
+	// set to the last key it received.
 	Truncated bool
+	// Stream are the records of an OpRangeStreamResponse, in (hash, key)
+	// order, each with a key of 1 to MaxKeySize bytes.
+	Stream []StreamEntry
+	// RemainingKeys and RemainingBytes estimate what the range of an
+	// OpRangeStream holds after the last record of Stream: for progress
+	// reports, never for correctness.
+	RemainingKeys, RemainingBytes uint64
+}
+
+// StreamEntry is one record of an OpRangeStreamResponse.
+type StreamEntry struct {
+	Key    []byte
+	Record Record
 }
 
 // Handler serves the requests of a Server. Handle is called concurrently,
@@ -296,15 +347,19 @@ type Response struct {
 //     MaxKeySize bytes;
 //   - OpDigest, with 1 to MaxRanges ranges;
 //   - OpRangeSummary, with exactly one range and a Limit of 1 to
-//     MaxSummaryEntries.
+//     MaxSummaryEntries;
+//   - OpReplicaGetLocal, with a key of 1 to MaxKeySize bytes;
+//   - OpRangeStream, with exactly one range and an After of at most
+//     MaxKeySize bytes.
 //
 // Handle returns the response of the request's kind (see Op), or one with Err
 // set; ResponseForError turns an error into one. The server answers
 // CodeInternal instead of a response of the wrong kind, an
 // OpDigestResponse without exactly one digest per range, or an
 // OpRangeSummaryResponse with more than Limit entries or an entry whose key
-// is empty or longer than MaxKeySize. It cannot check the order of the
-// entries: that is the Handler's part of the contract.
+// is empty or longer than MaxKeySize, or an OpRangeStreamResponse with such
+// a key. It cannot check the order of the entries: that is the Handler's
+// part of the contract.
 type Handler interface {
 	Handle(ctx context.Context, req *Request) *Response
 }

@@ -616,6 +616,11 @@ func (sc *serverConn) check(req *Request, resp *Response) *Response {
 	case want == OpRangeSummaryResponse && badEntry(resp.Entries) >= 0:
 		i := badEntry(resp.Entries)
 		problem = fmt.Sprintf("answered entry %d with a key of %d bytes (MaxKeySize %d)", i, len(resp.Entries[i].Key), MaxKeySize)
+	case want == OpRangeStreamResponse && len(resp.Stream) > MaxStreamEntries:
+		problem = fmt.Sprintf("answered %d records, more than MaxStreamEntries (%d)", len(resp.Stream), MaxStreamEntries)
+	case want == OpRangeStreamResponse && badStreamEntry(resp.Stream) >= 0:
+		i := badStreamEntry(resp.Stream)
+		problem = fmt.Sprintf("answered record %d with a key of %d bytes (MaxKeySize %d)", i, len(resp.Stream[i].Key), MaxKeySize)
 	case resp.Op == want:
 		return resp
 	default:
@@ -625,6 +630,17 @@ func (sc *serverConn) check(req *Request, resp *Response) *Response {
 	}
 	sc.s.log.Error("wire: handler "+problem, "peer", sc.peer, "op", req.Op)
 	return errorResponse(CodeInternal, "the handler %s to a %v", problem, req.Op)
+}
+
+// badStreamEntry returns the index of the first stream record whose key is
+// empty or longer than MaxKeySize, or -1.
+func badStreamEntry(entries []StreamEntry) int {
+	for i := range entries {
+		if n := len(entries[i].Key); n == 0 || n > MaxKeySize {
+			return i
+		}
+	}
+	return -1
 }
 
 // badEntry returns the index of the first entry whose key is empty or longer
