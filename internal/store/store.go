@@ -329,12 +329,17 @@ func (s *Store) Scan(ctx context.Context, lo, hi uint32, fn func(key []byte, rec
 }
 
 // scan is Scan for a call that has entered.
-func (s *Store) scan(ctx context.Context, lo, hi uint32, fn func(key []byte, rec Record) error) (err error) {
+func (s *Store) scan(ctx context.Context, lo, hi uint32, fn func(key []byte, rec Record) error) error {
+	return s.scanFrom(ctx, lo, hi, hashBound(lo), fn)
+}
+
+// scanFrom is scan from the Pebble key lower (at or after lo's bound).
+func (s *Store) scanFrom(ctx context.Context, lo, hi uint32, lower []byte, fn func(key []byte, rec Record) error) (err error) {
 	if lo > hi {
 		return nil
 	}
 
-	iopts := &pebble.IterOptions{LowerBound: hashBound(lo)}
+	iopts := &pebble.IterOptions{LowerBound: lower}
 	if hi < math.MaxUint32 {
 		iopts.UpperBound = hashBound(hi + 1)
 	}

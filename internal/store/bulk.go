@@ -1,0 +1,169 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/takodb/tako/internal/keyhash"
+)
+
+// Bulk operations, for refilling a node: a sender walks a hash range from a
+// cursor (ScanAfter) and estimates what is left of it (EstimateRange); a
+// receiver applies what it received in batches (PutMany).
+
+// Entry is a key and its record, for PutMany.
+type Entry struct {
+	Key    []byte
+	Record Record
+}
+
+// ScanAfter is Scan that starts after the key after, in (hash, key) order:
+// it calls fn with the records whose key's hash is within [lo, hi] and
+// that sort after after. An empty after starts at lo, as Scan does.
+func (s *Store) ScanAfter(ctx context.Context, lo, hi uint32, after []byte, fn func(key []byte, rec Record) error) error {
+	if len(after) == 0 {
+		return s.Scan(ctx, lo, hi, fn)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	h := keyhash.Sum(after)
+	switch {
+	case h > hi:
+		return nil
+	case h < lo:
+		return s.scan(ctx, lo, hi, fn)
+	}
+	// The Pebble key right after after's is after's with a zero byte
+	// appended.
+	return s.scanFrom(ctx, lo, hi, append(encodeKey(h, after), 0), fn)
+}
+
+// EstimateRange estimates the records and the bytes of keys and values
+// whose key's hash is within [lo, hi]: the count is exact (from the
+// digests), the bytes are the disk space Pebble estimates for the range,
+// compressed as stored. For progress reports.
+func (s *Store) EstimateRange(ctx context.Context, lo, hi uint32) (records, bytes uint64, err error) {
+	d, err := s.RangeDigest(ctx, lo, hi)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := s.enter(); err != nil {
+		return 0, 0, err
+	}
+	defer s.exit()
+	end := hashBound(hi + 1)
+	if hi == math.MaxUint32 {
+		end = []byte{0xff, 0xff, 0xff, 0xff, 0xff}
+	}
+	size, err := s.db.EstimateDiskUsage(hashBound(lo), end)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: estimating [%#08x, %#08x]: %w", lo, hi, err)
+	}
+	return d.Count, size, nil
+}
+
+// PutMany offers every entry to the store as Put does, each stored only if
+// it wins over the stored record of its key, and commits the winners in one
+// write, synced (unless Options.NoSync) before it returns. It is atomic
+// against Put and Remove of the same keys: it holds their locks while it
+// reads, compares and commits, so callers keep batches small (a few hundred
+// keys) to keep other writers of those keys waiting briefly. It returns how
+// many entries it wrote.
+//
+// The entries must be in strictly increasing (hash, key) order, as a range
+// stream delivers them; PutMany refuses others with an error, and so never
+// sees a key twice. It returns ErrEmptyKey for an empty key, ErrClosed after
+// Close, the context's error if ctx is done before it writes, and an error
+// wrapping ErrCorrupt if a stored record cannot be decoded.
+func (s *Store) PutMany(ctx context.Context, entries []Entry) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	pks := make([][]byte, len(entries))
+	hashes := make([]uint32, len(entries))
+	for i, e := range entries {
+		if len(e.Key) == 0 {
+			return 0, ErrEmptyKey
+		}
+		hashes[i] = keyhash.Sum(e.Key)
+		pks[i] = encodeKey(hashes[i], e.Key)
+		if i > 0 && bytes.Compare(pks[i-1], pks[i]) >= 0 {
+			return 0, fmt.Errorf("store: putting many: entry %d (%q) does not sort after entry %d (%q)", i, e.Key, i-1, entries[i-1].Key)
+		}
+	}
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.exit()
+
+	// Lock the keys' stripes in increasing order, each once, so that two
+	// PutMany calls never wait for each other in a cycle.
+	stripes := make([]uint32, len(hashes))
+	for i, h := range hashes {
+		stripes[i] = h % numStripes
+	}
+	slices.Sort(stripes)
+	stripes = slices.Compact(stripes)
+	for _, i := range stripes {
+		s.stripes[i].Lock()
+	}
+	defer func() {
+		for _, i := range stripes {
+			s.stripes[i].Unlock()
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+
+	type change struct {
+		i      int
+		old    Record
+		found  bool
+		winner Record
+	}
+	var changes []change
+	b := s.db.NewBatch()
+	defer b.Close()
+	for i, e := range entries {
+		cur, found, err := s.get(pks[i])
+		if err != nil {
+			return 0, fmt.Errorf("store: putting %q: %w", e.Key, err)
+		}
+		if found && Compare(e.Record, cur) <= 0 {
+			continue
+		}
+		if err := b.Set(pks[i], encodeValue(e.Record), nil); err != nil {
+			return 0, fmt.Errorf("store: putting %q: %w", e.Key, err)
+		}
+		changes = append(changes, change{i: i, old: cur, found: found, winner: e.Record})
+	}
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	if err := b.Commit(s.writeOpts); err != nil {
+		return 0, fmt.Errorf("store: putting %d records: %w", len(changes), err)
+	}
+	for _, c := range changes {
+		key, h := entries[c.i].Key, hashes[c.i]
+		fp := Fingerprint(key, c.winner)
+		if c.found {
+			s.slot(h).replaced(Fingerprint(key, c.old), fp)
+		} else {
+			s.slot(h).added(fp)
+			s.keys.Add(1)
+		}
+	}
+	return len(changes), nil
+}
