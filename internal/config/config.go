@@ -149,6 +149,11 @@ type Deployment struct {
 	// and then only dropped once every replica of its key holds it;
 	// positive. Default 10 × BackgroundRepairInterval.
 	TombstoneGrace time.Duration
+	// RepairBandwidth bounds the bytes per second that one node receives
+	// by background repair and refill together (repair_bandwidth), so
+	// that a node refilling after a lost disk leaves room for clients;
+	// positive. Default 128 MiB.
+	RepairBandwidth int64
 	// Limits protect each process from clients that hold too much of it.
 	Limits Limits
 	// BucketsPerKey is the number of buckets a key is replicated to, as

@@ -760,6 +760,7 @@ deployments:
 		MaxValueSize:             64 << 20,
 		MaxTimestampAhead:        10 * time.Minute,
 		TombstoneGrace:           240 * time.Hour,
+		RepairBandwidth:          128 << 20,
 		Limits: Limits{MaxConnections: 4096, MaxRequestsInFlight: 1024, MaxRequestsPerConnection: 256,
 			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, IdleTimeout: 2 * time.Minute},
 		BucketsPerKey:   1,
@@ -780,6 +781,18 @@ deployments:
 `)
 	if got, want := set.Active.Limits, (Limits{10, 20, 30, time.Second, 2 * time.Second, 3 * time.Second}); got != want {
 		t.Errorf("Limits = %+v, want %+v", got, want)
+	}
+	for text, want := range map[string]int64{"64MiB/s": 64 << 20, "10MB": 10_000_000, "1GiB/s": 1 << 30} {
+		rated := mustParse(t, "active_deployment: d\ndeployments:\n  d:\n    repair_bandwidth: "+text+"\n    buckets:\n      b1: {n1: [h, 1]}\n")
+		if got := rated.Active.RepairBandwidth; got != want {
+			t.Errorf("repair_bandwidth: %s = %d, want %d", text, got, want)
+		}
+	}
+	for _, bad := range []string{"0", "-1MiB/s", "fast", "1MiB/h"} {
+		_, err := Parse([]byte("active_deployment: d\ndeployments:\n  d:\n    repair_bandwidth: " + bad + "\n    buckets:\n      b1: {n1: [h, 1]}\n"))
+		if err == nil || !strings.Contains(err.Error(), "repair_bandwidth") {
+			t.Errorf("repair_bandwidth: %s: err %v, want one naming repair_bandwidth", bad, err)
+		}
 	}
 	if c.Target != nil || c.MasterCoordinator != "" || c.Coordinators != nil {
 		t.Errorf("Target %v, MasterCoordinator %q, Coordinators %v: want none", c.Target, c.MasterCoordinator, c.Coordinators)

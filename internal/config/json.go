@@ -124,6 +124,8 @@ func (d *Deployment) writeJSON(b *bytes.Buffer) {
 	writeDuration(b, d.MaxTimestampAhead)
 	writeKey(b, "tombstone_grace", false)
 	writeDuration(b, d.TombstoneGrace)
+	writeKey(b, "repair_bandwidth", false)
+	b.WriteString(strconv.FormatInt(d.RepairBandwidth, 10))
 	writeKey(b, "limits", false)
 	l := d.Limits
 	fmt.Fprintf(b, `{"max_connections":%d,"max_requests_in_flight":%d,"max_requests_per_connection":%d,"header_timeout":`,

@@ -25,6 +25,7 @@ const (
 	defaultRequestTimeout           = 2 * time.Second
 	defaultMaxValueSize             = 64 << 20
 	defaultMaxTimestampAhead        = 10 * time.Minute
+	defaultRepairBandwidth          = 128 << 20
 	// defaultTombstoneGraceIntervals is tombstone_grace's default, in
 	// background repair intervals.
 	defaultTombstoneGraceIntervals = 10
@@ -54,7 +55,7 @@ var (
 	keyPairKeys    = []string{"cert", "key"}
 	deploymentKeys = []string{"read_repair", "background_repair", "background_repair_interval",
 		"write_quorum", "read_quorum", "request_timeout", "max_value_size",
-		"max_timestamp_ahead", "tombstone_grace", "limits", "hash", "buckets"}
+		"max_timestamp_ahead", "tombstone_grace", "repair_bandwidth", "limits", "hash", "buckets"}
 	hashKeys   = []string{"buckets_per_key", "points_per_bucket"}
 	limitsKeys = []string{"max_connections", "max_requests_in_flight", "max_requests_per_connection",
 		"header_timeout", "body_timeout", "idle_timeout"}
@@ -433,6 +434,21 @@ func (p *parser) size(n *yaml.Node, dep, path string, dst *int64) {
 	*dst = v
 }
 
+// rate parses a rate in bytes per second into dst: a size, optionally
+// followed by "/s" ("64MiB", "64MiB/s").
+func (p *parser) rate(n *yaml.Node, dep, path string, dst *int64) {
+	s, n, ok := p.scalar(n, dep, path, "a size per second")
+	if !ok {
+		return
+	}
+	v, err := parseSize(strings.TrimSuffix(strings.TrimSpace(s), "/s"))
+	if err != nil {
+		p.addf(n, dep, path, "%v (a size per second, such as 64MiB/s)", err)
+		return
+	}
+	*dst = v
+}
+
 // quorum parses a quorum into dst and returns its node, or nil.
 func (p *parser) quorum(n *yaml.Node, dep, path string, dst *Quorum) *yaml.Node {
 	s, n, ok := p.scalar(n, dep, path, "one, quorum, all or a number")
@@ -589,6 +605,7 @@ func (p *parser) deployment(name string, k, v *yaml.Node) *depInfo {
 		RequestTimeout:           defaultRequestTimeout,
 		MaxValueSize:             defaultMaxValueSize,
 		MaxTimestampAhead:        defaultMaxTimestampAhead,
+		RepairBandwidth:          defaultRepairBandwidth,
 		BucketsPerKey:            1,
 		PointsPerBucket:          ring.DefaultPointsPerBucket,
 		Limits:                   DefaultLimits,
@@ -637,6 +654,8 @@ func (p *parser) deployment(name string, k, v *yaml.Node) *depInfo {
 			p.duration(e.v, name, kp, &d.MaxTimestampAhead)
 		case "tombstone_grace":
 			p.duration(e.v, name, kp, &d.TombstoneGrace)
+		case "repair_bandwidth":
+			p.rate(e.v, name, kp, &d.RepairBandwidth)
 		case "limits":
 			p.limits(e.v, name, kp, &d.Limits)
 		case "hash":
