@@ -34,6 +34,16 @@ const (
 	metricPeerUp         = "tako_peer_up"
 	metricConfigEpoch    = "tako_config_epoch"
 	metricRecovering     = "tako_node_recovering"
+
+	// A node that refills (streams back from its peers the ranges it lost)
+	// exports these; absent or 0 when no refill runs.
+	metricRefillActive         = "tako_refill_active"
+	metricRefillBytesRemaining = "tako_refill_bytes_remaining"
+	metricRefillKeysRemaining  = "tako_refill_keys_remaining"
+	metricRefillBytesPerSecond = "tako_refill_bytes_per_second"
+	metricRefillETA            = "tako_refill_eta_seconds"
+	metricRefillReceivedBytes  = "tako_refill_received_bytes_total"
+	metricRefillReceivedKeys   = "tako_refill_received_keys_total"
 )
 
 // errNotAsked is the error of a node the collector has not asked yet.
@@ -52,6 +62,19 @@ type nodeReading struct {
 	peersDown      []string
 	configEpoch    int64
 	recovering     bool
+	refill         refillReading
+}
+
+// refillReading is what a node's metrics say of its refill; all zero when
+// it exports none.
+type refillReading struct {
+	active         bool // a refill streams
+	bytesRemaining int64
+	keysRemaining  int64
+	bytesPerSecond float64 // over the node's last 10 s
+	etaSeconds     float64 // 0 when the node does not know
+	receivedBytes  int64
+	receivedKeys   int64
 }
 
 // readNode picks what the status shows out of a node's metrics.
@@ -66,6 +89,15 @@ func readNode(m metricSet) nodeReading {
 		peersDown:      m.labelsWhere(metricPeerUp, "peer", 0),
 		configEpoch:    int64(m.sum(metricConfigEpoch, nil)),
 		recovering:     m.sum(metricRecovering, nil) == 1,
+		refill: refillReading{
+			active:         m.sum(metricRefillActive, nil) > 0,
+			bytesRemaining: int64(m.sum(metricRefillBytesRemaining, nil)),
+			keysRemaining:  int64(m.sum(metricRefillKeysRemaining, nil)),
+			bytesPerSecond: m.sum(metricRefillBytesPerSecond, nil),
+			etaSeconds:     m.sum(metricRefillETA, nil),
+			receivedBytes:  int64(m.sum(metricRefillReceivedBytes, nil)),
+			receivedKeys:   int64(m.sum(metricRefillReceivedKeys, nil)),
+		},
 	}
 	r.startTime, _ = m.value(metricStartTime)
 	if v, ok := m.value(syncedMetric); ok {

@@ -79,6 +79,21 @@ type NodeStatus struct {
 	PeersDown         []string  `json:"peers_down,omitempty"`
 	ConfigEpoch       int64     `json:"config_epoch"`
 	LastSeen          time.Time `json:"last_seen,omitzero"` // when it last answered, kept while it is down
+	// Refill is set while the node streams back from its peers the ranges
+	// it lost (tako_refill_active 1), or while it is recovering with bytes
+	// still to come; nil otherwise.
+	Refill *RefillProgress `json:"refill,omitempty"`
+}
+
+// RefillProgress is how far a node's refill has come, as the node
+// estimates it: the remaining amounts are estimates, not promises.
+type RefillProgress struct {
+	BytesRemaining int64   `json:"bytes_remaining"`
+	KeysRemaining  int64   `json:"keys_remaining"`
+	BytesPerSecond float64 `json:"bytes_per_second"` // received, over the node's last 10 s
+	ETASeconds     float64 `json:"eta_seconds"`      // 0 when the node cannot tell
+	ReceivedBytes  int64   `json:"received_bytes"`   // since the node started
+	ReceivedKeys   int64   `json:"received_keys"`    // since the node started
 }
 
 // MigrationProgress is how far a migration has converged.
@@ -202,6 +217,24 @@ func fillReading(ns *NodeStatus, got nodeSeen) {
 	ns.PeersDown = r.peersDown
 	ns.ConfigEpoch = r.configEpoch
 	ns.LastSeen = got.lastSeen
+	ns.Refill = refillProgress(r)
+}
+
+// refillProgress is the refill of a node that streams one, or that is
+// recovering with bytes still to come; nil for any other node.
+func refillProgress(r nodeReading) *RefillProgress {
+	f := r.refill
+	if !f.active && (!r.recovering || f.bytesRemaining <= 0) {
+		return nil
+	}
+	return &RefillProgress{
+		BytesRemaining: f.bytesRemaining,
+		KeysRemaining:  f.keysRemaining,
+		BytesPerSecond: f.bytesPerSecond,
+		ETASeconds:     f.etaSeconds,
+		ReceivedBytes:  f.receivedBytes,
+		ReceivedKeys:   f.receivedKeys,
+	}
 }
 
 // deploymentsOf names the deployments of the running cluster (active, then

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,7 +36,34 @@ type fakeNode struct {
 	scrapes    int64 // tako_http_requests_total{op="metrics"}, not counted
 	synced     int64
 	recovering bool
+	refill     *fakeRefill   // nil: the node exports no refill metrics
 	delay      time.Duration // how long the answer takes
+}
+
+// fakeRefill is the refill a fakeNode exports; its zero value exports
+// every refill metric as 0, like a node that runs none.
+type fakeRefill struct {
+	active                      bool
+	bytesLeft, keysLeft         int64
+	rate, eta                   float64
+	receivedBytes, receivedKeys int64
+}
+
+// text renders the refill metrics.
+func (r *fakeRefill) text() string {
+	active := 0
+	if r.active {
+		active = 1
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# TYPE tako_refill_active gauge\ntako_refill_active %d\n", active)
+	fmt.Fprintf(&b, "# TYPE tako_refill_bytes_remaining gauge\ntako_refill_bytes_remaining %d\n", r.bytesLeft)
+	fmt.Fprintf(&b, "# TYPE tako_refill_keys_remaining gauge\ntako_refill_keys_remaining %d\n", r.keysLeft)
+	fmt.Fprintf(&b, "# TYPE tako_refill_bytes_per_second gauge\ntako_refill_bytes_per_second %g\n", r.rate)
+	fmt.Fprintf(&b, "# TYPE tako_refill_eta_seconds gauge\ntako_refill_eta_seconds %g\n", r.eta)
+	fmt.Fprintf(&b, "# TYPE tako_refill_received_bytes_total counter\ntako_refill_received_bytes_total %d\n", r.receivedBytes)
+	fmt.Fprintf(&b, "# TYPE tako_refill_received_keys_total counter\ntako_refill_received_keys_total %d\n", r.receivedKeys)
+	return b.String()
 }
 
 // set changes the fake node under its lock.
@@ -103,6 +132,9 @@ func (f *fakeNode) text() string {
 	fmt.Fprintf(&b, "tako_peer_up{peer=\"n4\"} 0\ntako_peer_up{peer=\"n3\"} 1\ntako_peer_up{peer=\"n2\"} 0\n")
 	fmt.Fprintf(&b, "# TYPE tako_config_epoch gauge\ntako_config_epoch %d\n", f.synced)
 	fmt.Fprintf(&b, "# TYPE tako_node_recovering gauge\ntako_node_recovering %d\n", recovering)
+	if f.refill != nil {
+		b.WriteString(f.refill.text())
+	}
 	return b.String()
 }
 
@@ -143,6 +175,7 @@ func getStatus(t *testing.T, url string) Status {
 // statusFixture is a Server whose configuration names fake nodes: a
 // migration from blue (b1: n1 n2, b2: n3 n4) to green (the same and b3: n5).
 // n1 and n5 answer, n2 answers 500, n3 is recovering, n4 has no HTTP port.
+// n3 refills (n3Refill); n1 exports the refill metrics as 0, n5 not at all.
 type statusFixture struct {
 	srv   *Server
 	url   string // of the Server's handler
@@ -158,8 +191,9 @@ func newStatusFixture(t *testing.T) *statusFixture {
 	start := t0.Add(-time.Hour)
 	fx.nodes["n1"] = &fakeNode{start: start, keys: 1000, reads: 100, writes: 50, httpHealth: 5, synced: fx.epoch}
 	fx.nodes["n2"] = &fakeNode{start: start, code: http.StatusInternalServerError}
-	fx.nodes["n3"] = &fakeNode{start: start, keys: 7, synced: fx.epoch - 1, recovering: true}
+	fx.nodes["n3"] = &fakeNode{start: start, keys: 7, synced: fx.epoch - 1, recovering: true, refill: &n3Refill}
 	fx.nodes["n5"] = &fakeNode{start: start, synced: fx.epoch + 5}
+	fx.nodes["n1"].refill = &fakeRefill{}
 	port := map[string]int{}
 	for id, f := range fx.nodes {
 		port[id] = httpPort(t, f)
@@ -186,6 +220,11 @@ func newStatusFixture(t *testing.T) *statusFixture {
 	fx.url = web.URL
 	return fx
 }
+
+// n3Refill is the refill of the fixture's n3: 540 MiB and 12,345 keys to
+// go at 180 MiB/s, 3 s left, after 1 GiB and 40,000 keys.
+var n3Refill = fakeRefill{active: true, bytesLeft: 540 << 20, keysLeft: 12345, rate: 180 << 20, eta: 3,
+	receivedBytes: 1 << 30, receivedKeys: 40000}
 
 // nodeByID returns the node id of st.
 func nodeByID(t *testing.T, st Status, id string) NodeStatus {
@@ -260,6 +299,100 @@ func TestStatus(t *testing.T) {
 	fx.srv.collector.scrape(context.Background(), false)
 	if n1 := nodeByID(t, getStatus(t, fx.url), "n1"); n1.State != "up" || n1.RequestsPerSecond != 0 {
 		t.Errorf("n1 back: state %s, %v req/s; want up, 0", n1.State, n1.RequestsPerSecond)
+	}
+}
+
+// TestStatusRefill: /status gives a node that refills a "refill" object
+// with its progress, and gives none to a node that exports the refill
+// metrics as 0 or not at all, nor to one whose refill has ended.
+func TestStatusRefill(t *testing.T) {
+	fx := newStatusFixture(t)
+	const want = `{"bytes_remaining":566231040,"keys_remaining":12345,"bytes_per_second":188743680,` +
+		`"eta_seconds":3,"received_bytes":1073741824,"received_keys":40000}`
+	checkRefills(t, fx.url, map[string]string{"n3": want})
+	if n3 := nodeByID(t, getStatus(t, fx.url), "n3"); n3.State != "recovering" {
+		t.Errorf("n3 refilling: state %s, want recovering", n3.State)
+	}
+
+	// The refill ends and the node recovers: its gauges drop to 0.
+	fx.nodes["n3"].set(func(f *fakeNode) {
+		f.recovering = false
+		f.refill = &fakeRefill{receivedBytes: 1<<30 + 540<<20, receivedKeys: 52345}
+	})
+	fx.srv.collector.scrape(context.Background(), false)
+	checkRefills(t, fx.url, map[string]string{})
+	if n3 := nodeByID(t, getStatus(t, fx.url), "n3"); n3.State != "up" {
+		t.Errorf("n3 refilled: state %s, want up", n3.State)
+	}
+}
+
+// TestRefillProgress: a node shows a refill while tako_refill_active is 1,
+// or while it is recovering with bytes still to come; never otherwise, and
+// the refill does not change its state.
+func TestRefillProgress(t *testing.T) {
+	streaming := &RefillProgress{BytesRemaining: 540 << 20, KeysRemaining: 12345, BytesPerSecond: 180 << 20,
+		ETASeconds: 3, ReceivedBytes: 1 << 30, ReceivedKeys: 40000}
+	for _, tt := range []struct {
+		name       string
+		recovering bool
+		refill     *fakeRefill
+		want       *RefillProgress
+	}{
+		{"no refill metrics", false, nil, nil},
+		{"recovering without refill metrics", true, nil, nil},
+		{"refill metrics all 0", false, &fakeRefill{}, nil},
+		{"recovering, streaming", true, &n3Refill, streaming},
+		{"streaming, not recovering", false, &n3Refill, streaming},
+		{"recovering between streams, bytes to go", true, &fakeRefill{bytesLeft: 100, keysLeft: 2, receivedBytes: 50},
+			&RefillProgress{BytesRemaining: 100, KeysRemaining: 2, ReceivedBytes: 50}},
+		{"recovering, nothing left to stream", true, &fakeRefill{receivedBytes: 50, receivedKeys: 1}, nil},
+		{"bytes to go, neither recovering nor streaming", false, &fakeRefill{bytesLeft: 100}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeNode{recovering: tt.recovering, refill: tt.refill}
+			m, err := parseMetrics(strings.NewReader(f.text()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ns NodeStatus
+			fillReading(&ns, nodeSeen{reading: readNode(m)})
+			got, _ := json.Marshal(ns.Refill)
+			want, _ := json.Marshal(tt.want)
+			if string(got) != string(want) {
+				t.Errorf("refill %s, want %s", got, want)
+			}
+			if wantState := map[bool]string{false: "up", true: "recovering"}[tt.recovering]; ns.State != wantState {
+				t.Errorf("state %s, want %s", ns.State, wantState)
+			}
+		})
+	}
+}
+
+// checkRefills checks the "refill" object of every node in the JSON of
+// /status: want has it by node id, compact; a node not in want has none.
+func checkRefills(t *testing.T, url string, want map[string]string) {
+	t.Helper()
+	_, _, body := get(t, http.DefaultClient, url+"/status")
+	var st struct {
+		Nodes []map[string]json.RawMessage `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("GET /status: %v\n%s", err, body)
+	}
+	for _, n := range st.Nodes {
+		var id string
+		_ = json.Unmarshal(n["id"], &id)
+		got := "none"
+		if raw, ok := n["refill"]; ok {
+			var b bytes.Buffer
+			if err := json.Compact(&b, raw); err != nil {
+				t.Fatal(err)
+			}
+			got = b.String()
+		}
+		if w, ok := want[id]; !ok && got != "none" || ok && got != w {
+			t.Errorf("%s: refill %s, want %s", id, got, cmp.Or(w, "none"))
+		}
 	}
 }
 
