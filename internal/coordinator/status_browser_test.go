@@ -207,3 +207,22 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Logf("wrote %s", screenshotPath)
 	}
 }
+
+// TestStatusPageRefillInBrowser draws the page of newStatusFixture's fake
+// nodes in headless Chromium: n3, which refills, shows its progress under
+// its state, and no other node shows any.
+func TestStatusPageRefillInBrowser(t *testing.T) {
+	bin := chromium(t)
+	fx := newStatusFixture(t)
+	dom := browse(t, bin, fx.url+"/", "--dump-dom")
+	refill := regexp.MustCompile(`<span\b[^>]*\bdata-refill="([^"]*)"[^>]*>([^<]*)</span>`)
+	var got []string
+	for _, m := range refill.FindAllSubmatch(dom, -1) {
+		got = append(got, string(m[1])+": "+string(m[2]))
+	}
+	want := "n3: refilling: 540 MiB / 12,345 keys to go at 180 MiB/s, ~3s left"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("the refills on the page: %q, want only %q", got, want)
+	}
+	checkStates(t, dom, map[string]string{"n1": "up", "n2": "down", "n3": "recovering", "n4": "unknown", "n5": "up"})
+}

@@ -540,7 +540,7 @@ func TestStatusPage(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Errorf("GET /: %s, Content-Type %q; want 200, text/html", resp.Status, resp.Header.Get("Content-Type"))
 	}
-	for _, want := range []string{`fetch("status"`, `"data-node"`, `"data-state"`, "http://www.w3.org/2000/svg"} {
+	for _, want := range []string{`fetch("status"`, `"data-node"`, `"data-state"`, `"data-refill"`, "http://www.w3.org/2000/svg"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("GET /: the page has no %s", want)
 		}
