@@ -11,14 +11,14 @@ import (
 
 // wireRole is the role a token needs for a request of op on the binary
 // port: reading a key, through the node (Get) or from its store alone
-// (ReplicaGet, what `tako where` asks), needs read; writing a key through
-// the node needs write; the operations between nodes (ReplicaPut, which
-// writes one replica past the quorum and any timestamp check, and the
-// anti-entropy Digest and RangeSummary) need admin, as do ops this version
-// does not know. Presenting a token (Auth) needs only that it is listed.
+// (ReplicaGet, ReplicaGetLocal, what `tako where` asks), needs read;
+// writing a key through the node needs write; the operations between nodes
+// (ReplicaPut, which writes one replica past the quorum and any timestamp
+// check, the anti-entropy Digest and RangeSummary, and RangeStream, which
+// reads whole ranges) need admin, as do ops this version does not know. Presenting a token (Auth) needs only that it is listed.
 func wireRole(op wire.Op) auth.Role {
 	switch op {
-	case wire.OpAuth, wire.OpGet, wire.OpReplicaGet:
+	case wire.OpAuth, wire.OpGet, wire.OpReplicaGet, wire.OpReplicaGetLocal:
 		return auth.Read
 	case wire.OpPut:
 		return auth.Write

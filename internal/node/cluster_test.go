@@ -57,7 +57,7 @@ func startCluster(t *testing.T, buckets [][]string, bpk int, extra string) *test
 	// repair pass with its peers.
 	waitFor(t, "the new nodes to finish recovering", func() bool {
 		for _, n := range c.nodes {
-			if n.recovering.Load() {
+			if n.Recovering() {
 				return false
 			}
 		}

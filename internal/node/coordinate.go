@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"slices"
 	"time"
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/httpapi"
+	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/store"
 )
 
@@ -25,20 +26,34 @@ type replica interface {
 }
 
 // localReplica is the node's own store.
-type localReplica struct {
-	id         string
-	store      *store.Store
-	recovering *atomic.Bool // see Node.recovering
-}
+type localReplica struct{ n *Node }
 
-// errRecovering is a recovering node's answer for a key it does not have:
-// it may have lost it, so the answer must not count as "not found".
+// errRecovering is a recovering node's answer for a key of a lost range
+// that it does not have, when it could not read it through either: it may
+// have lost it, so the answer must not count as "not found".
 var errRecovering = errors.New("node: recovering lost data: this replica's \"not found\" does not count")
 
+// Get returns the node's record of key. For a key of a range the node
+// recovers, it reads the key through from the other replicas first (see
+// readThrough), so that its answer counts like any replica's.
 func (l localReplica) Get(ctx context.Context, key []byte) (store.Record, bool, error) {
-	rec, err := l.store.Get(ctx, key)
+	rec, err := l.n.store.Get(ctx, key)
+	found := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Record{}, false, err
+	}
+	if !l.n.lostRanges().contains(keyhash.Sum(key)) {
+		return rec, found, nil
+	}
+	return l.n.readThrough(ctx, key, rec, found)
+}
+
+// getLocal returns the node's record of key from its store alone: for a
+// key of a range the node recovers that it does not have, errRecovering.
+func (l localReplica) getLocal(ctx context.Context, key []byte) (store.Record, bool, error) {
+	rec, err := l.n.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
-		if l.recovering.Load() {
+		if l.n.lostRanges().contains(keyhash.Sum(key)) {
 			return store.Record{}, false, errRecovering
 		}
 		return store.Record{}, false, nil
@@ -47,7 +62,77 @@ func (l localReplica) Get(ctx context.Context, key []byte) (store.Record, bool, 
 }
 
 func (l localReplica) Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error) {
-	return l.store.Put(ctx, key, rec)
+	return l.n.store.Put(ctx, key, rec)
+}
+
+// readThrough answers for a key of a lost range, whose local record is
+// local (when found): it asks every other replica of the key for its own
+// record (OpReplicaGetLocal, which never reads through in turn), waits for
+// their answers (at most half the request timeout), keeps the newest record
+// it saw in its store and answers with it. A replica that lost its data
+// and holds what one live replica holds is then as good as that replica.
+// With no record anywhere, "not found" is an answer only when enough of
+// the active deployment's replicas that are not recovering said so that
+// every write quorum includes one of them (replicas - write quorum + 1);
+// otherwise it is errRecovering.
+func (n *Node) readThrough(ctx context.Context, key []byte, local store.Record, found bool) (store.Record, bool, error) {
+	cfg := n.cfg.Load()
+	p := n.placementOf(cfg, key)
+	rctx, cancel := context.WithTimeout(ctx, p.timeout/2)
+	defer cancel()
+	type answer struct {
+		i     int
+		rec   store.Record
+		found bool
+		err   error
+	}
+	answers := make(chan answer, len(p.nodes))
+	asked := 0
+	for i, nd := range p.nodes {
+		if nd.ID == n.id {
+			continue
+		}
+		asked++
+		r := n.remote(nd)
+		if !n.goBackground(func(context.Context) {
+			rec, found, err := r.getLocal(rctx, key)
+			answers <- answer{i: i, rec: rec, found: found, err: err}
+		}) {
+			answers <- answer{i: i, err: errShuttingDown}
+		}
+	}
+	active := p.groups[0]
+	newest, have := local, found
+	notFound := 0
+	for range asked {
+		a := <-answers
+		switch {
+		case a.err != nil:
+		case a.found:
+			if !have || store.Compare(a.rec, newest) > 0 {
+				newest, have = a.rec, true
+			}
+		case slices.Contains(active.members, a.i):
+			notFound++
+		}
+	}
+	if have {
+		n.metrics.refill.readThroughs.WithLabelValues("found").Inc()
+		if !found || store.Compare(newest, local) > 0 {
+			// Keep it, also when the request was given up meanwhile.
+			if _, err := n.store.Put(context.WithoutCancel(ctx), key, newest); err != nil {
+				return store.Record{}, false, fmt.Errorf("keeping %q read through: %w", key, err)
+			}
+		}
+		return newest, true, nil
+	}
+	if need := len(active.members) - active.writeNeed + 1; notFound >= need {
+		n.metrics.refill.readThroughs.WithLabelValues("not_found").Inc()
+		return store.Record{}, false, nil
+	}
+	n.metrics.refill.readThroughs.WithLabelValues("unavailable").Inc()
+	return store.Record{}, false, fmt.Errorf("%w: no other replica of %q holds it, and %d of them that are not recovering said so, fewer than %d",
+		errRecovering, key, notFound, len(active.members)-active.writeNeed+1)
 }
 
 // replicaFor returns the replica behind a configured node.

@@ -47,7 +47,7 @@ func TestGarbageCollectionHandsOffThenDrops(t *testing.T) {
 	for _, n := range c.nodes {
 		n.SetConfig(two, 2)
 	}
-	waitFor(t, "recovery after the change", func() bool { return !c.nodes["n1"].recovering.Load() && !c.nodes["n2"].recovering.Load() })
+	waitFor(t, "recovery after the change", func() bool { return !c.nodes["n1"].Recovering() && !c.nodes["n2"].Recovering() })
 	for i := range 200 {
 		if _, err := c.nodes["n1"].Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"), 0); err != nil {
 			t.Fatal(err)
@@ -131,12 +131,12 @@ func reconfigure(t *testing.T, c *testCluster, buckets [][]string, bpk int, extr
 }
 
 // TestRecoveringNodeSaysSoAndDoesNotCountNotFound: a recovering node's
-// /health says so (still 200), tako_node_recovering is 1, and its "not
-// found" is an error rather than an answer.
+// /health says so (still 200), tako_node_recovering is 1, and its own
+// "not found" is an error rather than an answer; read through, it is one.
 func TestRecoveringNodeSaysSoAndDoesNotCountNotFound(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
 	n := c.nodes["n1"]
-	n.startRecovering("a test says so")
+	n.startRecovering("a test says so", replicatedRanges(n.Config(), "n1"))
 	base := "http://" + n.HTTPAddr().String()
 	resp, err := http.Get(base + "/health")
 	if err != nil {
@@ -156,8 +156,13 @@ func TestRecoveringNodeSaysSoAndDoesNotCountNotFound(t *testing.T) {
 	if !strings.Contains(string(metrics), "tako_node_recovering 1") {
 		t.Fatal("tako_node_recovering is not 1")
 	}
-	if _, _, err := n.local.Get(context.Background(), []byte("absent")); !errors.Is(err, errRecovering) {
+	if _, _, err := n.local.getLocal(context.Background(), []byte("absent")); !errors.Is(err, errRecovering) {
 		t.Fatalf("a recovering node's local miss: %v, want errRecovering", err)
+	}
+	// Read through: n2, which is not recovering and is in every write
+	// quorum of the key (2 of 2), says it has no such key, so n1 may too.
+	if _, found, err := n.local.Get(context.Background(), []byte("absent")); err != nil || found {
+		t.Fatalf("a recovering node's read-through of an absent key: found %v, %v; want not found", found, err)
 	}
 	// The repair loop recovers it (its peer is up), and the pass's bytes
 	// are counted.

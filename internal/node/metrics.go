@@ -25,10 +25,12 @@ type nodeMetrics struct {
 	// repairSyncedEpoch is read by the coordinator: keep its name.
 	repairSyncedEpoch prometheus.Gauge
 	gcDropped         *prometheus.CounterVec
+	refill            recoveryMetrics
 }
 
 func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Set, unreachable func(peer string) bool) *nodeMetrics {
 	m := &nodeMetrics{
+		refill: newRecoveryMetrics(),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_writes_total",
 			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; restamped counts attempts stamped again above a newer version).",

@@ -62,6 +62,11 @@ type Options struct {
 	// NoSync turns off syncing the write-ahead log before acknowledging a
 	// write. For benchmarks only: an acknowledged write can then be lost.
 	NoSync bool
+	// Recover says that the store lost part of its data (a file removed,
+	// a restore from an older copy): the node recovers all of its ranges
+	// (recovery.go) as if its store were empty, keeping what it has. A
+	// node whose store is empty recovers without it.
+	Recover bool
 	// Token is what the node presents to its peers' binary ports. When
 	// Config has an auth section, it must be a token of the admin role
 	// that the section lists, or New fails: the peers would refuse the
@@ -81,7 +86,7 @@ type Node struct {
 	httpConns, binaryConns *connlimit.Limiter
 	dataDir                string // where the store lives
 	api                    *httpapi.Handler
-	local                  replica
+	local                  localReplica
 	pool                   *wire.Pool // connections to peers
 	peers                  health.Set // whether each peer answers
 	frame                  int        // the wire's frame size limit
@@ -93,12 +98,18 @@ type Node struct {
 	// wireSrv is the binary port's server, once Run has started it.
 	wireSrv atomic.Pointer[wire.Server]
 
-	// recovering is set while the node may lack data that the
+	// recovery is set while the node may lack data that the
 	// configuration gives it (it started with an empty store, or a new
-	// configuration gave it new ranges), until a repair pass with every
-	// peer has finished. Meanwhile its "not found" answers do not count
-	// toward read quorums.
-	recovering atomic.Bool
+	// configuration gave it new ranges), until it has refilled them and
+	// finished a repair pass with every peer (recovery.go). Meanwhile it
+	// reads the keys of those ranges through from their other replicas.
+	recovery atomic.Pointer[recovery]
+	// recoveryMu serialises starting and ending recoveries.
+	recoveryMu sync.Mutex
+	// refillProgress counts the refill that runs, for metrics and logs.
+	refillProgress refillProgress
+	// repairLimiter holds repair and refill to repair_bandwidth.
+	repairLimiter rateLimiter
 	// repairWake wakes the repair loop early (when recovery starts).
 	repairWake chan struct{}
 	// configChanged tells the repair loop that the configuration (and so
@@ -165,7 +176,8 @@ func New(opts Options) (*Node, error) {
 		dataDir:  opts.DataDir,
 		tls:      tlsr,
 	}
-	n.local = localReplica{id: opts.ID, store: st, recovering: &n.recovering}
+	n.local = localReplica{n: n}
+	n.refillProgress.remaining = map[int][2]uint64{}
 	n.repairWake = make(chan struct{}, 1)
 	n.configChanged = make(chan struct{}, 1)
 	n.cfg.Store(opts.Config)
@@ -188,15 +200,29 @@ func New(opts Options) (*Node, error) {
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_node_recovering",
-		Help: "1 while the node recovers data it may have lost (its \"not found\" answers do not count toward read quorums), else 0.",
+		Help: "1 while the node recovers data it may have lost (it reads the keys of its lost ranges through from their other replicas), else 0.",
 	}, func() float64 {
-		if n.recovering.Load() {
+		if n.Recovering() {
 			return 1
 		}
 		return 0
 	}))
-	if st.Stats().Keys == 0 && len(replicatedRanges(opts.Config, opts.ID)) > 0 {
-		n.startRecovering("its store is empty where the configuration gives it keys (a new node, or a lost disk)")
+	reg.MustRegister(refillCollectors(&n.refillProgress, n.metrics.refill)...)
+	rec, err := loadRecovery(opts.DataDir)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("node %s: %w", opts.ID, err)
+	}
+	replicated := replicatedRanges(opts.Config, opts.ID)
+	switch {
+	case rec != nil:
+		n.recovery.Store(rec)
+		logger.Warn("node recovering: resuming the recovery that was under way when it stopped; reads of its lost ranges go through to the other replicas meanwhile",
+			"node", opts.ID, "why", rec.state.Reason, "since", rec.state.Started.Format(time.RFC3339), "units_left", len(rec.pending()))
+	case opts.Recover && len(replicated) > 0:
+		n.startRecovering("the operator says that its store lost data (-recover)", replicated)
+	case st.Stats().Keys == 0 && len(replicated) > 0:
+		n.startRecovering("its store is empty where the configuration gives it keys (a new node, or a lost disk)", replicated)
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_config_epoch",
@@ -257,8 +283,8 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	case n.configChanged <- struct{}{}:
 	default:
 	}
-	if gainsRanges(old, cfg, n.id) {
-		n.startRecovering("the new configuration gives it hash ranges it did not hold")
+	if gained := gainedRanges(old, cfg, n.id); len(gained) > 0 {
+		n.startRecovering("the new configuration gives it hash ranges it did not hold", gained)
 	}
 	oldSelf, _, wasIn := old.Node(n.id)
 	self, d, isIn := cfg.Node(n.id)
@@ -281,29 +307,68 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	}
 }
 
-// startRecovering marks the node as recovering, and says why.
-func (n *Node) startRecovering(why string) {
-	if n.recovering.Swap(true) {
-		return
+// startRecovering makes the node recover the ranges lost (adding them to
+// a recovery under way), saves that, wakes the repair loop, and says why.
+func (n *Node) startRecovering(why string, lost []hashRange) {
+	n.recoveryMu.Lock()
+	defer n.recoveryMu.Unlock()
+	units := refillUnits(n.cfg.Load(), n.id, lost)
+	rec := n.recovery.Load()
+	if rec != nil {
+		rec.add(lost, units)
+	} else {
+		rec = newRecovery(n.dataDir, why, lost, units)
 	}
+	if err := rec.save(); err != nil {
+		n.logger.Error("node recovering, but its progress cannot be saved: a restart will start the refill over", "node", n.id, "err", err)
+	}
+	n.recovery.Store(rec)
 	select {
 	case n.repairWake <- struct{}{}:
 	default:
 	}
-	n.logger.Warn("node recovering: "+why+"; until its next repair pass with every peer has finished, its \"not found\" answers do not count toward read quorums",
-		"node", n.id)
+	n.logger.Warn("node recovering: "+why+"; it refills those ranges from its peers, and until it has and a repair pass with every peer has finished, it reads their keys through from the other replicas before it answers",
+		"node", n.id, "ranges", len(lost), "units", len(units))
+}
+
+// endRecovery ends rec, the node's recovery, unless ranges were added to
+// it since generation gen.
+func (n *Node) endRecovery(rec *recovery, gen int) bool {
+	n.recoveryMu.Lock()
+	defer n.recoveryMu.Unlock()
+	if n.recovery.Load() != rec || rec.generation() != gen {
+		return false
+	}
+	if err := removeRecoveryFile(n.dataDir); err != nil {
+		n.logger.Error("the recovery ended but its state file stays: the next start resumes it, harmlessly", "node", n.id, "err", err)
+	}
+	n.recovery.Store(nil)
+	return true
+}
+
+// lostRanges returns the ranges the node recovers, or nil.
+func (n *Node) lostRanges() rangeSet {
+	if rec := n.recovery.Load(); rec != nil {
+		return rec.lostRanges()
+	}
+	return nil
 }
 
 // Recovering reports whether the node is recovering data it may lack (see
 // HealthDetail).
-func (n *Node) Recovering() bool { return n.recovering.Load() }
+func (n *Node) Recovering() bool { return n.recovery.Load() != nil }
 
-// HealthDetail says on /health that the node is recovering.
+// HealthDetail says on /health that the node is recovering, and how far
+// its refill has come.
 func (n *Node) HealthDetail() string {
-	if n.recovering.Load() {
-		return "recovering: a repair pass is bringing back data this node may lack"
+	if !n.Recovering() {
+		return ""
 	}
-	return ""
+	if p := &n.refillProgress; p.active.Load() {
+		keys, bytes := p.left()
+		return fmt.Sprintf("recovering: refilling lost ranges, about %d keys and %d MB to go", keys, bytes/1e6)
+	}
+	return "recovering: a repair pass is bringing back data this node may lack"
 }
 
 // Handler returns the node's HTTP API handler.

@@ -89,6 +89,17 @@ func (r remoteReplica) Get(ctx context.Context, key []byte) (store.Record, bool,
 	return fromWire(resp.Record), resp.Found, nil
 }
 
+// getLocal asks the peer for its own record of key, without a
+// read-through (OpReplicaGetLocal); a recovering peer that lacks it
+// answers CodeUnavailable.
+func (r remoteReplica) getLocal(ctx context.Context, key []byte) (store.Record, bool, error) {
+	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaGetLocal, Key: key})
+	if err != nil {
+		return store.Record{}, false, err
+	}
+	return fromWire(resp.Record), resp.Found, nil
+}
+
 func (r remoteReplica) Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error) {
 	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaPut, Key: key, Record: toWire(rec)})
 	if err != nil {
@@ -134,6 +145,14 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 			return errorResponse(err)
 		}
 		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+	case wire.OpReplicaGetLocal:
+		rec, found, err := n.local.getLocal(ctx, req.Key)
+		if err != nil {
+			return errorResponse(err)
+		}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+	case wire.OpRangeStream:
+		return n.serveRangeStream(ctx, req)
 	case wire.OpReplicaPut:
 		rec := fromWire(req.Record)
 		if rec.Timestamp <= 0 {

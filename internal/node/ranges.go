@@ -90,14 +90,8 @@ func forEachArc(cfg *config.Config, f func(r hashRange, owner uint32)) {
 	}
 }
 
-// gainsRanges reports whether node self holds keys under next, together
-// with a peer, that it did not hold under prev.
-func gainsRanges(prev, next *config.Config, self string) bool {
-	had := selfRanges(prev, self)
-	for _, r := range replicatedRanges(next, self) {
-		if !slices.ContainsFunc(had, func(h hashRange) bool { return h.lo <= r.lo && r.hi <= h.hi }) {
-			return true
-		}
-	}
-	return false
+// gainedRanges returns the ranges whose keys node self holds under next,
+// together with a peer, and did not hold under prev.
+func gainedRanges(prev, next *config.Config, self string) []hashRange {
+	return subtract(replicatedRanges(next, self), selfRanges(prev, self))
 }

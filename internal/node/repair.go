@@ -57,12 +57,24 @@ func (n *Node) runRepair(ctx context.Context) {
 		cfg := n.cfg.Load()
 		d := n.settings(cfg)
 		start := time.Now()
-		recovering := n.recovering.Load()
+		rec := n.recovery.Load()
+		recovering := rec != nil
 		startEpoch := n.epoch.Load()
 		if (d.BackgroundRepair || recovering) && n.Ready() {
 			pace := d.BackgroundRepairInterval
+			gen := 0
 			if recovering {
 				pace = 0 // recover as fast as possible
+				gen = rec.generation()
+				// Stream the lost ranges first; the pass then brings
+				// what the sources lacked.
+				if err := n.refill(ctx, cfg, rec); err != nil && ctx.Err() == nil {
+					n.logger.Warn("refill incomplete: the repair pass brings what is missing, and the next refill resumes where this one stopped",
+						"node", n.id, "err", err)
+				}
+				if ctx.Err() != nil {
+					return
+				}
 			}
 			stats, err := n.repairPass(ctx, cfg, pace)
 			if ctx.Err() != nil {
@@ -82,10 +94,10 @@ func (n *Node) runRepair(ctx context.Context) {
 					}
 				}
 			}
-			if recovering && clean {
-				n.recovering.Store(false)
-				n.logger.Info("node recovered: a repair pass with every peer has finished", "node", n.id,
-					"keys_received", stats.keysReceived, "took", time.Since(start).Round(time.Millisecond))
+			if recovering && clean && n.endRecovery(rec, gen) {
+				n.logger.Info("node recovered: its lost ranges are refilled and a repair pass with every peer has finished", "node", n.id,
+					"repair_keys_received", stats.keysReceived, "took", time.Since(start).Round(time.Millisecond),
+					"recovering_since", rec.state.Started.Format(time.RFC3339))
 			}
 		}
 		if !n.waitToRepair(ctx, start, 0) {
@@ -105,7 +117,7 @@ func (n *Node) waitToRepair(ctx context.Context, last time.Time, first time.Dura
 			interval = min(interval, first)
 		}
 		wait := max(interval-time.Since(last), time.Second-time.Since(last))
-		if n.recovering.Load() {
+		if n.Recovering() {
 			wait = min(wait, 200*time.Millisecond)
 		}
 		if wait <= 0 {
@@ -422,6 +434,9 @@ func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []strin
 			stats.bytesReceived += len(rec.Value) + 16
 			n.clock.Observe(rec.Timestamp)
 			if _, err := n.store.Put(ctx, req.Batch[i].Key, rec); err != nil {
+				return err
+			}
+			if err := n.repairLimiter.wait(ctx, len(rec.Value)+len(req.Batch[i].Key), n.settings(n.cfg.Load()).RepairBandwidth); err != nil {
 				return err
 			}
 			stats.keysReceived++

@@ -1,0 +1,299 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Recovery. A node may lack data that the configuration gives it: its disk
+// was lost (it starts with an empty store), an operator says that it lost
+// part of its data (-recover), or a new configuration gave it hash ranges
+// it did not hold. Such a node is recovering over those ranges (its lost
+// ranges) until it has refilled them and finished a clean repair pass with
+// every peer:
+//
+//   - its "not found" for a key of a lost range is no answer: asked for
+//     such a key, it first fetches the key from the key's other replicas
+//     (read-through, see readThrough), keeps what it found, and answers
+//     with that; only when too few of them could answer does it refuse;
+//   - it refills the lost ranges in bulk: for each part of them (a unit:
+//     a lost range cut at the rings' arcs, so that one set of peers holds
+//     all of it) it asks one peer that holds the part and is not recovering
+//     there itself for the records, in (hash, key) order and large
+//     batches (OpRangeStream), and applies each batch in one synced write;
+//   - then the usual digest repair pass with every peer brings what one
+//     source lacked.
+//
+// What is left to do survives a restart: the lost ranges and, per unit,
+// the last key applied are kept in the file recoveryFile inside the store's
+// directory (so that a lost disk loses them too, and the node starts over
+// from an empty store), written again at most every second and at the end
+// of every unit.
+
+// recoveryFile is the name of the recovery state in the store's directory.
+// Pebble ignores files whose names it does not know.
+const recoveryFile = "TAKO-RECOVERY"
+
+// rangeSet is a sorted set of disjoint hash ranges.
+type rangeSet []hashRange
+
+// contains reports whether h is in one of the ranges.
+func (s rangeSet) contains(h uint32) bool {
+	i := sort.Search(len(s), func(i int) bool { return s[i].hi >= h })
+	return i < len(s) && s[i].lo <= h
+}
+
+// overlaps reports whether any hash of r is in the set.
+func (s rangeSet) overlaps(r hashRange) bool {
+	i := sort.Search(len(s), func(i int) bool { return s[i].hi >= r.lo })
+	return i < len(s) && s[i].lo <= r.hi
+}
+
+// union returns the sorted, merged union of a and b.
+func union(a, b []hashRange) rangeSet {
+	all := slices.Concat(a, b)
+	slices.SortFunc(all, func(x, y hashRange) int {
+		switch {
+		case x.lo < y.lo:
+			return -1
+		case x.lo > y.lo:
+			return 1
+		}
+		return 0
+	})
+	var out rangeSet
+	for _, r := range all {
+		if n := len(out); n > 0 && (out[n-1].hi == ^uint32(0) || uint64(out[n-1].hi)+1 >= uint64(r.lo)) {
+			out[n-1].hi = max(out[n-1].hi, r.hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// subtract returns the parts of a (sorted, disjoint) that are not in b
+// (sorted, disjoint).
+func subtract(a, b []hashRange) []hashRange {
+	return intersect(a, complement(b))
+}
+
+// intersect returns the parts common to a and b, both sorted and disjoint.
+func intersect(a, b []hashRange) []hashRange {
+	var out []hashRange
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		lo, hi := max(a[i].lo, b[j].lo), min(a[i].hi, b[j].hi)
+		if lo <= hi {
+			out = append(out, hashRange{lo, hi})
+		}
+		if a[i].hi < b[j].hi {
+			i++
+		} else {
+			j++
+		}
+	}
+	return out
+}
+
+// refillUnit is a part of the lost ranges that one set of peers holds
+// whole, and how far its refill has come.
+type refillUnit struct {
+	Lo, Hi uint32
+	// After is the last key applied, in (hash, key) order; empty before
+	// the first batch.
+	After []byte `json:",omitempty"`
+	// Done is set once a peer streamed the whole unit, or none could.
+	Done bool `json:",omitempty"`
+}
+
+// recoveryState is what recoveryFile holds.
+type recoveryState struct {
+	Reason  string
+	Started time.Time
+	Lost    []hashRange
+	Units   []refillUnit
+}
+
+// MarshalJSON writes a hash range as [lo, hi].
+func (r hashRange) MarshalJSON() ([]byte, error) { return json.Marshal([2]uint32{r.lo, r.hi}) }
+
+// UnmarshalJSON reads a hash range written by MarshalJSON.
+func (r *hashRange) UnmarshalJSON(b []byte) error {
+	var v [2]uint32
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	r.lo, r.hi = v[0], v[1]
+	return nil
+}
+
+// recovery is a node's recovery in progress.
+type recovery struct {
+	dir string // the store's directory, where recoveryFile lives
+
+	mu sync.Mutex // guards the fields below
+	// state is what is saved; its Units are the refill's work list.
+	state recoveryState
+	// lost is state.Lost as a set, shared with readers (replaced, never
+	// modified).
+	lost rangeSet
+	// savedAt is when state was last written.
+	savedAt time.Time
+	// gen counts the calls of add.
+	gen int
+}
+
+// generation returns how often ranges were added.
+func (r *recovery) generation() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gen
+}
+
+// newRecovery starts a recovery of lost under cfg's arcs, to be saved in dir.
+func newRecovery(dir, reason string, lost []hashRange, units []refillUnit) *recovery {
+	set := union(lost, nil)
+	return &recovery{dir: dir, lost: set, state: recoveryState{Reason: reason, Started: time.Now(), Lost: set, Units: units}}
+}
+
+// loadRecovery reads the recovery state saved in dir, or returns nil, nil
+// when there is none.
+func loadRecovery(dir string) (*recovery, error) {
+	b, err := os.ReadFile(filepath.Join(dir, recoveryFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the recovery state: %w", err)
+	}
+	var st recoveryState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("reading the recovery state %s: %w (remove the file and start the node with -recover to refill all of its ranges)", filepath.Join(dir, recoveryFile), err)
+	}
+	r := &recovery{dir: dir, state: st, lost: union(st.Lost, nil)}
+	r.state.Lost = r.lost
+	return r, nil
+}
+
+// lostRanges returns the set of lost ranges.
+func (r *recovery) lostRanges() rangeSet {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lost
+}
+
+// add adds more lost ranges and their units.
+func (r *recovery) add(lost []hashRange, units []refillUnit) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lost = union(r.lost, lost)
+	r.state.Lost = r.lost
+	r.state.Units = append(r.state.Units, units...)
+	r.gen++
+}
+
+// pending returns the indexes of the units not done.
+func (r *recovery) pending() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for i, u := range r.state.Units {
+		if !u.Done {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// unit returns a copy of unit i.
+func (r *recovery) unit(i int) refillUnit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state.Units[i]
+}
+
+// advance records that unit i was applied up to after (done when the
+// whole unit was), and saves the state when the last save is a second old
+// or the unit is done.
+func (r *recovery) advance(i int, after []byte, done bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := &r.state.Units[i]
+	if len(after) > 0 {
+		u.After = after
+	}
+	u.Done = u.Done || done
+	if done || time.Since(r.savedAt) >= time.Second {
+		return r.saveLocked()
+	}
+	return nil
+}
+
+// save writes the state to recoveryFile.
+func (r *recovery) save() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.saveLocked()
+}
+
+// saveLocked writes the state to recoveryFile, atomically (a new file,
+// synced, renamed over the old one).
+func (r *recovery) saveLocked() error {
+	b, err := json.Marshal(r.state)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(r.dir, recoveryFile, b); err != nil {
+		return fmt.Errorf("saving the recovery state: %w", err)
+	}
+	r.savedAt = time.Now()
+	return nil
+}
+
+// removeRecoveryFile removes the recovery state of dir: the recovery ended.
+func removeRecoveryFile(dir string) error {
+	err := os.Remove(filepath.Join(dir, recoveryFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the recovery state: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes name in dir through a synced temporary file
+// renamed over it, then syncs dir, so that a crash leaves the old file or
+// the new one, whole.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
