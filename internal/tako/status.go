@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -28,8 +29,10 @@ coordinators: entry of the configuration) for the cluster as it sees it, and
 prints the configuration's epoch and deployments with each bucket's share of
 the key space, one row per node (state, version, uptime, keys, disk, requests
 per second, progress of the repair pass under way, the peers it cannot
-reach), and how far a migration has converged. Exits 1 when a node is down,
-saying which, 2 on any error.
+reach), how far a migration has converged, and for a node that refills the
+ranges it lost from its peers what is still to come, how fast, and about
+how long that takes. Exits 1 when a node is down, saying which, 2 on any
+error.
 
 Example:
   tako -s localhost:4700 status`)
@@ -79,7 +82,8 @@ func downNodes(st coordinator.Status) []string {
 }
 
 // printStatus prints the status: a header, the deployments, a table of
-// the nodes, the migration, and why each node that is down is.
+// the nodes, the migration, why each node that is down is, and how far
+// each refill has come.
 func printStatus(out io.Writer, st coordinator.Status) error {
 	fmt.Fprintln(out, statusHeader(st))
 	for _, d := range st.Deployments {
@@ -101,8 +105,22 @@ func printStatus(out io.Writer, st coordinator.Status) error {
 		if n.State != stateUp && n.State != stateRecovering && n.Error != "" {
 			fmt.Fprintf(out, "%s is %s: %s\n", n.ID, n.State, n.Error)
 		}
+		if n.Refill != nil {
+			fmt.Fprintf(out, "%s is %s\n", n.ID, refillLine(*n.Refill))
+		}
 	}
 	return nil
+}
+
+// refillLine says how far a refill has come: "refilling: 540.0 MiB / 12345
+// keys to go at 180.0 MiB/s, ~3s left", without the time left when the
+// node cannot tell it.
+func refillLine(r coordinator.RefillProgress) string {
+	s := fmt.Sprintf("refilling: %s / %d keys to go at %s/s", humanBytes(r.BytesRemaining), r.KeysRemaining, humanBytes(int64(r.BytesPerSecond)))
+	if r.ETASeconds > 0 {
+		s += ", ~" + humanDuration(time.Duration(math.Ceil(r.ETASeconds))*time.Second) + " left"
+	}
+	return s
 }
 
 // statusHeader is the first line: coordinator, epoch, deployments.

@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/takodb/tako/internal/coordinator"
 	"github.com/takodb/tako/internal/testcluster"
 )
 
@@ -253,15 +255,60 @@ func TestStatus(t *testing.T) {
 	if !strings.Contains(r.stderr, "1 of 3 nodes down: n3") {
 		t.Errorf("status stderr %q, want the node down", r.stderr)
 	}
-	// Every node up or recovering: exit 0.
+	if strings.Contains(r.stdout, "refilling") {
+		t.Errorf("status shows a refill where no node refills:\n%s", r.stdout)
+	}
+	// Every node up or recovering, n3 refilling: exit 0, and n3's refill
+	// under the table.
 	st.Nodes[2].State, st.Nodes[2].Error = "recovering", ""
-	run(t, coord.URL, "", "status").want(t, 0, "status with every node up")
+	st.Nodes[2].Refill = &coordinator.RefillProgress{BytesRemaining: 540 << 20, KeysRemaining: 12345,
+		BytesPerSecond: 180 << 20, ETASeconds: 3, ReceivedBytes: 1 << 30, ReceivedKeys: 40000}
+	r = run(t, coord.URL, "", "status").want(t, 0, "status with every node up")
+	if got, want := refillLines(r.stdout), []string{"n3 is refilling: 540.0 MiB / 12345 keys to go at 180.0 MiB/s, ~3s left"}; !slices.Equal(got, want) {
+		t.Errorf("status with n3 refilling: refill lines %q, want %q\n%s", got, want, r.stdout)
+	}
 
 	// A node is not a coordinator.
 	c := startCluster(t)
 	r = run(t, c.HTTPURL("n1"), "", "status").want(t, 2, "status on a node")
 	if want := c.HTTPURL("n1") + " is not a coordinator: use -s COORDINATOR_HOST:PORT"; !strings.Contains(r.stderr, want) {
 		t.Errorf("status on a node: %q, want %q", r.stderr, want)
+	}
+}
+
+// refillLines are the lines of out that tell a refill.
+func refillLines(out string) []string {
+	var lines []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "refilling") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// TestRefillLine: what is left, the rate and the time left rounded up to
+// a second; no time left when the node cannot tell it.
+func TestRefillLine(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		r    coordinator.RefillProgress
+		want string
+	}{
+		{"streaming", coordinator.RefillProgress{BytesRemaining: 540 << 20, KeysRemaining: 12345, BytesPerSecond: 180 << 20, ETASeconds: 3},
+			"refilling: 540.0 MiB / 12345 keys to go at 180.0 MiB/s, ~3s left"},
+		{"time left unknown", coordinator.RefillProgress{BytesRemaining: 5 << 30, KeysRemaining: 7},
+			"refilling: 5.0 GiB / 7 keys to go at 0 B/s"},
+		{"less than a second left", coordinator.RefillProgress{BytesRemaining: 900, KeysRemaining: 3, BytesPerSecond: 2048, ETASeconds: 0.4},
+			"refilling: 900 B / 3 keys to go at 2.0 KiB/s, ~1s left"},
+		{"hours left", coordinator.RefillProgress{BytesRemaining: 3 << 40, KeysRemaining: 1e9, BytesPerSecond: 100 << 20, ETASeconds: 32000},
+			"refilling: 3.0 TiB / 1000000000 keys to go at 100.0 MiB/s, ~8h53m left"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := refillLine(tt.r); got != tt.want {
+				t.Errorf("refillLine(%+v) = %q, want %q", tt.r, got, tt.want)
+			}
+		})
 	}
 }
 
