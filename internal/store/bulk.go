@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/takodb/tako/internal/keyhash"
@@ -48,26 +47,18 @@ func (s *Store) ScanAfter(ctx context.Context, lo, hi uint32, after []byte, fn f
 
 // EstimateRange estimates the records and the bytes of keys and values
 // whose key's hash is within [lo, hi]: the count is exact (from the
-// digests), the bytes are the disk space Pebble estimates for the range,
-// compressed as stored. For progress reports.
+// digests), the bytes are that count times the store's average record
+// size on disk. For progress reports.
 func (s *Store) EstimateRange(ctx context.Context, lo, hi uint32) (records, bytes uint64, err error) {
 	d, err := s.RangeDigest(ctx, lo, hi)
 	if err != nil {
 		return 0, 0, err
 	}
-	if err := s.enter(); err != nil {
-		return 0, 0, err
+	st := s.Stats()
+	if st.Keys <= 0 {
+		return d.Count, 0, nil
 	}
-	defer s.exit()
-	end := hashBound(hi + 1)
-	if hi == math.MaxUint32 {
-		end = []byte{0xff, 0xff, 0xff, 0xff, 0xff}
-	}
-	size, err := s.db.EstimateDiskUsage(hashBound(lo), end)
-	if err != nil {
-		return 0, 0, fmt.Errorf("store: estimating [%#08x, %#08x]: %w", lo, hi, err)
-	}
-	return d.Count, size, nil
+	return d.Count, uint64(float64(d.Count) * float64(st.DiskBytes) / float64(st.Keys)), nil
 }
 
 // PutMany offers every entry to the store as Put does, each stored only if
