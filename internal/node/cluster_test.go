@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -124,11 +125,14 @@ func (c *testCluster) stop(t *testing.T, id string) {
 // localRecord reads a node's own store, bypassing coordination.
 func (c *testCluster) localRecord(t *testing.T, id string, key string) (store.Record, bool) {
 	t.Helper()
-	rec, found, err := c.nodes[id].local.Get(context.Background(), []byte(key))
+	rec, err := c.nodes[id].store.Get(context.Background(), []byte(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Record{}, false
+	}
 	if err != nil {
 		t.Fatalf("node %s local get: %v", id, err)
 	}
-	return rec, found
+	return rec, true
 }
 
 func (c *testCluster) replicaIDs(key string) []string {

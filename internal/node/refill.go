@@ -204,6 +204,7 @@ func (n *Node) refill(ctx context.Context, cfg *config.Config, rec *recovery) er
 
 	start := time.Now()
 	n.estimateRefill(ctx, cfg, rec, pending)
+	pending = rec.pending()
 	keys, bytes := p.left()
 	n.logger.Info("refill started: streaming the lost ranges from the peers that hold them", "node", n.id,
 		"units", len(pending), "keys_estimated", keys, "bytes_estimated", bytes,
@@ -220,8 +221,8 @@ func (n *Node) refill(ctx context.Context, cfg *config.Config, rec *recovery) er
 	queue := make(chan int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var errs []error
-	noSource := 0
+	var firstErr error
+	failed, noSource := 0, 0
 	for range refillStreams {
 		wg.Go(func() {
 			for i := range queue {
@@ -233,7 +234,10 @@ func (n *Node) refill(ctx context.Context, cfg *config.Config, rec *recovery) er
 					mu.Unlock()
 				case err != nil:
 					mu.Lock()
-					errs = append(errs, err)
+					failed++
+					if firstErr == nil {
+						firstErr = err
+					}
 					mu.Unlock()
 				}
 			}
@@ -247,16 +251,17 @@ func (n *Node) refill(ctx context.Context, cfg *config.Config, rec *recovery) er
 	}
 	close(queue)
 	wg.Wait()
-	if err := rec.save(); err != nil {
-		errs = append(errs, err)
-	}
+	saveErr := rec.save()
 	took := time.Since(start)
 	got := p.receivedBytes.Load()
 	n.logger.Info("refill finished", "node", n.id, "took", took.Round(time.Millisecond),
 		"keys_received", p.receivedKeys.Load(), "bytes_received", got,
 		"rate_mb_per_s", fmt.Sprintf("%.1f", float64(got)/1e6/max(took.Seconds(), 1e-9)),
-		"units", len(pending), "units_without_source", noSource, "units_failed", len(errs))
-	return errors.Join(errs...)
+		"units", len(pending), "units_without_source", noSource, "units_failed", failed)
+	if failed > 0 {
+		return errors.Join(fmt.Errorf("%d of %d units failed, the first: %w", failed, len(pending), firstErr), saveErr)
+	}
+	return saveErr
 }
 
 // reportRefill logs the refill's progress every refillReportEvery, and
@@ -282,8 +287,9 @@ func (n *Node) reportRefill(ctx context.Context, start time.Time) {
 }
 
 // estimateRefill asks the peers, one batch per peer, how much each pending
-// unit holds, for the progress reports. Failures only leave the estimates
-// unknown until the units' first batches arrive.
+// unit holds, for the progress reports, and marks done the units that
+// hold nothing. Failures only leave the estimates unknown until the units'
+// first batches arrive.
 func (n *Node) estimateRefill(ctx context.Context, cfg *config.Config, rec *recovery, pending []int) {
 	byPeer := map[string][]int{}
 	nodes := map[string]config.Node{}
@@ -295,6 +301,9 @@ func (n *Node) estimateRefill(ctx context.Context, cfg *config.Config, rec *reco
 		}
 	}
 	for id, units := range byPeer {
+		if up, _ := n.peers.Peer(id).Up(); !up {
+			continue
+		}
 		for len(units) > 0 {
 			part := units[:min(len(units), wire.MaxBatch)]
 			units = units[len(part):]
@@ -309,8 +318,15 @@ func (n *Node) estimateRefill(ctx context.Context, cfg *config.Config, rec *reco
 				continue
 			}
 			for j, r := range resp.Batch {
-				if r.Err == nil {
-					n.refillProgress.setRemaining(part[j], r.RemainingKeys, r.RemainingBytes)
+				if r.Err != nil {
+					continue
+				}
+				n.refillProgress.setRemaining(part[j], r.RemainingKeys, r.RemainingBytes)
+				if r.RemainingKeys == 0 {
+					// Nothing to stream: what is written there from now
+					// on reaches this node directly, and the repair
+					// pass brings the rest.
+					_ = rec.advance(part[j], nil, true)
 				}
 			}
 		}
@@ -345,6 +361,10 @@ func (n *Node) refillUnit(ctx context.Context, cfg *config.Config, rec *recovery
 	var errs []error
 	refused := 0
 	for _, src := range sources {
+		if up, _ := n.peers.Peer(src.ID).Up(); !up {
+			errs = append(errs, fmt.Errorf("from %s: %w", src.ID, errPeerDown))
+			continue
+		}
 		err := n.streamUnit(ctx, cfg, rec, i, src)
 		if err == nil {
 			return nil
@@ -371,9 +391,6 @@ func (n *Node) refillUnit(ctx context.Context, cfg *config.Config, rec *recovery
 // unit has no more records.
 func (n *Node) streamUnit(ctx context.Context, cfg *config.Config, rec *recovery, i int, src config.Node) error {
 	peer := n.remote(src)
-	// Forced: a refill is worth a call to a peer marked down; the pool's
-	// backoff still fails fast for one that is gone.
-	peer.force = true
 	for {
 		u := rec.unit(i)
 		req := &wire.Request{Op: wire.OpRangeStream, Ranges: []wire.HashRange{{Lo: u.Lo, Hi: u.Hi}}, After: u.After, Limit: refillBatchBytes}

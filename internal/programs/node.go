@@ -36,8 +36,9 @@ func Node(args []string) {
 	logs.Register(fs)
 	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token, when the cluster has an auth section: to fetch the configuration, and to present to the other nodes' binary ports")
 	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify the coordinators with: with it, -c asks them over HTTPS (for a cluster with a tls section)")
+	recoverAll := fs.Bool("recover", false, "the store lost part of its data (a file removed, a restore from an older copy, damage found by a checksum): refill all of the node's ranges from the other replicas, reading its keys through from them meanwhile; an empty store does this by itself (docs/operations.md)")
 	clockOffset := fs.Duration("test-clock-offset", 0, "for fault tests only: run the node's clock `DURATION` ahead of the system clock (negative: behind)")
-	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-d] [-l FILE] [-json]", `
+	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-recover] [-d] [-l FILE] [-json]", `
 Runs one Tako node. The node stores its share of the data in an embedded
 Pebble store, talks to the other nodes over the binary protocol on its binary
 port, and serves the HTTP API for the whole cluster on its HTTP port:
@@ -48,6 +49,14 @@ With -c the node follows the configuration its coordinators serve: it waits
 for one that names it (starting from its cache in DIR/etc/ID when no
 coordinator answers) and adopts every newer one while it runs. With -cfg it
 reads the file once.
+
+A node whose store is empty (a new node, or a lost disk) recovers by itself:
+it refills its ranges by streaming them from the other replicas, and reads
+the keys it lacks through from them before it answers, so no read fails for
+its sake. A store that lost only part of its data looks whole: start the
+node with -recover once to refill all of it (the refill resumes where it was
+after a restart, with or without the flag). Progress: /metrics
+(tako_refill_*), tako status, and a log line every 10 s.
 
 When the configuration has a tls section, the binary port speaks mutual TLS
 with the certificates it names (tako certs makes them), the HTTP port serves
@@ -104,7 +113,7 @@ Examples:
 	if dataDir == "" {
 		dataDir = filepath.Join(*varDir, "data", *id)
 	}
-	opts := node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger, Token: token}
+	opts := node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger, Token: token, Recover: *recoverAll}
 	if offset := *clockOffset; offset != 0 {
 		// A wrong clock on purpose, to test that the cluster keeps every
 		// acknowledged write in order when one node's clock is wrong.

@@ -1,0 +1,222 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/takodb/tako/internal/store"
+	"github.com/takodb/tako/internal/wire"
+)
+
+// writeKeys writes count keys through node id, values of varied sizes,
+// and returns them.
+func writeKeys(t *testing.T, c *testCluster, id string, count int) map[string][]byte {
+	t.Helper()
+	r := rand.New(rand.NewPCG(7, 8))
+	values := make(map[string][]byte, count)
+	for i := range count {
+		v := make([]byte, 1+r.IntN(2000))
+		for j := range v {
+			v[j] = byte(r.Uint32())
+		}
+		k := fmt.Sprintf("key/%05d", i)
+		values[k] = v
+		if _, err := c.nodes[id].Put(context.Background(), []byte(k), v, 0); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+	}
+	return values
+}
+
+// wipe stops node id, deletes its store and starts it again, empty.
+func (c *testCluster) wipe(t *testing.T, id string) {
+	t.Helper()
+	c.stop(t, id)
+	if err := os.RemoveAll(c.dirs[id]); err != nil {
+		t.Fatal(err)
+	}
+	c.start(t, id)
+}
+
+// TestWipedReplicasReadThroughAtOnce: every key on four nodes, three of
+// which lost their disks and restart empty; read at once, with the default
+// quorum (3 of 4), every key comes back, through any node: the recovering
+// replicas read each key through from the one that has it, so their answers
+// count. Before read-through, every read answered "too few replicas".
+func TestWipedReplicasReadThroughAtOnce(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}, {"n4"}}, 4, "")
+	values := writeKeys(t, c, "n4", 200)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		c.wipe(t, id)
+	}
+	for _, id := range []string{"n1", "n2", "n3", "n4"} {
+		for k, v := range values {
+			got, err := c.nodes[id].Get(context.Background(), []byte(k))
+			if err != nil || !bytes.Equal(got.Value, v) {
+				t.Fatalf("read %s through %s right after the restart: %v, %d bytes; want %d", k, id, err, len(got.Value), len(v))
+			}
+		}
+	}
+	throughs := 0.0
+	for _, id := range []string{"n1", "n2", "n3"} {
+		throughs += testutil.ToFloat64(c.nodes[id].metrics.refill.readThroughs.WithLabelValues("found"))
+	}
+	if throughs == 0 {
+		t.Error("no read went through a recovering replica: the test read after the recovery")
+	}
+	t.Logf("%d reads of %d keys, %v of them read through by a recovering replica", 4*len(values), len(values), throughs)
+}
+
+// TestRefillStreamsLostRangesFromPeers: a node that lost its disk gets
+// every record back by streaming, exactly as its peer holds it, and the
+// repair pass that follows finds nothing left to pull.
+func TestRefillStreamsLostRangesFromPeers(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
+	values := writeKeys(t, c, "n1", 3000)
+	ctx := context.Background()
+	if _, err := c.nodes["n1"].Delete(ctx, []byte("key/00007"), 0); err != nil {
+		t.Fatal(err)
+	}
+	c.wipe(t, "n2")
+	n2 := c.nodes["n2"]
+	waitFor(t, "n2 to recover", func() bool { return !n2.Recovering() })
+	for k := range values {
+		want, err := c.nodes["n1"].store.Get(ctx, []byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := n2.store.Get(ctx, []byte(k))
+		if err != nil || store.Compare(got, want) != 0 {
+			t.Fatalf("%s on n2 after the refill: %v %v, want %v", k, got, err, want)
+		}
+	}
+	streamed := testutil.ToFloat64(n2.metrics.refill.totalKeys)
+	pulled := testutil.ToFloat64(n2.metrics.repairKeys.WithLabelValues("received"))
+	if streamed != float64(len(values)) || pulled != 0 {
+		t.Errorf("n2 streamed %v records and the repair pass pulled %v; want %d and 0", streamed, pulled, len(values))
+	}
+	if _, err := os.Stat(filepath.Join(c.dirs["n2"], recoveryFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the recovery state is still there after the recovery: %v", err)
+	}
+}
+
+// TestRecoverRefillsAPartlyLostStore: a store that lost some records looks
+// whole; the node serves its "not found" for them as answers until it is
+// started with Recover, which refills every range.
+func TestRecoverRefillsAPartlyLostStore(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
+	values := writeKeys(t, c, "n1", 500)
+	c.stop(t, "n2")
+	// Lose every fifth record of n2's store.
+	st, err := store.Open(c.dirs["n2"], store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lost := 0
+	for k := range values {
+		if k[len(k)-1]%5 != 0 {
+			continue
+		}
+		rec, err := st.Get(ctx, []byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := st.Remove(ctx, []byte(k), rec); !ok || err != nil {
+			t.Fatalf("removing %s: %v %v", k, ok, err)
+		}
+		lost++
+	}
+	st.Close()
+
+	n, err := New(Options{ID: "n2", Config: c.cfg, DataDir: c.dirs["n2"], Logger: testLogger(t), Recover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !n.Recovering() {
+		t.Fatal("a node started with Recover is not recovering")
+	}
+	n.Close()
+	c.start(t, "n2") // the recovery was saved: it resumes without the flag
+	n2 := c.nodes["n2"]
+	if !n2.Recovering() {
+		t.Fatal("the recovery did not survive the restart")
+	}
+	waitFor(t, "n2 to recover", func() bool { return !n2.Recovering() })
+	for k, v := range values {
+		got, err := n2.store.Get(ctx, []byte(k))
+		if err != nil || !bytes.Equal(got.Value, v) {
+			t.Fatalf("%s on n2 after the recovery: %v", k, err)
+		}
+	}
+	t.Logf("%d of %d records lost and refilled", lost, len(values))
+}
+
+// TestRecoveringNodeDoesNotStreamWhatItLacks: a source that recovers a
+// range refuses to stream it, so that the receiver asks another.
+func TestRecoveringNodeDoesNotStreamWhatItLacks(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
+	n := c.nodes["n1"]
+	req := &wire.Request{Op: wire.OpRangeStream, Ranges: []wire.HashRange{{Lo: 0, Hi: ^uint32(0)}}, Limit: 1 << 20}
+	if resp := n.serveRangeStream(context.Background(), req); resp.Err != nil {
+		t.Fatalf("a whole node streams: %v", resp.Err)
+	}
+	n.startRecovering("a test says so", []hashRange{{0, 1 << 20}})
+	resp := n.serveRangeStream(context.Background(), req)
+	if resp.Err == nil || resp.Err.Code != wire.CodeUnavailable {
+		t.Fatalf("a recovering node streams the range it recovers: %+v", resp)
+	}
+	req.Ranges[0] = wire.HashRange{Lo: 2 << 20, Hi: 3 << 20}
+	if resp := n.serveRangeStream(context.Background(), req); resp.Err != nil {
+		t.Fatalf("a recovering node refuses a range it does not recover: %v", resp.Err)
+	}
+}
+
+// TestRecoveryStateRoundTrip: what is saved is what is loaded, and the
+// range arithmetic the recovery uses holds.
+func TestRecoveryStateRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	r := newRecovery(dir, "why", []hashRange{{10, 20}, {15, 30}, {40, 50}}, []refillUnit{{Lo: 10, Hi: 30}, {Lo: 40, Hi: 50}})
+	if err := r.advance(0, []byte("cursor"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.advance(1, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadRecovery(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.state.Units, []refillUnit{{Lo: 10, Hi: 30, After: []byte("cursor")}, {Lo: 40, Hi: 50, Done: true}}) {
+		t.Errorf("units %+v", got.state.Units)
+	}
+	if want := (rangeSet{{10, 30}, {40, 50}}); !reflect.DeepEqual(got.lostRanges(), want) {
+		t.Errorf("lost %v, want %v", got.lostRanges(), want)
+	}
+	if p := got.pending(); !reflect.DeepEqual(p, []int{0}) {
+		t.Errorf("pending %v", p)
+	}
+	for h, want := range map[uint32]bool{9: false, 10: true, 30: true, 31: false, 45: true, 51: false} {
+		if got.lostRanges().contains(h) != want {
+			t.Errorf("contains(%d) = %v", h, !want)
+		}
+	}
+	if s := subtract([]hashRange{{0, 100}}, []hashRange{{10, 20}, {50, 60}}); !reflect.DeepEqual(s, []hashRange{{0, 9}, {21, 49}, {61, 100}}) {
+		t.Errorf("subtract = %v", s)
+	}
+	if err := os.WriteFile(filepath.Join(dir, recoveryFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadRecovery(dir); err == nil {
+		t.Error("a damaged state file loads")
+	}
+}
