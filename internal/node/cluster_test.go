@@ -29,7 +29,7 @@ type testCluster struct {
 // startCluster runs the nodes of a configuration made of the given buckets
 // (bucket name → node ids) with buckets_per_key bpk and the extra deployment
 // settings.
-func startCluster(t *testing.T, buckets [][]string, bpk int, extra string) *testCluster {
+func startCluster(t testing.TB, buckets [][]string, bpk int, extra string) *testCluster {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "active_deployment: test\ndeployments:\n  test:\n%s    hash:\n      buckets_per_key: %d\n    buckets:\n", extra, bpk)
@@ -93,7 +93,7 @@ func freeLoopbackPorts(t testing.TB, n int) []int {
 	return ports
 }
 
-func (c *testCluster) start(t *testing.T, id string) {
+func (c *testCluster) start(t testing.TB, id string) {
 	t.Helper()
 	n, err := New(Options{ID: id, Config: c.cfg, DataDir: c.dirs[id], Logger: testLogger(t)})
 	if err != nil {
@@ -110,7 +110,7 @@ func (c *testCluster) start(t *testing.T, id string) {
 	c.nodes[id], c.cancel[id], c.done[id] = n, cancel, done
 }
 
-func (c *testCluster) stop(t *testing.T, id string) {
+func (c *testCluster) stop(t testing.TB, id string) {
 	t.Helper()
 	if c.nodes[id] == nil {
 		return
@@ -277,7 +277,7 @@ func TestDownReplicaCostsOneTimeoutThenIsSkipped(t *testing.T) {
 	})
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -388,41 +388,68 @@ func (n *Node) refillUnit(ctx context.Context, cfg *config.Config, rec *recovery
 }
 
 // streamUnit streams unit i from src, batch by batch, until src says the
-// unit has no more records.
+// unit has no more records. It asks for the next batch before it applies
+// the one it has, so that the sender reads while this node writes.
 func (n *Node) streamUnit(ctx context.Context, cfg *config.Config, rec *recovery, i int, src config.Node) error {
 	peer := n.remote(src)
-	for {
+	ask := func(after []byte) <-chan streamReply {
 		u := rec.unit(i)
-		req := &wire.Request{Op: wire.OpRangeStream, Ranges: []wire.HashRange{{Lo: u.Lo, Hi: u.Hi}}, After: u.After, Limit: refillBatchBytes}
-		var scratch passStats
-		resp, err := n.peerCall(ctx, peer, req, &scratch)
-		if err != nil {
-			return err
+		req := &wire.Request{Op: wire.OpRangeStream, Ranges: []wire.HashRange{{Lo: u.Lo, Hi: u.Hi}}, After: after, Limit: refillBatchBytes}
+		reply := make(chan streamReply, 1)
+		go func() {
+			var scratch passStats
+			resp, err := n.peerCall(ctx, peer, req, &scratch)
+			reply <- streamReply{resp, err}
+		}()
+		return reply
+	}
+	next := ask(rec.unit(i).After)
+	for {
+		r := <-next
+		if r.err != nil {
+			return r.err
 		}
-		got, last, err := n.applyStream(ctx, u, resp.Stream)
+		resp := r.resp
+		if resp.Truncated && len(resp.Stream) == 0 {
+			return fmt.Errorf("peer %s answered an empty batch with more to come", src.ID)
+		}
+		if resp.Truncated {
+			next = ask(resp.Stream[len(resp.Stream)-1].Key)
+		}
+		got, last, err := n.applyStream(ctx, rec.unit(i), resp.Stream)
 		if err != nil {
+			if resp.Truncated {
+				<-next // the call in flight ends with ctx or its timeout
+			}
 			return fmt.Errorf("applying a batch: %w", err)
 		}
 		n.metrics.refill.batches.WithLabelValues("ok").Inc()
 		n.refillProgress.setRemaining(i, resp.RemainingKeys, resp.RemainingBytes)
 		if err := rec.advance(i, last, !resp.Truncated); err != nil {
+			if resp.Truncated {
+				<-next
+			}
 			return err
 		}
 		if !resp.Truncated {
 			return nil
 		}
-		if len(resp.Stream) == 0 {
-			return fmt.Errorf("peer %s answered an empty batch with more to come", src.ID)
-		}
 		if err := n.repairLimiter.wait(ctx, got, n.settings(n.cfg.Load()).RepairBandwidth); err != nil {
+			<-next
 			return err
 		}
 	}
 }
 
+// streamReply is the answer to one OpRangeStream.
+type streamReply struct {
+	resp *wire.Response
+	err  error
+}
+
 // applyStream checks that the records of a batch belong to unit u after
-// its cursor, in order, and writes them, a few hundred at a time. It
-// returns the bytes received and the last key applied.
+// its cursor, in order, and writes them, a few hundred at a time, synced
+// once at the end. It returns the bytes received and the last key applied.
 func (n *Node) applyStream(ctx context.Context, u refillUnit, stream []wire.StreamEntry) (int, []byte, error) {
 	if len(stream) == 0 {
 		return 0, nil, nil
@@ -434,7 +461,7 @@ func (n *Node) applyStream(ctx context.Context, u refillUnit, stream []wire.Stre
 		if len(entries) == 0 {
 			return nil
 		}
-		if _, err := n.store.PutMany(ctx, entries); err != nil {
+		if _, err := n.store.PutManyUnsynced(ctx, entries); err != nil {
 			return err
 		}
 		entries, size = entries[:0], 0
@@ -462,6 +489,10 @@ func (n *Node) applyStream(ctx context.Context, u refillUnit, stream []wire.Stre
 		}
 	}
 	if err := flush(); err != nil {
+		return total, nil, err
+	}
+	// One sync for the whole batch, before the cursor moves past it.
+	if err := n.store.Sync(ctx); err != nil {
 		return total, nil, err
 	}
 	for _, e := range stream {

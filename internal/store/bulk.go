@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/takodb/tako/internal/keyhash"
 )
 
@@ -75,6 +76,34 @@ func (s *Store) EstimateRange(ctx context.Context, lo, hi uint32) (records, byte
 // Close, the context's error if ctx is done before it writes, and an error
 // wrapping ErrCorrupt if a stored record cannot be decoded.
 func (s *Store) PutMany(ctx context.Context, entries []Entry) (int, error) {
+	return s.putMany(ctx, entries, s.writeOpts)
+}
+
+// PutManyUnsynced is PutMany without the sync: its records may be lost by
+// a crash until Sync returns. A caller that applies several batches in a
+// row syncs once, after the last.
+func (s *Store) PutManyUnsynced(ctx context.Context, entries []Entry) (int, error) {
+	return s.putMany(ctx, entries, pebble.NoSync)
+}
+
+// Sync returns once every write that returned before it is synced to the
+// write-ahead log (unless Options.NoSync). It returns ErrClosed after
+// Close.
+func (s *Store) Sync(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	if err := s.db.LogData(nil, s.writeOpts); err != nil {
+		return fmt.Errorf("store: syncing: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) putMany(ctx context.Context, entries []Entry, wo *pebble.WriteOptions) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -143,7 +172,7 @@ func (s *Store) PutMany(ctx context.Context, entries []Entry) (int, error) {
 	if len(changes) == 0 {
 		return 0, nil
 	}
-	if err := b.Commit(s.writeOpts); err != nil {
+	if err := b.Commit(wo); err != nil {
 		return 0, fmt.Errorf("store: putting %d records: %w", len(changes), err)
 	}
 	for _, c := range changes {

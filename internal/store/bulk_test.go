@@ -185,6 +185,43 @@ func TestPutManySurvivesACrash(t *testing.T) {
 	}
 }
 
+// TestPutManyUnsyncedThenSync: unsynced batches are durable once Sync
+// returns, and a crash before it may lose them (the crash has teeth).
+func TestPutManyUnsyncedThenSync(t *testing.T) {
+	for _, synced := range []bool{true, false} {
+		fs := vfs.NewCrashableMem()
+		s, err := Open("db", Options{FS: fs, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var entries []Entry
+		for i := range 100 {
+			entries = append(entries, Entry{Key: fmt.Appendf(nil, "%d", i), Record: live(int64(i+1), fmt.Sprint("v", i))})
+		}
+		sortEntries(entries)
+		for start := 0; start < len(entries); start += 10 {
+			if _, err := s.PutManyUnsynced(context.Background(), entries[start:start+10]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if synced {
+			if err := s.Sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0, RNG: rand.New(rand.NewPCG(4, 5))})
+		s.Close()
+		s = openTest(t, crashed, "db")
+		kept := s.Stats().Keys
+		if synced && kept != int64(len(entries)) {
+			t.Errorf("after Sync and a crash, %d of %d records", kept, len(entries))
+		}
+		if !synced && kept == int64(len(entries)) {
+			t.Errorf("without Sync a crash kept all %d records: the test shows nothing", kept)
+		}
+	}
+}
+
 // TestEstimateRange counts exactly and estimates bytes above zero for a
 // range that holds data.
 func TestEstimateRange(t *testing.T) {
