@@ -127,28 +127,33 @@ func (p *refillProgress) eta() time.Duration {
 
 // refillCollectors returns the refill's metrics.
 func refillCollectors(p *refillProgress, m recoveryMetrics) []prometheus.Collector {
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
-	}
 	return []prometheus.Collector{
-		gauge("tako_refill_active", "1 while the node refills lost ranges by streaming them from its peers, else 0.", func() float64 {
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_refill_active", Help: "1 while the node refills lost ranges by streaming them from its peers, else 0.",
+		}, func() float64 {
 			if p.active.Load() {
 				return 1
 			}
 			return 0
 		}),
-		gauge("tako_refill_keys_remaining", "Estimated records still to come in the running refill.", func() float64 {
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_refill_keys_remaining", Help: "Estimated records still to come in the running refill (0 when none runs).",
+		}, func() float64 {
 			k, _ := p.left()
 			return float64(k)
 		}),
-		gauge("tako_refill_bytes_remaining", "Estimated bytes still to come in the running refill (as the senders store them).", func() float64 {
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_refill_bytes_remaining", Help: "Estimated bytes still to come in the running refill, as the senders store them (0 when none runs).",
+		}, func() float64 {
 			_, b := p.left()
 			return float64(b)
 		}),
-		gauge("tako_refill_bytes_per_second", "Rate of the running refill over the last 10 s.", p.currentRate),
-		gauge("tako_refill_eta_seconds", "Estimated seconds the running refill still takes at its current rate (0: unknown).", func() float64 {
-			return p.eta().Seconds()
-		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_refill_bytes_per_second", Help: "Rate of the running refill over the last 10 s.",
+		}, p.currentRate),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_refill_eta_seconds", Help: "Estimated seconds the running refill still takes at its current rate (0: unknown, or none runs).",
+		}, func() float64 { return p.eta().Seconds() }),
 		m.batches, m.totalBytes, m.totalKeys, m.readThroughs,
 	}
 }
@@ -200,7 +205,15 @@ func (n *Node) refill(ctx context.Context, cfg *config.Config, rec *recovery) er
 	p.receivedBytes.Store(0)
 	p.receivedKeys.Store(0)
 	p.active.Store(true)
-	defer p.active.Store(false)
+	defer func() {
+		// What an interrupted or incomplete refill left is the repair
+		// pass's, or the next refill's, to report.
+		p.mu.Lock()
+		p.remaining = map[int][2]uint64{}
+		p.rate = 0
+		p.mu.Unlock()
+		p.active.Store(false)
+	}()
 
 	start := time.Now()
 	n.estimateRefill(ctx, cfg, rec, pending)
