@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/keyhash"
@@ -152,9 +153,12 @@ func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandid
 				continue
 			}
 			var handoff []string
+			var failed []error
 			for j, r := range resp.Batch {
 				i := part[j]
 				switch {
+				case r.Err != nil:
+					failed = append(failed, fmt.Errorf("%q: %w", batch[i].key, r.Err))
 				case r.Err == nil && r.Found && store.Compare(fromWire(r.Record), batch[i].rec) >= 0:
 					confirmed[i]++
 				case r.Err == nil && !r.Found && kind == "tombstone":
@@ -168,6 +172,9 @@ func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandid
 				case r.Err == nil:
 					handoff = append(handoff, string(batch[i].key))
 				}
+			}
+			if err := n.itemErrors(peer, "confirming", failed); err != nil {
+				errs = append(errs, err)
 			}
 			if len(handoff) > 0 {
 				if err := n.pushRecords(ctx, peer, handoff, &scratch); err != nil {

@@ -22,6 +22,8 @@ type nodeMetrics struct {
 	repairKeys     *prometheus.CounterVec
 	repairMessages prometheus.Counter
 	repairBytes    *prometheus.CounterVec
+	// repairItemErrors counts records of a batch that a peer refused.
+	repairItemErrors prometheus.Counter
 	// repairSyncedEpoch is read by the coordinator: keep its name.
 	repairSyncedEpoch prometheus.Gauge
 	gcDropped         *prometheus.CounterVec
@@ -68,6 +70,9 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 	m.repairKeys = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tako_repair_keys_total", Help: "Records background repair sent to peers or received from them.",
 	}, []string{"direction"})
+	m.repairItemErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tako_repair_item_errors_total", Help: "Records that background repair or garbage collection could not send to a peer or fetch from it (the peer refused them one by one); the pass that met them is not clean, so it gives no credit to garbage collection or to a migration.",
+	})
 	m.repairMessages = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tako_repair_messages_total", Help: "Binary protocol calls made by background repair.",
 	})
@@ -86,7 +91,7 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 		Name: "tako_repair_bytes_total",
 		Help: "Bytes background repair exchanged with peers (protocol payload and frame headers), by direction (sent, received); added at the end of each pass.",
 	}, []string{"direction"})
-	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages, m.repairBytes)
+	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages, m.repairBytes, m.repairItemErrors)
 	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers, unreachable},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tako_store_keys",

@@ -403,14 +403,32 @@ func (n *Node) pushRecords(ctx context.Context, peer remoteReplica, keys []strin
 		if err != nil {
 			return err
 		}
-		for _, r := range resp.Batch {
-			if r.Err == nil {
-				stats.keysSent++
-				n.metrics.repairKeys.WithLabelValues("sent").Inc()
+		var failed []error
+		for i, r := range resp.Batch {
+			if r.Err != nil {
+				failed = append(failed, fmt.Errorf("%q: %w", req.Batch[i].Key, r.Err))
+				continue
 			}
+			stats.keysSent++
+			n.metrics.repairKeys.WithLabelValues("sent").Inc()
+		}
+		if err := n.itemErrors(peer, "sending", failed); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// itemErrors counts the records of a batch that peer refused, and makes
+// them the pass's error: a pass that could not bring every record across
+// is not clean, so it gives no credit to garbage collection or to a
+// migration's convergence.
+func (n *Node) itemErrors(peer remoteReplica, doing string, failed []error) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	n.metrics.repairItemErrors.Add(float64(len(failed)))
+	return fmt.Errorf("%s %d records with %s failed, the first: %w", doing, len(failed), peer.node.ID, failed[0])
 }
 
 func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []string, stats *passStats) error {
@@ -426,9 +444,14 @@ func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []strin
 		if err != nil {
 			return err
 		}
+		var failed []error
 		for i, r := range resp.Batch {
-			if r.Err != nil || !r.Found {
+			if r.Err != nil {
+				failed = append(failed, fmt.Errorf("%q: %w", req.Batch[i].Key, r.Err))
 				continue
+			}
+			if !r.Found {
+				continue // removed meanwhile
 			}
 			rec := fromWire(r.Record)
 			stats.bytesReceived += len(rec.Value) + 16
@@ -441,6 +464,9 @@ func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []strin
 			}
 			stats.keysReceived++
 			n.metrics.repairKeys.WithLabelValues("received").Inc()
+		}
+		if err := n.itemErrors(peer, "fetching", failed); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/takodb/tako/internal/store"
 )
 
@@ -101,4 +103,32 @@ func TestRepairCostBetweenTwoReplicas(t *testing.T) {
 	if again := pass("after repair"); again.differed != 0 {
 		t.Fatalf("replicas still differ after a repair pass: %+v", again)
 	}
+}
+
+// TestRepairPassWithRefusedRecordsIsNotClean: a record that the peer
+// refuses (here one with a timestamp below 1, which no door accepts) makes
+// the pass unclean: it is counted, and the pass gives no credit to garbage
+// collection or to a migration's convergence (tako_repair_synced_epoch
+// stays where it was).
+func TestRepairPassWithRefusedRecordsIsNotClean(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "    background_repair: no\n")
+	n1 := c.nodes["n1"]
+	ctx := context.Background()
+	if _, err := n1.store.Put(ctx, []byte("fine"), store.Record{Timestamp: 10, Value: []byte("ok")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.store.Put(ctx, []byte("poisoned"), store.Record{Timestamp: -5, Value: []byte("bad")}); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := n1.repairPass(ctx, c.cfg, 0)
+	if err == nil {
+		t.Fatalf("a pass with a refused record is clean: %+v", stats)
+	}
+	if got := testutil.ToFloat64(n1.metrics.repairItemErrors); got != 1 {
+		t.Errorf("tako_repair_item_errors_total = %v, want 1", got)
+	}
+	if _, found := c.localRecord(t, "n2", "fine"); !found {
+		t.Error("the record n2 accepts did not reach it")
+	}
+	t.Logf("the pass's error: %v", err)
 }
