@@ -75,18 +75,21 @@
 //	range:   | lo uint32 | hi uint32 |                           hashes lo to hi, inclusive
 //	digest:  | xor uint64 | count uint64 |
 //	entry:   | key | fingerprint uint64 | timestamp int64 |
+//	stream:  | key | record |                                   a stream entry; key length >= 1
 //
 // The bodies of requests:
 //
-//	OpReplicaGet   0x01   key                                → OpRecordResponse
-//	OpReplicaPut   0x02   key record                         → OpPutResponse
-//	OpGet          0x03   key                                → OpRecordResponse
-//	OpPut          0x04   key record                         → OpPutResponse
-//	OpPing         0x05   (empty)                            → OpPong
-//	OpBatch        0x06   batch of requests                  → OpBatchResponse
-//	OpDigest       0x07   count uint32, count × range        → OpDigestResponse
-//	OpRangeSummary 0x08   range, limit uint32                → OpRangeSummaryResponse
-//	OpAuth         0x09   key (the token)                    → OpAuthResponse
+//	OpReplicaGet      0x01   key                                  → OpRecordResponse
+//	OpReplicaPut      0x02   key record                           → OpPutResponse
+//	OpGet             0x03   key                                  → OpRecordResponse
+//	OpPut             0x04   key record                           → OpPutResponse
+//	OpPing            0x05   (empty)                              → OpPong
+//	OpBatch           0x06   batch of requests                    → OpBatchResponse
+//	OpDigest          0x07   count uint32, count × range          → OpDigestResponse
+//	OpRangeSummary    0x08   range, limit uint32                  → OpRangeSummaryResponse
+//	OpAuth            0x09   key (the token)                      → OpAuthResponse
+//	OpReplicaGetLocal 0x0a   key                                  → OpRecordResponse
+//	OpRangeStream     0x0b   range, limit uint32, key (after)     → OpRangeStreamResponse
 //
 // and of responses:
 //
@@ -99,6 +102,10 @@
 //	OpRangeSummaryResponse 0x87   flags uint8, count uint32, count × entry
 //	                              flags bit 0: truncated; bits 1-7: zero.
 //	OpAuthResponse         0x88   (empty)
+//	OpRangeStreamResponse  0x89   flags uint8, remaining keys uint64, remaining bytes uint64,
+//	                              count uint32, count × stream, checksum uint32
+//	                              flags bit 0: truncated; bits 1-7: zero. checksum: the
+//	                              CRC-32C (Castagnoli) of count and the entries.
 //
 // Batches do not nest. Any request may be answered by an OpErrorResponse,
 // including each request of a batch.
@@ -132,6 +139,24 @@
 // size, so a handler whose entries would outgrow it stops early, with the
 // truncated flag set.
 //
+// # Refill
+//
+// OpRangeStream copies a range in bulk, to a node that lost its data or
+// gained ranges: its records, values and tombstones included, in (hash, key)
+// order, strictly after the key after (from the start of the range when after
+// is empty), as many as fit in about limit bytes of keys and values, but at
+// least one when any is left; limit 0 asks only for the estimates. The
+// truncated flag says that more records follow: the caller asks again with
+// after set to the last key it received. Remaining keys and bytes estimate
+// what follows, for progress reports only. The checksum, a CRC-32C
+// (Castagnoli) of the bytes from count to the end of the entries, guards the
+// records, which the receiver stores as they come: a mismatch is a protocol
+// error, and the connection is closed. The stream's count is at most
+// MaxStreamEntries (65536). While it refills, a node reads keys of its lost
+// ranges through from their other replicas with OpReplicaGetLocal, which a
+// peer answers from its store alone (CodeUnavailable for a key of a range it
+// recovers itself), so that recovering nodes never ask each other in a loop.
+//
 // # Protocol errors
 //
 // A receiver checks every length against its limit and against what is left
@@ -141,12 +166,14 @@
 // tombstone with a value, bytes left after a body, a nested batch, a request
 // with id 0, a response that does not answer its request (of the wrong kind,
 // with a digest count other than the request's range count, with more
-// summary entries than the request's limit). The connection that carried it is closed, through one exit path
-// that logs and returns a *ProtocolError naming the peer and showing the
-// offending bytes. Before closing, a server answers the requests already read
-// and sends an error frame (request id 0, CodeBadRequest) saying what was
-// wrong. A request of an unknown op is not a protocol error, since its frame
-// says how long it is: the server answers it with CodeUnknownOp and goes on.
+// summary entries than the request's limit), an OpRangeStreamResponse entry
+// with an empty key or whose checksum does not match. The connection that
+// carried it is closed, through one exit path that logs and returns a
+// *ProtocolError naming the peer and showing the offending bytes. Before
+// closing, a server answers the requests already read and sends an error
+// frame (request id 0, CodeBadRequest) saying what was wrong. A request of an
+// unknown op is not a protocol error, since its frame says how long it is:
+// the server answers it with CodeUnknownOp and goes on.
 //
 // # Versions
 //
@@ -156,11 +183,12 @@
 // ops need no new version: OpDigest and OpRangeSummary were appended to
 // version 1, and a version 1 server that predates them answers them (alone
 // or in a batch) with CodeUnknownOp, which tells a caller that this peer
-// cannot take part in anti-entropy. A
-// change that an old peer would misread (a new field in an existing body, a
-// new record flag) needs a new protocol version, negotiated in the handshake
-// as above; the next version's server keeps speaking version 1 to version 1
-// clients.
+// cannot take part in anti-entropy. OpAuth, OpReplicaGetLocal and
+// OpRangeStream were appended the same way, and such a server answers them
+// with CodeUnknownOp too. A change that an old peer would misread (a new
+// field in an existing body, a new record flag) needs a new protocol
+// version, negotiated in the handshake as above; the next version's server
+// keeps speaking version 1 to version 1 clients.
 //
 // # Connections and goroutines
 //
