@@ -44,6 +44,11 @@ func TestProtocolDocExamples(t *testing.T) {
 		"error-response":   encodeResponse(1, &Response{Err: &Error{Code: CodeUnavailable, Message: "1 of 2"}}),
 		"batch-request":    encodeRequest(4, &Request{Op: OpBatch, Batch: []Request{{Op: OpGet, Key: []byte("a")}, {Op: OpPing}}}),
 		"batch-response":   encodeResponse(4, &Response{Op: OpBatchResponse, Batch: []Response{{Op: OpRecordResponse}, {Op: OpPong}}}),
+		"stream-request":   encodeRequest(7, &Request{Op: OpRangeStream, Ranges: halves[1:], Limit: 64, After: []byte("user:1")}),
+		"stream-response": encodeResponse(7, &Response{Op: OpRangeStreamResponse, Truncated: true, RemainingKeys: 1, RemainingBytes: 48, Stream: []StreamEntry{
+			{Key: []byte("user:6"), Record: Record{Timestamp: 1700000000500000, Value: []byte("bob")}},
+			{Key: []byte("user:2"), Record: Record{Timestamp: 1700000001000000, Tombstone: true}},
+		}}),
 	}
 	for name, w := range want {
 		got, ok := examples[name]
