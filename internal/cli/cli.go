@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"strings"
+
+	"github.com/takodb/tako/internal/private"
 )
 
 // Addrs is a repeatable HOST:PORT flag (for example -c, once per coordinator).
@@ -52,7 +54,10 @@ func (l *LogFlags) Logger(program string) (*slog.Logger, io.Closer, error) {
 
 // Logger returns the program's logger: text lines (or JSON lines) on
 // stderr, or appended to file when file is not empty; debug lines too when
-// debug is set. The closer closes the log file (a no-op for stderr).
+// debug is set. The closer closes the log file (a no-op for stderr). A log
+// file is private to this user: created 0600, and an existing regular file
+// loses its group and other permissions (logs name keys, hosts and
+// errors); when that fails, the log's first line says so.
 func Logger(program string, debug bool, file string, json bool) (*slog.Logger, io.Closer, error) {
 	level := slog.LevelInfo
 	if debug {
@@ -60,18 +65,24 @@ func Logger(program string, debug bool, file string, json bool) (*slog.Logger, i
 	}
 	var w io.Writer = os.Stderr
 	var closer io.Closer = io.NopCloser(nil)
+	var tightenErr error
 	if file != "" {
-		f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening log file: %w", err)
 		}
+		tightenErr = private.Tighten(file)
 		w, closer = f, f
 	}
 	var h slog.Handler = slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
 	if json {
 		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	}
-	return slog.New(h).With("program", program), closer, nil
+	logger := slog.New(h).With("program", program)
+	if tightenErr != nil {
+		logger.Warn("could not make the log file private to this user: other users may read it", "err", tightenErr)
+	}
+	return logger, closer, nil
 }
 
 // Usage sets fs's usage text: a synopsis, a paragraph of description, and

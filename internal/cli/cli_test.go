@@ -88,3 +88,37 @@ func TestTokenFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestLogFileIsPrivate: -l FILE makes an existing log file, left 0644 by
+// an older version, 0600, and a log that is not a regular file (/dev/null)
+// is written to and left alone.
+func TestLogFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "n1.log")
+	if err := os.WriteFile(path, []byte("an older line\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{path, os.DevNull} {
+		logger, closer, err := Logger("tako-node", false, file, false)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		logger.Info("node serving")
+		closer.Close()
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("log file is %#o, want 0600", fi.Mode().Perm())
+	}
+	if b, _ := os.ReadFile(path); !strings.HasPrefix(string(b), "an older line\n") || !strings.Contains(string(b), "node serving") {
+		t.Errorf("log file lost its lines or got none: %q", b)
+	}
+	if fi, err := os.Stat(os.DevNull); err != nil || fi.Mode().Perm()&0o066 != 0o066 {
+		t.Errorf("%s: %v, mode %v: it must stay writable by everyone", os.DevNull, err, fi.Mode())
+	}
+}

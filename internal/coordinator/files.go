@@ -133,9 +133,11 @@ func writeCache(dir string, body []byte, epoch int64) error {
 
 // writeFileAtomic replaces dir/name with data so that a crash leaves either
 // the old or the new content: it writes a temporary file in dir, syncs it,
-// renames it over name and syncs dir. It creates dir if need be.
+// renames it over name and syncs dir. It creates dir if need be. The file
+// and a dir it creates are private to this user (0600, 0700): the
+// configuration lists every host and the token hashes.
 func writeFileAtomic(dir, name string, data []byte) (err error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+name+".tmp*")
@@ -159,7 +161,7 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
+	if err := os.Chmod(tmp, 0o600); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {

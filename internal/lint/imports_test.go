@@ -22,7 +22,8 @@ var allowed = map[string][]string{
 	"internal/tako":         {"internal/auth", "internal/cli", "internal/config", "internal/coordinator", "internal/httpapi", "internal/tlsconf"},
 	"internal/coordinator":  {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/tlsconf"},
 	"cmd/tako-bench":        {"client", "internal/cli", "internal/loadgen"},
-	"internal/programs":     {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/proxy", "internal/localcluster"},
+	"internal/programs":     {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/private", "internal/proxy", "internal/localcluster"},
+	"internal/cli":          {"internal/private"},
 	"internal/localcluster": {"internal/auth", "internal/config", "internal/tlsconf"},
 	"internal/proxy":        {"client", "internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/httpapi", "internal/tlsconf"},
 	"internal/node":         {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/store", "internal/tlsconf", "internal/wire"},
@@ -35,8 +36,8 @@ var allowed = map[string][]string{
 	"internal/ring":         {"internal/keyhash"},
 	"internal/store":        {"internal/keyhash"},
 	// internal/auth, internal/keyhash, internal/hlc, internal/health,
-	// internal/cli, internal/gopool, internal/buildinfo, internal/connlimit,
-	// internal/tlsconf:
+	// internal/gopool, internal/buildinfo, internal/connlimit,
+	// internal/tlsconf, internal/private:
 	// no Tako package.
 }
 

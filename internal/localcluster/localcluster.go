@@ -122,7 +122,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%s has an auth section, so its processes need an admin token: set TAKO_TOKEN to one it lists (%w)", opts.ConfigPath, err)
 	}
 	logDir := filepath.Join(opts.VarDir, "log")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", logDir, err)
 	}
 	if err := checkPortsFree(cfg, opts.ProxyPort); err != nil {
@@ -239,7 +239,7 @@ func ChildArgs(args []string) (role string, rest []string, ok bool) {
 
 func startChild(c *child, exe string, args []string) error {
 	c.cmd = exec.Command(exe, args...)
-	f, err := os.OpenFile(c.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(c.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening the log of %s: %w", c.id, err)
 	}

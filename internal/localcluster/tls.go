@@ -74,7 +74,7 @@ func setUpTLS(path string, cfg *config.Config, varDir string) (*tlsSetup, error)
 		if abs, err := filepath.Abs(path); err == nil && abs == s.configPath {
 			return nil, fmt.Errorf("%s: the configuration is in %s, where tako-cluster writes its copy with a tls section: move it", path, dir)
 		}
-		if err := os.WriteFile(s.configPath, withTLS, 0o644); err != nil {
+		if err := os.WriteFile(s.configPath, withTLS, 0o600); err != nil {
 			return nil, fmt.Errorf("writing the configuration with a tls section: %w", err)
 		}
 		if s.cfg, err = config.Load(s.configPath); err != nil {
@@ -168,7 +168,7 @@ func certificates(dir string, hosts []string, now time.Time) (tlsconf.Files, str
 	if err := replaceFile(f.Key, key, 0o600); err != nil {
 		return f, "", err
 	}
-	if err := replaceFile(f.Cert, cert, 0o644); err != nil {
+	if err := replaceFile(f.Cert, cert, 0o600); err != nil {
 		return f, "", err
 	}
 	return f, "reused the CA made before, with a new certificate", nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/takodb/tako/internal/cli"
 	"github.com/takodb/tako/internal/localcluster"
+	"github.com/takodb/tako/internal/private"
 )
 
 // Cluster is the tako-cluster program: it runs every node of a
@@ -31,9 +32,10 @@ func Cluster(args []string) {
 		Proxy(rest)
 	}
 	const program = "tako-cluster"
+	private.Umask() // before anything is written; the children inherit it, and set it too
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	port := fs.Int("p", 8080, "the proxy's HTTP `PORT` (0: no proxy)")
-	varDir := fs.String("v", "var/tako", "var `DIR`ectory: every node's data and every process's log")
+	varDir := fs.String("v", "var/tako", "var `DIR`ectory: every node's data and every process's log, private to this user")
 	withTLS := fs.Bool("tls", false, "TLS on: HTTPS on every HTTP port, mutual TLS on the binary ports, with a CA and a certificate made in DIR/tls (and reused from there)")
 	var logs cli.LogFlags
 	logs.Register(fs)
@@ -43,7 +45,11 @@ processes on this machine, for development and trials. With no FILE it runs
 the built-in local cluster: ten nodes on 127.0.0.1 (HTTP ports 5701-5710,
 binary ports 4701-4710) in five buckets of two, every key on two buckets
 (four nodes), and a coordinator on 4700. Data and logs go under DIR/data/ID
-and DIR/log/ID.log. Ctrl-C stops them all.
+and DIR/log/ID.log. Ctrl-C stops them all. Everything under DIR is readable
+by this user only: every process runs with umask 0077, and at start each
+takes group and other permissions away from what older versions left there
+(tako-cluster from DIR's logs and certificates, each child from its own
+files).
 
 With -tls the cluster runs with TLS on: every HTTP port (proxy, nodes,
 coordinators) serves HTTPS only, and the binary ports speak mutual TLS. The
@@ -87,12 +93,16 @@ Examples:
 		cli.Exit(program, 1, err)
 	}
 	defer closeLog.Close()
+	tightenFiles(logger,
+		[]string{*varDir, filepath.Join(*varDir, "etc"), filepath.Join(*varDir, "data"), filepath.Join(*varDir, "coordinator"),
+			filepath.Join(*varDir, "etc", "local_cluster.yaml")},
+		filepath.Join(*varDir, "log"), filepath.Join(*varDir, localcluster.TLSDirName))
 	if file == "" {
 		file = filepath.Join(*varDir, "etc", "local_cluster.yaml")
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 			cli.Exit(program, 1, err)
 		}
-		if err := os.WriteFile(file, localcluster.DefaultConfig, 0o644); err != nil {
+		if err := os.WriteFile(file, localcluster.DefaultConfig, 0o600); err != nil {
 			cli.Exit(program, 1, fmt.Errorf("writing the built-in configuration: %w", err))
 		}
 		logger.Info("using the built-in local cluster configuration", "written_to", file)

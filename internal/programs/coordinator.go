@@ -14,6 +14,7 @@ import (
 	"github.com/takodb/tako/internal/cli"
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/coordinator"
+	"github.com/takodb/tako/internal/private"
 )
 
 // Coordinator is the tako-coordinator program: it serves a configuration
@@ -21,10 +22,11 @@ import (
 // and exits the process when stopped.
 func Coordinator(args []string) {
 	const program = "tako-coordinator"
+	private.Umask() // before anything is written: the epoch state, the log
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	id := fs.String("id", "c1", "the coordinator's `ID` in the configuration's coordinators")
 	cfgFile := fs.String("cfg", "", "configuration `FILE` to serve (required)")
-	varDir := fs.String("v", "var/tako", "var `DIR`ectory: the epoch state (DIR/coordinator/ID)")
+	varDir := fs.String("v", "var/tako", "var `DIR`ectory: the epoch state (DIR/coordinator/ID), private to this user")
 	var logs cli.LogFlags
 	logs.Register(fs)
 	readToken := cli.TokenFlag(fs, "`FILE` holding the token to ask the master coordinator (admin) and the nodes' /metrics with, when the cluster has an auth section")
@@ -52,6 +54,10 @@ they are); create DIR/coordinator/ID/force-next-reload to force one reload.
 -check prints, without changing anything, which share of the key space a new
 file moves, which nodes join and leave, and whether any key would lose all of
 its current replicas.
+
+What the coordinator writes is readable by its own user only (umask 0077;
+at start, DIR, DIR/coordinator and everything under DIR/coordinator/ID lose
+their group and other permissions).
 
 Examples:
   tako-coordinator -id c1 -cfg examples/local_cluster.yaml
@@ -82,12 +88,14 @@ Examples:
 		cli.Exit(program, 1, err)
 	}
 	defer closeLog.Close()
+	stateDir := filepath.Join(*varDir, "coordinator", *id)
+	tightenFiles(logger, []string{*varDir, filepath.Join(*varDir, "coordinator")}, stateDir)
 	token, err := readToken()
 	if err != nil {
 		cli.Exit(program, 1, err)
 	}
 	srv, err := coordinator.NewServer(coordinator.ServerOptions{
-		ID: *id, ConfigPath: *cfgFile, StateDir: filepath.Join(*varDir, "coordinator", *id), Logger: logger, Token: token,
+		ID: *id, ConfigPath: *cfgFile, StateDir: stateDir, Logger: logger, Token: token,
 	})
 	if err != nil {
 		cli.Exit(program, 1, err)

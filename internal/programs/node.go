@@ -18,18 +18,20 @@ import (
 	"github.com/takodb/tako/internal/cli"
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/node"
+	"github.com/takodb/tako/internal/private"
 )
 
 // Node is the tako-node program: it runs one node with the given arguments
 // (without the program name) and exits the process.
 func Node(args []string) {
 	const program = "tako-node"
+	private.Umask() // before anything is written: the store, the cache, the log
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	id := fs.String("id", "", "the node's id in the configuration (required)")
 	cfgFile := fs.String("cfg", "", "configuration `FILE`, for use without a coordinator")
 	var coordinators cli.Addrs
 	fs.Var(&coordinators, "c", "a coordinator's `HOST:PORT`, repeatable: follow the configuration it serves")
-	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache (DIR/etc/ID) and data")
+	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache (DIR/etc/ID) and data, private to this user")
 	storePath := fs.String("f", "", "store location `PATH` (default DIR/data/ID)")
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	var logs cli.LogFlags
@@ -69,6 +71,11 @@ whose token it lists with the role they need, and the node needs an admin
 token itself (-token-file or $TAKO_TOKEN): it fetches the configuration with
 it and presents it to the other nodes. It refuses to start without one.
 
+What the node writes is readable by its own user only: it runs with umask
+0077, and at start it takes group and other permissions away from DIR,
+DIR/etc and DIR/data, and from every directory and file under its store and
+DIR/etc/ID (directories 0700, files 0600), as older versions left them.
+
 Examples:
   tako-node -id n1 -c tako-coordinator-1.domain.com:4712
   tako-node -id n1 -cfg examples/standalone.yaml     # HTTP on localhost:5711`)
@@ -84,6 +91,12 @@ Examples:
 		cli.Exit(program, 1, err)
 	}
 	defer closeLog.Close()
+	dataDir := *storePath
+	if dataDir == "" {
+		dataDir = filepath.Join(*varDir, "data", *id)
+	}
+	cacheDir := filepath.Join(*varDir, "etc", *id)
+	tightenFiles(logger, []string{*varDir, filepath.Join(*varDir, "etc"), filepath.Join(*varDir, "data")}, cacheDir, dataDir)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	ignoreHUPUntilReload()
@@ -97,7 +110,7 @@ Examples:
 	}
 	src, err := openSource(ctx, sourceOptions{
 		token: token, tls: caTLS,
-		file: *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
+		file: *cfgFile, coordinators: coordinators, cacheDir: cacheDir,
 		poll: time.Duration(*poll) * time.Second, logger: logger,
 		accept:  func(c *config.Config) bool { _, _, ok := c.Node(*id); return ok },
 		want:    "a configuration that names node " + *id,
@@ -108,10 +121,6 @@ Examples:
 			os.Exit(0) // stopped while waiting
 		}
 		cli.Exit(program, 1, err)
-	}
-	dataDir := *storePath
-	if dataDir == "" {
-		dataDir = filepath.Join(*varDir, "data", *id)
 	}
 	opts := node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger, Token: token, Recover: *recoverAll}
 	if offset := *clockOffset; offset != 0 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/takodb/tako/internal/cli"
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/private"
 	"github.com/takodb/tako/internal/proxy"
 )
 
@@ -21,6 +22,7 @@ import (
 // of a configuration with the given arguments and exits the process.
 func Proxy(args []string) {
 	const program = "tako-proxy"
+	private.Umask() // before anything is written: the cache, the log
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	port := fs.Int("p", 8080, "HTTP `PORT` to serve the API on")
 	bind := fs.String("b", "", "`HOST` to bind the HTTP port to (default: every interface)")
@@ -28,7 +30,7 @@ func Proxy(args []string) {
 	cfgFile := fs.String("cfg", "", "configuration `FILE`, for use without a coordinator")
 	var coordinators cli.Addrs
 	fs.Var(&coordinators, "c", "a coordinator's `HOST:PORT`, repeatable: follow the configuration it serves")
-	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache (DIR/etc/ID)")
+	varDir := fs.String("v", "var/tako", "var `DIR`ectory: configuration cache (DIR/etc/ID), private to this user")
 	poll := fs.Int("u", 300, "configuration poll interval in `SECONDS`, a fallback to the long-poll (with -c)")
 	var logs cli.LogFlags
 	logs.Register(fs)
@@ -41,7 +43,9 @@ The proxy stores nothing: it sends each request over the binary protocol to a
 replica of its key, which coordinates it, and tries another replica when one
 does not answer. With -c it follows the configuration its coordinators serve
 (starting from its cache in DIR/etc/ID when none answers); with -cfg it reads
-the file once.
+the file once. What it writes is readable by its own user only (umask
+0077; at start, DIR, DIR/etc and everything under DIR/etc/ID lose their
+group and other permissions).
 
 Examples:
   tako-proxy -p 8080 -c tako-coordinator-1.domain.com:4712
@@ -58,6 +62,8 @@ Examples:
 		cli.Exit(program, 1, err)
 	}
 	defer closeLog.Close()
+	cacheDir := filepath.Join(*varDir, "etc", *id)
+	tightenFiles(logger, []string{*varDir, filepath.Join(*varDir, "etc")}, cacheDir)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	ignoreHUPUntilReload()
@@ -71,7 +77,7 @@ Examples:
 	}
 	src, err := openSource(ctx, sourceOptions{
 		token: token, tls: caTLS,
-		file: *cfgFile, coordinators: coordinators, cacheDir: filepath.Join(*varDir, "etc", *id),
+		file: *cfgFile, coordinators: coordinators, cacheDir: cacheDir,
 		poll: time.Duration(*poll) * time.Second, logger: logger,
 		accept: func(*config.Config) bool { return true },
 		want:   "any valid configuration",

@@ -107,9 +107,22 @@ type process struct {
 // start runs a built program with args in dir.
 func start(t *testing.T, dir, program string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(bin(program), args...)
+	return startCmd(t, dir, program+" "+strings.Join(args, " "), exec.Command(bin(program), args...))
+}
+
+// startWithUmask runs a built program with args in dir, as a shell started
+// with the given umask would: `sh -c 'umask UMASK; exec PROGRAM ARGS...'`.
+func startWithUmask(t *testing.T, dir, umask, program string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{"-c", "umask " + umask + ` && exec "$0" "$@"`, bin(program)}, args...)...)
+	return startCmd(t, dir, "(umask "+umask+") "+program+" "+strings.Join(args, " "), cmd)
+}
+
+// startCmd runs cmd in dir, named name in the test's messages.
+func startCmd(t *testing.T, dir, name string, cmd *exec.Cmd) *process {
+	t.Helper()
 	cmd.Dir = dir
-	p := &process{t: t, name: program + " " + strings.Join(args, " "), cmd: cmd, done: make(chan struct{})}
+	p := &process{t: t, name: name, cmd: cmd, done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
