@@ -38,6 +38,12 @@ const (
 	// FrameSizeLimit is the largest frame size limit a Server or Conn
 	// accepts.
 	FrameSizeLimit = 1 << 30
+	// MaxFrameBeforeAuth is the largest frame, as the value of its length
+	// field, that a Server whose Authorize refuses requests without a
+	// token accepts from a connection that has not presented one: OpAuth
+	// and OpPing, all such a connection may send, are far smaller. A
+	// larger frame is a protocol error, refused before its body is read.
+	MaxFrameBeforeAuth = 64 << 10
 )
 
 // FrameSizeFor returns the frame size limit that carries values of up to

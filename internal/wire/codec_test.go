@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -14,8 +15,8 @@ import (
 
 // readFrame reads one frame from b with the frame size limit max.
 func readFrame(b []byte, max int) (frame, error) {
-	fr := frameReader{r: bytes.NewReader(b), max: max}
-	return fr.next()
+	// A small buffer, so that what a rejection allocates shows.
+	return newFrameReader(bufio.NewReaderSize(bytes.NewReader(b), 16), max).next()
 }
 
 // rawFrame builds a frame from its parts, for malformed inputs.

@@ -475,7 +475,7 @@ func rawConn(t *testing.T, addr string) (net.Conn, *frameReader) {
 	if err := clientHandshake(nc); err != nil {
 		t.Fatal(err)
 	}
-	return nc, &frameReader{r: nc, max: DefaultMaxFrameSize}
+	return nc, newFrameReader(nc, DefaultMaxFrameSize)
 }
 
 // TestUnknownOpAnswered shows that an op from a newer version gets
@@ -524,7 +524,7 @@ func TestNewerClientVersion(t *testing.T) {
 	if v, flags, err := parseHello(h[:]); err != nil || v != 1 || flags != 0 {
 		t.Fatalf("answered version %d flags %#x (%v), want 1 and 0", v, flags, err)
 	}
-	f, err := (&frameReader{r: nc, max: DefaultMaxFrameSize}).next()
+	f, err := newFrameReader(nc, DefaultMaxFrameSize).next()
 	if err != nil || f.op != OpPong || f.id != 1 {
 		t.Fatalf("got %+v, %v, want a Pong", f, err)
 	}
@@ -898,7 +898,7 @@ func fakeServer(t *testing.T, script func(nc net.Conn, fr *frameReader)) string 
 		if _, err := serverHandshake(nc, nc); err != nil {
 			return
 		}
-		script(nc, &frameReader{r: nc, max: DefaultMaxFrameSize})
+		script(nc, newFrameReader(nc, DefaultMaxFrameSize))
 	}()
 	return ln.Addr().String()
 }

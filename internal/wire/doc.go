@@ -175,6 +175,12 @@
 // unknown op is not a protocol error, since its frame says how long it is:
 // the server answers it with CodeUnknownOp and goes on.
 //
+// A length field is a claim: a receiver grows a frame's buffer only as its
+// bytes arrive (nothing until the first, then 64 KiB, doubling), so a peer
+// that announces a large frame and sends little costs little. A server whose
+// Authorize requires a token refuses, as a protocol error, any frame longer
+// than MaxFrameBeforeAuth from a connection that has not presented one.
+//
 // # Versions
 //
 // Ops, error codes, outcomes and flag bits are append-only: a number never

@@ -128,28 +128,63 @@ type frame struct {
 	body []byte
 }
 
+// frameChunk is the first allocation for a frame's body larger than it;
+// the body's buffer then doubles as its bytes arrive.
+const frameChunk = 64 << 10
+
 // frameReader reads frames from a stream. It checks the length field against
-// its limit before allocating the body, and allocates exactly the body. A
-// frame may arrive split across any number of reads.
+// its limit (and admit) before allocating anything, and grows the body's
+// buffer only as the body's bytes arrive: from nothing until the first of
+// them, then frameChunk, then doubling up to the length. A peer that
+// announces a large frame and sends little of it therefore costs at most
+// frameChunk or twice what it sent, never the length it announced. A frame
+// may arrive split across any number of reads.
 type frameReader struct {
-	r   io.Reader // a *bufio.Reader in practice
-	max int       // the frame size limit: the largest length field accepted
-	hdr [frameHeaderSize]byte
+	r   *bufio.Reader
+	max int // the frame size limit: the largest length field accepted
+	// admit, when not nil, is asked about a frame whose length field
+	// exceeds MaxFrameBeforeAuth, with its header, before any of its body
+	// is read; an error refuses the frame and is returned by next.
+	admit func(op Op, length uint32, hdr []byte) error
+	hdr   [frameHeaderSize]byte
+}
+
+// newFrameReader returns a frameReader of r with the frame size limit limit;
+// r is read through a buffer of bufferSize unless it is a *bufio.Reader.
+func newFrameReader(r io.Reader, limit int) *frameReader {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, bufferSize)
+	}
+	return &frameReader{r: br, max: limit}
+}
+
+// fill makes at least n bytes buffered (n at most the buffer's size) and
+// returns them. When it cannot, it returns what is buffered and why.
+func (fr *frameReader) fill(n int) ([]byte, error) {
+	return fr.r.Peek(n)
 }
 
 // next reads the next frame. It returns io.EOF when the stream ends between
 // frames, a *ProtocolError when the stream ends inside a frame or a length is
-// out of bounds, and other errors of the stream as they are.
+// out of bounds, admit's errors, and other errors of the stream as
+// they are.
 func (fr *frameReader) next() (frame, error) {
-	if n, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
-		if n == 0 || !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, err := fr.fill(1); err != nil {
+		return frame{}, err
+	}
+	h, err := fr.fill(frameHeaderSize)
+	if err != nil {
+		if !isEOF(err) {
 			return frame{}, err
 		}
 		return frame{}, &ProtocolError{
-			Reason: fmt.Sprintf("stream ended after %d of the %d bytes of a frame header", n, frameHeaderSize),
-			Bytes:  bytes.Clone(fr.hdr[:n]),
+			Reason: fmt.Sprintf("stream ended after %d of the %d bytes of a frame header", len(h), frameHeaderSize),
+			Bytes:  bytes.Clone(h),
 		}
 	}
+	copy(fr.hdr[:], h)
+	_, _ = fr.r.Discard(frameHeaderSize) // buffered: cannot fail
 	length := binary.BigEndian.Uint32(fr.hdr[:4])
 	switch {
 	case length < frameLengthCounted:
@@ -163,21 +198,63 @@ func (fr *frameReader) next() (frame, error) {
 			Bytes:  bytes.Clone(fr.hdr[:]),
 		}
 	}
-	f := frame{
-		op:   Op(fr.hdr[4]),
-		id:   binary.BigEndian.Uint64(fr.hdr[5:]),
-		body: make([]byte, length-frameLengthCounted),
+	f := frame{op: Op(fr.hdr[4]), id: binary.BigEndian.Uint64(fr.hdr[5:])}
+	if length > MaxFrameBeforeAuth && fr.admit != nil {
+		if err := fr.admit(f.op, length, fr.hdr[:]); err != nil {
+			return frame{}, err
+		}
 	}
-	if n, err := io.ReadFull(fr.r, f.body); err != nil {
-		if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	n := int(length - frameLengthCounted)
+	body, err := fr.body(n)
+	if err != nil {
+		if !isEOF(err) {
 			return frame{}, err
 		}
 		return frame{}, &ProtocolError{
-			Reason: fmt.Sprintf("stream ended after %d of the %d body bytes of a %v frame", n, len(f.body), f.op),
+			Reason: fmt.Sprintf("stream ended after %d of the %d body bytes of a %v frame", len(body), n, f.op),
 			Bytes:  bytes.Clone(fr.hdr[:]),
 		}
 	}
+	f.body = body
 	return f, nil
+}
+
+// isEOF reports whether err says that the stream ended.
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// body reads a body of n bytes into a buffer that grows as they arrive. On
+// an error it returns what it read.
+func (fr *frameReader) body(n int) ([]byte, error) {
+	if n == 0 {
+		return []byte{}, nil
+	}
+	var body []byte
+	for len(body) < n {
+		if len(body) == cap(body) {
+			if len(body) == 0 {
+				// Allocate nothing until the body begins to arrive.
+				if _, err := fr.fill(1); err != nil {
+					return body, err
+				}
+			}
+			// Double: the buffer never exceeds twice what arrived,
+			// or frameChunk.
+			b := make([]byte, len(body), min(n, max(2*cap(body), frameChunk)))
+			copy(b, body)
+			body = b
+		}
+		// From the buffer when it holds something, else one read of
+		// the stream (straight into body when there is room for a
+		// buffer's worth).
+		m, err := fr.r.Read(body[len(body):cap(body)])
+		body = body[:len(body)+m]
+		if err != nil && len(body) < n {
+			return body, err
+		}
+	}
+	return body, nil
 }
 
 // writeFrames writes first and every frame queued in out behind it to bw,

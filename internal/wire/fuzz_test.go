@@ -291,7 +291,7 @@ func serveStream(t *testing.T, chunks [][]byte) []string {
 		t.Fatalf("the server's handshake answer: %v", err)
 	}
 	var frames []string
-	fr := frameReader{r: bytes.NewReader(out[helloSize:]), max: MinFrameSize}
+	fr := newFrameReader(bytes.NewReader(out[helloSize:]), MinFrameSize)
 	for {
 		f, err := fr.next()
 		if err == io.EOF {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -55,6 +56,12 @@ type ServerOptions struct {
 	// token revoked meanwhile stops working at once: it must be fast and
 	// safe for concurrent use. Nil serves every request, and accepts any
 	// OpAuth.
+	//
+	// Authorize is also asked, with token "", about the op of a frame
+	// longer than MaxFrameBeforeAuth that arrives before the connection
+	// presented a token: when it refuses, the frame is a protocol error
+	// and its body is not read, so that a peer without a token cannot make
+	// the server hold a large frame.
 	Authorize func(token string, op Op) *Error
 }
 
@@ -115,6 +122,9 @@ type Server struct {
 	// handlers run the requests on reused goroutines, whose stacks have
 	// already grown to what a handler needs.
 	handlers gopool.Pool
+	// writers lends connections their buffered writer for one burst of
+	// responses, so that an idle connection holds none.
+	writers sync.Pool
 
 	// counters of Stats
 	throttled, writeTimeouts, handshakeFailures, protocolErrors, refused atomic.Uint64
@@ -140,7 +150,8 @@ type Stats struct {
 	// a connection closed before sending anything is not counted.
 	HandshakeFailures uint64
 	// ProtocolErrors counts connections closed for breaking the protocol
-	// after the handshake.
+	// after the handshake, a frame longer than MaxFrameBeforeAuth before
+	// a token among them (see ServerOptions.Authorize).
 	ProtocolErrors uint64
 	// Refused counts requests that Authorize refused (CodeUnauthorized,
 	// CodeForbidden), OpAuth included.
@@ -164,6 +175,7 @@ func NewServer(opts ServerOptions) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	o := opts.withDefaults()
 	return &Server{
+		writers:   sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufferSize) }},
 		opts:      o,
 		optsErr:   opts.Validate(),
 		log:       o.Logger,
@@ -417,7 +429,7 @@ func (sc *serverConn) serve() {
 
 // readLoop reads requests and dispatches them until an error.
 func (sc *serverConn) readLoop() error {
-	fr := frameReader{r: sc.br, max: sc.s.opts.MaxFrameSize}
+	fr := frameReader{r: sc.br, max: sc.s.opts.MaxFrameSize, admit: sc.admit}
 	for {
 		f, err := fr.next()
 		if err != nil {
@@ -433,6 +445,20 @@ func (sc *serverConn) readLoop() error {
 		if err := sc.dispatch(f.id, &req); err != nil {
 			return err
 		}
+	}
+}
+
+// admit refuses a frame longer than MaxFrameBeforeAuth from a connection
+// without a token when Authorize refuses its op without one: such a
+// connection may only send OpAuth and OpPing, which are far smaller.
+func (sc *serverConn) admit(op Op, length uint32, hdr []byte) error {
+	authorize := sc.s.opts.Authorize
+	if authorize == nil || sc.token != "" || authorize("", op) == nil {
+		return nil
+	}
+	return &ProtocolError{
+		Reason: fmt.Sprintf("a %v frame of length %d before the connection presented a token (OpAuth): at most %d bytes are accepted until then", op, length, MaxFrameBeforeAuth),
+		Bytes:  bytes.Clone(hdr),
 	}
 }
 
@@ -671,20 +697,30 @@ func (sc *serverConn) send(f []byte) {
 	}
 }
 
+// write writes f and the frames queued behind it through a buffered writer
+// borrowed for the burst.
+func (sc *serverConn) write(f []byte) error {
+	bw := sc.s.writers.Get().(*bufio.Writer)
+	bw.Reset(sc.nc)
+	err := writeFrames(sc.nc, bw, sc.out, f, sc.s.opts.WriteTimeout)
+	bw.Reset(nil)
+	sc.s.writers.Put(bw)
+	return err
+}
+
 // writeLoop writes queued responses until serve stops it, then writes what
 // is still queued. A write error closes the connection.
 func (sc *serverConn) writeLoop() {
 	defer close(sc.writerDone)
-	bw := bufio.NewWriterSize(sc.nc, bufferSize)
 	for {
 		var err error
 		select {
 		case f := <-sc.out:
-			err = writeFrames(sc.nc, bw, sc.out, f, sc.s.opts.WriteTimeout)
+			err = sc.write(f)
 		case <-sc.stop:
 			select {
 			case f := <-sc.out:
-				err = writeFrames(sc.nc, bw, sc.out, f, sc.s.opts.WriteTimeout)
+				err = sc.write(f)
 			default:
 			}
 			if err != nil {
