@@ -43,6 +43,11 @@ type DialOptions struct {
 	// (CodeUnknownOp) checks no token, and the connection is used as it
 	// is. At most MaxKeySize bytes.
 	Token string
+	// PingInterval keeps an idle connection open: a Conn that has sent
+	// nothing for between PingInterval and twice that sends an OpPing, so
+	// that a server's idle timeout (ServerOptions.IdleTimeout, 5m by
+	// default) does not close it. Zero means 1m; negative sends no pings.
+	PingInterval time.Duration
 }
 
 // Validate reports every problem of the options, or nil.
@@ -82,6 +87,9 @@ func (o DialOptions) withDefaults() DialOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = time.Minute
 	}
 	return o
 }
@@ -357,21 +365,47 @@ func (c *Conn) exit() {
 	}
 }
 
-// writeLoop writes queued requests until the connection closes.
+// writeLoop writes queued requests until the connection closes, and a ping
+// when it has written nothing for a PingInterval.
 func (c *Conn) writeLoop() {
 	defer c.exit()
 	bw := bufio.NewWriterSize(c.nc, bufferSize)
+	var tick <-chan time.Time
+	if c.opts.PingInterval > 0 {
+		t := time.NewTicker(c.opts.PingInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	wrote := false // since the last tick
 	for {
+		var f []byte
 		select {
-		case f := <-c.out:
-			if err := writeFrames(c.nc, bw, c.out, f, c.opts.WriteTimeout); err != nil {
-				c.fail(fmt.Errorf("writing to %s: %w", c.addr, err))
-				return
+		case f = <-c.out:
+		case <-tick:
+			if wrote {
+				wrote = false
+				continue
 			}
+			f = c.ping()
 		case <-c.closing:
 			return
 		}
+		if err := writeFrames(c.nc, bw, c.out, f, c.opts.WriteTimeout); err != nil {
+			c.fail(fmt.Errorf("writing to %s: %w", c.addr, err))
+			return
+		}
+		wrote = true
 	}
+}
+
+// ping returns an OpPing frame whose answer nobody waits for: its id is
+// taken but not pending, so the OpPong is dropped as a late answer.
+func (c *Conn) ping() []byte {
+	c.mu.Lock()
+	c.lastID++
+	id := c.lastID
+	c.mu.Unlock()
+	return encodeRequest(id, &Request{Op: OpPing})
 }
 
 // readLoop hands each response to its call until the connection closes.

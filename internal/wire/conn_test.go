@@ -811,8 +811,8 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	err := ServerOptions{MaxFrameSize: 10, MaxInFlightPerConn: -1, HandshakeTimeout: -1, WriteTimeout: -1}.Validate()
-	for _, want := range []string{"Handler is nil", "MaxFrameSize 10", "MaxInFlightPerConn -1", "HandshakeTimeout", "WriteTimeout"} {
+	err := ServerOptions{MaxFrameSize: 10, MaxInFlightPerConn: -1, HandshakeTimeout: -1, WriteTimeout: -1, ReadTimeout: -1, IdleTimeout: -1}.Validate()
+	for _, want := range []string{"Handler is nil", "MaxFrameSize 10", "MaxInFlightPerConn -1", "HandshakeTimeout", "WriteTimeout", "ReadTimeout", "IdleTimeout"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ServerOptions.Validate() = %v, want it to mention %q", err, want)
 		}

@@ -179,7 +179,10 @@
 // bytes arrive (nothing until the first, then 64 KiB, doubling), so a peer
 // that announces a large frame and sends little costs little. A server whose
 // Authorize requires a token refuses, as a protocol error, any frame longer
-// than MaxFrameBeforeAuth from a connection that has not presented one.
+// than MaxFrameBeforeAuth from a connection that has not presented one. After
+// the handshake a server closes a connection that stalls inside a frame for
+// its ReadTimeout, or sends nothing for its IdleTimeout with no request under
+// way; a Conn pings when idle (DialOptions.PingInterval) to stay open.
 //
 // # Versions
 //

@@ -146,7 +146,12 @@ type frameReader struct {
 	// exceeds MaxFrameBeforeAuth, with its header, before any of its body
 	// is read; an error refuses the frame and is returned by next.
 	admit func(op Op, length uint32, hdr []byte) error
-	hdr   [frameHeaderSize]byte
+	// wait, when not nil, is called before every read of the stream that
+	// may block: with inFrame false while no byte of the next frame has
+	// arrived, true inside a frame. The server sets its read deadlines
+	// there; an error is returned by next.
+	wait func(inFrame bool) error
+	hdr  [frameHeaderSize]byte
 }
 
 // newFrameReader returns a frameReader of r with the frame size limit limit;
@@ -160,20 +165,30 @@ func newFrameReader(r io.Reader, limit int) *frameReader {
 }
 
 // fill makes at least n bytes buffered (n at most the buffer's size) and
-// returns them. When it cannot, it returns what is buffered and why.
-func (fr *frameReader) fill(n int) ([]byte, error) {
+// returns them, calling wait before each read of the stream. When it cannot,
+// it returns what is buffered and why.
+func (fr *frameReader) fill(n int, inFrame bool) ([]byte, error) {
+	for fr.r.Buffered() < n && fr.wait != nil {
+		if err := fr.wait(inFrame); err != nil {
+			return nil, err
+		}
+		// One read: each wait bounds only the next one.
+		if b, err := fr.r.Peek(fr.r.Buffered() + 1); err != nil {
+			return b, err
+		}
+	}
 	return fr.r.Peek(n)
 }
 
 // next reads the next frame. It returns io.EOF when the stream ends between
 // frames, a *ProtocolError when the stream ends inside a frame or a length is
-// out of bounds, admit's errors, and other errors of the stream as
+// out of bounds, admit's and wait's errors, and other errors of the stream as
 // they are.
 func (fr *frameReader) next() (frame, error) {
-	if _, err := fr.fill(1); err != nil {
+	if _, err := fr.fill(1, false); err != nil {
 		return frame{}, err
 	}
-	h, err := fr.fill(frameHeaderSize)
+	h, err := fr.fill(frameHeaderSize, true)
 	if err != nil {
 		if !isEOF(err) {
 			return frame{}, err
@@ -235,7 +250,7 @@ func (fr *frameReader) body(n int) ([]byte, error) {
 		if len(body) == cap(body) {
 			if len(body) == 0 {
 				// Allocate nothing until the body begins to arrive.
-				if _, err := fr.fill(1); err != nil {
+				if _, err := fr.fill(1, true); err != nil {
 					return body, err
 				}
 			}
@@ -244,6 +259,11 @@ func (fr *frameReader) body(n int) ([]byte, error) {
 			b := make([]byte, len(body), min(n, max(2*cap(body), frameChunk)))
 			copy(b, body)
 			body = b
+		}
+		if fr.r.Buffered() == 0 && fr.wait != nil {
+			if err := fr.wait(true); err != nil {
+				return body, err
+			}
 		}
 		// From the buffer when it holds something, else one read of
 		// the stream (straight into body when there is room for a

@@ -43,6 +43,16 @@ type ServerOptions struct {
 	// WriteTimeout bounds each write of responses: a peer that stops
 	// reading for this long loses its connection. Zero means 30s.
 	WriteTimeout time.Duration
+	// ReadTimeout bounds each wait for more of a frame once its first byte
+	// has arrived: a peer that sends part of a frame and then nothing for
+	// this long loses its connection (Stats.ReadTimeouts). Zero means 30s.
+	ReadTimeout time.Duration
+	// IdleTimeout is how long a connection may wait for its next frame:
+	// one that sends nothing for this long, with none of its requests
+	// under way, is closed (Stats.IdleTimeouts). A Conn pings well within
+	// the default (DialOptions.PingInterval), so pooled connections stay
+	// open. Zero means 5m.
+	IdleTimeout time.Duration
 	// TLS, when not nil, makes the server speak TLS with this
 	// configuration on every connection it accepts. Nil means plain TCP.
 	TLS *tls.Config
@@ -83,6 +93,12 @@ func (o ServerOptions) Validate() error {
 	if o.WriteTimeout < 0 {
 		errs = append(errs, fmt.Errorf("wire: ServerOptions.WriteTimeout %v is negative", o.WriteTimeout))
 	}
+	if o.ReadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("wire: ServerOptions.ReadTimeout %v is negative", o.ReadTimeout))
+	}
+	if o.IdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("wire: ServerOptions.IdleTimeout %v is negative", o.IdleTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -101,6 +117,12 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = 30 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 30 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 5 * time.Minute
 	}
 	return o
 }
@@ -127,7 +149,7 @@ type Server struct {
 	writers sync.Pool
 
 	// counters of Stats
-	throttled, writeTimeouts, handshakeFailures, protocolErrors, refused atomic.Uint64
+	throttled, writeTimeouts, readTimeouts, idleTimeouts, handshakeFailures, protocolErrors, refused atomic.Uint64
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[net.Listener]struct{}
@@ -145,6 +167,12 @@ type Stats struct {
 	// WriteTimeouts counts connections closed because the peer did not take
 	// its answers within WriteTimeout.
 	WriteTimeouts uint64
+	// ReadTimeouts counts connections closed because the peer sent part
+	// of a frame and then nothing for ReadTimeout.
+	ReadTimeouts uint64
+	// IdleTimeouts counts connections closed because the peer sent
+	// nothing for IdleTimeout while none of its requests was under way.
+	IdleTimeouts uint64
 	// HandshakeFailures counts connections closed because their TLS or
 	// protocol handshake failed (a bad certificate, not "TAKO", too slow);
 	// a connection closed before sending anything is not counted.
@@ -163,6 +191,8 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Throttled:         s.throttled.Load(),
 		WriteTimeouts:     s.writeTimeouts.Load(),
+		ReadTimeouts:      s.readTimeouts.Load(),
+		IdleTimeouts:      s.idleTimeouts.Load(),
 		HandshakeFailures: s.handshakeFailures.Load(),
 		ProtocolErrors:    s.protocolErrors.Load(),
 		Refused:           s.refused.Load(),
@@ -332,6 +362,10 @@ type serverConn struct {
 	inflight   atomic.Int64 // requests read but not yet answered (a batch counts once)
 	draining   atomic.Bool  // Shutdown began: answer new requests with CodeShuttingDown
 	token      string       // presented with OpAuth; read and written by the reader (serve) only
+	// The read deadline that wait set last, for the reader only: idle
+	// (IdleTimeout, between frames) or not (ReadTimeout), and when.
+	idle        bool
+	deadlineSet time.Time
 }
 
 func (s *Server) newConn(nc net.Conn) *serverConn {
@@ -413,6 +447,13 @@ func (sc *serverConn) serve() {
 		s.log.Warn("wire: protocol error, closing the connection", "peer", sc.peer, "reason", perr.Reason, "offset", perr.Offset, "bytes", fmt.Sprintf("%x", perr.Bytes))
 	case sc.draining.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 		// Woken by the shutdown.
+	case errors.Is(err, os.ErrDeadlineExceeded) && sc.idle:
+		s.idleTimeouts.Add(1)
+		s.log.Debug("wire: connection idle for the idle timeout, closing it", "peer", sc.peer, "timeout", s.opts.IdleTimeout)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.readTimeouts.Add(1)
+		s.log.Warn("wire: the peer sent part of a frame and then nothing for the read timeout, closing the connection", "peer", sc.peer, "timeout", s.opts.ReadTimeout)
+		sc.cancel()
 	default:
 		// The peer is gone, or Shutdown gave up: nobody will read the
 		// answers of the requests in flight.
@@ -429,10 +470,13 @@ func (sc *serverConn) serve() {
 
 // readLoop reads requests and dispatches them until an error.
 func (sc *serverConn) readLoop() error {
-	fr := frameReader{r: sc.br, max: sc.s.opts.MaxFrameSize, admit: sc.admit}
+	fr := frameReader{r: sc.br, max: sc.s.opts.MaxFrameSize, admit: sc.admit, wait: sc.wait}
 	for {
 		f, err := fr.next()
 		if err != nil {
+			if sc.idle && errors.Is(err, os.ErrDeadlineExceeded) && !sc.draining.Load() && sc.inflight.Load() > 0 {
+				continue // not idle: the peer waits for answers
+			}
 			return err
 		}
 		if f.id == 0 {
@@ -446,6 +490,29 @@ func (sc *serverConn) readLoop() error {
 			return err
 		}
 	}
+}
+
+// wait sets the read deadline before the reader blocks: IdleTimeout while it
+// waits for a frame, ReadTimeout inside one. Setting a deadline costs more
+// than reading the clock, so a deadline of the same kind set less than 1/64
+// of its timeout ago is kept: a peer gets at least 63/64 of the timeout.
+func (sc *serverConn) wait(inFrame bool) error {
+	d := sc.s.opts.ReadTimeout
+	if !inFrame {
+		d = sc.s.opts.IdleTimeout
+	}
+	now := time.Now()
+	if sc.idle == !inFrame && now.Sub(sc.deadlineSet) < d/64 {
+		return nil
+	}
+	sc.idle, sc.deadlineSet = !inFrame, now
+	if err := sc.nc.SetReadDeadline(now.Add(d)); err != nil {
+		return fmt.Errorf("wire: setting the read deadline: %w", err)
+	}
+	if sc.draining.Load() && sc.inflight.Load() == 0 {
+		sc.wake() // a shutdown's wake-up must not be undone
+	}
+	return nil
 }
 
 // admit refuses a frame longer than MaxFrameBeforeAuth from a connection
