@@ -91,8 +91,9 @@ type Client struct {
 	// clock stamps writes that come without a timestamp, before they are
 	// sent, so that a retry on another replica carries the same timestamp
 	// and a request that a slow node executes late cannot win over writes
-	// acknowledged after it. It observes every timestamp the cluster
-	// answers with, so it never falls behind the nodes' clocks.
+	// acknowledged after it. Timestamps the cluster answers with never
+	// move it: a write that finds a newer version is stamped above that
+	// version, for its key alone (see write).
 	clock *hlc.Clock
 	// tls holds the certificates of the configuration's tls section when
 	// the client loaded them, and tlsErr why it could not: then every
@@ -191,7 +192,6 @@ func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 	if !resp.Found {
 		return Version{}, ErrNotFound
 	}
-	c.clock.Observe(resp.Record.Timestamp)
 	v := Version{Timestamp: resp.Record.Timestamp, Deleted: resp.Record.Tombstone, Value: resp.Record.Value}
 	if v.Deleted {
 		return v, ErrNotFound
@@ -223,14 +223,18 @@ func (c *Client) DeleteAt(ctx context.Context, key []byte, ts int64) (WriteResul
 
 // maxRestamps bounds how often a write that the client stamped is stamped
 // again because the cluster held a newer version.
-const maxRestamps = 4
+const maxRestamps = 16
 
 // write stores rec. A write the client stamped itself (ts 0) that finds a
-// newer version on a replica is stamped again above it and sent again: that
-// version was written before this call or concurrently with it, so this
-// write must win, even when the clock that stamped it runs ahead of ours.
-// A caller's own timestamp is kept, and loses to a newer version
-// (Superseded).
+// newer version on a replica is stamped again, above that version, and
+// sent again: that version was written before this call or concurrently
+// with it, so this write must win, even when the clock that stamped it runs
+// ahead of ours. Such a write is never Superseded: when it cannot win,
+// because the key's current version breaks the timestamp rule (1 ≤ ts ≤ now
+// + max_timestamp_ahead; only an operator's purge removes it) or because
+// other writes overtook it maxRestamps times, it fails with ErrUnavailable
+// and the reason. A caller's own timestamp is kept, and loses to a newer
+// version (Superseded).
 func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteResult, error) {
 	stamped := rec.Timestamp == 0
 	if stamped {
@@ -241,14 +245,20 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 		if err != nil {
 			return WriteResult{}, err
 		}
-		c.clock.Observe(resp.Current.Timestamp)
 		switch resp.Outcome {
 		case wire.OutcomeStale:
-			if stamped && attempt <= maxRestamps && ctx.Err() == nil {
-				rec.Timestamp = c.clock.Now()
-				continue
+			if !stamped {
+				return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
 			}
-			return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
+			cur := resp.Current.Timestamp
+			if err := hlc.Check(cur, time.Now().UnixMicro(), c.cfg.Load().Active.MaxTimestampAhead); err != nil {
+				return WriteResult{}, fmt.Errorf("%w: %q holds a version that breaks the timestamp rule (%v), which a write stamped by the client cannot follow; `tako purge` removes it", ErrUnavailable, key, err)
+			}
+			if attempt == maxRestamps || ctx.Err() != nil {
+				return WriteResult{}, fmt.Errorf("%w: other writes of %q overtook this one %d times", ErrUnavailable, key, attempt)
+			}
+			rec.Timestamp = max(c.clock.Now(), cur+1)
+			continue
 		case wire.OutcomeWritten, wire.OutcomeUnchanged:
 			return WriteResult{Timestamp: resp.Current.Timestamp}, nil
 		}

@@ -1,16 +1,23 @@
-// Package hlc is the node's hybrid logical clock for write timestamps.
+// Package hlc is the node's clock for write timestamps, and the rule that
+// every timestamp from outside must follow.
 //
 // A timestamp is an int64 count of microseconds since the Unix epoch, as in
 // the original Tako, so a client's X-Timestamp means the same thing. The
 // clock follows the wall clock but never goes backwards and never hands out
-// the same timestamp twice: Now returns max(wall, last+1). Observe moves the
-// clock past a timestamp seen elsewhere (a peer's record, a client's
-// X-Timestamp), so that a write which follows another through the cluster
-// gets a larger timestamp and wins, even when wall clocks disagree a little
-// or step back.
+// the same timestamp twice: Now returns max(wall, last+1). Timestamps seen
+// elsewhere (a client's X-Timestamp, a peer's record) never move it: one
+// client's timestamp, or one peer's wrong clock, would otherwise drag every
+// later write of the node. A write that must follow a newer version of its
+// key is stamped above that version for that key alone (see the node's
+// restamping).
+//
+// Check is the rule for a timestamp that comes in, at every door: 1 ≤ ts ≤
+// the receiver's now + the deployment's max_timestamp_ahead.
 package hlc
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -45,14 +52,25 @@ func (c *Clock) Now() int64 {
 	return w
 }
 
-// Observe records a timestamp seen elsewhere: later calls to Now return
-// larger timestamps.
-func (c *Clock) Observe(ts int64) {
-	c.mu.Lock()
-	if ts > c.last {
-		c.last = ts
+// ErrOutOfRange is wrapped by the errors of Check.
+var ErrOutOfRange = errors.New("hlc: timestamp out of range")
+
+// Check returns nil when ts may come in at a receiver whose clock reads
+// now: 1 ≤ ts ≤ now + ahead. Otherwise it returns an error wrapping
+// ErrOutOfRange that says by how much ts misses. Nothing in it overflows,
+// whatever ts is.
+func Check(ts, now int64, ahead time.Duration) error {
+	now = max(now, 0)
+	switch {
+	case ts < 1:
+		return fmt.Errorf("%w: timestamp %d is before 1 (microseconds since the Unix epoch)", ErrOutOfRange, ts)
+	case ts > now && uint64(ts-now) > uint64(ahead.Microseconds()):
+		// ts > now ≥ 0 here, so ts-now cannot overflow; its duration
+		// can, so it is written in seconds.
+		return fmt.Errorf("%w: timestamp %d is %.1f s ahead of this node's clock (%d), more than max_timestamp_ahead (%s)",
+			ErrOutOfRange, ts, float64(ts-now)/1e6, now, ahead)
 	}
-	c.mu.Unlock()
+	return nil
 }
 
 // Wall returns the wall clock's current time in microseconds, without

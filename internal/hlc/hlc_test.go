@@ -1,6 +1,10 @@
 package hlc
 
 import (
+	"errors"
+	"math"
+	"math/big"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,14 +33,6 @@ func TestClock(t *testing.T) {
 			w.set(base.Add(-time.Hour))
 			return c.Now()
 		}, base.UnixMicro() + 1, base.UnixMicro() + 1},
-		{"moves past an observed timestamp", func(c *Clock, w *fakeWall) int64 {
-			c.Observe(base.UnixMicro() + 5_000_000)
-			return c.Now()
-		}, base.UnixMicro() + 5_000_001, base.UnixMicro() + 5_000_001},
-		{"ignores an older observed timestamp", func(c *Clock, w *fakeWall) int64 {
-			c.Observe(base.UnixMicro() - 5_000_000)
-			return c.Now()
-		}, base.UnixMicro(), base.UnixMicro()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,4 +69,57 @@ func TestConcurrentNowIsUnique(t *testing.T) {
 		}
 		seen[ts] = true
 	}
+}
+
+func TestCheck(t *testing.T) {
+	const now = 1_700_000_000_000_000
+	ahead := 10 * time.Minute
+	tests := []struct {
+		name string
+		ts   int64
+		ok   bool
+	}{
+		{"now", now, true},
+		{"one", 1, true},
+		{"zero", 0, false},
+		{"negative", -5, false},
+		{"most negative", math.MinInt64, false},
+		{"at the limit", now + ahead.Microseconds(), true},
+		{"past the limit", now + ahead.Microseconds() + 1, false},
+		{"largest", math.MaxInt64, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Check(tt.ts, now, ahead)
+			if (err == nil) != tt.ok {
+				t.Fatalf("Check(%d) = %v, want ok %v", tt.ts, err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrOutOfRange) {
+				t.Fatalf("error %v does not wrap ErrOutOfRange", err)
+			}
+			if err != nil && strings.Contains(err.Error(), "-") && tt.ts > 0 {
+				t.Fatalf("the message of a timestamp ahead has a minus sign (an overflow?): %v", err)
+			}
+		})
+	}
+}
+
+// FuzzCheck holds the rule to its definition, computed without overflow:
+// accepted exactly when 1 ≤ ts ≤ now + ahead.
+func FuzzCheck(f *testing.F) {
+	f.Add(int64(1_700_000_000_000_000), int64(1_700_000_000_000_000), int64(600_000_000))
+	f.Add(int64(math.MaxInt64), int64(1_700_000_000_000_000), int64(600_000_000))
+	f.Add(int64(-5), int64(0), int64(0))
+	f.Fuzz(func(t *testing.T, ts, now, aheadMicros int64) {
+		if aheadMicros < 0 || aheadMicros > int64(math.MaxInt64/1000) {
+			return
+		}
+		ahead := time.Duration(aheadMicros) * time.Microsecond
+		limit := new(big.Int).Add(big.NewInt(max(now, 0)), big.NewInt(aheadMicros))
+		want := ts >= 1 && big.NewInt(ts).Cmp(limit) <= 0
+		err := Check(ts, now, ahead)
+		if (err == nil) != want {
+			t.Fatalf("Check(%d, %d, %s) = %v, want ok %v", ts, now, ahead, err, want)
+		}
+	})
 }

@@ -118,7 +118,7 @@ func (n *Node) readThrough(ctx context.Context, key []byte, local store.Record, 
 	}
 	if have {
 		n.metrics.refill.readThroughs.WithLabelValues("found").Inc()
-		if !found || store.Compare(newest, local) > 0 {
+		if (!found || store.Compare(newest, local) > 0) && n.admit(doorReadThrough, newest.Timestamp) == nil {
 			// Keep it, also when the request was given up meanwhile.
 			if _, err := n.store.Put(context.WithoutCancel(ctx), key, newest); err != nil {
 				return store.Record{}, false, fmt.Errorf("keeping %q read through: %w", key, err)
@@ -241,30 +241,28 @@ func (n *Node) Ready() bool {
 // MaxValueSize is the max_value_size of the node's deployment.
 func (n *Node) MaxValueSize() int64 { return n.settings(n.cfg.Load()).MaxValueSize }
 
-// Put stores value under key on the key's replicas.
+// Put stores value under key on the key's replicas (the HTTP door).
 func (n *Node) Put(ctx context.Context, key, value []byte, ts int64) (httpapi.WriteResult, error) {
-	return n.writeRecord(ctx, key, store.Record{Timestamp: ts, Value: value})
+	return n.writeRecord(ctx, doorHTTP, key, store.Record{Timestamp: ts, Value: value})
 }
 
-// Delete stores a tombstone for key on the key's replicas.
+// Delete stores a tombstone for key on the key's replicas (the HTTP door).
 func (n *Node) Delete(ctx context.Context, key []byte, ts int64) (httpapi.WriteResult, error) {
-	return n.writeRecord(ctx, key, store.Record{Timestamp: ts, Tombstone: true})
+	return n.writeRecord(ctx, doorHTTP, key, store.Record{Timestamp: ts, Tombstone: true})
 }
 
-// stamp gives rec a timestamp from the clock when the client sent none, and
-// refuses a client timestamp too far in the future: one such write would
-// shadow every later write of the key until the clock caught up.
-func (n *Node) stamp(cfg *config.Config, rec *store.Record) error {
+// stamp gives rec a timestamp from the clock when the client sent none,
+// and holds a client's timestamp to the rule (admit): one too far in the
+// future would shadow every later write of the key. A client's timestamp
+// orders its key and nothing else: it never moves the clock.
+func (n *Node) stamp(door string, rec *store.Record) error {
 	if rec.Timestamp == 0 {
 		rec.Timestamp = n.clock.Now()
 		return nil
 	}
-	ahead := n.settings(cfg).MaxTimestampAhead
-	if limit := n.clock.Wall() + ahead.Microseconds(); rec.Timestamp > limit {
-		return fmt.Errorf("X-Timestamp %d is %s in the future, more than max_timestamp_ahead (%s): %w",
-			rec.Timestamp, time.Duration(rec.Timestamp-n.clock.Wall())*time.Microsecond, ahead, httpapi.ErrBadRequest)
+	if err := n.admit(door, rec.Timestamp); err != nil {
+		return fmt.Errorf("X-Timestamp: %w: %w", err, httpapi.ErrBadRequest)
 	}
-	n.clock.Observe(rec.Timestamp)
 	return nil
 }
 
@@ -277,30 +275,41 @@ type writeAnswer struct {
 // maxRestamps bounds how often a write stamped by this node is stamped
 // again because a replica held a newer version: once is enough unless
 // other writers of the key keep overtaking it.
-const maxRestamps = 4
+const maxRestamps = 16
 
-// writeRecord stores rec on the key's replicas. A write that this node
-// stamped (the client sent no timestamp) and that a replica reports older
-// than its current version is stamped again above that version and sent
-// again: the newer version was written before this request or concurrently
-// with it, so this write must win, even when the clock that stamped the
-// other version runs ahead. Write quorums intersect, so a version
-// acknowledged before this write started is always seen. A write with the
-// client's own timestamp keeps it, and loses (409) to a newer version.
-func (n *Node) writeRecord(ctx context.Context, key []byte, rec store.Record) (httpapi.WriteResult, error) {
+// writeRecord stores rec, which came in through door, on the key's
+// replicas. A write that this node stamped (the client sent no timestamp)
+// and that a replica reports older than its current version is stamped
+// again, above that version (for this key alone: the clock does not move),
+// and sent again: the newer version was written before this request or
+// concurrently with it, so this write must win, even when the clock that
+// stamped the other version runs ahead. Write quorums intersect, so a
+// version acknowledged before this write started is always seen. Such a
+// write never answers "superseded" (409): when it cannot win, because the
+// key's current version breaks the timestamp rule (only tako purge removes
+// it) or because other writes overtook it maxRestamps times, it fails with
+// ErrUnavailable and the reason. A write with the client's own timestamp
+// keeps it, and loses (409) to a newer version.
+func (n *Node) writeRecord(ctx context.Context, door string, key []byte, rec store.Record) (httpapi.WriteResult, error) {
 	cfg := n.cfg.Load()
 	stampedHere := rec.Timestamp == 0
-	if err := n.stamp(cfg, &rec); err != nil {
+	if err := n.stamp(door, &rec); err != nil {
 		return httpapi.WriteResult{}, err
 	}
 	for attempt := 1; ; attempt++ {
 		res, err := n.writeOnce(ctx, cfg, key, rec)
-		if err != nil || !res.Superseded || !stampedHere || attempt > maxRestamps || ctx.Err() != nil {
+		if err != nil || !res.Superseded || !stampedHere {
 			return res, err
 		}
+		if err := n.admit(doorStored, res.Timestamp); err != nil {
+			return httpapi.WriteResult{}, fmt.Errorf("%w: %q holds a version that breaks the timestamp rule (%v), which a write stamped by the cluster cannot follow; `tako purge` removes it",
+				httpapi.ErrUnavailable, key, err)
+		}
+		if attempt == maxRestamps || ctx.Err() != nil {
+			return httpapi.WriteResult{}, fmt.Errorf("%w: other writes of %q overtook this one %d times", httpapi.ErrUnavailable, key, attempt)
+		}
 		n.metrics.writes.WithLabelValues("restamped").Inc()
-		n.clock.Observe(res.Timestamp)
-		rec.Timestamp = n.clock.Now()
+		rec.Timestamp = max(n.clock.Now(), res.Timestamp+1)
 	}
 }
 

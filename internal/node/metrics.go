@@ -28,11 +28,13 @@ type nodeMetrics struct {
 	repairSyncedEpoch prometheus.Gauge
 	gcDropped         *prometheus.CounterVec
 	refill            recoveryMetrics
+	timestampsRefused *prometheus.CounterVec
 }
 
 func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Set, unreachable func(peer string) bool) *nodeMetrics {
 	m := &nodeMetrics{
-		refill: newRecoveryMetrics(),
+		refill:            newRecoveryMetrics(),
+		timestampsRefused: newTimestampsRefused(),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_writes_total",
 			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; restamped counts attempts stamped again above a newer version).",
@@ -85,7 +87,7 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 		Name: "tako_gc_records_dropped_total",
 		Help: "Records garbage collection dropped once every current replica confirmed holding them: not_owned (keys this node no longer replicates), tombstone (deletes past tombstone_grace).",
 	}, []string{"kind"})
-	reg.MustRegister(m.gcDropped)
+	reg.MustRegister(m.gcDropped, m.timestampsRefused)
 	reg.MustRegister(m.repairSyncedEpoch)
 	m.repairBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tako_repair_bytes_total",

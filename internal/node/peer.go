@@ -155,10 +155,9 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		return n.serveRangeStream(ctx, req)
 	case wire.OpReplicaPut:
 		rec := fromWire(req.Record)
-		if rec.Timestamp <= 0 {
-			return errorResponse(fmt.Errorf("replica put without a timestamp: %w", httpapi.ErrBadRequest))
+		if err := n.admit(doorReplica, rec.Timestamp); err != nil {
+			return errorResponse(fmt.Errorf("replica put: %w: %w", err, httpapi.ErrBadRequest))
 		}
-		n.clock.Observe(rec.Timestamp)
 		res, err := n.local.Put(ctx, req.Key, rec)
 		if err != nil {
 			return errorResponse(err)
@@ -200,7 +199,7 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		if size := int64(len(req.Record.Value)); size > n.MaxValueSize() {
 			return &wire.Response{Err: &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("value of %d bytes is larger than max_value_size (%d bytes)", size, n.MaxValueSize())}}
 		}
-		res, err := n.writeRecord(ctx, req.Key, fromWire(req.Record))
+		res, err := n.writeRecord(ctx, doorBinary, req.Key, fromWire(req.Record))
 		if err != nil {
 			return errorResponse(err)
 		}

@@ -81,7 +81,7 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 		n.metrics.reads.WithLabelValues("ok").Inc()
 		n.metrics.quorumLatency.WithLabelValues("read").Observe(time.Since(start).Seconds())
 		if found {
-			n.clock.Observe(newest.Timestamp)
+			n.noteStored(newest.Timestamp)
 		}
 		finishLater(n, answers, q.pending(), cancel, func(late []readAnswer) {
 			if repair {
@@ -116,8 +116,8 @@ func newestOf(answers []readAnswer) (store.Record, bool) {
 // answered.
 func (n *Node) readRepair(key []byte, p placement, answers []readAnswer) {
 	newest, found := newestOf(answers)
-	if !found {
-		return
+	if !found || n.admit(doorStored, newest.Timestamp) != nil {
+		return // nothing to repair, or nothing that may be spread
 	}
 	for _, a := range answers {
 		if a.err != nil || (a.found && store.Compare(a.rec, newest) >= 0) {

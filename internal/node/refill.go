@@ -488,11 +488,11 @@ func (n *Node) applyStream(ctx context.Context, u refillUnit, stream []wire.Stre
 		if len(prev) > 0 && keyHashOrder(e.Key, prev) <= 0 {
 			return total, nil, fmt.Errorf("record %q does not follow %q", e.Key, prev)
 		}
-		if e.Record.Timestamp <= 0 {
-			return total, nil, fmt.Errorf("record %q has timestamp %d", e.Key, e.Record.Timestamp)
-		}
 		prev = e.Key
-		n.clock.Observe(e.Record.Timestamp)
+		if n.admit(doorRefill, e.Record.Timestamp) != nil {
+			// Counted; the source keeps it until an operator purges it.
+			continue
+		}
 		entries = append(entries, store.Entry{Key: e.Key, Record: fromWire(e.Record)})
 		size += len(e.Key) + len(e.Record.Value)
 		if len(entries) == applyKeys || size >= applyBytes {

@@ -455,7 +455,10 @@ func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []strin
 			}
 			rec := fromWire(r.Record)
 			stats.bytesReceived += len(rec.Value) + 16
-			n.clock.Observe(rec.Timestamp)
+			if err := n.admit(doorRepair, rec.Timestamp); err != nil {
+				failed = append(failed, fmt.Errorf("%q: %w", req.Batch[i].Key, err))
+				continue
+			}
 			if _, err := n.store.Put(ctx, req.Batch[i].Key, rec); err != nil {
 				return err
 			}
