@@ -2,8 +2,11 @@ package config
 
 import (
 	"path/filepath"
+	"reflect"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestExamples loads every file in examples/ and checks what it says.
@@ -30,6 +33,10 @@ func TestExamples(t *testing.T) {
 		"bench.yaml": {
 			active: "bench", buckets: 3, nodes: 3, bucketsPerKey: 2, readRepair: true, replicas: 2,
 			firstHTTP: "127.0.0.1:5801", firstBinary: "127.0.0.1:4801",
+		},
+		"production.yaml": {
+			active: "production", buckets: 3, nodes: 6, bucketsPerKey: 2, readRepair: true, replicas: 4, master: "c1",
+			firstHTTP: "tako-node-01.example.com:5711", firstBinary: "tako-node-01.example.com:4711",
 		},
 		"local_cluster.yaml": {
 			active: "local", buckets: 5, nodes: 10, bucketsPerKey: 2, readRepair: true, replicas: 4, master: "c1",
@@ -80,6 +87,58 @@ func TestExamples(t *testing.T) {
 				t.Errorf("MinReplicas() = %d, want %d", d.MinReplicas(), w.replicas)
 			}
 		})
+	}
+}
+
+// TestProductionExample checks the sections that examples/production.yaml
+// is there to show: tls with the paths tako certs prints, auth with a token
+// of each role, and limits that differ from the defaults (so that the file's
+// values are read, not the defaults), and that its JSON, what coordinators
+// serve and caches hold, keeps them.
+func TestProductionExample(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "examples", "production.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTLS := TLSFiles{CA: "/etc/tako/tls/ca.pem", Cert: "/etc/tako/tls/tako.pem", Key: "/etc/tako/tls/tako-key.pem"}
+	if c.TLS == nil || !reflect.DeepEqual(*c.TLS, wantTLS) {
+		t.Errorf("TLS = %+v, want %+v", c.TLS, wantTLS)
+	}
+	var roles []string
+	for _, tok := range c.AuthTokens {
+		roles = append(roles, tok.Name+"="+tok.Role.String())
+	}
+	if got, want := strings.Join(roles, " "), "processes=admin app=write monitoring=read"; got != want {
+		t.Errorf("auth tokens %s, want %s", got, want)
+	}
+	if c.Auth == nil || len(c.Auth.List()) != 3 {
+		t.Errorf("Auth holds %v, want the three tokens", c.Auth)
+	}
+	d := c.Active
+	wantLimits := Limits{
+		MaxConnections: 10000, MaxRequestsInFlight: 2048, MaxRequestsPerConnection: 256,
+		HeaderTimeout: 10 * time.Second, BodyTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+	}
+	if d.Limits != wantLimits {
+		t.Errorf("limits %+v, want %+v", d.Limits, wantLimits)
+	}
+	if d.Limits == DefaultLimits {
+		t.Error("limits are the defaults: the example should show values of its own")
+	}
+	if d.MaxValueSize != 16<<20 || d.RepairBandwidth != 128<<20 || d.BackgroundRepairInterval != 24*time.Hour || len(c.Coordinators) != 2 {
+		t.Errorf("max_value_size %d, repair_bandwidth %d, background_repair_interval %v, %d coordinators; want 16 MiB, 128 MiB/s, 24h, 2",
+			d.MaxValueSize, d.RepairBandwidth, d.BackgroundRepairInterval, len(c.Coordinators))
+	}
+	j, err := c.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(j)
+	if err != nil {
+		t.Fatalf("parsing the example's JSON: %v", err)
+	}
+	if !reflect.DeepEqual(back.TLS, c.TLS) || !reflect.DeepEqual(back.AuthTokens, c.AuthTokens) || back.Active.Limits != d.Limits {
+		t.Errorf("the JSON lost a section: tls %+v, tokens %v, limits %+v", back.TLS, back.AuthTokens, back.Active.Limits)
 	}
 }
 
