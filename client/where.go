@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/wire"
 )
@@ -53,6 +54,12 @@ type ReplicaRecord struct {
 	Timestamp int64
 	// Deleted reports that the record is a tombstone.
 	Deleted bool
+	// BrokenTimestamp says why the record's timestamp breaks the rule
+	// every timestamp must follow to come in (1 ≤ ts ≤ now +
+	// max_timestamp_ahead): it was stored before the rule, or by a peer
+	// whose clock was wrong, and only a purge removes it. Empty when the
+	// timestamp follows the rule.
+	BrokenTimestamp string
 	// Err is why the replica gave no answer; nil when it answered.
 	Err error
 }
@@ -114,15 +121,20 @@ func (c *Client) replicaRecords(ctx context.Context, nodes []config.Node, key []
 	return byID
 }
 
-// replicaRecord asks one node for its own record of key (OpReplicaGet).
+// replicaRecord asks one node for its own record of key
+// (OpReplicaGetLocal: a recovering node answers what its store holds, not
+// what it would read through).
 func (c *Client) replicaRecord(ctx context.Context, nd config.Node, key []byte) ReplicaRecord {
 	r := ReplicaRecord{NodeID: nd.ID, Addr: nd.BinaryAddr()}
-	resp, err := c.pool.Call(ctx, nd.BinaryAddr(), &wire.Request{Op: wire.OpReplicaGet, Key: key})
+	resp, err := c.pool.Call(ctx, nd.BinaryAddr(), &wire.Request{Op: wire.OpReplicaGetLocal, Key: key})
 	switch {
 	case err != nil:
 		r.Err = fmt.Errorf("replica %s at %s: %w", nd.ID, nd.BinaryAddr(), err)
 	case resp.Found:
 		r.Found, r.Timestamp, r.Deleted = true, resp.Record.Timestamp, resp.Record.Tombstone
+		if err := hlc.Check(r.Timestamp, time.Now().UnixMicro(), c.cfg.Load().Active.MaxTimestampAhead); err != nil {
+			r.BrokenTimestamp = err.Error()
+		}
 	}
 	return r
 }

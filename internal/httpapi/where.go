@@ -58,6 +58,12 @@ type ReplicaState struct {
 	Timestamp int64 `json:"timestamp"`
 	// Deleted reports that the record is a tombstone.
 	Deleted bool `json:"deleted"`
+	// BrokenTimestamp says why the record's timestamp breaks the rule
+	// that every timestamp follows to come in (1 ≤ ts ≤ now +
+	// max_timestamp_ahead); empty when it follows it. Such a record was
+	// stored before the rule, or by a peer whose clock was wrong: it is
+	// served, never spread, and only a purge removes it.
+	BrokenTimestamp string `json:"broken_timestamp,omitempty"`
 	// Error says why the replica gave no answer; empty when it answered.
 	Error string `json:"error"`
 }

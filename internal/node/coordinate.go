@@ -19,8 +19,14 @@ var _ httpapi.Backend = (*Node)(nil)
 // replica is one copy of a key's data as the coordinator of a request sees
 // it: the local store, or a peer over the binary protocol.
 type replica interface {
-	// Get returns the replica's record of key; found is false when it has none.
+	// Get returns the replica's record of key; found is false when it has
+	// none. A recovering replica reads a key it may have lost through from
+	// the other replicas first.
 	Get(ctx context.Context, key []byte) (rec store.Record, found bool, err error)
+	// getLocal returns what the replica's store holds of key, without a
+	// read-through: a recovering replica's errRecovering for a key it may
+	// have lost.
+	getLocal(ctx context.Context, key []byte) (rec store.Record, found bool, err error)
 	// Put offers rec to the replica, which keeps the winner.
 	Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error)
 }

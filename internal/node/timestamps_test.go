@@ -177,3 +177,31 @@ func FuzzTimestampDoors(f *testing.F) {
 		}
 	})
 }
+
+// TestWhereShowsRecordsThatBreakTheRule: GET /where names the replica
+// whose stored record breaks the timestamp rule, and why.
+func TestWhereShowsRecordsThatBreakTheRule(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
+	ctx := context.Background()
+	if _, err := c.nodes["n2"].store.Put(ctx, []byte("k"), store.Record{Timestamp: -5, Value: []byte("old")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nodes["n1"].store.Put(ctx, []byte("k"), store.Record{Timestamp: 10, Value: []byte("fine")}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.nodes["n1"].Where(ctx, []byte("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := map[string]string{}
+	for _, d := range p.Deployments {
+		for _, b := range d.Buckets {
+			for _, r := range b.Nodes {
+				broken[r.ID] = r.BrokenTimestamp
+			}
+		}
+	}
+	if broken["n1"] != "" || !strings.Contains(broken["n2"], "before 1") {
+		t.Errorf("where says %q", broken)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/keyhash"
 )
@@ -16,7 +17,8 @@ var _ httpapi.Locator = (*Node)(nil)
 
 // Where reports where key lives in the active deployment and the target, if
 // any, and what each replica holds: its own store for this node, the
-// peer's local record (OpReplicaGet) for the others. Every replica is asked
+// peer's local record (OpReplicaGetLocal, without a read-through) for the
+// others, and whether each record's timestamp breaks the rule. Every replica is asked
 // once and at once, each bounded by the request timeout; nothing is
 // repaired. A replica that fails shows its error. Where fails only when ctx
 // ends first.
@@ -45,7 +47,14 @@ func (n *Node) askReplicas(ctx context.Context, nodes []config.Node, key []byte,
 	for i, nd := range nodes {
 		// Forced: an operator asking where a key lives wants the peer's own
 		// answer, even from a peer this node has marked down.
-		wg.Go(func() { states[i] = askReplica(ctx, n.replicaOf(nd, true), nd, key) })
+		wg.Go(func() {
+			states[i] = askReplica(ctx, n.replicaOf(nd, true), nd, key)
+			if states[i].Found {
+				if err := hlc.Check(states[i].Timestamp, n.clock.Wall(), n.settings(n.cfg.Load()).MaxTimestampAhead); err != nil {
+					states[i].BrokenTimestamp = err.Error()
+				}
+			}
+		})
 	}
 	wg.Wait()
 	byID := make(map[string]httpapi.ReplicaState, len(nodes))
@@ -58,7 +67,7 @@ func (n *Node) askReplicas(ctx context.Context, nodes []config.Node, key []byte,
 // askReplica reports what one replica holds of key.
 func askReplica(ctx context.Context, r replica, nd config.Node, key []byte) httpapi.ReplicaState {
 	s := httpapi.ReplicaState{ID: nd.ID, Binary: nd.BinaryAddr()}
-	rec, found, err := r.Get(ctx, key)
+	rec, found, err := r.getLocal(ctx, key)
 	switch {
 	case err != nil:
 		s.Error = err.Error()

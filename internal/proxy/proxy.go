@@ -280,7 +280,7 @@ func (b backend) Where(ctx context.Context, key []byte) (httpapi.Placement, erro
 
 // replicaState is one replica's answer as /where shows it.
 func replicaState(r client.ReplicaRecord) httpapi.ReplicaState {
-	s := httpapi.ReplicaState{ID: r.NodeID, Binary: r.Addr, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted}
+	s := httpapi.ReplicaState{ID: r.NodeID, Binary: r.Addr, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted, BrokenTimestamp: r.BrokenTimestamp}
 	if r.Err != nil {
 		s.Error = r.Err.Error()
 	}

@@ -107,5 +107,8 @@ func replicaState(n httpapi.ReplicaState, newest int64) string {
 	if n.Timestamp < newest {
 		s += ", stale"
 	}
+	if n.BrokenTimestamp != "" {
+		s += ", timestamp breaks the rule (tako purge removes it): " + n.BrokenTimestamp
+	}
 	return s
 }
