@@ -152,3 +152,19 @@ func layOut(d *config.Deployment, role string, hash uint32, records map[string]R
 	}
 	return dp
 }
+
+// Purge removes key from every one of its replicas, whatever their
+// versions, leaving no tombstone, and reports whether one held a record:
+// how an operator rids the cluster of a version whose timestamp breaks the
+// rule (1 ≤ ts ≤ now + max_timestamp_ahead), which no write can replace.
+// One node of the key coordinates it (OpPurge) and logs it; it needs a
+// token of the admin role when the cluster has an auth section. When some
+// replicas could not be reached it fails with ErrUnavailable naming them:
+// purge again once they are back.
+func (c *Client) Purge(ctx context.Context, key []byte) (bool, error) {
+	resp, err := c.do(ctx, &wire.Request{Op: wire.OpPurge, Key: key})
+	if err != nil {
+		return false, err
+	}
+	return resp.Found, nil
+}

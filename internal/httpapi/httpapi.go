@@ -186,6 +186,7 @@ const (
 	opDelete  = "delete"
 	opStat    = "stat"
 	opWhere   = "where"
+	opPurge   = "purge"
 	opHealth  = "health"
 	opMetrics = "metrics"
 	opOther   = "other"
@@ -257,6 +258,9 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 	case strings.HasPrefix(path, "/where/"):
 		h.routeWhere(w, r, path[len("/where/"):])
 		return opWhere
+	case strings.HasPrefix(path, "/purge/"):
+		h.routePurge(w, r, path[len("/purge/"):])
+		return opPurge
 	case path == "/health":
 		if h.backend.Ready() {
 			body := "ok"
@@ -274,7 +278,7 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 		h.metrics.ServeHTTP(w, r)
 		return opMetrics
 	}
-	textReply(w, http.StatusNotFound, "no such endpoint: use /values/KEY, /stat/KEY, /where/KEY, /health or /metrics")
+	textReply(w, http.StatusNotFound, "no such endpoint: use /values/KEY, /stat/KEY, /where/KEY, /purge/KEY, /health or /metrics")
 	return opOther
 }
 
@@ -282,6 +286,9 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 // configuration to answer.
 // neededRole is the role a request needs when authentication is on.
 func neededRole(r *http.Request) auth.Role {
+	if strings.HasPrefix(r.URL.Path, "/purge/") {
+		return auth.Admin
+	}
 	if strings.HasPrefix(r.URL.Path, "/values/") {
 		switch r.Method {
 		case http.MethodPost, http.MethodPut, http.MethodDelete:
@@ -292,7 +299,7 @@ func neededRole(r *http.Request) auth.Role {
 }
 
 func keyPath(path string) bool {
-	return strings.HasPrefix(path, "/values/") || strings.HasPrefix(path, "/stat/") || strings.HasPrefix(path, "/where/")
+	return strings.HasPrefix(path, "/values/") || strings.HasPrefix(path, "/stat/") || strings.HasPrefix(path, "/where/") || strings.HasPrefix(path, "/purge/")
 }
 
 func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string, withBody bool) {

@@ -68,6 +68,24 @@ type ReplicaState struct {
 	Error string `json:"error"`
 }
 
+// Purger is what a Backend implements to serve POST /purge/KEY (admin
+// role): remove KEY from every replica, whatever its versions.
+type Purger interface {
+	Purge(ctx context.Context, key []byte) (PurgeResult, error)
+}
+
+// PurgeResult says what a purge did.
+type PurgeResult struct {
+	// Held reports that a replica held a record of the key.
+	Held bool `json:"held"`
+	// Removed are the ids of the replicas that held a record of the key,
+	// when the backend knows them (a node does; a proxy, which asks one
+	// node to purge, does not).
+	Removed []string `json:"removed,omitempty"`
+	// Absent are the ids of the replicas that held none, likewise.
+	Absent []string `json:"absent,omitempty"`
+}
+
 // The roles of DeploymentPlacement.Role.
 const (
 	RoleActive = "active"
@@ -96,6 +114,32 @@ func (h *Handler) serveWhere(w http.ResponseWriter, r *http.Request, loc Locator
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
+}
+
+// routePurge handles the /purge/ prefix: 404 when the backend cannot
+// purge, 405 for a method other than POST; else the purge, answered with
+// what it did as JSON.
+func (h *Handler) routePurge(w http.ResponseWriter, r *http.Request, key string) {
+	pg, ok := h.backend.(Purger)
+	switch {
+	case !ok:
+		textReply(w, http.StatusNotFound, "no such endpoint: this server does not serve /purge/KEY")
+		return
+	case r.Method != http.MethodPost:
+		methodNotAllowed(w, "POST")
+		return
+	case !validKey(w, key):
+		return
+	}
+	res, err := pg.Purge(r.Context(), []byte(key))
+	if err != nil {
+		h.backendError(w, r, err)
+		return
+	}
+	body, _ := json.Marshal(res)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(body, '\n'))
 }
 
 // routeWhere handles the /where/ prefix: 404 when the backend cannot

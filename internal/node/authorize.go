@@ -15,7 +15,8 @@ import (
 // writing a key through the node needs write; the operations between nodes
 // (ReplicaPut, which writes one replica past the quorum and any timestamp
 // check, the anti-entropy Digest and RangeSummary, and RangeStream, which
-// reads whole ranges) need admin, as do ops this version does not know. Presenting a token (Auth) needs only that it is listed.
+// reads whole ranges) need admin, as do an operator's Purge (and the
+// ReplicaPurge it sends) and ops this version does not know. Presenting a token (Auth) needs only that it is listed.
 func wireRole(op wire.Op) auth.Role {
 	switch op {
 	case wire.OpAuth, wire.OpGet, wire.OpReplicaGet, wire.OpReplicaGetLocal:

@@ -153,6 +153,18 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
 	case wire.OpRangeStream:
 		return n.serveRangeStream(ctx, req)
+	case wire.OpReplicaPurge:
+		removed, err := n.purgeLocal(ctx, req.Key)
+		if err != nil {
+			return errorResponse(err)
+		}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: removed}
+	case wire.OpPurge:
+		res, err := n.Purge(ctx, req.Key)
+		if err != nil {
+			return errorResponse(err)
+		}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: res.Held}
 	case wire.OpReplicaPut:
 		rec := fromWire(req.Record)
 		if err := n.admit(doorReplica, rec.Timestamp); err != nil {

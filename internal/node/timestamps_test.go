@@ -97,7 +97,7 @@ func TestEveryDoorHoldsTimestampsToTheRule(t *testing.T) {
 // TestAWriteThatCannotWinIsNot409: a key whose stored version breaks the
 // rule (stored before the rule existed) cannot be overwritten by a write
 // the cluster stamps: it answers 503 naming tako purge, not 409; and the
-// stored record is counted, not spread.
+// stored record is counted, not spread. A purge removes it.
 func TestAWriteThatCannotWinIsNot409(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
 	ctx := context.Background()
@@ -117,6 +117,22 @@ func TestAWriteThatCannotWinIsNot409(t *testing.T) {
 	// The clock did not follow it.
 	if ts := c.nodes["n1"].clock.Now(); ts > time.Now().Add(time.Second).UnixMicro() {
 		t.Errorf("the clock moved to %d", ts)
+	}
+	// tako purge's request removes it from both replicas, and the key can
+	// be written again.
+	req := httptest.NewRequest("POST", "/purge/poisoned", nil)
+	rec := httptest.NewRecorder()
+	c.nodes["n2"].Handler().ServeHTTP(rec, req)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"removed":["n1","n2"]`) {
+		t.Fatalf("POST /purge/poisoned: %d %q", rec.Code, rec.Body.String())
+	}
+	for _, id := range []string{"n1", "n2"} {
+		if _, found := c.localRecord(t, id, "poisoned"); found {
+			t.Errorf("%s still holds the purged key", id)
+		}
+	}
+	if code, _, body := httpWrite(c.nodes["n1"], "poisoned", "new", ""); code != 200 {
+		t.Errorf("a write after the purge: %d %q", code, body)
 	}
 }
 

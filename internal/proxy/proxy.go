@@ -256,6 +256,18 @@ func (b backend) Ready() bool { return b.c.Config() != nil }
 // The proxy serves GET /where/KEY.
 var _ httpapi.Locator = backend{}
 
+var _ httpapi.Purger = backend{}
+
+// Purge asks a node of key to remove it from every replica
+// (client.Client.Purge).
+func (b backend) Purge(ctx context.Context, key []byte) (httpapi.PurgeResult, error) {
+	held, err := b.c.Purge(ctx, key)
+	if err != nil {
+		return httpapi.PurgeResult{}, apiError(err)
+	}
+	return httpapi.PurgeResult{Held: held}, nil
+}
+
 // Where asks every replica of key for its own record, over the client's
 // connections (client.Client.Where).
 func (b backend) Where(ctx context.Context, key []byte) (httpapi.Placement, error) {

@@ -187,3 +187,44 @@ func (s *Store) putMany(ctx context.Context, entries []Entry, wo *pebble.WriteOp
 	}
 	return len(changes), nil
 }
+
+// Purge removes key's record, whatever it is, atomically against Put and
+// Remove of key, and reports whether there was one. It is for an
+// operator's purge of a key whose record no client write can replace (a
+// timestamp that breaks the rule): unlike a client's delete it leaves no
+// tombstone, so it is done on every replica at once. Unless
+// Options.NoSync is set, it returns once the delete is synced.
+//
+// Purge returns ErrEmptyKey for an empty key, ErrClosed after Close, the
+// context's error if ctx is done before it starts, and an error wrapping
+// ErrCorrupt if the stored record cannot be decoded.
+func (s *Store) Purge(ctx context.Context, key []byte) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if len(key) == 0 {
+		return false, ErrEmptyKey
+	}
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.exit()
+	h := keyhash.Sum(key)
+	mu := s.stripe(h)
+	mu.Lock()
+	defer mu.Unlock()
+	pk := encodeKey(h, key)
+	cur, found, err := s.get(pk)
+	if err != nil {
+		return false, fmt.Errorf("store: purging %q: %w", key, err)
+	}
+	if !found {
+		return false, nil
+	}
+	if err := s.db.Delete(pk, s.writeOpts); err != nil {
+		return false, fmt.Errorf("store: purging %q: %w", key, err)
+	}
+	s.slot(h).removed(Fingerprint(key, cur))
+	s.keys.Add(-1)
+	return true, nil
+}

@@ -257,3 +257,31 @@ func sortEntries(entries []Entry) {
 		}
 	}
 }
+
+// TestPurge removes any record, a tombstone or one with a timestamp no
+// Put could beat, and keeps the digests and the count right.
+func TestPurge(t *testing.T) {
+	s := openMem(t)
+	ctx := context.Background()
+	mustPut(t, s, "poisoned", live(math.MaxInt64, "x"))
+	mustPut(t, s, "gone", tomb(5))
+	mustPut(t, s, "kept", live(5, "y"))
+	for _, k := range []string{"poisoned", "gone"} {
+		if ok, err := s.Purge(ctx, []byte(k)); !ok || err != nil {
+			t.Fatalf("Purge(%s) = %v, %v", k, ok, err)
+		}
+	}
+	if ok, err := s.Purge(ctx, []byte("absent")); ok || err != nil {
+		t.Fatalf("Purge(absent) = %v, %v", ok, err)
+	}
+	if n := s.Stats().Keys; n != 1 {
+		t.Errorf("%d records left, want 1", n)
+	}
+	other := openMem(t)
+	mustPut(t, other, "kept", live(5, "y"))
+	a, _ := s.RangeDigest(ctx, 0, math.MaxUint32)
+	b, _ := other.RangeDigest(ctx, 0, math.MaxUint32)
+	if a != b {
+		t.Errorf("digest after purges %+v, want that of the one record left %+v", a, b)
+	}
+}

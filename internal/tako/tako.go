@@ -69,6 +69,7 @@ var commands = []command{
 	{"delete", "KEY", "delete KEY", runDelete},
 	{"stat", "KEY", "print the timestamp of KEY's newest version", runStat},
 	{"where", "KEY", "show KEY's replicas and what each one holds", runWhere},
+	{"purge", "KEY", "remove KEY from every replica, whatever its versions (admin)", runPurge},
 	{"status", "", "show the cluster as its coordinator sees it (-s COORDINATOR)", runStatus},
 	{"plan", "OLD.yaml NEW.yaml", "show what a configuration change moves (no server needed)", runPlan},
 	{"token", "ROLE NAME", "make a new token, and the lines that grant it ROLE in the configuration", runToken},

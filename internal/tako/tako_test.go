@@ -184,6 +184,41 @@ func TestWhere(t *testing.T) {
 	}
 }
 
+// TestPurge: tako purge removes a key from every replica and says from
+// which; an absent key is on none; with a replica down it purges the
+// others and exits 1 naming it.
+func TestPurge(t *testing.T) {
+	c := startCluster(t)
+	server := c.HTTPURL("n1")
+	run(t, server, "hello", "put", "greeting").want(t, 0, "put")
+	replicas := c.Config.Replicas(nil, []byte("greeting"))
+	r := run(t, server, "", "purge", "greeting").want(t, 0, "purge")
+	for _, nd := range replicas {
+		if !strings.Contains(r.stdout, nd.ID) {
+			t.Errorf("purge: %q does not name %s", r.stdout, nd.ID)
+		}
+	}
+	if r := run(t, server, "", "get", "greeting").want(t, 1, "get after purge"); strings.Contains(r.stderr, "deleted") {
+		t.Errorf("a purge left a tombstone: %q", r.stderr)
+	}
+	if r := run(t, server, "", "purge", "greeting").want(t, 0, "purge again"); !strings.Contains(r.stdout, "on no replica") {
+		t.Errorf("purge of an absent key: %q", r.stdout)
+	}
+	run(t, server, "again", "put", "greeting").want(t, 0, "put after purge")
+	var down string
+	for _, nd := range replicas {
+		if nd.ID != "n1" {
+			down = nd.ID
+		}
+	}
+	if err := c.StopNode(down); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, server, "", "purge", "greeting").want(t, 1, "purge with a replica down"); !strings.Contains(r.stderr, down) || !strings.Contains(r.stderr, "again") {
+		t.Errorf("purge with %s down: %q", down, r.stderr)
+	}
+}
+
 func TestWhereMarksStaleReplicas(t *testing.T) {
 	var out bytes.Buffer
 	p := placementFixture()

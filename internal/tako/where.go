@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/takodb/tako/internal/httpapi"
@@ -111,4 +112,59 @@ func replicaState(n httpapi.ReplicaState, newest int64) string {
 		s += ", timestamp breaks the rule (tako purge removes it): " + n.BrokenTimestamp
 	}
 	return s
+}
+
+func runPurge(ctx context.Context, r *runner, args []string) error {
+	fs := r.commandFlags("purge", "KEY", `
+Removes KEY from every one of its replicas, whatever their versions, and
+leaves no tombstone: how to rid the cluster of a version whose timestamp
+breaks the rule (1 <= ts <= now + max_timestamp_ahead; tako where shows
+such versions), which no write can replace, not even one without
+X-Timestamp (it answers 503 naming purge). Needs a token of the admin role
+when the cluster has tokens, and a node's HTTP port (or a proxy whose own
+token is an admin's). Every replica must answer: when some cannot, the
+others are purged and tako purge exits 1 naming them; run it again once
+they are back. The nodes log every purge.
+
+Example:
+  tako -s localhost:5701 purge poisoned-key`)
+	pos, err := r.parseCommand(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	key := pos[0]
+	if err := keyArg("purge", key); err != nil {
+		return err
+	}
+	return r.exchange(ctx, request{method: http.MethodPost, path: "/purge/" + escapeKey(key)}, func(resp *http.Response) error {
+		switch resp.StatusCode {
+		case http.StatusOK:
+			var res httpapi.PurgeResult
+			if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+				return fmt.Errorf("%s answered /purge/ with something else than a purge result: %w", r.server, err)
+			}
+			switch {
+			case !res.Held:
+				fmt.Fprintf(r.stdout, "%q was on no replica\n", key)
+			case len(res.Removed) > 0:
+				fmt.Fprintf(r.stdout, "purged %q: removed from %s; held nothing on %s\n", key, strings.Join(res.Removed, ", "), listOrNone(res.Absent))
+			default:
+				fmt.Fprintf(r.stdout, "purged %q from every replica\n", key)
+			}
+			return nil
+		case http.StatusServiceUnavailable:
+			return answerNo("purging %q: %s", key, reason(resp))
+		case http.StatusNotFound:
+			return fmt.Errorf("%s does not serve /purge/KEY (%s): use -s with a node's HTTP address", r.server, reason(resp))
+		}
+		return r.unexpected(resp)
+	})
+}
+
+// listOrNone joins ids with commas, or says none.
+func listOrNone(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
 }

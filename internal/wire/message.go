@@ -111,11 +111,23 @@ const (
 	// 0). Node to node, for refilling a node that lost its data or gained
 	// ranges. Appended to protocol version 1.
 	OpRangeStream Op = 0x0b
+	// OpPurge {Key} → OpRecordResponse: the node removes the key from every
+	// one of its replicas, whatever their records (an operator's purge of a
+	// key whose version breaks the timestamp rule), leaving no tombstone;
+	// Found says that a replica held a record. It fails CodeUnavailable,
+	// naming them, when some replicas could not be reached (those reached
+	// are purged). Public, admin only. Appended to protocol version 1.
+	OpPurge Op = 0x0c
+	// OpReplicaPurge {Key} → OpRecordResponse: the peer removes the key
+	// from its local store, whatever its record; Found says it held one.
+	// Node to node, for OpPurge. Appended to protocol version 1.
+	OpReplicaPurge Op = 0x0d
 )
 
 // Responses.
 const (
-	// OpRecordResponse {Found, Record} answers OpGet and OpReplicaGet.
+	// OpRecordResponse {Found, Record} answers OpGet, OpReplicaGet and
+	// OpReplicaGetLocal; {Found} alone answers OpPurge and OpReplicaPurge.
 	OpRecordResponse Op = 0x81
 	// OpPutResponse {Outcome, Current} answers OpPut and OpReplicaPut.
 	OpPutResponse Op = 0x82
@@ -163,6 +175,10 @@ func (op Op) String() string {
 		return "ReplicaGetLocal"
 	case OpRangeStream:
 		return "RangeStream"
+	case OpPurge:
+		return "Purge"
+	case OpReplicaPurge:
+		return "ReplicaPurge"
 	case OpRecordResponse:
 		return "RecordResponse"
 	case OpPutResponse:
@@ -186,13 +202,13 @@ func (op Op) String() string {
 }
 
 // isRequest reports whether op is a request kind of this version.
-func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpRangeStream }
+func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpReplicaPurge }
 
 // responseOp returns the response kind that answers a request of kind op
 // when it succeeds, or 0 if op is not a request kind.
 func (op Op) responseOp() Op {
 	switch op {
-	case OpReplicaGet, OpGet, OpReplicaGetLocal:
+	case OpReplicaGet, OpGet, OpReplicaGetLocal, OpPurge, OpReplicaPurge:
 		return OpRecordResponse
 	case OpReplicaPut, OpPut:
 		return OpPutResponse
@@ -215,7 +231,11 @@ func (op Op) responseOp() Op {
 // hasKey reports whether requests of kind op carry a key (for OpAuth, the
 // token, in the same format).
 func (op Op) hasKey() bool {
-	return op == OpReplicaGet || op == OpGet || op == OpReplicaPut || op == OpPut || op == OpAuth || op == OpReplicaGetLocal
+	switch op {
+	case OpReplicaGet, OpGet, OpReplicaPut, OpPut, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge:
+		return true
+	}
+	return false
 }
 
 // Request is a request message. Which fields count depends on Op: Key for
@@ -348,7 +368,8 @@ type StreamEntry struct {
 //   - OpDigest, with 1 to MaxRanges ranges;
 //   - OpRangeSummary, with exactly one range and a Limit of 1 to
 //     MaxSummaryEntries;
-//   - OpReplicaGetLocal, with a key of 1 to MaxKeySize bytes;
+//   - OpReplicaGetLocal, OpPurge and OpReplicaPurge, with a key of 1 to
+//     MaxKeySize bytes;
 //   - OpRangeStream, with exactly one range and an After of at most
 //     MaxKeySize bytes.
 //

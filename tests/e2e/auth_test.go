@@ -69,6 +69,7 @@ deployments:
 		{"POST", "/values/k", "write"},
 		{"PUT", "/values/k", "write"},
 		{"DELETE", "/values/k", "write"},
+		{"POST", "/purge/k", "admin"},
 	}
 	servers := map[string][]endpoint{
 		nodeURL:  data,
