@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -249,6 +250,33 @@ func cpuSeconds(t *testing.T, p *process) float64 {
 	return (utime + stime) / 100
 }
 
+// machineCPU returns the CPU time of the whole machine so far, all cores
+// together, from /proc/stat: busy (user, system, interrupts, steal) and
+// waiting for I/O, in seconds.
+func machineCPU(t *testing.T) (busy, iowait float64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		t.Fatalf("/proc/stat starts with %q", line)
+	}
+	v := make([]float64, len(f))
+	for i := 1; i < len(f); i++ {
+		v[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return (v[1] + v[2] + v[3] + v[6] + v[7] + v[8]) / 100, v[5] / 100
+}
+
+// selfCPU returns the CPU time this test process has used so far.
+func selfCPU(t *testing.T) float64 {
+	t.Helper()
+	return cpuSeconds(t, &process{cmd: &exec.Cmd{Process: &os.Process{Pid: os.Getpid()}}})
+}
+
 // refillRun is what a recovering node did, from its start (or from the
 // moment the test gave it new ranges) to the end of its recovery.
 type refillRun struct {
@@ -442,12 +470,15 @@ func TestRefillRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	n1CPU := cpuSeconds(t, c.nodes["n1"])
+	n1CPU, selfCPU0 := cpuSeconds(t, c.nodes["n1"]), selfCPU(t)
+	busy0, iowait0 := machineCPU(t)
 	c.startNode("n2")
 	run := waitRecovered(t, c.nodes["n2"], c.http["n2"], t0, time.Duration(total/(20<<20))*time.Second+time.Minute)
+	busy1, iowait1 := machineCPU(t)
+	n1Used, n2Used, selfUsed := cpuSeconds(t, c.nodes["n1"])-n1CPU, cpuSeconds(t, c.nodes["n2"]), selfCPU(t)-selfCPU0
 	nStalls, stalled := stalls(c.nodes["n2"])
-	t.Logf("until n2 recovered (%.2f s): CPU used by n1 %.2f s, by n2 %.2f s, on %d cores; n2's store stalled writes %d times, %.2f s in all",
-		run.recovered.Seconds(), cpuSeconds(t, c.nodes["n1"])-n1CPU, cpuSeconds(t, c.nodes["n2"]), runtime.NumCPU(), nStalls, stalled.Seconds())
+	t.Logf("until n2 recovered (%.2f s, %d cores): CPU used by n1 %.2f s, n2 %.2f s, this test %.2f s, other processes %.2f s; the machine waited for I/O %.2f s; n2's store stalled writes %d times, %.2f s in all",
+		run.recovered.Seconds(), runtime.NumCPU(), n1Used, n2Used, selfUsed, max(0, busy1-busy0-n1Used-n2Used-selfUsed), iowait1-iowait0, nStalls, stalled.Seconds())
 	t.Logf("n2 refilled %.0f keys, %.1f MB in %v from its start (its own figures: took %s, %s MB/s), recovered after %v, batches %v",
 		run.keys, run.bytes/1e6, run.refilled.Round(time.Millisecond), logField(run.line, "took"), logField(run.line, "rate_mb_per_s"),
 		run.recovered.Round(time.Millisecond), run.batches)
