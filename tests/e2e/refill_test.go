@@ -292,8 +292,6 @@ type refillRun struct {
 	batches map[string]float64
 	// line is the last "refill finished" log line.
 	line string
-	// peakRemaining is the largest tako_refill_bytes_remaining seen.
-	peakRemaining float64
 }
 
 // rate returns the refill's rate in MB/s: the bytes received over the time
@@ -304,11 +302,14 @@ var refillFinished = regexp.MustCompile(`(?m)^.*msg="refill finished".*$`)
 
 // waitRecovered polls a recovering node until its recovery ended: it has
 // logged "refill finished" (at least once), and tako_refill_active and
-// tako_node_recovering are 0. Times count from t0.
+// tako_node_recovering are 0. Times count from t0. It reads only the new
+// part of the log at each poll, and the metrics only once a refill has
+// finished, so that polling every 20 ms costs the machine little.
 func waitRecovered(t *testing.T, p *process, base string, t0 time.Time, timeout time.Duration) refillRun {
 	t.Helper()
 	var run refillRun
-	seen := 0
+	finished := false // a refill finished since the last time tako_refill_active was seen
+	read := 0         // how much of the log was read
 	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case <-p.done:
@@ -316,20 +317,25 @@ func waitRecovered(t *testing.T, p *process, base string, t0 time.Time, timeout 
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s has not recovered %v after it started (%d refills finished)", p.name, timeout, seen)
+			t.Fatalf("%s has not recovered %v after it started", p.name, timeout)
 		}
-		lines := refillFinished.FindAllString(p.output(), -1)
-		m, err := scrapeMetrics(base)
-		now := time.Since(t0)
-		if err != nil {
+		out := p.output()
+		if lines := refillFinished.FindAllString(out[read:], -1); len(lines) > 0 {
+			finished, run.line = true, lines[len(lines)-1]
+		}
+		read = len(out)
+		if !finished && run.line == "" {
 			continue
 		}
-		run.peakRemaining = max(run.peakRemaining, m["tako_refill_bytes_remaining"])
-		if len(lines) > seen && m["tako_refill_active"] == 0 {
-			seen = len(lines)
-			run.refilled, run.line = now, lines[seen-1]
+		m, err := scrapeMetrics(base)
+		now := time.Since(t0)
+		if err != nil || m["tako_refill_active"] != 0 {
+			continue
 		}
-		if seen > 0 && m["tako_refill_active"] == 0 && m["tako_node_recovering"] == 0 {
+		if finished {
+			finished, run.refilled = false, now
+		}
+		if m["tako_node_recovering"] == 0 {
 			run.recovered = now
 			run.bytes, run.keys = m["tako_refill_received_bytes_total"], m["tako_refill_received_keys_total"]
 			run.batches = map[string]float64{}
