@@ -125,10 +125,14 @@ func (n *Node) readThrough(ctx context.Context, key []byte, local store.Record, 
 	if have {
 		n.metrics.refill.readThroughs.WithLabelValues("found").Inc()
 		if (!found || store.Compare(newest, local) > 0) && n.admit(doorReadThrough, newest.Timestamp) == nil {
-			// Keep it, also when the request was given up meanwhile.
-			if _, err := n.store.Put(context.WithoutCancel(ctx), key, newest); err != nil {
-				return store.Record{}, false, fmt.Errorf("keeping %q read through: %w", key, err)
-			}
+			// Keep it, in the background: the answer is what the other
+			// replicas hold, and need not wait for this store's write
+			// (which a refill may be slowing).
+			n.goBackground(func(bg context.Context) {
+				if _, err := n.store.Put(bg, key, newest); err != nil {
+					n.logger.Debug("keeping a record read through failed; the refill brings it", "key", string(key), "err", err)
+				}
+			})
 		}
 		return newest, true, nil
 	}

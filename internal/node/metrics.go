@@ -103,6 +103,14 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 			Name: "tako_store_disk_bytes",
 			Help: "Bytes the local store occupies on disk.",
 		}, func() float64 { return float64(st.Stats().DiskBytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tako_store_write_stalls_total",
+			Help: "Times the store stalled writes because its memtables or level 0 were full (a refill waits for them to end).",
+		}, func() float64 { return float64(st.Stats().WriteStalls) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tako_store_write_stall_seconds_total",
+			Help: "Time the store's writes spent stalled.",
+		}, func() float64 { return st.Stats().WriteStalled.Seconds() }),
 	)
 	return m
 }

@@ -33,6 +33,9 @@ const (
 	applyBytes = 1 << 20
 	// refillReportEvery is how often a running refill logs its progress.
 	refillReportEvery = 10 * time.Second
+	// refillStallWait is the longest a refill batch waits for the store
+	// to end a write stall before it writes anyway.
+	refillStallWait = 5 * time.Second
 )
 
 // refillUnits cuts lost into units: the parts of the rings' arcs (whose
@@ -444,12 +447,15 @@ func (n *Node) streamUnit(ctx context.Context, cfg *config.Config, rec *recovery
 			}
 			return err
 		}
+		// Every batch counts against the bandwidth, a unit's last too.
+		if err := n.repairLimiter.wait(ctx, got, n.settings(n.cfg.Load()).RepairBandwidth); err != nil {
+			if resp.Truncated {
+				<-next
+			}
+			return err
+		}
 		if !resp.Truncated {
 			return nil
-		}
-		if err := n.repairLimiter.wait(ctx, got, n.settings(n.cfg.Load()).RepairBandwidth); err != nil {
-			<-next
-			return err
 		}
 	}
 }
@@ -473,6 +479,11 @@ func (n *Node) applyStream(ctx context.Context, u refillUnit, stream []wire.Stre
 	flush := func() error {
 		if len(entries) == 0 {
 			return nil
+		}
+		// Clients first: while the store stalls its writes (its memtables
+		// or level 0 are full), the refill waits for it to catch up.
+		if err := n.store.WaitUnstalled(ctx, refillStallWait); err != nil {
+			return err
 		}
 		if _, err := n.store.PutManyUnsynced(ctx, entries); err != nil {
 			return err

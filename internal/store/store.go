@@ -40,6 +40,11 @@ const (
 	// ctxCheckEvery is how many records Scan visits between two looks at
 	// its context.
 	ctxCheckEvery = 256
+	// memTableSize is the size of one of Pebble's memtables.
+	memTableSize = 32 << 20
+	// valueSeparationMin is the smallest value stored in a blob file,
+	// apart from the keys.
+	valueSeparationMin = 16 << 10
 )
 
 // Options configure Open. The zero value is a durable store on the real
@@ -69,6 +74,10 @@ type Stats struct {
 	// DiskBytes is the disk space the database uses, in bytes: tables,
 	// write-ahead log and metadata, including files not yet deleted.
 	DiskBytes uint64
+	// WriteStalls counts the times Pebble stalled writes (its memtables
+	// or level 0 were full), and WriteStalled is how long they lasted.
+	WriteStalls  int64
+	WriteStalled time.Duration
 }
 
 // Store is a node's record store. Its methods are safe for concurrent use.
@@ -98,6 +107,9 @@ type Store struct {
 	// keys is the number of records: those Open found, plus those Put
 	// created, minus those Remove deleted.
 	keys atomic.Int64
+
+	// stall follows Pebble's write stalls (see WaitUnstalled).
+	stall *stalls
 
 	// slots are the digests of the records of each slot of the hash space
 	// (see RangeDigest). Open builds them; Put and Remove update them,
@@ -133,6 +145,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref() // the DB holds its own reference
 
+	stall := &stalls{}
 	popts := &pebble.Options{
 		FS:    fs,
 		Cache: cache,
@@ -141,7 +154,27 @@ func Open(dir string, opts Options) (*Store, error) {
 		// which tell a torn tail from corruption when the WAL is replayed.
 		FormatMajorVersion: pebble.FormatValueSeparation,
 		Logger:             pebbleLogger{logger},
-		EventListener:      eventListener(logger),
+		EventListener:      eventListener(logger, stall),
+		// Pebble's 4 MiB memtables fill after 64 values of 64 KiB: a
+		// refill, or a client writing large values, then meets a write
+		// stall every few milliseconds. Larger memtables, and more of them
+		// and of level 0's files before writes stall, absorb a burst.
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+	}
+	// Values of valueSeparationMin bytes or more live in blob files, apart
+	// from the keys and small values: compactions move references, not the
+	// large values, and reads of small keys do not wade through them.
+	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           valueSeparationMin,
+			MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    0.2,
+		}
 	}
 	// Every Put reads its key first, and most Puts are of keys the store
 	// has not seen: bloom filters answer those reads without disk reads.
@@ -157,6 +190,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		logger:    logger,
 		writeOpts: pebble.Sync,
 		closeDone: make(chan struct{}),
+		stall:     stall,
 	}
 	if opts.NoSync {
 		s.writeOpts = pebble.NoSync
@@ -432,9 +466,12 @@ func (s *Store) Stats() Stats {
 		return Stats{}
 	}
 	defer s.exit()
+	count, stalled := s.stall.stats()
 	return Stats{
-		Keys:      s.keys.Load(),
-		DiskBytes: s.db.Metrics().DiskSpaceUsage(),
+		Keys:         s.keys.Load(),
+		DiskBytes:    s.db.Metrics().DiskSpaceUsage(),
+		WriteStalls:  count,
+		WriteStalled: stalled,
 	}
 }
 
@@ -482,10 +519,11 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic(msg)
 }
 
-// eventListener logs the Pebble events an operator must hear about:
-// background errors, corruption and write stalls. Flushes and compactions
-// belong in metrics, not logs.
-func eventListener(l *slog.Logger) *pebble.EventListener {
+// eventListener logs the Pebble events an operator must hear about
+// (background errors, corruption), and follows write stalls in stall,
+// which Stats counts (they are logged at debug level: a burst of writes
+// can cause hundreds). Flushes and compactions belong in metrics, not logs.
+func eventListener(l *slog.Logger, stall *stalls) *pebble.EventListener {
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
 			l.Error("pebble: background error", "err", err)
@@ -494,10 +532,12 @@ func eventListener(l *slog.Logger) *pebble.EventListener {
 			l.Error("pebble: data corruption", "info", info.String())
 		},
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			l.Warn("pebble: write stall began", "reason", info.Reason)
+			stall.begin()
+			l.Debug("pebble: write stall began", "reason", info.Reason)
 		},
 		WriteStallEnd: func() {
-			l.Warn("pebble: write stall ended")
+			stall.end()
+			l.Debug("pebble: write stall ended")
 		},
 	}
 }
