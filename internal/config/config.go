@@ -152,7 +152,7 @@ type Deployment struct {
 	// RepairBandwidth bounds the bytes per second that one node receives
 	// by background repair and refill together (repair_bandwidth), so
 	// that a node refilling after a lost disk leaves room for clients;
-	// positive. Default 128 MiB.
+	// positive. Default 64 MiB.
 	RepairBandwidth int64
 	// Limits protect each process from clients that hold too much of it.
 	Limits Limits

@@ -760,7 +760,7 @@ deployments:
 		MaxValueSize:             64 << 20,
 		MaxTimestampAhead:        10 * time.Minute,
 		TombstoneGrace:           240 * time.Hour,
-		RepairBandwidth:          128 << 20,
+		RepairBandwidth:          64 << 20,
 		Limits: Limits{MaxConnections: 4096, MaxRequestsInFlight: 1024, MaxRequestsPerConnection: 256,
 			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, IdleTimeout: 2 * time.Minute},
 		BucketsPerKey:   1,

@@ -37,7 +37,7 @@
 //	        idle_timeout: 2m                   # a keep-alive connection between requests
 //	    max_timestamp_ahead: 10m               # default 10m
 //	    tombstone_grace: 10d                   # default 10 × background_repair_interval
-//	    repair_bandwidth: 128MiB/s             # what one node receives by repair and refill; default 128 MiB/s
+//	    repair_bandwidth: 64MiB/s              # what one node receives by repair and refill; default 64 MiB/s
 //	    hash:
 //	      buckets_per_key: 2                   # default 1
 //	      points_per_bucket: 120               # default ring.DefaultPointsPerBucket

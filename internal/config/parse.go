@@ -25,7 +25,7 @@ const (
 	defaultRequestTimeout           = 2 * time.Second
 	defaultMaxValueSize             = 64 << 20
 	defaultMaxTimestampAhead        = 10 * time.Minute
-	defaultRepairBandwidth          = 128 << 20
+	defaultRepairBandwidth          = 64 << 20
 	// defaultTombstoneGraceIntervals is tombstone_grace's default, in
 	// background repair intervals.
 	defaultTombstoneGraceIntervals = 10
