@@ -355,6 +355,14 @@ type Limits struct {
 	// connection may be under way at once; beyond it the server stops
 	// reading that connection. Default 256.
 	MaxRequestsPerConnection int
+	// MaxBytesInFlight is how many bytes of requests a process holds at
+	// once, its HTTP and binary ports together (max_bytes_in_flight): a
+	// request reserves its body's bytes before reading them, and one that
+	// does not fit waits up to 1 s, then is answered 503 with Retry-After
+	// (HTTP) or CodeOverloaded (binary). The last sixteenth is kept for
+	// requests of 64 KiB or less; a larger request may hold the rest, so a
+	// value larger than that is served alone. Positive; default 256 MiB.
+	MaxBytesInFlight int64
 	// HeaderTimeout is how long a client has to send a request's headers
 	// (the slowloris defence). Default 10s.
 	HeaderTimeout time.Duration
@@ -371,6 +379,7 @@ var DefaultLimits = Limits{
 	MaxConnections:           4096,
 	MaxRequestsInFlight:      1024,
 	MaxRequestsPerConnection: 256,
+	MaxBytesInFlight:         256 << 20,
 	HeaderTimeout:            10 * time.Second,
 	BodyTimeout:              time.Minute,
 	IdleTimeout:              2 * time.Minute,

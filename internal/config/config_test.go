@@ -761,7 +761,7 @@ deployments:
 		MaxTimestampAhead:        10 * time.Minute,
 		TombstoneGrace:           240 * time.Hour,
 		RepairBandwidth:          64 << 20,
-		Limits: Limits{MaxConnections: 4096, MaxRequestsInFlight: 1024, MaxRequestsPerConnection: 256,
+		Limits: Limits{MaxConnections: 4096, MaxRequestsInFlight: 1024, MaxRequestsPerConnection: 256, MaxBytesInFlight: 256 << 20,
 			HeaderTimeout: 10 * time.Second, BodyTimeout: time.Minute, IdleTimeout: 2 * time.Minute},
 		BucketsPerKey:   1,
 		PointsPerBucket: ring.DefaultPointsPerBucket,
@@ -775,12 +775,18 @@ deployments:
 active_deployment: d
 deployments:
   d:
-    limits: {max_connections: 10, max_requests_in_flight: 20, max_requests_per_connection: 30, header_timeout: 1s, body_timeout: 2s, idle_timeout: 3s}
+    limits: {max_connections: 10, max_requests_in_flight: 20, max_requests_per_connection: 30, max_bytes_in_flight: 40MiB, header_timeout: 1s, body_timeout: 2s, idle_timeout: 3s}
     buckets:
       b1: {n1: [h, 1]}
 `)
-	if got, want := set.Active.Limits, (Limits{10, 20, 30, time.Second, 2 * time.Second, 3 * time.Second}); got != want {
+	if got, want := set.Active.Limits, (Limits{10, 20, 30, 40 << 20, time.Second, 2 * time.Second, 3 * time.Second}); got != want {
 		t.Errorf("Limits = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"0", "-1MiB", "lots", "1.5"} {
+		_, err := Parse([]byte("active_deployment: d\ndeployments:\n  d:\n    limits: {max_bytes_in_flight: " + bad + "}\n    buckets:\n      b1: {n1: [h, 1]}\n"))
+		if err == nil || !strings.Contains(err.Error(), "limits.max_bytes_in_flight") {
+			t.Errorf("max_bytes_in_flight: %s: err %v, want one naming limits.max_bytes_in_flight", bad, err)
+		}
 	}
 	for text, want := range map[string]int64{"64MiB/s": 64 << 20, "10MB": 10_000_000, "1GiB/s": 1 << 30} {
 		rated := mustParse(t, "active_deployment: d\ndeployments:\n  d:\n    repair_bandwidth: "+text+"\n    buckets:\n      b1: {n1: [h, 1]}\n")

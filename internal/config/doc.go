@@ -32,6 +32,7 @@
 //	        max_connections: 4096              # per listener; at the limit an idle HTTP connection is evicted
 //	        max_requests_in_flight: 1024       # HTTP requests at once; beyond: 503 + Retry-After
 //	        max_requests_per_connection: 256   # binary protocol requests under way per connection
+//	        max_bytes_in_flight: 256MiB        # request bytes held at once, HTTP and binary; beyond: wait 1 s, then 503 / CodeOverloaded
 //	        header_timeout: 10s                # to send a request's headers (slowloris)
 //	        body_timeout: 1m                   # to send a whole request
 //	        idle_timeout: 2m                   # a keep-alive connection between requests

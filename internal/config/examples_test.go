@@ -116,7 +116,7 @@ func TestProductionExample(t *testing.T) {
 	}
 	d := c.Active
 	wantLimits := Limits{
-		MaxConnections: 10000, MaxRequestsInFlight: 2048, MaxRequestsPerConnection: 256,
+		MaxConnections: 10000, MaxRequestsInFlight: 2048, MaxRequestsPerConnection: 256, MaxBytesInFlight: 256 << 20,
 		HeaderTimeout: 10 * time.Second, BodyTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 	}
 	if d.Limits != wantLimits {

@@ -128,8 +128,8 @@ func (d *Deployment) writeJSON(b *bytes.Buffer) {
 	b.WriteString(strconv.FormatInt(d.RepairBandwidth, 10))
 	writeKey(b, "limits", false)
 	l := d.Limits
-	fmt.Fprintf(b, `{"max_connections":%d,"max_requests_in_flight":%d,"max_requests_per_connection":%d,"header_timeout":`,
-		l.MaxConnections, l.MaxRequestsInFlight, l.MaxRequestsPerConnection)
+	fmt.Fprintf(b, `{"max_connections":%d,"max_requests_in_flight":%d,"max_requests_per_connection":%d,"max_bytes_in_flight":%d,"header_timeout":`,
+		l.MaxConnections, l.MaxRequestsInFlight, l.MaxRequestsPerConnection, l.MaxBytesInFlight)
 	writeDuration(b, l.HeaderTimeout)
 	b.WriteString(`,"body_timeout":`)
 	writeDuration(b, l.BodyTimeout)

@@ -58,7 +58,7 @@ var (
 		"max_timestamp_ahead", "tombstone_grace", "repair_bandwidth", "limits", "hash", "buckets"}
 	hashKeys   = []string{"buckets_per_key", "points_per_bucket"}
 	limitsKeys = []string{"max_connections", "max_requests_in_flight", "max_requests_per_connection",
-		"header_timeout", "body_timeout", "idle_timeout"}
+		"max_bytes_in_flight", "header_timeout", "body_timeout", "idle_timeout"}
 )
 
 const nodeForms = "[HOST, BINARY_PORT] or [HOST, HTTP_PORT, BINARY_PORT]"
@@ -885,6 +885,8 @@ func (p *parser) limits(n *yaml.Node, dep, path string, dst *Limits) {
 			p.positive(e.v, dep, kp, maxLimit, &dst.MaxRequestsInFlight)
 		case e.key == "max_requests_per_connection":
 			p.positive(e.v, dep, kp, maxLimit, &dst.MaxRequestsPerConnection)
+		case e.key == "max_bytes_in_flight":
+			p.size(e.v, dep, kp, &dst.MaxBytesInFlight)
 		case e.key == "header_timeout":
 			p.duration(e.v, dep, kp, &dst.HeaderTimeout)
 		case e.key == "body_timeout":
