@@ -232,6 +232,7 @@ var testResponses = []struct {
 	{"unauthorized", Response{Op: OpErrorResponse, Err: &Error{Code: CodeUnauthorized, Message: "unknown token"}}},
 	{"error", Response{Op: OpErrorResponse, Err: &Error{Code: CodeUnavailable, Message: "1 of 2 replicas answered"}}},
 	{"error unknown code", Response{Err: &Error{Code: 999}}},
+	{"insufficient storage", Response{Op: OpErrorResponse, Err: &Error{Code: CodeInsufficientStorage, Message: "n1: 96 MiB free, below the reserve of 128 MiB"}}},
 	{"error long message", Response{Err: &Error{Code: CodeInternal, Message: strings.Repeat("é", MaxErrorMessageSize)}}},
 	{"empty batch", Response{Op: OpBatchResponse}},
 	{"batch", Response{Op: OpBatchResponse, Batch: []Response{
@@ -652,6 +653,10 @@ func TestErrorIs(t *testing.T) {
 	}
 	if got := (&Error{Code: 999}).Error(); got != "wire: error code 999" {
 		t.Errorf("unknown code reads %q", got)
+	}
+	full := error(&Error{Code: CodeInsufficientStorage, Message: "disk full"})
+	if !errors.Is(full, ErrInsufficientStorage) || errors.Is(full, ErrUnavailable) || full.Error() != "wire: insufficient storage: disk full" {
+		t.Errorf("CodeInsufficientStorage: %v", full)
 	}
 }
 

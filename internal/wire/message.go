@@ -422,6 +422,11 @@ const (
 	CodeUnauthorized ErrorCode = 8
 	// CodeForbidden: the connection's token does not allow this request.
 	CodeForbidden ErrorCode = 9
+	// CodeInsufficientStorage: a replica's disk is nearly full, so it
+	// refuses writes (it keeps serving reads); the write quorum was not
+	// reached for that reason. Retrying elsewhere does not help until space
+	// is freed on the replicas of the key.
+	CodeInsufficientStorage ErrorCode = 10
 )
 
 // String returns the code's name, such as "unavailable".
@@ -445,6 +450,8 @@ func (c ErrorCode) String() string {
 		return "unauthorized"
 	case CodeForbidden:
 		return "forbidden"
+	case CodeInsufficientStorage:
+		return "insufficient storage"
 	}
 	return "error code " + strconv.Itoa(int(c))
 }
@@ -487,6 +494,8 @@ var (
 	ErrUnknownOp    = &Error{Code: CodeUnknownOp}
 	ErrUnauthorized = &Error{Code: CodeUnauthorized}
 	ErrForbidden    = &Error{Code: CodeForbidden}
+	// ErrInsufficientStorage matches every CodeInsufficientStorage error.
+	ErrInsufficientStorage = &Error{Code: CodeInsufficientStorage}
 )
 
 // Errors of connections, pools and servers.
