@@ -4,7 +4,8 @@
 //	POST|PUT /values/KEY   body = value, optional X-Timestamp: MICROS
 //	                       200 + X-Timestamp once durable; 409 + X-Timestamp of
 //	                       the newer version when the write lost; 503 when too
-//	                       few replicas answered
+//	                       few replicas answered; 507 when replicas refused it
+//	                       for want of disk space
 //	GET|HEAD /values/KEY   200, value, X-Timestamp, Last-Modified; 404; 503
 //	DELETE /values/KEY     204 + X-Timestamp of the tombstone; 409 as for POST
 //	GET /stat/KEY          200, body = timestamp in decimal; 404 (with the
@@ -53,6 +54,12 @@ var (
 	// ErrBadRequest: the request is invalid, for example a timestamp too far
 	// in the future (400). Wrap it with the reason.
 	ErrBadRequest = errors.New("httpapi: bad request")
+	// ErrInsufficientStorage: a write failed because replicas of the key
+	// lack disk space and refuse writes, while they keep serving reads
+	// (507 Insufficient Storage). Wrap it with the reason. It takes
+	// precedence over ErrUnavailable in the same error: retrying soon, or
+	// elsewhere, does not help until space is freed.
+	ErrInsufficientStorage = errors.New("httpapi: insufficient storage")
 )
 
 // Version is one version of a key as a Backend reports it.
@@ -410,6 +417,8 @@ func (h *Handler) backendError(w http.ResponseWriter, r *http.Request, err error
 		textReply(w, http.StatusNotFound, "not found")
 	case errors.Is(err, ErrBadRequest):
 		textReply(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrInsufficientStorage):
+		textReply(w, http.StatusInsufficientStorage, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", "1")
 		textReply(w, http.StatusServiceUnavailable, err.Error())

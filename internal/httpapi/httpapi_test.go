@@ -218,6 +218,8 @@ func TestBackendErrors(t *testing.T) {
 		{fmt.Errorf("wrapped: %w", ErrUnavailable), 503},
 		{fmt.Errorf("timestamp too far ahead: %w", ErrBadRequest), 400},
 		{context.DeadlineExceeded, 503},
+		{fmt.Errorf("n1 refused: %w", ErrInsufficientStorage), 507},
+		{fmt.Errorf("1 of 2 replicas answered: %w: %w", ErrInsufficientStorage, ErrUnavailable), 507},
 		{fmt.Errorf("disk on fire"), 500},
 	}
 	for _, tt := range tests {
@@ -232,6 +234,9 @@ func TestBackendErrors(t *testing.T) {
 				}
 				if tt.code == 503 && resp.Header.Get("Retry-After") == "" {
 					t.Errorf("503 without Retry-After")
+				}
+				if b := body(t, resp); tt.code >= 500 && !strings.Contains(b, tt.err.Error()) {
+					t.Errorf("%s %s: body %q does not give the reason %q", req.method, req.path, b, tt.err)
 				}
 			}
 		})
