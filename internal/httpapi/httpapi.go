@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -127,6 +128,24 @@ type Options struct {
 	// queueing, so that an overloaded process neither grows its memory
 	// nor makes every client wait. Zero means no limit.
 	MaxInFlight int
+	// Budget, when not nil, bounds the bytes of request bodies held at
+	// once, with the process's other ports: a write reserves its body's
+	// Content-Length before reading it (a body of unknown length reserves
+	// as its buffer grows), and keeps it until it is answered; one that
+	// does not fit within Budget's wait is answered 503 with Retry-After.
+	// Nil bounds each body by Backend.MaxValueSize only.
+	Budget Budget
+}
+
+// Budget is what a Handler reserves the bytes of request bodies from, a
+// budget it shares with the process's other ports (package budget
+// implements it). Acquire reserves n bytes, waiting a bounded time while
+// they do not fit, and returns what it reserved (at most n), or an error
+// when they did not fit in time or ctx ended; Release gives back what
+// Acquire reserved. Both are called concurrently.
+type Budget interface {
+	Acquire(ctx context.Context, n int64) (int64, error)
+	Release(n int64)
 }
 
 // Handler is the http.Handler of the HTTP API.
@@ -140,6 +159,11 @@ type Handler struct {
 	auth     func() *auth.Tokens
 	inFlight chan struct{} // a slot per request for a key; nil: no limit
 	shed     prometheus.Counter
+	budget   Budget       // nil: no limit
+	reserved atomic.Int64 // bytes reserved from budget for bodies being read or written
+	// overBudget counts the writes answered 503 because their body did
+	// not fit in the budget.
+	overBudget prometheus.Counter
 }
 
 // NewHandler returns the API handler over opts.Backend. It registers its
@@ -177,6 +201,15 @@ func NewHandler(opts Options) *Handler {
 		Help: "Requests answered 503 at once because limits.max_requests_in_flight were under way.",
 	})
 	reg.MustRegister(h.shed)
+	h.budget = opts.Budget
+	h.overBudget = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tako_http_budget_refused_total",
+		Help: "Writes answered 503 because their body did not fit in limits.max_bytes_in_flight within 1 s.",
+	})
+	reg.MustRegister(h.overBudget, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tako_http_bytes_reserved",
+		Help: "Bytes of request bodies that the HTTP port holds reserved in limits.max_bytes_in_flight.",
+	}, func() float64 { return float64(h.reserved.Load()) }))
 	if opts.MaxInFlight > 0 {
 		h.inFlight = make(chan struct{}, opts.MaxInFlight)
 	}
@@ -365,13 +398,19 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) {
 		textReply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value of %d bytes is larger than max_value_size (%d bytes)", r.ContentLength, limit))
 		return
 	}
-	value, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		textReply(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+	value, held, err := h.readValue(r, limit)
+	defer h.release(held)
+	switch {
+	case errors.Is(err, errOverBudget):
+		h.overBudget.Inc()
+		w.Header().Set("Retry-After", "1")
+		textReply(w, http.StatusServiceUnavailable, "overloaded: the requests under way hold limits.max_bytes_in_flight; retry shortly")
 		return
-	}
-	if int64(len(value)) > limit {
+	case errors.Is(err, errTooLarge):
 		textReply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value is larger than max_value_size (%d bytes)", limit))
+		return
+	case err != nil:
+		textReply(w, http.StatusBadRequest, "reading the request body: "+err.Error())
 		return
 	}
 	res, err := h.backend.Put(r.Context(), []byte(key), value, ts)
@@ -380,6 +419,99 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	h.writeResult(w, res, http.StatusOK, "stored")
+}
+
+// Errors of readValue.
+var (
+	errOverBudget = errors.New("the body does not fit in the budget")
+	errTooLarge   = errors.New("the body is larger than max_value_size")
+)
+
+// bodyChunk is the first reservation, and buffer, of a body of unknown
+// length; both double as its bytes arrive.
+const bodyChunk = 64 << 10
+
+// readValue reads r's body, of at most limit bytes, holding its bytes in the
+// budget: a body of known length reserves that length before any of it is
+// read (so that a client that sends "Expect: 100-continue" is refused
+// before it sends the body), and is read into a buffer of that length
+// allocated once its first byte has arrived; a chunked body reserves each
+// growth of its buffer before making it. It returns the value and what it
+// reserved, to release once the request is answered, also on error.
+// Refusals of the budget are errOverBudget, a body over limit errTooLarge.
+func (h *Handler) readValue(r *http.Request, limit int64) (value []byte, held int64, err error) {
+	ctx := r.Context()
+	if n := r.ContentLength; n >= 0 {
+		if n == 0 {
+			return []byte{}, 0, nil
+		}
+		if held, err = h.reserve(ctx, n); err != nil {
+			return nil, 0, err
+		}
+		var first [1]byte
+		if _, err := io.ReadFull(r.Body, first[:]); err != nil {
+			return nil, held, err
+		}
+		value = make([]byte, n)
+		value[0] = first[0]
+		if _, err := io.ReadFull(r.Body, value[1:]); err != nil {
+			return nil, held, err
+		}
+		return value, held, nil
+	}
+	for {
+		if len(value) == cap(value) {
+			if int64(len(value)) > limit {
+				return nil, held, errTooLarge
+			}
+			size := min(max(2*int64(cap(value)), bodyChunk), limit+1)
+			more, err := h.reserve(ctx, size-int64(cap(value)))
+			held += more
+			if err != nil {
+				return nil, held, err
+			}
+			grown := make([]byte, len(value), size)
+			copy(grown, value)
+			value = grown
+		}
+		m, err := r.Body.Read(value[len(value):cap(value)])
+		value = value[:len(value)+m]
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, held, err
+		}
+	}
+	if int64(len(value)) > limit {
+		return nil, held, errTooLarge
+	}
+	return value, held, nil
+}
+
+// reserve reserves n bytes of the budget for a body; an error is
+// errOverBudget, or says that the client went away.
+func (h *Handler) reserve(ctx context.Context, n int64) (int64, error) {
+	if h.budget == nil {
+		return 0, nil
+	}
+	held, err := h.budget.Acquire(ctx, n)
+	switch {
+	case err == nil:
+		h.reserved.Add(held)
+		return held, nil
+	case ctx.Err() != nil:
+		return 0, fmt.Errorf("waiting for room for the body: %w", ctx.Err())
+	}
+	return 0, fmt.Errorf("%w: %w", errOverBudget, err)
+}
+
+// release gives back what readValue reserved.
+func (h *Handler) release(held int64) {
+	if held > 0 {
+		h.reserved.Add(-held)
+		h.budget.Release(held)
+	}
 }
 
 func (h *Handler) serveDelete(w http.ResponseWriter, r *http.Request, key string) {
