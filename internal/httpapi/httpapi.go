@@ -4,8 +4,9 @@
 //	POST|PUT /values/KEY   body = value, optional X-Timestamp: MICROS
 //	                       200 + X-Timestamp once durable; 409 + X-Timestamp of
 //	                       the newer version when the write lost; 503 when too
-//	                       few replicas answered; 507 when replicas refused it
-//	                       for want of disk space
+//	                       few replicas answered, or with Retry-After when the
+//	                       body did not fit in the Budget within its wait; 507
+//	                       when replicas refused it for want of disk space
 //	GET|HEAD /values/KEY   200, value, X-Timestamp, Last-Modified; 404; 503
 //	DELETE /values/KEY     204 + X-Timestamp of the tombstone; 409 as for POST
 //	GET /stat/KEY          200, body = timestamp in decimal; 404 (with the
