@@ -182,7 +182,12 @@
 // than MaxFrameBeforeAuth from a connection that has not presented one. After
 // the handshake a server closes a connection that stalls inside a frame for
 // its ReadTimeout, or sends nothing for its IdleTimeout with no request under
-// way; a Conn pings when idle (DialOptions.PingInterval) to stay open.
+// way; a Conn pings when idle (DialOptions.PingInterval) to stay open. A
+// server with a Budget (ServerOptions.Budget) reserves a frame's length in
+// it once the body's first byte arrives, and then reads the body into one
+// buffer of that length; a body that does not fit within the Budget's wait
+// is read and dropped, and its request answered with CodeOverloaded, so
+// that what all connections hold together stays within the budget.
 //
 // # Versions
 //

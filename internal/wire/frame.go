@@ -126,6 +126,12 @@ type frame struct {
 	op   Op
 	id   uint64
 	body []byte
+	// held is what frameReader.reserve reserved for the body, which the
+	// caller releases once the request is answered.
+	held int64
+	// refused says that reserve refused the body: it was read and
+	// dropped, and body is nil.
+	refused bool
 }
 
 // frameChunk is the first allocation for a frame's body larger than it;
@@ -151,8 +157,22 @@ type frameReader struct {
 	// arrived, true inside a frame. The server sets its read deadlines
 	// there; an error is returned by next.
 	wait func(inFrame bool) error
-	hdr  [frameHeaderSize]byte
+	// reserve, when not nil, is asked for the n bytes of a frame's body
+	// once the first of them has arrived, before any buffer is made for
+	// it. It returns what it reserved, which the frame carries in held;
+	// the body's buffer is then allocated whole at once, since the
+	// reservation pays for it. With errRefused, the body is skipped (read
+	// and dropped) and the frame returned with refused set; another error
+	// is returned by next. release gives back what reserve reserved for a
+	// frame that next fails to read.
+	reserve func(n int) (int64, error)
+	release func(held int64)
+	hdr     [frameHeaderSize]byte
 }
+
+// errRefused is what frameReader.reserve returns to have a frame's body
+// skipped.
+var errRefused = errors.New("wire: no room for the frame's body")
 
 // newFrameReader returns a frameReader of r with the frame size limit limit;
 // r is read through a buffer of bufferSize unless it is a *bufio.Reader.
@@ -220,18 +240,62 @@ func (fr *frameReader) next() (frame, error) {
 		}
 	}
 	n := int(length - frameLengthCounted)
-	body, err := fr.body(n)
-	if err != nil {
+	cut := func(read int, err error) error {
 		if !isEOF(err) {
-			return frame{}, err
+			return err
 		}
-		return frame{}, &ProtocolError{
-			Reason: fmt.Sprintf("stream ended after %d of the %d body bytes of a %v frame", len(body), n, f.op),
+		return &ProtocolError{
+			Reason: fmt.Sprintf("stream ended after %d of the %d body bytes of a %v frame", read, n, f.op),
 			Bytes:  bytes.Clone(fr.hdr[:]),
 		}
 	}
+	if n > 0 && fr.reserve != nil {
+		if _, err := fr.fill(1, true); err != nil {
+			return frame{}, cut(0, err)
+		}
+		held, err := fr.reserve(n)
+		switch {
+		case errors.Is(err, errRefused):
+			if skipped, err := fr.skip(n); err != nil {
+				return frame{}, cut(skipped, err)
+			}
+			f.refused = true
+			return f, nil
+		case err != nil:
+			return frame{}, err
+		}
+		f.held = held
+	}
+	body, err := fr.body(n, f.held > 0)
+	if err != nil {
+		if f.held > 0 {
+			fr.release(f.held)
+		}
+		return frame{}, cut(len(body), err)
+	}
 	f.body = body
 	return f, nil
+}
+
+// skip reads n bytes of the stream and drops them. On an error it returns
+// how many it read.
+func (fr *frameReader) skip(n int) (int, error) {
+	skipped := 0
+	for skipped < n {
+		if fr.r.Buffered() == 0 {
+			if fr.wait != nil {
+				if err := fr.wait(true); err != nil {
+					return skipped, err
+				}
+			}
+			if _, err := fr.r.Peek(1); err != nil {
+				return skipped, err
+			}
+		}
+		k, _ := fr.r.Discard(min(n-skipped, fr.r.Buffered())) // buffered: cannot fail
+		skipped += k
+	}
+	return skipped, nil
 }
 
 // isEOF reports whether err says that the stream ended.
@@ -239,13 +303,17 @@ func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// body reads a body of n bytes into a buffer that grows as they arrive. On
-// an error it returns what it read.
-func (fr *frameReader) body(n int) ([]byte, error) {
+// body reads a body of n bytes into a buffer that grows as they arrive, or,
+// when whole, into one buffer of n bytes. On an error it returns what it
+// read.
+func (fr *frameReader) body(n int, whole bool) ([]byte, error) {
 	if n == 0 {
 		return []byte{}, nil
 	}
 	var body []byte
+	if whole {
+		body = make([]byte, 0, n)
+	}
 	for len(body) < n {
 		if len(body) == cap(body) {
 			if len(body) == 0 {

@@ -73,6 +73,26 @@ type ServerOptions struct {
 	// and its body is not read, so that a peer without a token cannot make
 	// the server hold a large frame.
 	Authorize func(token string, op Op) *Error
+	// Budget, when not nil, bounds the bytes of request frames that the
+	// server holds at once, with the process's other ports: once the
+	// first byte of a frame's body arrives, the server reserves the
+	// body's length before reading it, and releases it once the request
+	// is answered. A body that does not fit within the Budget's wait is
+	// read and dropped, and its request answered with CodeOverloaded
+	// (Stats.OverBudget); the connection goes on. Nil bounds frames by
+	// MaxFrameSize only.
+	Budget Budget
+}
+
+// Budget is what a Server reserves the bytes of request frames from, a
+// budget it shares with the process's other ports (package budget
+// implements it). Acquire reserves n bytes, waiting a bounded time while
+// they do not fit, and returns what it reserved (at most n), or an error
+// when they did not fit in time or ctx ended; Release gives back what
+// Acquire reserved. Both are called concurrently.
+type Budget interface {
+	Acquire(ctx context.Context, n int64) (int64, error)
+	Release(n int64)
 }
 
 // Validate reports every problem of the options, or nil.
@@ -149,7 +169,9 @@ type Server struct {
 	writers sync.Pool
 
 	// counters of Stats
-	throttled, writeTimeouts, readTimeouts, idleTimeouts, handshakeFailures, protocolErrors, refused atomic.Uint64
+	throttled, writeTimeouts, readTimeouts, idleTimeouts, handshakeFailures, protocolErrors, refused, overBudget atomic.Uint64
+	// reserved is what request frames hold reserved in the Budget now.
+	reserved atomic.Int64
 
 	mu        sync.Mutex // guards the fields below
 	listeners map[net.Listener]struct{}
@@ -184,6 +206,12 @@ type Stats struct {
 	// Refused counts requests that Authorize refused (CodeUnauthorized,
 	// CodeForbidden), OpAuth included.
 	Refused uint64
+	// OverBudget counts request frames answered CodeOverloaded because
+	// their body did not fit in the Budget within its wait.
+	OverBudget uint64
+	// BytesReserved is not a count but the bytes of request frames that
+	// the server holds reserved in the Budget now.
+	BytesReserved int64
 }
 
 // Stats returns the server's counters.
@@ -196,6 +224,8 @@ func (s *Server) Stats() Stats {
 		HandshakeFailures: s.handshakeFailures.Load(),
 		ProtocolErrors:    s.protocolErrors.Load(),
 		Refused:           s.refused.Load(),
+		OverBudget:        s.overBudget.Load(),
+		BytesReserved:     s.reserved.Load(),
 	}
 }
 
@@ -471,6 +501,9 @@ func (sc *serverConn) serve() {
 // readLoop reads requests and dispatches them until an error.
 func (sc *serverConn) readLoop() error {
 	fr := frameReader{r: sc.br, max: sc.s.opts.MaxFrameSize, admit: sc.admit, wait: sc.wait}
+	if sc.s.opts.Budget != nil {
+		fr.reserve, fr.release = sc.reserve, sc.release
+	}
 	for {
 		f, err := fr.next()
 		if err != nil {
@@ -480,15 +513,45 @@ func (sc *serverConn) readLoop() error {
 			return err
 		}
 		if f.id == 0 {
+			sc.release(f.held)
 			return &ProtocolError{Reason: fmt.Sprintf("a %v with request id 0, which is reserved for messages about the connection", f.op), Offset: 5, Bytes: idBytes(0)}
+		}
+		if f.refused {
+			sc.s.overBudget.Add(1)
+			sc.reply(f.id, errorResponse(CodeOverloaded, "overloaded: the requests under way hold the server's byte budget (limits.max_bytes_in_flight); retry shortly"))
+			continue
 		}
 		req, err := decodeRequest(f.op, f.body)
 		if err != nil {
+			sc.release(f.held)
 			return err
 		}
-		if err := sc.dispatch(f.id, &req); err != nil {
+		if err := sc.dispatch(f.id, &req, f.held); err != nil {
 			return err
 		}
+	}
+}
+
+// reserve is the frame reader's reserve: it reserves n bytes of the
+// Budget for a frame's body, and returns errRefused when they do not fit
+// within the Budget's wait.
+func (sc *serverConn) reserve(n int) (int64, error) {
+	held, err := sc.s.opts.Budget.Acquire(sc.ctx, int64(n))
+	switch {
+	case err == nil:
+		sc.s.reserved.Add(held)
+		return held, nil
+	case sc.ctx.Err() != nil:
+		return 0, fmt.Errorf("wire: waiting for room for a frame of %d bytes: %w", n, sc.ctx.Err())
+	}
+	return 0, errRefused
+}
+
+// release gives back what reserve reserved for a request.
+func (sc *serverConn) release(held int64) {
+	if held > 0 {
+		sc.s.reserved.Add(-held)
+		sc.s.opts.Budget.Release(held)
 	}
 }
 
@@ -530,15 +593,18 @@ func (sc *serverConn) admit(op Op, length uint32, hdr []byte) error {
 }
 
 // dispatch answers req, in a handler goroutine unless the server answers it
-// itself. It fails only when the connection is cancelled while it waits for
-// an in-flight slot.
-func (sc *serverConn) dispatch(id uint64, req *Request) error {
+// itself, and releases held, what its frame reserved, once it is answered.
+// It fails only when the connection is cancelled while it waits for an
+// in-flight slot.
+func (sc *serverConn) dispatch(id uint64, req *Request, held int64) error {
 	if resp := sc.answerItself(req, false); resp != nil {
 		sc.reply(id, resp)
+		sc.release(held)
 		return nil
 	}
 	if req.Op != OpBatch {
 		if err := sc.acquire(); err != nil {
+			sc.release(held)
 			return err
 		}
 		sc.inflight.Add(1)
@@ -546,6 +612,7 @@ func (sc *serverConn) dispatch(id uint64, req *Request) error {
 		sc.s.handlers.Go(func() {
 			defer sc.handlers.Done()
 			sc.reply(id, sc.handle(req))
+			sc.release(held)
 			<-sc.sem
 			sc.finished()
 		})
@@ -554,9 +621,10 @@ func (sc *serverConn) dispatch(id uint64, req *Request) error {
 
 	if len(req.Batch) == 0 {
 		sc.reply(id, &Response{Op: OpBatchResponse})
+		sc.release(held)
 		return nil
 	}
-	b := &batch{id: id, resps: make([]Response, len(req.Batch))}
+	b := &batch{id: id, resps: make([]Response, len(req.Batch)), held: held}
 	b.left.Store(int64(len(req.Batch)))
 	sc.inflight.Add(1)
 	for i := range req.Batch {
@@ -566,6 +634,13 @@ func (sc *serverConn) dispatch(id uint64, req *Request) error {
 			continue
 		}
 		if err := sc.acquire(); err != nil {
+			// The connection ends: the requests not started will not
+			// be answered, but what the batch holds must be released
+			// once those that started are.
+			if b.left.Add(-int64(len(req.Batch)-i)) == 0 {
+				sc.release(b.held)
+				sc.finished()
+			}
 			return err
 		}
 		sc.handlers.Add(1)
@@ -583,6 +658,7 @@ type batch struct {
 	id    uint64
 	resps []Response
 	left  atomic.Int64 // responses still to come
+	held  int64        // what the batch's frame reserved
 }
 
 // batchDone records the response of request i of b, and sends the batch
@@ -591,6 +667,7 @@ func (sc *serverConn) batchDone(b *batch, i int, resp *Response) {
 	b.resps[i] = *resp
 	if b.left.Add(-1) == 0 {
 		sc.reply(b.id, &Response{Op: OpBatchResponse, Batch: b.resps})
+		sc.release(b.held)
 		sc.finished()
 	}
 }
