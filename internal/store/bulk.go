@@ -73,8 +73,10 @@ func (s *Store) EstimateRange(ctx context.Context, lo, hi uint32) (records, byte
 // The entries must be in strictly increasing (hash, key) order, as a range
 // stream delivers them; PutMany refuses others with an error, and so never
 // sees a key twice. It returns ErrEmptyKey for an empty key, ErrClosed after
-// Close, the context's error if ctx is done before it writes, and an error
-// wrapping ErrCorrupt if a stored record cannot be decoded.
+// Close, the context's error if ctx is done before it writes, an error
+// wrapping ErrCorrupt if a stored record cannot be decoded, and the errors
+// of Put for a store that is damaged, full (ErrNoSpace: nothing of the
+// batch is written) or failed.
 func (s *Store) PutMany(ctx context.Context, entries []Entry) (int, error) {
 	return s.putMany(ctx, entries, s.writeOpts)
 }
@@ -97,7 +99,7 @@ func (s *Store) Sync(ctx context.Context) error {
 		return err
 	}
 	defer s.exit()
-	if err := s.db.LogData(nil, s.writeOpts); err != nil {
+	if err := s.guard(func() error { return s.db.LogData(nil, s.writeOpts) }); err != nil {
 		return fmt.Errorf("store: syncing: %w", err)
 	}
 	return nil
@@ -156,6 +158,7 @@ func (s *Store) putMany(ctx context.Context, entries []Entry, wo *pebble.WriteOp
 	var changes []change
 	b := s.db.NewBatch()
 	defer b.Close()
+	size := 0
 	for i, e := range entries {
 		cur, found, err := s.get(pks[i])
 		if err != nil {
@@ -164,15 +167,20 @@ func (s *Store) putMany(ctx context.Context, entries []Entry, wo *pebble.WriteOp
 		if found && Compare(e.Record, cur) <= 0 {
 			continue
 		}
-		if err := b.Set(pks[i], encodeValue(e.Record), nil); err != nil {
+		v := encodeValue(e.Record)
+		if err := b.Set(pks[i], v, nil); err != nil {
 			return 0, fmt.Errorf("store: putting %q: %w", e.Key, err)
 		}
+		size += len(pks[i]) + len(v)
 		changes = append(changes, change{i: i, old: cur, found: found, winner: e.Record})
 	}
 	if len(changes) == 0 {
 		return 0, nil
 	}
-	if err := b.Commit(wo); err != nil {
+	if err := s.space.admit(size); err != nil {
+		return 0, fmt.Errorf("store: putting %d records: %w", len(changes), err)
+	}
+	if err := s.guard(func() error { return b.Commit(wo) }); err != nil {
 		return 0, fmt.Errorf("store: putting %d records: %w", len(changes), err)
 	}
 	for _, c := range changes {
@@ -221,7 +229,10 @@ func (s *Store) Purge(ctx context.Context, key []byte) (bool, error) {
 	if !found {
 		return false, nil
 	}
-	if err := s.db.Delete(pk, s.writeOpts); err != nil {
+	if err := s.space.admit(len(pk)); err != nil {
+		return false, fmt.Errorf("store: purging %q: %w", key, err)
+	}
+	if err := s.guard(func() error { return s.db.Delete(pk, s.writeOpts) }); err != nil {
 		return false, fmt.Errorf("store: purging %q: %w", key, err)
 	}
 	s.slot(h).removed(Fingerprint(key, cur))

@@ -578,7 +578,7 @@ func TestOpenRejectsCorruptRecord(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := pebble.Open("db", &pebble.Options{FS: fs, FormatMajorVersion: pebble.FormatValueSeparation, Logger: pebbleLogger{testLogger(t)}})
+	db, err := pebble.Open("db", &pebble.Options{FS: fs, FormatMajorVersion: pebble.FormatValueSeparation, Logger: pebbleLogger{l: testLogger(t), fate: &fate{logger: testLogger(t)}}})
 	if err != nil {
 		t.Fatal(err)
 	}

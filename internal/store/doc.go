@@ -29,6 +29,27 @@
 // or of the machine. Concurrent writers share fsyncs through Pebble's group
 // commit. Options.NoSync turns this off, for benchmarks only.
 //
+// # When the disk fails
+//
+// Pebble cannot go on after a write or sync of its write-ahead log failed
+// (the write is then in the memtable, visible, but not known to be on the
+// disk). The store then fails as a whole: the write returns an error
+// wrapping ErrFailed, so it is never acknowledged, every later call
+// returns ErrFailed too, reads included, and Options.OnFatal tells the
+// owner, who should stop the process; a restart replays what was synced.
+//
+// A full disk would be such a failure, so the store keeps
+// Options.MinFreeBytes free on its file system: a write that would eat
+// into that reserve is refused with ErrNoSpace, reads go on, and writes
+// are accepted again once space is freed.
+//
+// A file whose checksum does not match is never read as data: the read
+// returns a *DamageError (ErrDamaged) naming the file. Open reads every
+// record, so a store with a damaged table does not open; nor does one
+// whose write-ahead log is damaged before its last 32 KiB block (damage
+// in that block looks like a write torn by a crash, and Pebble drops the
+// records from there on). failure.go has the details.
+//
 // # On-disk layout
 //
 // The two layouts below are part of the on-disk format: changing either

@@ -9,6 +9,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -64,6 +65,20 @@ type Options struct {
 	// CacheSize is the size of the block cache in bytes. If 0, it is
 	// 64 MiB. Negative is an error.
 	CacheSize int64
+	// MinFreeBytes is the free space, in bytes, that the store keeps on its
+	// file system for Pebble's flushes and compactions: a write that would
+	// leave less is refused with ErrNoSpace, and writes are accepted again
+	// once space is freed (see space.go). If 0, it is 128 MiB, four
+	// memtables. Negative is an error. On a file system that does not tell
+	// its free space (vfs.NewMem) no write is refused.
+	MinFreeBytes int64
+	// OnFatal, if not nil, is called once, in a goroutine of its own, with
+	// an error wrapping ErrFailed when the store meets an error it cannot
+	// survive (a failed write or sync of its write-ahead log): the store
+	// then serves nothing more, and its owner should stop the process
+	// (docs/operations.md). The store does not log the error itself then.
+	// If nil, the store logs it.
+	OnFatal func(error)
 }
 
 // Stats describe a store's size.
@@ -78,13 +93,31 @@ type Stats struct {
 	// or level 0 were full), and WriteStalled is how long they lasted.
 	WriteStalls  int64
 	WriteStalled time.Duration
+	// FreeBytes is the free space on the store's file system when the
+	// store last looked (0 if it cannot tell), less what writes took
+	// since. LowSpace is true while it is below Options.MinFreeBytes, and
+	// WritesRefused counts the writes refused with ErrNoSpace.
+	FreeBytes     uint64
+	LowSpace      bool
+	WritesRefused int64
+	// DamagedFiles counts the files Pebble found damaged (a checksum
+	// mismatch) since Open.
+	DamagedFiles int64
 }
 
 // Store is a node's record store. Its methods are safe for concurrent use.
 type Store struct {
 	db        *pebble.DB
+	dir       string
 	logger    *slog.Logger
 	writeOpts *pebble.WriteOptions
+
+	// fate says whether the store failed (see failure.go).
+	fate *fate
+	// space refuses writes when the file system runs out of space.
+	space *space
+	// events logs Pebble's background errors and damaged files.
+	events *eventLog
 
 	// stripes serialise the read-compare-write of Put and Remove: each
 	// guards the records of the keys whose hash is its index modulo
@@ -125,10 +158,18 @@ type Store struct {
 // Close it.
 //
 // Open returns an error wrapping ErrCorrupt if a stored record cannot be
-// decoded.
+// decoded, and a *DamageError (ErrDamaged) if a file of the store fails
+// its checksum.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheSize < 0 {
 		return nil, fmt.Errorf("store: opening %q: CacheSize is %d, want 0 (the default) or more", dir, opts.CacheSize)
+	}
+	if opts.MinFreeBytes < 0 {
+		return nil, fmt.Errorf("store: opening %q: MinFreeBytes is %d, want 0 (the default, %d) or more", dir, opts.MinFreeBytes, defaultMinFreeBytes)
+	}
+	minFree := opts.MinFreeBytes
+	if minFree == 0 {
+		minFree = defaultMinFreeBytes
 	}
 	fs := opts.FS
 	if fs == nil {
@@ -146,6 +187,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	defer cache.Unref() // the DB holds its own reference
 
 	stall := &stalls{}
+	fate := &fate{logger: logger, onFatal: opts.OnFatal}
+	events := &eventLog{l: logger, dir: dir}
+	sp := &space{fs: fs, dir: dir, logger: logger, reserve: uint64(minFree)}
 	popts := &pebble.Options{
 		FS:    fs,
 		Cache: cache,
@@ -153,8 +197,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		// format of files on disk by itself. It includes WAL sync chunks,
 		// which tell a torn tail from corruption when the WAL is replayed.
 		FormatMajorVersion: pebble.FormatValueSeparation,
-		Logger:             pebbleLogger{logger},
-		EventListener:      eventListener(logger, stall),
+		Logger:             pebbleLogger{l: logger, fate: fate},
+		EventListener:      eventListener(logger, stall, events, sp),
 		// Pebble's 4 MiB memtables fill after 64 values of 64 KiB: a
 		// refill, or a client writing large values, then meets a write
 		// stall every few milliseconds. Larger memtables, and more of them
@@ -181,40 +225,53 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Levels after the first inherit the policy.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 
-	db, err := pebble.Open(dir, popts)
-	if err != nil {
-		return nil, fmt.Errorf("store: opening %q: %w", dir, err)
+	var db *pebble.DB
+	if err := fate.guard(func() (err error) {
+		db, err = pebble.Open(dir, popts)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("store: opening %q: %w", dir, damaged(err, dir))
 	}
 	s := &Store{
 		db:        db,
+		dir:       dir,
 		logger:    logger,
 		writeOpts: pebble.Sync,
 		closeDone: make(chan struct{}),
 		stall:     stall,
+		fate:      fate,
+		space:     sp,
+		events:    events,
 	}
 	if opts.NoSync {
 		s.writeOpts = pebble.NoSync
 	}
+	sp.start()
 	start := time.Now()
 	n, err := s.buildDigests(context.Background())
 	if err != nil {
 		// The error that matters is the build's; Close's can only add noise.
-		_ = db.Close()
+		_ = s.guard(db.Close)
 		return nil, fmt.Errorf("store: opening %q: %w", dir, err)
 	}
 	s.keys.Store(n)
+	free, _, _ := sp.stats()
 	logger.Info("store opened", "dir", dir, "sync", !opts.NoSync, "cache_bytes", cacheSize,
-		"records", n, "digests_took", time.Since(start))
+		"records", n, "digests_took", time.Since(start), "free_bytes", free, "min_free_bytes", minFree)
 	return s, nil
 }
 
-// enter registers a call in progress, or returns ErrClosed after Close. A
-// successful enter must be paired with exit.
+// enter registers a call in progress, or returns ErrClosed after Close,
+// or the store's failure (ErrFailed). A successful enter must be paired
+// with exit.
 func (s *Store) enter() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
+	}
+	if err := s.fate.failed(); err != nil {
+		return err
 	}
 	s.ops.Add(1)
 	return nil
@@ -236,8 +293,12 @@ func (s *Store) stripe(h uint32) *sync.Mutex {
 // The returned record does not alias rec.Value or the store's buffers.
 //
 // Put returns ErrEmptyKey for an empty key, ErrClosed after Close, the
-// context's error if ctx is done before the write starts, and an error
-// wrapping ErrCorrupt if the stored record cannot be decoded.
+// context's error if ctx is done before the write starts, an error
+// wrapping ErrCorrupt if the stored record cannot be decoded, ErrDamaged
+// if it cannot be read, ErrNoSpace if the file system is too full to take
+// the write, and ErrFailed if the write failed on the disk (or the store
+// had failed before): such a write may or may not be in the store after a
+// restart, and the store serves nothing more.
 func (s *Store) Put(ctx context.Context, key []byte, rec Record) (PutResult, error) {
 	if err := ctx.Err(); err != nil {
 		return PutResult{}, err
@@ -272,9 +333,13 @@ func (s *Store) Put(ctx context.Context, key []byte, rec Record) (PutResult, err
 	}
 	v := encodeValue(rec)
 	fp := Fingerprint(key, rec)
-	if err := s.db.Set(pk, v, s.writeOpts); err != nil {
+	if err := s.space.admit(len(pk) + len(v)); err != nil {
+		return PutResult{}, fmt.Errorf("store: putting %q: %w", key, err)
+	}
+	if err := s.guard(func() error { return s.db.Set(pk, v, s.writeOpts) }); err != nil {
 		// Pebble applies nothing of a failed Set: an error after the
-		// write-ahead log took it is fatal (pebbleLogger.Fatalf).
+		// write-ahead log took it is fatal (pebbleLogger.Fatalf), and the
+		// store fails.
 		return PutResult{}, fmt.Errorf("store: putting %q: %w", key, err)
 	}
 	if found {
@@ -296,8 +361,9 @@ func (s *Store) Put(ctx context.Context, key []byte, rec Record) (PutResult, err
 //
 // Get returns ErrNotFound if the store holds no record for key,
 // ErrEmptyKey for an empty key, ErrClosed after Close, the context's error
-// if ctx is done, and an error wrapping ErrCorrupt if the stored record
-// cannot be decoded.
+// if ctx is done, an error wrapping ErrCorrupt if the stored record cannot
+// be decoded, a *DamageError (ErrDamaged) if the file that holds it fails
+// its checksum, and ErrFailed once the store failed.
 func (s *Store) Get(ctx context.Context, key []byte) (Record, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, err
@@ -328,7 +394,7 @@ func (s *Store) get(pk []byte) (rec Record, found bool, err error) {
 		return Record{}, false, nil
 	}
 	if err != nil {
-		return Record{}, false, err
+		return Record{}, false, damaged(err, s.dir)
 	}
 	defer closer.Close()
 	rec, err = decodeValue(v)
@@ -379,11 +445,11 @@ func (s *Store) scanFrom(ctx context.Context, lo, hi uint32, lower []byte, fn fu
 	}
 	it, err := s.db.NewIterWithContext(ctx, iopts)
 	if err != nil {
-		return fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, err)
+		return fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, damaged(err, s.dir))
 	}
 	defer func() {
 		if cerr := it.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, cerr)
+			err = fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, damaged(cerr, s.dir))
 		}
 	}()
 	n := 0
@@ -399,7 +465,7 @@ func (s *Store) scanFrom(ctx context.Context, lo, hi uint32, lower []byte, fn fu
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return fmt.Errorf("store: scanning [%#08x, %#08x]: reading %q: %w", lo, hi, key, err)
+			return fmt.Errorf("store: scanning [%#08x, %#08x]: reading %q: %w", lo, hi, key, damaged(err, s.dir))
 		}
 		rec, err := decodeValue(v)
 		if err != nil {
@@ -410,7 +476,7 @@ func (s *Store) scanFrom(ctx context.Context, lo, hi uint32, lower []byte, fn fu
 		}
 	}
 	if err := it.Error(); err != nil {
-		return fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, err)
+		return fmt.Errorf("store: scanning [%#08x, %#08x]: %w", lo, hi, damaged(err, s.dir))
 	}
 	return nil
 }
@@ -422,8 +488,9 @@ func (s *Store) scanFrom(ctx context.Context, lo, hi uint32, lower []byte, fn fu
 // returns only once the delete is synced to the write-ahead log.
 //
 // Remove returns ErrEmptyKey for an empty key, ErrClosed after Close, the
-// context's error if ctx is done before the delete starts, and an error
-// wrapping ErrCorrupt if the stored record cannot be decoded.
+// context's error if ctx is done before the delete starts, an error
+// wrapping ErrCorrupt if the stored record cannot be decoded, and the
+// errors of Put for a store that is damaged, full or failed.
 func (s *Store) Remove(ctx context.Context, key []byte, expect Record) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -451,7 +518,10 @@ func (s *Store) Remove(ctx context.Context, key []byte, expect Record) (bool, er
 	if !found || Compare(cur, expect) != 0 {
 		return false, nil
 	}
-	if err := s.db.Delete(pk, s.writeOpts); err != nil {
+	if err := s.space.admit(len(pk)); err != nil {
+		return false, fmt.Errorf("store: removing %q: %w", key, err)
+	}
+	if err := s.guard(func() error { return s.db.Delete(pk, s.writeOpts) }); err != nil {
 		return false, fmt.Errorf("store: removing %q: %w", key, err)
 	}
 	s.slot(h).removed(Fingerprint(key, cur))
@@ -467,11 +537,16 @@ func (s *Store) Stats() Stats {
 	}
 	defer s.exit()
 	count, stalled := s.stall.stats()
+	free, refused, low := s.space.stats()
 	return Stats{
-		Keys:         s.keys.Load(),
-		DiskBytes:    s.db.Metrics().DiskSpaceUsage(),
-		WriteStalls:  count,
-		WriteStalled: stalled,
+		Keys:          s.keys.Load(),
+		DiskBytes:     s.db.Metrics().DiskSpaceUsage(),
+		WriteStalls:   count,
+		WriteStalled:  stalled,
+		FreeBytes:     free,
+		LowSpace:      low,
+		WritesRefused: refused,
+		DamagedFiles:  s.events.nDamaged.Load(),
 	}
 }
 
@@ -479,6 +554,11 @@ func (s *Store) Stats() Stats {
 // Scan callback must not wait for Close), then closes the database. It is
 // idempotent: later calls wait for the first to finish and return its
 // result. After Close every method returns ErrClosed.
+//
+// Close of a store that failed (ErrFailed) neither waits for the calls in
+// progress, which may be stuck in Pebble, nor closes the database, which
+// Pebble cannot do cleanly after such an error: it returns the failure,
+// and the process should exit, which releases the store's files.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -489,8 +569,13 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 
+	if err := s.fate.failed(); err != nil {
+		s.closeErr = err
+		close(s.closeDone)
+		return s.closeErr
+	}
 	s.ops.Wait()
-	if err := s.db.Close(); err != nil {
+	if err := s.guard(s.db.Close); err != nil {
 		s.closeErr = fmt.Errorf("store: closing: %w", err)
 	}
 	s.logger.Info("store closed")
@@ -498,39 +583,21 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// pebbleLogger passes Pebble's messages to a slog.Logger.
-type pebbleLogger struct{ l *slog.Logger }
-
-// Infof logs at Info.
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Info("pebble: " + fmt.Sprintf(format, args...))
-}
-
-// Errorf logs at Error.
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
-}
-
-// Fatalf logs at Error and panics: Pebble calls it when it cannot go on,
-// and must not return.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := "pebble: " + fmt.Sprintf(format, args...)
-	p.l.Error(msg)
-	panic(msg)
-}
-
 // eventListener logs the Pebble events an operator must hear about
-// (background errors, corruption), and follows write stalls in stall,
-// which Stats counts (they are logged at debug level: a burst of writes
-// can cause hundreds). Flushes and compactions belong in metrics, not logs.
-func eventListener(l *slog.Logger, stall *stalls) *pebble.EventListener {
+// (background errors, damaged files: see eventLog), looks at the free
+// space again when Pebble met a full disk, and follows write stalls in
+// stall, which Stats counts (they are logged at debug level: a burst of
+// writes can cause hundreds). Flushes and compactions belong in metrics,
+// not logs.
+func eventListener(l *slog.Logger, stall *stalls, events *eventLog, sp *space) *pebble.EventListener {
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
-			l.Error("pebble: background error", "err", err)
+			if errors.Is(err, syscall.ENOSPC) {
+				sp.recheck()
+			}
+			events.backgroundError(err)
 		},
-		DataCorruption: func(info pebble.DataCorruptionInfo) {
-			l.Error("pebble: data corruption", "info", info.String())
-		},
+		DataCorruption: events.dataCorruption,
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
 			stall.begin()
 			l.Debug("pebble: write stall began", "reason", info.Reason)

@@ -1,0 +1,145 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+const (
+	// defaultMinFreeBytes is Options.MinFreeBytes when it is 0: room for
+	// Pebble to flush every memtable it may hold before writes stall
+	// (MemTableStopWritesThreshold of them) and to compact.
+	defaultMinFreeBytes = 4 * memTableSize
+	// spaceCheckEvery is how often at most the store reads its file
+	// system's free space while writes come in.
+	spaceCheckEvery = 100 * time.Millisecond
+	// writeOverhead is added to the key and value bytes of each write to
+	// count what it takes in the write-ahead log (record and batch
+	// headers, the record's own header).
+	writeOverhead = 64
+)
+
+// space keeps the store's file system from filling up: it admits a write
+// only if the file system keeps reserve bytes free once the write is in,
+// so that Pebble never meets ENOSPC in its write-ahead log (which it
+// cannot survive) and flushes and compactions have room. It reads the
+// free space at most every spaceCheckEvery, or once writes admitted since
+// took an eighth of the reserve, and counts what it admits in between.
+type space struct {
+	fs      vfs.FS
+	dir     string
+	logger  *slog.Logger
+	reserve uint64
+	// off is set when the file system cannot tell its free space: no
+	// write is refused then.
+	off atomic.Bool
+
+	mu      sync.Mutex // guards the fields below
+	checked time.Time  // when free was read; zero: read it at the next write
+	free    uint64     // free bytes when checked, less what was admitted since
+	taken   uint64     // bytes admitted since checked
+	known   bool       // free has been read at least once
+	low     bool       // free is below reserve: writes are refused
+	refused int64      // writes refused
+}
+
+// start reads the free space for the first time, once the store's
+// directory exists.
+func (sp *space) start() {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.readLocked(time.Now())
+}
+
+// admit reserves n bytes for a write, or returns an error wrapping
+// ErrNoSpace.
+func (sp *space) admit(n int) error {
+	if sp.off.Load() {
+		return nil
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	now := time.Now()
+	if now.Sub(sp.checked) >= spaceCheckEvery || sp.taken >= sp.reserve/8 {
+		sp.readLocked(now)
+		if sp.off.Load() {
+			return nil
+		}
+	}
+	need := uint64(n + writeOverhead)
+	if sp.free < sp.reserve+need {
+		sp.refused++
+		return fmt.Errorf("%w: %s free on the file system of %s; a write of %s would leave less than the reserve of %s (-min-free); writes are accepted again once space is freed",
+			ErrNoSpace, formatBytes(sp.free), sp.dir, formatBytes(need), formatBytes(sp.reserve))
+	}
+	sp.free -= need
+	sp.taken += need
+	return nil
+}
+
+// readLocked reads the free space from the file system. A file system
+// that cannot tell (vfs.NewMem) turns the guard off.
+func (sp *space) readLocked(now time.Time) {
+	usage, err := sp.fs.GetDiskUsage(sp.dir)
+	switch {
+	case errors.Is(err, vfs.ErrUnsupported):
+		if !sp.off.Swap(true) {
+			sp.logger.Info("store: the file system does not tell its free space; writes are not refused when it fills up", "dir", sp.dir)
+		}
+		return
+	case err != nil:
+		// Keep counting down from the last reading; try again later.
+		if !sp.checked.IsZero() {
+			sp.logger.Warn("store: reading the free space failed", "dir", sp.dir, "err", err)
+		}
+		sp.checked = now
+		return
+	}
+	sp.checked, sp.free, sp.taken, sp.known = now, usage.AvailBytes, 0, true
+	switch low := sp.free < sp.reserve; {
+	case low && !sp.low:
+		sp.logger.Error("store: disk nearly full: refusing writes (507, or CodeInsufficientStorage on the binary port) while reads go on; they are accepted again by themselves once space is freed",
+			"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve))
+		sp.low = true
+	case !low && sp.low:
+		sp.logger.Warn("store: free space is above the reserve again: accepting writes",
+			"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve))
+		sp.low = false
+	}
+}
+
+// recheck makes the next write read the free space again (Pebble met
+// ENOSPC in the background).
+func (sp *space) recheck() {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.checked = time.Time{}
+}
+
+// stats returns the free space as last read (0 if never), and the writes
+// refused so far.
+func (sp *space) stats() (free uint64, refused int64, low bool) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if !sp.known {
+		return 0, sp.refused, false
+	}
+	return sp.free, sp.refused, sp.low
+}
+
+// formatBytes writes n in MiB (or KiB, or bytes when small), for messages.
+func formatBytes(n uint64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
