@@ -36,6 +36,11 @@ import (
 // sixteenth of a budget.
 const Small = 64 << 10
 
+// DefaultWait is how long the requests of a Tako process wait for room
+// before they are refused: long enough to ride out a burst, short enough
+// that a client told to retry loses little.
+const DefaultWait = time.Second
+
 // ErrExhausted is returned by Acquire when the reservation did not fit
 // within the Budget's wait.
 var ErrExhausted = errors.New("budget: exhausted")

@@ -89,5 +89,16 @@ func wireCollectors(srv *atomic.Pointer[wire.Server]) []prometheus.Collector {
 		counter(prometheus.CounterOpts{Name: "tako_wire_refused_total",
 			Help: "Binary-port requests refused for their token (none, unknown, or of a lesser role), tokens presented included."},
 			func(s wire.Stats) uint64 { return s.Refused }),
+		counter(prometheus.CounterOpts{Name: "tako_wire_budget_refused_total",
+			Help: "Binary-port requests answered CodeOverloaded because their frame did not fit in limits.max_bytes_in_flight within 1 s."},
+			func(s wire.Stats) uint64 { return s.OverBudget }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tako_wire_bytes_reserved",
+			Help: "Bytes of request frames that the binary port holds reserved in limits.max_bytes_in_flight."},
+			func() float64 {
+				if s := srv.Load(); s != nil {
+					return float64(s.Stats().BytesReserved)
+				}
+				return 0
+			}),
 	}
 }

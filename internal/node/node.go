@@ -26,10 +26,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/takodb/tako/internal/auth"
+	"github.com/takodb/tako/internal/budget"
 	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/connlimit"
@@ -72,6 +74,16 @@ type Options struct {
 	// that the section lists, or New fails: the peers would refuse the
 	// node's calls.
 	Token string
+	// MinFreeBytes is the free disk space, in bytes, that the store keeps
+	// for its flushes and compactions: a write that would leave less is
+	// refused (507 on HTTP, CodeInsufficientStorage on the binary port)
+	// while reads go on, until space is freed. If 0, it is the store's
+	// default, 128 MiB (store.Options.MinFreeBytes).
+	MinFreeBytes int64
+
+	// storeFS, if not nil, is the file system the store lives on instead
+	// of the real disk: for tests that inject disk faults.
+	storeFS vfs.FS
 }
 
 // Node is one replica. Create it with New, serve with Run.
@@ -90,6 +102,9 @@ type Node struct {
 	pool                   *wire.Pool // connections to peers
 	peers                  health.Set // whether each peer answers
 	frame                  int        // the wire's frame size limit
+	// budget bounds the bytes of requests that both ports hold at once
+	// (limits.max_bytes_in_flight); nil: no bound.
+	budget *budget.Budget
 	// tls holds the certificates of the tls section, nil without one:
 	// the binary port and the connections to peers then use plain TCP.
 	tls *tlsconf.Reloader
@@ -97,6 +112,9 @@ type Node struct {
 	token string
 	// wireSrv is the binary port's server, once Run has started it.
 	wireSrv atomic.Pointer[wire.Server]
+	// storeFailed receives the store's failure (store.Options.OnFatal):
+	// Run then stops the node.
+	storeFailed chan error
 
 	// recovery is set while the node may lack data that the
 	// configuration gives it (it started with an empty store, or a new
@@ -138,6 +156,27 @@ type Node struct {
 // name the node.
 var ErrNotInConfiguration = errors.New("node: the configuration does not name this node")
 
+// Errors of the node's disk. Both are the store's sentinels, so that the
+// program that runs a node can tell them apart without importing the
+// store.
+var (
+	// ErrStoreDamaged is wrapped by New's error when a file of the store
+	// failed its checksum (store.ErrDamaged). The error names the file,
+	// and says what to do: the store must be moved aside, and the node
+	// started with an empty one, which refills from the other replicas.
+	ErrStoreDamaged = store.ErrDamaged
+	// ErrStoreFailed is wrapped by Run's error (and New's) when the store
+	// met a disk error that Pebble cannot survive (store.ErrFailed): a
+	// failed write or sync of its write-ahead log. The node stopped
+	// without acknowledging any write that was not synced; a restart
+	// replays what was.
+	ErrStoreFailed = store.ErrFailed
+)
+
+// failedStopWithin bounds Run's shutdown after the store failed: requests
+// and background work stuck in the store are not waited for longer.
+const failedStopWithin = 5 * time.Second
+
 // New opens the node's store and prepares it to serve. The caller must call
 // Run, or Close if it does not.
 func New(opts Options) (*Node, error) {
@@ -163,18 +202,26 @@ func New(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", opts.ID, err)
 	}
-	st, err := store.Open(filepath.Clean(opts.DataDir), store.Options{Logger: logger, NoSync: opts.NoSync})
+	storeFailed := make(chan error, 1)
+	st, err := store.Open(filepath.Clean(opts.DataDir), store.Options{FS: opts.storeFS, Logger: logger, NoSync: opts.NoSync, MinFreeBytes: opts.MinFreeBytes,
+		OnFatal: func(err error) {
+			select {
+			case storeFailed <- err:
+			default:
+			}
+		}})
 	if err != nil {
-		return nil, fmt.Errorf("node %s: opening the store in %s: %w", opts.ID, opts.DataDir, err)
+		return nil, openError(opts.ID, opts.DataDir, err)
 	}
 	n := &Node{
-		id:       opts.ID,
-		logger:   logger,
-		registry: reg,
-		clock:    hlc.New(opts.Wall),
-		store:    st,
-		dataDir:  opts.DataDir,
-		tls:      tlsr,
+		id:          opts.ID,
+		logger:      logger,
+		registry:    reg,
+		clock:       hlc.New(opts.Wall),
+		store:       st,
+		dataDir:     opts.DataDir,
+		tls:         tlsr,
+		storeFailed: storeFailed,
 	}
 	n.local = localReplica{n: n}
 	n.refillProgress.remaining = map[int][2]uint64{}
@@ -234,9 +281,26 @@ func New(opts Options) (*Node, error) {
 	reg.MustRegister(n.httpConns.Collectors()...)
 	reg.MustRegister(n.binaryConns.Collectors()...)
 	reg.MustRegister(wireCollectors(&n.wireSrv)...)
-	n.api = httpapi.NewHandler(httpapi.Options{Backend: n, Registry: reg, Logger: logger, MaxInFlight: limits.MaxRequestsInFlight,
-		Auth: func() *auth.Tokens { return n.cfg.Load().Auth }})
+	apiOpts := httpapi.Options{Backend: n, Registry: reg, Logger: logger, MaxInFlight: limits.MaxRequestsInFlight,
+		Auth: func() *auth.Tokens { return n.cfg.Load().Auth }}
+	if limits.MaxBytesInFlight > 0 {
+		n.budget = budget.New(limits.MaxBytesInFlight, budget.DefaultWait)
+		apiOpts.Budget = n.budget
+	}
+	n.api = httpapi.NewHandler(apiOpts)
 	return n, nil
+}
+
+// openError says why the store in dir did not open, and, when a file of it
+// is damaged, what to do: the one line a node that refuses to start
+// prints.
+func openError(id, dir string, err error) error {
+	var de *store.DamageError
+	if errors.As(err, &de) {
+		return fmt.Errorf("node %s: %w; the node serves nothing from it and does not start on it. Move %s aside (mv %s %s.damaged) and start the node again: with an empty store it refills all of its ranges from the other replicas, reading their keys through them meanwhile (docs/operations.md, \"A damaged or failing disk\")",
+			id, de, dir, dir, dir)
+	}
+	return fmt.Errorf("node %s: opening the store in %s: %w", id, dir, err)
 }
 
 // loadTLS loads the certificates of cfg's tls section, or returns nil
@@ -403,8 +467,19 @@ func frameSize(cfg *config.Config) int { return wire.FrameSizeFor(cfg.LargestMax
 // background work, then the store. It returns nil after a clean shutdown
 // caused by ctx, and an error when a port cannot be bound. Run closes the
 // node; it must not be called twice.
-func (n *Node) Run(ctx context.Context) error {
-	defer n.Close()
+//
+// When the store fails (ErrStoreFailed: a write or sync of its
+// write-ahead log failed), Run logs it on one line and shuts down the same
+// way, waiting at most failedStopWithin for what is stuck in the store,
+// and returns an error wrapping ErrStoreFailed that says what to do.
+func (n *Node) Run(ctx context.Context) (err error) {
+	defer func() {
+		if errors.Is(err, ErrStoreFailed) {
+			n.closeWithin(failedStopWithin)
+			return
+		}
+		n.Close()
+	}()
 	self, _, _ := n.cfg.Load().Node(n.id)
 	binLn, err := n.listen("the binary protocol", self.BinaryAddr())
 	if err != nil {
@@ -427,6 +502,9 @@ func (n *Node) Run(ctx context.Context) error {
 	limits := n.settings(n.cfg.Load()).Limits
 	wireOpts := wire.ServerOptions{Handler: wireHandler{n}, Logger: n.logger, MaxFrameSize: n.frame,
 		MaxInFlightPerConn: limits.MaxRequestsPerConnection, Authorize: n.authorizeWire}
+	if n.budget != nil {
+		wireOpts.Budget = n.budget
+	}
 	if n.tls != nil {
 		wireOpts.TLS = n.tls.ServerConfig()
 	}
@@ -463,13 +541,18 @@ func (n *Node) Run(ctx context.Context) error {
 		"deployment", n.deploymentName(), "epoch", n.epoch.Load(), "data", n.dataDir, "keys", n.store.Stats().Keys,
 		"tls", n.tls != nil)
 	var failed error
+	shutdownWithin := 10 * time.Second
 	select {
 	case <-ctx.Done():
 	case failed = <-serveErr:
 		servers--
+	case ferr := <-n.storeFailed:
+		failed = fmt.Errorf("stopped: %w; no write it could not sync was acknowledged. Check the disk (the kernel log, free space), then start the node again: it replays its write-ahead log, which holds every write it acknowledged", ferr)
+		shutdownWithin = failedStopWithin
+		n.logger.Error("node stopping: its store met a disk error it cannot go on from", "node", n.id, "err", ferr)
 	}
 	n.logger.Info("node shutting down", "node", n.id)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownWithin)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		n.logger.Warn("HTTP requests still in flight at shutdown were cut off", "node", n.id, "err", err)
@@ -512,6 +595,21 @@ func (n *Node) Close() error {
 	}
 	n.logger.Info("node stopped", "node", n.id)
 	return nil
+}
+
+// closeWithin is Close bounded by d, for a node whose store failed: work
+// stuck in Pebble is not waited for, as the process is about to exit.
+func (n *Node) closeWithin(d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		n.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		n.logger.Warn("background work is stuck in the failed store; stopping without it", "node", n.id, "waited", d)
+	}
 }
 
 // goBackground runs f as background work owned by the node: f gets a

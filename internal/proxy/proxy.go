@@ -21,6 +21,7 @@ import (
 
 	"github.com/takodb/tako/client"
 	"github.com/takodb/tako/internal/auth"
+	"github.com/takodb/tako/internal/budget"
 	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/connlimit"
@@ -126,8 +127,13 @@ func New(opts Options) (*Proxy, error) {
 	p.limits = opts.Config.Active.Limits
 	p.conns = connlimit.New("http", p.limits.MaxConnections, true)
 	reg.MustRegister(p.conns.Collectors()...)
-	p.api = httpapi.NewHandler(httpapi.Options{Backend: backend{p.client}, Registry: reg, Logger: opts.Logger,
-		MaxInFlight: p.limits.MaxRequestsInFlight, Auth: func() *auth.Tokens { return p.client.Config().Auth }})
+	apiOpts := httpapi.Options{Backend: backend{p.client}, Registry: reg, Logger: opts.Logger,
+		MaxInFlight: p.limits.MaxRequestsInFlight, Auth: func() *auth.Tokens { return p.client.Config().Auth }}
+	if p.limits.MaxBytesInFlight > 0 {
+		// The bodies the proxy holds while it forwards them.
+		apiOpts.Budget = budget.New(p.limits.MaxBytesInFlight, budget.DefaultWait)
+	}
+	p.api = httpapi.NewHandler(apiOpts)
 	return p, nil
 }
 
