@@ -87,13 +87,19 @@ func (p *refillProgress) setRemaining(unit int, keys, bytes uint64) {
 	p.remaining[unit] = [2]uint64{keys, bytes}
 }
 
-// left returns the estimates of keys and bytes still to come.
+// left returns the estimates of keys and bytes still to come. Once some
+// hundred records have arrived, the bytes are the keys still to come times
+// the average size of those received, which is closer than the senders'
+// estimates from their disk usage.
 func (p *refillProgress) left() (keys, bytes uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range p.remaining {
 		keys += r[0]
 		bytes += r[1]
+	}
+	if got := p.receivedKeys.Load(); got >= 100 {
+		bytes = uint64(float64(keys) * float64(p.receivedBytes.Load()) / float64(got))
 	}
 	return keys, bytes
 }

@@ -36,6 +36,10 @@ const (
 	frameHeader = 13
 )
 
+// maxRefillRetries is how many refills in a row may leave units failed
+// before a repair pass runs anyway (it brings their records key by key).
+const maxRefillRetries = 10
+
 // passStats counts one pass, for the log line and the metrics.
 type passStats struct {
 	peers, peersSkipped      int
@@ -53,6 +57,8 @@ func (n *Node) runRepair(ctx context.Context) {
 	if !n.waitToRepair(ctx, time.Now(), 2*time.Second) {
 		return
 	}
+	// refillRetries counts the refills in a row that left units failed.
+	refillRetries := 0
 	for {
 		cfg := n.cfg.Load()
 		d := n.settings(cfg)
@@ -68,9 +74,26 @@ func (n *Node) runRepair(ctx context.Context) {
 				gen = rec.generation()
 				// Stream the lost ranges first; the pass then brings
 				// what the sources lacked.
-				if err := n.refill(ctx, cfg, rec); err != nil && ctx.Err() == nil {
-					n.logger.Warn("refill incomplete: the repair pass brings what is missing, and the next refill resumes where this one stopped",
+				err := n.refill(ctx, cfg, rec)
+				switch {
+				case err != nil && ctx.Err() == nil && refillRetries < maxRefillRetries:
+					// A source that was down (a restart) may be back in a
+					// moment: the refill resumes the failed units where
+					// they stopped, before a repair pass would bring their
+					// records key by key.
+					refillRetries++
+					n.logger.Warn("refill incomplete: it resumes the failed units where they stopped in a moment",
+						"node", n.id, "attempt", refillRetries, "err", err)
+					if !n.waitToRepair(ctx, time.Now(), 0) {
+						return
+					}
+					continue
+				case err != nil && ctx.Err() == nil:
+					refillRetries = 0
+					n.logger.Warn("refill incomplete again: a repair pass brings what is missing, and the next refill resumes the failed units",
 						"node", n.id, "err", err)
+				default:
+					refillRetries = 0
 				}
 				if ctx.Err() != nil {
 					return
@@ -403,6 +426,9 @@ func (n *Node) pushRecords(ctx context.Context, peer remoteReplica, keys []strin
 		if err != nil {
 			return err
 		}
+		if err := n.repairLimiter.wait(ctx, requestBytes(req), n.settings(n.cfg.Load()).RepairBandwidth); err != nil {
+			return err
+		}
 		var failed []error
 		for i, r := range resp.Batch {
 			if r.Err != nil {
@@ -417,6 +443,15 @@ func (n *Node) pushRecords(ctx context.Context, peer remoteReplica, keys []strin
 		}
 	}
 	return nil
+}
+
+// requestBytes is the bytes of keys and values of a batch of puts.
+func requestBytes(req *wire.Request) int {
+	n := 0
+	for _, r := range req.Batch {
+		n += len(r.Key) + len(r.Record.Value)
+	}
+	return n
 }
 
 // itemErrors counts the records of a batch that peer refused, and makes
