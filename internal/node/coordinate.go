@@ -11,6 +11,7 @@ import (
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/store"
+	"github.com/takodb/tako/internal/wire"
 )
 
 // The Node is the httpapi.Backend of its own HTTP port.
@@ -376,9 +377,21 @@ func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, re
 		}
 	}
 	cancel()
+	if errs := q.err(); noSpace(errs) {
+		n.metrics.writes.WithLabelValues("no_space").Inc()
+		return httpapi.WriteResult{}, fmt.Errorf("write of %d bytes: %d of %d replicas took it, others lack disk space: %w: %w",
+			len(rec.Value), q.countOK(), len(p.nodes), httpapi.ErrInsufficientStorage, errs)
+	}
 	n.metrics.writes.WithLabelValues("unavailable").Inc()
 	return httpapi.WriteResult{}, fmt.Errorf("write of %d bytes: %d of %d replicas answered: %w: %w",
 		len(rec.Value), q.countOK(), len(p.nodes), httpapi.ErrUnavailable, q.err())
+}
+
+// noSpace reports whether err says a replica refused a write because its
+// disk is nearly full: the local store's ErrNoSpace, or a peer's
+// CodeInsufficientStorage.
+func noSpace(err error) bool {
+	return errors.Is(err, store.ErrNoSpace) || errors.Is(err, wire.ErrInsufficientStorage)
 }
 
 // finishLater hands the answers still to come for a request to background

@@ -37,7 +37,7 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 		timestampsRefused: newTimestampsRefused(),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_writes_total",
-			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; restamped counts attempts stamped again above a newer version).",
+			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; no_space: not reached because replicas lack disk space (507); restamped counts attempts stamped again above a newer version).",
 		}, []string{"outcome"}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_reads_total",
@@ -111,6 +111,27 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 			Name: "tako_store_write_stall_seconds_total",
 			Help: "Time the store's writes spent stalled.",
 		}, func() float64 { return st.Stats().WriteStalled.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_store_free_bytes",
+			Help: "Free space on the store's file system when the store last looked (0: it cannot tell).",
+		}, func() float64 { return float64(st.Stats().FreeBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_store_low_space",
+			Help: "1 while the store's free space is below its reserve (-min-free): it refuses writes (507) and serves reads, until space is freed.",
+		}, func() float64 {
+			if st.Stats().LowSpace {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tako_store_writes_refused_total",
+			Help: "Writes the store refused because they would have left less free space than its reserve (-min-free).",
+		}, func() float64 { return float64(st.Stats().WritesRefused) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tako_store_damaged_files",
+			Help: "Files of the store that failed their checksum since the node started: reads of their records fail on this node (never wrong bytes); see docs/operations.md.",
+		}, func() float64 { return float64(st.Stats().DamagedFiles) }),
 	)
 	return m
 }

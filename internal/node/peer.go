@@ -229,6 +229,11 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 func errorResponse(err error) *wire.Response {
 	code := wire.CodeInternal
 	switch {
+	case errors.Is(err, httpapi.ErrInsufficientStorage), errors.Is(err, store.ErrNoSpace):
+		code = wire.CodeInsufficientStorage
+	case errors.Is(err, store.ErrFailed):
+		// The node stops (Run): its peers skip it at once.
+		code = wire.CodeShuttingDown
 	case errors.Is(err, httpapi.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, errRecovering):
 		code = wire.CodeUnavailable
 	case errors.Is(err, httpapi.ErrBadRequest), errors.Is(err, store.ErrEmptyKey):

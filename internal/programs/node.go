@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,8 +40,9 @@ func Node(args []string) {
 	readToken := cli.TokenFlag(fs, "`FILE` holding the admin token, when the cluster has an auth section: to fetch the configuration, and to present to the other nodes' binary ports")
 	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify the coordinators with: with it, -c asks them over HTTPS (for a cluster with a tls section)")
 	recoverAll := fs.Bool("recover", false, "the store lost part of its data (a file removed, a restore from an older copy, damage found by a checksum): refill all of the node's ranges from the other replicas, reading its keys through from them meanwhile; an empty store does this by itself (docs/operations.md)")
+	minFree := fs.String("min-free", "128MiB", "free disk `SIZE` the store keeps for its flushes and compactions: writes that would leave less are refused (507) while reads go on, until space is freed")
 	clockOffset := fs.Duration("test-clock-offset", 0, "for fault tests only: run the node's clock `DURATION` ahead of the system clock (negative: behind)")
-	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-recover] [-d] [-l FILE] [-json]", `
+	cli.Usage(fs, "tako-node -id ID (-c HOST:PORT ... | -cfg FILE) [-v DIR] [-f PATH] [-u SECONDS] [-recover] [-min-free SIZE] [-d] [-l FILE] [-json]", `
 Runs one Tako node. The node stores its share of the data in an embedded
 Pebble store, talks to the other nodes over the binary protocol on its binary
 port, and serves the HTTP API for the whole cluster on its HTTP port:
@@ -59,6 +61,15 @@ its sake. A store that lost only part of its data looks whole: start the
 node with -recover once to refill all of it (the refill resumes where it was
 after a restart, with or without the flag). Progress: /metrics
 (tako_refill_*), tako status, and a log line every 10 s.
+
+The node keeps -min-free of its disk free: a write that would eat into it
+is refused with 507 Insufficient Storage, reads go on, and writes are
+accepted again by themselves once space is freed. A disk error the store
+cannot survive (a failed write or sync of its write-ahead log) stops the
+node with one line and exit status 3: no write it could not sync was
+acknowledged, and a restart replays what was synced. A store whose files
+fail their checksums does not start: exit status 4, and one line naming
+the file and what to do (docs/operations.md).
 
 When the configuration has a tls section, the binary port speaks mutual TLS
 with the certificates it names (tako certs makes them), the HTTP port serves
@@ -84,6 +95,10 @@ Examples:
 	switch {
 	case *id == "":
 		cli.Exit(program, 2, errors.New("-id is required (see tako-node -h)"))
+	}
+	minFreeBytes, err := config.ParseSize(*minFree)
+	if err != nil {
+		cli.Exit(program, 2, fmt.Errorf("-min-free: %w", err))
 	}
 	checkSourceFlags(program, coordinators, *cfgFile, *poll)
 	logger, closeLog, err := logs.Logger(program)
@@ -122,7 +137,8 @@ Examples:
 		}
 		cli.Exit(program, 1, err)
 	}
-	opts := node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger, Token: token, Recover: *recoverAll}
+	opts := node.Options{ID: *id, Config: src.cfg, Epoch: src.epoch, DataDir: dataDir, Logger: logger, Token: token, Recover: *recoverAll,
+		MinFreeBytes: minFreeBytes}
 	if offset := *clockOffset; offset != 0 {
 		// A wrong clock on purpose, to test that the cluster keeps every
 		// acknowledged write in order when one node's clock is wrong.
@@ -131,7 +147,7 @@ Examples:
 	}
 	n, err := node.New(opts)
 	if err != nil {
-		cli.Exit(program, 1, err)
+		cli.Exit(program, nodeExitCode(err), err)
 	}
 	logger.Info("starting", "node", *id, "cfg", *cfgFile, "coordinators", coordinators.String(), "epoch", src.epoch, "data", dataDir)
 	src.follow(ctx, n.SetConfig)
@@ -146,7 +162,33 @@ Examples:
 	stop()
 	src.wait()
 	if err != nil {
-		cli.Exit(program, 1, err)
+		cli.Exit(program, nodeExitCode(err), err)
 	}
 	os.Exit(0)
+}
+
+// Exit statuses of tako-node beyond 0 (stopped cleanly), 1 (an error: bad
+// configuration, a port taken, ...) and 2 (bad usage). Service managers can
+// tell them apart: a restart after exitStoreFailed is safe (the store
+// replays its log) but fails again while the disk does; one after
+// exitStoreDamaged is useless until the operator acts (systemd:
+// RestartPreventExitStatus=4).
+const (
+	// exitStoreFailed: the store met a disk error it cannot go on from (a
+	// failed write or sync of its write-ahead log) and the node stopped.
+	exitStoreFailed = 3
+	// exitStoreDamaged: a file of the store failed its checksum; the node
+	// did not start.
+	exitStoreDamaged = 4
+)
+
+// nodeExitCode is the exit status for the error that ended a node.
+func nodeExitCode(err error) int {
+	switch {
+	case errors.Is(err, node.ErrStoreDamaged):
+		return exitStoreDamaged
+	case errors.Is(err, node.ErrStoreFailed):
+		return exitStoreFailed
+	}
+	return 1
 }
