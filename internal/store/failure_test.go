@@ -425,7 +425,10 @@ func flipBytes(t *testing.T, path string, off int) {
 
 // TestFullDiskRefusesWritesAndResumes: a write that would eat into the
 // reserve is refused with ErrNoSpace and writes nothing, while reads go
-// on; once space is back, writes are accepted again by themselves.
+// on; from then on every write is refused until the free space is back
+// above the reserve and an eighth of it; then writes are accepted again by
+// themselves. A large write that does not fit while space is plentiful is
+// refused alone.
 func TestFullDiskRefusesWritesAndResumes(t *testing.T) {
 	const reserve = 1 << 20
 	mem := vfs.NewMem()
@@ -439,11 +442,24 @@ func TestFullDiskRefusesWritesAndResumes(t *testing.T) {
 		mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: free, TotalBytes: 200 << 20, UsedBytes: 200<<20 - free})
 		s.space.recheck()
 	}
+	setFree(reserve + 400<<10)
+	if _, err := s.Put(ctx, []byte("big"), live(1, strings.Repeat("x", 500<<10))); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("a write of 500 KiB with 400 KiB above the reserve = %v, want ErrNoSpace", err)
+	}
+	if st := s.Stats(); st.LowSpace {
+		t.Errorf("a large write refused with plenty of space made the store low on space: %+v", st)
+	}
+	// Writes are counted against the free space between two readings
+	// (the store reads it again after an eighth of the reserve).
 	setFree(reserve + 100<<10)
-	// Writes are counted against the free space between two readings.
-	mustPut(t, s, "b", live(1, strings.Repeat("x", 60<<10)))
-	if _, err := s.Put(ctx, []byte("c"), live(1, strings.Repeat("x", 60<<10))); !errors.Is(err, ErrNoSpace) {
-		t.Fatalf("a second write of 60 KiB with 100 KiB above the reserve = %v, want ErrNoSpace", err)
+	mustPut(t, s, "b", live(1, strings.Repeat("x", 40<<10)))
+	mustPut(t, s, "b", live(2, strings.Repeat("x", 40<<10)))
+	if _, err := s.Put(ctx, []byte("c"), live(1, strings.Repeat("x", 40<<10))); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("a third write of 40 KiB with 100 KiB above the reserve = %v, want ErrNoSpace", err)
+	}
+	// Low on space now: a small write that would fit is refused too.
+	if _, err := s.Put(ctx, []byte("c"), live(1, "small")); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("a small write once the store is low on space = %v, want ErrNoSpace", err)
 	}
 
 	setFree(reserve / 2)
@@ -477,10 +493,15 @@ func TestFullDiskRefusesWritesAndResumes(t *testing.T) {
 		t.Errorf("an unchanged Put on a full disk = %v, %v; want Unchanged", res, err)
 	}
 	st := s.Stats()
-	if !st.LowSpace || st.FreeBytes != reserve/2 || st.WritesRefused != int64(len(writes))+1 {
-		t.Errorf("Stats on a full disk: %+v, want LowSpace, FreeBytes %d, WritesRefused %d", st, reserve/2, len(writes)+1)
+	if !st.LowSpace || st.FreeBytes != reserve/2 || st.WritesRefused != int64(len(writes))+3 {
+		t.Errorf("Stats on a full disk: %+v, want LowSpace, FreeBytes %d, WritesRefused %d", st, reserve/2, len(writes)+3)
 	}
 
+	// Just above the reserve is not enough to resume.
+	setFree(reserve + reserve/16)
+	if _, err := s.Put(ctx, []byte("a"), live(5, "x")); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("a write with less than an eighth of the reserve above it = %v, want ErrNoSpace", err)
+	}
 	setFree(10 << 20)
 	mustPut(t, s, "a", live(5, "resumed"))
 	if got := mustGet(t, s, "a"); !sameRecord(got, live(5, "resumed")) {

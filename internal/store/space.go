@@ -31,6 +31,18 @@ const (
 // cannot survive) and flushes and compactions have room. It reads the
 // free space at most every spaceCheckEvery, or once writes admitted since
 // took an eighth of the reserve, and counts what it admits in between.
+//
+// Once the free space is within an eighth of the reserve of running out,
+// the store is low on space: it refuses every write, small ones included,
+// until the free space is back above the reserve and that eighth, so that
+// writes do not come and go with every flush or compaction. (A large
+// write that does not fit while space is plentiful is refused alone.)
+//
+// Pebble preallocates each write-ahead log at 110% of a memtable (35 MiB)
+// and keeps up to MemTableStopWritesThreshold+1 old logs for reuse, so
+// the free space drops by 35 MiB at a time while a young store's
+// memtables grow to their full size, and writes into a log fill space
+// that is already taken.
 type space struct {
 	fs      vfs.FS
 	dir     string
@@ -45,7 +57,7 @@ type space struct {
 	free    uint64     // free bytes when checked, less what was admitted since
 	taken   uint64     // bytes admitted since checked
 	known   bool       // free has been read at least once
-	low     bool       // free is below reserve: writes are refused
+	low     bool       // low on space: every write is refused
 	refused int64      // writes refused
 }
 
@@ -73,10 +85,13 @@ func (sp *space) admit(n int) error {
 		}
 	}
 	need := uint64(n + writeOverhead)
-	if sp.free < sp.reserve+need {
+	if sp.low || sp.free < sp.reserve+need {
+		if !sp.low && sp.free < sp.resumeAt() {
+			sp.lowLocked()
+		}
 		sp.refused++
-		return fmt.Errorf("%w: %s free on the file system of %s; a write of %s would leave less than the reserve of %s (-min-free); writes are accepted again once space is freed",
-			ErrNoSpace, formatBytes(sp.free), sp.dir, formatBytes(need), formatBytes(sp.reserve))
+		return fmt.Errorf("%w: %s free on the file system of %s, the store keeps a reserve of %s (-min-free) and this write needs %s; writes are accepted again once %s are free",
+			ErrNoSpace, formatBytes(sp.free), sp.dir, formatBytes(sp.reserve), formatBytes(need), formatBytes(sp.resumeAt()))
 	}
 	sp.free -= need
 	sp.taken += need
@@ -102,16 +117,25 @@ func (sp *space) readLocked(now time.Time) {
 		return
 	}
 	sp.checked, sp.free, sp.taken, sp.known = now, usage.AvailBytes, 0, true
-	switch low := sp.free < sp.reserve; {
-	case low && !sp.low:
-		sp.logger.Error("store: disk nearly full: refusing writes (507, or CodeInsufficientStorage on the binary port) while reads go on; they are accepted again by themselves once space is freed",
-			"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve))
-		sp.low = true
-	case !low && sp.low:
-		sp.logger.Warn("store: free space is above the reserve again: accepting writes",
+	switch {
+	case !sp.low && sp.free < sp.reserve:
+		sp.lowLocked()
+	case sp.low && sp.free >= sp.resumeAt():
+		sp.logger.Warn("store: free space is back above the reserve: accepting writes again",
 			"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve))
 		sp.low = false
 	}
+}
+
+// resumeAt is the free space from which a store low on space accepts
+// writes again.
+func (sp *space) resumeAt() uint64 { return sp.reserve + sp.reserve/8 }
+
+// lowLocked makes the store low on space, and says so.
+func (sp *space) lowLocked() {
+	sp.low = true
+	sp.logger.Error("store: disk nearly full: refusing writes (507, or CodeInsufficientStorage on the binary port) while reads go on; they are accepted again by themselves once space is freed",
+		"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve), "resume_at", formatBytes(sp.resumeAt()))
 }
 
 // recheck makes the next write read the free space again (Pebble met
