@@ -379,7 +379,7 @@ func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, re
 	cancel()
 	if errs := q.err(); noSpace(errs) {
 		n.metrics.writes.WithLabelValues("no_space").Inc()
-		return httpapi.WriteResult{}, fmt.Errorf("write of %d bytes: %d of %d replicas took it, others lack disk space: %w: %w",
+		return httpapi.WriteResult{}, fmt.Errorf("write of %d bytes: %d of %d replicas took it, too few: some lack disk space: %w: %w",
 			len(rec.Value), q.countOK(), len(p.nodes), httpapi.ErrInsufficientStorage, errs)
 	}
 	n.metrics.writes.WithLabelValues("unavailable").Inc()
