@@ -36,6 +36,10 @@ var (
 	// ErrForbidden: the client's token does not have the role the request
 	// needs (read for Get and Where, write for Put and Delete).
 	ErrForbidden = errors.New("tako: forbidden")
+	// ErrInsufficientStorage: the write needs replicas whose disks are
+	// nearly full; they take writes again by themselves once space is
+	// freed. Reads go on.
+	ErrInsufficientStorage = errors.New("tako: insufficient storage")
 )
 
 // Version is one version of a key.
@@ -316,6 +320,9 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, err
 				return nil, fmt.Errorf("%w: node %s: %s", ErrUnauthorized, nd.ID, we.Message), true
 			case wire.CodeForbidden:
 				return nil, fmt.Errorf("%w: node %s: %s", ErrForbidden, nd.ID, we.Message), true
+			case wire.CodeInsufficientStorage:
+				// Any node would meet the same full replicas.
+				return nil, fmt.Errorf("%w: node %s: %s", ErrInsufficientStorage, nd.ID, we.Message), true
 			case wire.CodeUnavailable:
 				// The node answered; its view of the replicas did not
 				// reach the quorum. Another node may see more.

@@ -321,6 +321,8 @@ func apiError(err error) error {
 	switch {
 	case errors.Is(err, client.ErrNotFound):
 		return httpapi.ErrNotFound
+	case errors.Is(err, client.ErrInsufficientStorage):
+		return fmt.Errorf("%w: %v", httpapi.ErrInsufficientStorage, err)
 	case errors.Is(err, client.ErrUnavailable):
 		return fmt.Errorf("%w: %v", httpapi.ErrUnavailable, err)
 	case errors.Is(err, client.ErrBadRequest), errors.Is(err, client.ErrTooLarge):
