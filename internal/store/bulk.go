@@ -207,35 +207,5 @@ func (s *Store) putMany(ctx context.Context, entries []Entry, wo *pebble.WriteOp
 // context's error if ctx is done before it starts, and an error wrapping
 // ErrCorrupt if the stored record cannot be decoded.
 func (s *Store) Purge(ctx context.Context, key []byte) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if len(key) == 0 {
-		return false, ErrEmptyKey
-	}
-	if err := s.enter(); err != nil {
-		return false, err
-	}
-	defer s.exit()
-	h := keyhash.Sum(key)
-	mu := s.stripe(h)
-	mu.Lock()
-	defer mu.Unlock()
-	pk := encodeKey(h, key)
-	cur, found, err := s.get(pk)
-	if err != nil {
-		return false, fmt.Errorf("store: purging %q: %w", key, err)
-	}
-	if !found {
-		return false, nil
-	}
-	if err := s.space.admit(len(pk)); err != nil {
-		return false, fmt.Errorf("store: purging %q: %w", key, err)
-	}
-	if err := s.guard(func() error { return s.db.Delete(pk, s.writeOpts) }); err != nil {
-		return false, fmt.Errorf("store: purging %q: %w", key, err)
-	}
-	s.slot(h).removed(Fingerprint(key, cur))
-	s.keys.Add(-1)
-	return true, nil
+	return s.removeIf(ctx, key, "purging", func(Record) bool { return true })
 }

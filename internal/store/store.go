@@ -492,6 +492,13 @@ func (s *Store) scanFrom(ctx context.Context, lo, hi uint32, lower []byte, fn fu
 // wrapping ErrCorrupt if the stored record cannot be decoded, and the
 // errors of Put for a store that is damaged, full or failed.
 func (s *Store) Remove(ctx context.Context, key []byte, expect Record) (bool, error) {
+	return s.removeIf(ctx, key, "removing", func(cur Record) bool { return Compare(cur, expect) == 0 })
+}
+
+// removeIf deletes key's record if want says so of it, atomically against
+// Puts and other removals of key, and reports whether it did; doing names
+// the operation in errors.
+func (s *Store) removeIf(ctx context.Context, key []byte, doing string, want func(cur Record) bool) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -513,16 +520,16 @@ func (s *Store) Remove(ctx context.Context, key []byte, expect Record) (bool, er
 	pk := encodeKey(h, key)
 	cur, found, err := s.get(pk)
 	if err != nil {
-		return false, fmt.Errorf("store: removing %q: %w", key, err)
+		return false, fmt.Errorf("store: %s %q: %w", doing, key, err)
 	}
-	if !found || Compare(cur, expect) != 0 {
+	if !found || !want(cur) {
 		return false, nil
 	}
 	if err := s.space.admit(len(pk)); err != nil {
-		return false, fmt.Errorf("store: removing %q: %w", key, err)
+		return false, fmt.Errorf("store: %s %q: %w", doing, key, err)
 	}
 	if err := s.guard(func() error { return s.db.Delete(pk, s.writeOpts) }); err != nil {
-		return false, fmt.Errorf("store: removing %q: %w", key, err)
+		return false, fmt.Errorf("store: %s %q: %w", doing, key, err)
 	}
 	s.slot(h).removed(Fingerprint(key, cur))
 	s.keys.Add(-1)
