@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,21 +38,22 @@ func mountTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
-// TestFullDiskRefusesWritesAndResumes fills a real node's disk, a 64 MiB
-// tmpfs that also holds a 16 MiB filler file, with writes until the node
-// answers 507: meanwhile it keeps serving reads and loses nothing it
-// acknowledged. Once the filler is deleted, writes succeed again without a
-// restart; after a restart every acknowledged write is still there.
+// TestFullDiskRefusesWritesAndResumes fills a real node's disk, a 192 MiB
+// tmpfs, with writes until the node answers 507: meanwhile it keeps
+// serving reads and loses nothing it acknowledged. Once a filler file is
+// deleted, writes succeed again without a restart; after a restart every
+// acknowledged write is still there.
 //
-// Pebble preallocates its first write-ahead log at 35 MiB (110% of a
-// memtable) with the first write, so the writes fill what is left, about
-// 5 MiB above the 8 MiB reserve (-min-free 8MiB).
+// Pebble preallocates each write-ahead log at 35 MiB (110% of a memtable),
+// and its first memtables are small, so the first writes may start several
+// logs (a CI run on a 64 MiB disk found 45 MiB gone after 4 writes). So
+// the node takes 2 MiB of writes first, and only then does the filler take
+// all but 3 MiB above the 8 MiB reserve (-min-free 8MiB): the writes that
+// follow fill those 3 MiB, and deleting the filler leaves the restart room
+// to write its log out.
 func TestFullDiskRefusesWritesAndResumes(t *testing.T) {
-	disk := mountTmpfs(t, "64m")
+	disk := mountTmpfs(t, "192m")
 	filler := filepath.Join(disk, "filler")
-	if err := os.WriteFile(filler, bytes.Repeat([]byte{0xf1}, 16<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	cfg, base := standaloneConfig(t, dir, "")
 	store := filepath.Join(disk, "n1")
@@ -60,9 +62,31 @@ func TestFullDiskRefusesWritesAndResumes(t *testing.T) {
 	waitHealthy(t, n1, base)
 	ctx := context.Background()
 
+	acked := map[string][]byte{}
+	for i := range 32 {
+		key := fmt.Sprintf("warm-%02d", i)
+		value := bytes.Repeat([]byte{byte(i)}, 64<<10)
+		if code, _, body, err := httpDo(ctx, "POST", base+"/values/"+key, value, nil); err != nil || code != 200 {
+			t.Fatalf("a write on an empty disk: %d %v %s", code, err, body)
+		}
+		acked[key] = value
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(disk, &fs); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	size := free - (8<<20 + 3<<20)
+	if size <= 0 {
+		t.Fatalf("only %d bytes free on the %s tmpfs after 2 MiB of writes", free, "192m")
+	}
+	if err := os.WriteFile(filler, bytes.Repeat([]byte{0xf1}, int(size)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%.1f MiB free after 2 MiB of writes; a filler of %.1f MiB leaves 3 MiB above the reserve", float64(free)/(1<<20), float64(size)/(1<<20))
+
 	// Writers put 64 KiB values until each has seen a 507.
 	var mu sync.Mutex
-	acked := map[string][]byte{}
 	var refusal string
 	var wg sync.WaitGroup
 	var unexpected []string
