@@ -139,27 +139,31 @@ func TestAWriteThatCannotWinIsNot409(t *testing.T) {
 }
 
 // FuzzTimestampDoors sends a timestamp through each door of a node: HTTP,
-// the public binary put, the replica put and a refill batch. Each accepts
-// it exactly when 1 ≤ ts ≤ now + max_timestamp_ahead, stores nothing
-// otherwise, and never moves the node's clock.
+// the public binary put, the replica put, a refill batch, a record that
+// repair fetches from a peer, and one a read-through finds on a peer. Each
+// accepts it exactly when 1 ≤ ts ≤ now + max_timestamp_ahead, stores
+// nothing otherwise, and never moves the node's clock.
 func FuzzTimestampDoors(f *testing.F) {
+	const doors = 6
 	now := time.Now().UnixMicro()
 	for _, ts := range []int64{now, 1, 0, -5, math.MinInt64, math.MaxInt64, now + 9*60e6, now + 11*60e6} {
-		for door := range 4 {
+		for door := range doors {
 			f.Add(uint8(door), ts)
 		}
 	}
-	c := startCluster(f, [][]string{{"n1"}}, 1, "")
-	n := c.nodes["n1"]
+	c := startCluster(f, [][]string{{"n1"}, {"n2"}}, 2, "    background_repair: no\n")
+	n, peer := c.nodes["n1"], c.nodes["n2"]
+	peerNode, _, _ := c.cfg.Node("n2")
 	ahead := n.settings(n.cfg.Load()).MaxTimestampAhead
 	var seq atomic.Int64
 	f.Fuzz(func(t *testing.T, door uint8, ts int64) {
+		door %= doors
 		key := fmt.Sprintf("fuzz/%d", seq.Add(1))
 		ctx := context.Background()
 		// Judged before and after the call, for a rule at the edge.
 		before := hlc.Check(ts, time.Now().UnixMicro(), ahead) == nil
 		var accepted bool
-		switch door % 4 {
+		switch door {
 		case 0:
 			code, _, _ := httpWrite(n, key, "v", strconv.FormatInt(ts, 10))
 			accepted = code == 200
@@ -178,20 +182,44 @@ func FuzzTimestampDoors(f *testing.F) {
 			}
 			_, err := n.store.Get(ctx, []byte(key))
 			accepted = err == nil
+		case 4, 5:
+			// The peer holds the record already (stored before the rule,
+			// or by a wrong clock).
+			if _, err := peer.store.Put(ctx, []byte(key), store.Record{Timestamp: ts, Value: []byte("v")}); err != nil {
+				t.Fatal(err)
+			}
+			if door == 4 {
+				var stats passStats
+				accepted = n.pullRecords(ctx, n.remote(peerNode), []string{key}, &stats) == nil
+				break
+			}
+			refused := testutil.ToFloat64(n.metrics.timestampsRefused.WithLabelValues(doorReadThrough))
+			if _, found, err := n.readThrough(ctx, []byte(key), store.Record{}, false); err != nil || !found {
+				t.Fatalf("read-through of a key the peer holds: found %v, %v", found, err)
+			}
+			accepted = testutil.ToFloat64(n.metrics.timestampsRefused.WithLabelValues(doorReadThrough)) == refused
+			if accepted {
+				// It keeps what it read in the background.
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+					if _, err := n.store.Get(ctx, []byte(key)); err == nil {
+						break
+					}
+				}
+			}
 		}
 		after := hlc.Check(ts, time.Now().UnixMicro(), ahead) == nil
-		if door%4 == 1 && ts == 0 {
+		if door == 1 && ts == 0 {
 			before, after = true, true // an OpPut at 0 asks the node to stamp it
 		}
 		if accepted && !before && !after || !accepted && before && after {
-			t.Fatalf("door %d, timestamp %d: accepted %v, the rule says %v", door%4, ts, accepted, before)
+			t.Fatalf("door %d, timestamp %d: accepted %v, the rule says %v", door, ts, accepted, before)
 		}
 		rec, err := n.store.Get(ctx, []byte(key))
 		if accepted != (err == nil) || err != nil && !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("door %d, timestamp %d: accepted %v, stored %v %v", door%4, ts, accepted, rec, err)
+			t.Fatalf("door %d, timestamp %d: accepted %v, stored %v %v", door, ts, accepted, rec, err)
 		}
 		if got := n.clock.Now(); got > time.Now().Add(time.Second).UnixMicro() {
-			t.Fatalf("door %d, timestamp %d moved the clock to %d", door%4, ts, got)
+			t.Fatalf("door %d, timestamp %d moved the clock to %d", door, ts, got)
 		}
 	})
 }
