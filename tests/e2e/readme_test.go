@@ -54,7 +54,9 @@ func TestReadmeCommandsWork(t *testing.T) {
 	}
 	args := append(strings.Fields(strings.TrimPrefix(run, goRun)), "-v", t.TempDir())
 	node := start(t, "../..", "tako-cluster", args...)
-	waitHealthy(t, node, "http://localhost:8080")
+	// As a user at its terminal: once it says every process is up, not
+	// merely once the proxy answers.
+	waitClusterUp(t, node, "http://localhost:8080")
 
 	want := []string{
 		"HTTP/1.1 200",             // POST
