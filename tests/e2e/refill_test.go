@@ -570,14 +570,7 @@ func TestRefillHoldsToRepairBandwidth(t *testing.T) {
 	const limit = 8 << 20
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "    repair_bandwidth: 8MiB/s\n")
 	ld := loadRandomValues(t, c.http["n1"], "paced/", 48<<20, 8)
-	if err := c.nodes["n2"].stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(c.dataDir("n2")); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	c.startNode("n2")
+	t0 := c.wipeAndStart(t, "n2")
 	run := waitRecovered(t, c.nodes["n2"], c.http["n2"], t0, 2*time.Minute)
 	fmt.Printf("refill at repair_bandwidth 8MiB/s: %.1f MB in %.1f s from n2's start = %.1f MB/s, %.2f x the limit (its log: took %s, %s MB/s)\n",
 		run.bytes/1e6, run.refilled.Seconds(), run.rate(), run.rate()*1e6/limit, logField(run.line, "took"), logField(run.line, "rate_mb_per_s"))
@@ -652,14 +645,7 @@ func recoveryUnits(t *testing.T, path string) (units, done, started int) {
 func TestRefillResumesAfterRestart(t *testing.T) {
 	c := startPair(t, "    repair_bandwidth: 8MiB/s\n", "      points_per_bucket: 4\n")
 	ld := loadRandomValues(t, c.http["n1"], "resume/", 64<<20, 8)
-	if err := c.nodes["n2"].stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(c.dataDir("n2")); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	c.startNode("n2")
+	t0 := c.wipeAndStart(t, "n2")
 	var before float64
 	waitFor(t, "n2 to refill 60% of the data", func() bool {
 		before = metricValue(c.http["n2"], "tako_refill_received_bytes_total")
@@ -720,14 +706,7 @@ func TestRefillSurvivesASenderRestart(t *testing.T) {
 	)
 	c := startPair(t, "    repair_bandwidth: 8MiB/s\n", "      points_per_bucket: 4\n")
 	ld := loadRandomValues(t, c.http["n1"], "sender/", 64<<20, 8)
-	if err := c.nodes["n2"].stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(c.dataDir("n2")); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	c.startNode("n2")
+	t0 := c.wipeAndStart(t, "n2")
 	n1, n2 := c.http["n1"], c.http["n2"]
 	received := func() float64 { return metricValue(n2, "tako_refill_received_bytes_total") }
 	var before float64
@@ -988,4 +967,19 @@ func httpGet(hc *http.Client, url string) (int, []byte, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
+}
+
+// wipeAndStart stops node id, deletes its data directory and starts it
+// again, empty, as after a lost disk; it returns when it started it.
+func (c *cluster) wipeAndStart(t *testing.T, id string) time.Time {
+	t.Helper()
+	if err := c.nodes[id].stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(c.dataDir(id)); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	c.startNode(id)
+	return t0
 }
