@@ -90,9 +90,10 @@ func randomValue(r *rand.Rand) []byte {
 // run, automated: load values through the proxy, read them back; stop every
 // node, delete the data of a whole bucket (n1, n2) and of n5 and n10,
 // restart, and read everything again, with the default quorums. The wiped
-// nodes start empty, so they recover: until a repair pass with their peers
-// has finished, their "not found" answers do not count toward a read
-// quorum, and /health says "ok: recovering" (waitHealthy waits for "ok").
+// nodes start empty, so they recover: they read the keys they lack through
+// from the other replicas and refill by streaming, and /health says "ok:
+// recovering" (waitHealthy waits for "ok"; TestDisasterDrillReadsEveryFileAtOnce
+// reads at once instead).
 func TestClusterKeepsEverythingThroughLostDisks(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1", "n2"}, {"n3", "n4"}, {"n5", "n6"}, {"n7", "n8"}, {"n9", "n10"}}, 2, "")
 	ctx := context.Background()
