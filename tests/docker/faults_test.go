@@ -209,6 +209,9 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 		t.Errorf("%s: %d lost, %d stale", f.name, res.lost, res.stale)
 		logKeys(t, h.ops, res.badKeys, 2)
 	}
+	if !res.histVerdict.OK() {
+		t.Errorf("%s: internal/history: %d anomalies, %d keys unknown", f.name, res.histVerdict.Anomalies(), len(res.histVerdict.Unknown))
+	}
 	if res.checkedFailed*100 > res.checked {
 		t.Errorf("%s: %d of %d operations failed on keys that kept a quorum of their replicas (more than 1%%)", f.name, res.checkedFailed, res.checked)
 	}

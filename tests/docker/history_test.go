@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	hist "github.com/takodb/tako/internal/history"
 )
 
 // opKind is what an operation of the workload did.
@@ -114,6 +116,47 @@ type verdict struct {
 	stale      int
 	violations []string
 	badKeys    []string // the keys of the violations
+	// histVerdict is internal/history's verdict on the same operations:
+	// linearizability per key, monotonic reads, phantom values, lost
+	// writes, 409s.
+	histVerdict hist.Verdict
+}
+
+// historyOps converts the operations for internal/history. Nothing here
+// sends X-Timestamp: the cluster stamps every write.
+func historyOps(ops []*op, final map[*op]bool) []hist.Op {
+	out := make([]hist.Op, 0, len(ops))
+	for _, o := range ops {
+		h := hist.Op{
+			Client: o.client, Key: o.key, Value: o.value, Start: o.start, End: o.end,
+			Timestamp: o.ts, Final: final[o], Note: o.entry,
+		}
+		switch o.kind {
+		case opRead:
+			h.Kind = hist.Read
+		case opWrite:
+			h.Kind = hist.Write
+		case opDelete:
+			h.Kind = hist.Delete
+		}
+		switch {
+		case o.acked():
+			h.Outcome = hist.OK
+		case o.kind == opRead && o.code == 200:
+			h.Outcome = hist.OK
+		case o.kind == opRead && o.code == 404:
+			h.Outcome = hist.Absent
+		case o.kind != opRead && o.code == 409:
+			h.Outcome = hist.LostRace
+		default:
+			h.Outcome = hist.Failed
+			if o.reason != "" {
+				h.Note += ": " + strings.TrimSpace(o.reason)
+			}
+		}
+		out = append(out, h)
+	}
+	return out
 }
 
 // check verifies the history against what the contract promises, with
@@ -131,8 +174,11 @@ type verdict struct {
 //
 // Reads flagged final are the reads after the faults healed: a violation
 // there is a lost write; elsewhere a stale read.
+//
+// It also runs internal/history's Check on the same operations (see
+// verdict.histVerdict).
 func check(ops []*op, final map[*op]bool) verdict {
-	var v verdict
+	v := verdict{histVerdict: hist.Check(historyOps(ops, final))}
 	byKey := map[string][]*op{}
 	for _, o := range ops {
 		byKey[o.key] = append(byKey[o.key], o)
@@ -249,5 +295,7 @@ func (v verdict) String() string {
 		b.WriteString("\n  ")
 		b.WriteString(s)
 	}
+	b.WriteString("\ninternal/history: ")
+	b.WriteString(v.histVerdict.String())
 	return b.String()
 }
