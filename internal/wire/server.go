@@ -365,12 +365,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	s.cancel()
+	// Close the connections before the handlers' contexts end: a handler
+	// that answers its cancellation must not reach a client that is owed
+	// ErrClosed.
 	s.mu.Lock()
 	for sc := range s.conns {
 		sc.nc.Close()
 	}
 	s.mu.Unlock()
+	s.cancel()
 	<-s.done
 	return ctx.Err()
 }
