@@ -535,3 +535,62 @@ func openTestOpts(t *testing.T, dir string, opts Options) *Store {
 	})
 	return s
 }
+
+// TestBallastIsGivenBackAndMadeAgain: the store keeps a ballast of half
+// its reserve once there is room; when something else takes the free
+// space under a quarter of the reserve, the ballast is deleted; it is made
+// again once there is room. A store opened on a disk already under the
+// reserve deletes its ballast before Pebble opens, so that it can start.
+func TestBallastIsGivenBackAndMadeAgain(t *testing.T) {
+	const reserve = 4 << 20
+	mem := vfs.NewMem()
+	setUsage := func(free uint64) {
+		mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: free, TotalBytes: 200 << 20, UsedBytes: 200<<20 - free})
+	}
+	setUsage(100 << 20)
+	s := openTestOpts(t, "db", Options{FS: mem, MinFreeBytes: reserve})
+	ballastPath := mem.PathJoin("db", BallastFile)
+	exists := func() bool { _, err := mem.Stat(ballastPath); return err == nil }
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 5 s for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitUntil("the ballast to be made", exists)
+
+	// Under the reserve but above a quarter of it: writes are refused,
+	// the ballast stays (the store's own writes cannot take it further).
+	setUsage(reserve / 2)
+	s.space.recheck()
+	if _, err := s.Put(context.Background(), []byte("k"), live(1, "v")); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("a write under the reserve = %v, want ErrNoSpace", err)
+	}
+	if !exists() {
+		t.Fatal("the ballast was given back with half the reserve free")
+	}
+	// Something else took the space: the ballast goes, without a write.
+	setUsage(reserve / 8)
+	waitUntil("the ballast to be given back", func() bool { return !exists() })
+	// Space is back: the ballast is made again, and writes go on.
+	setUsage(100 << 20)
+	waitUntil("the ballast to be made again", exists)
+	mustPut(t, s, "k", live(1, "v"))
+
+	// A store that opens on a full disk gives its ballast back first.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setUsage(reserve / 2)
+	s2 := openTestOpts(t, "db", Options{FS: mem, MinFreeBytes: reserve})
+	if exists() {
+		t.Error("a store opened with half its reserve free kept its ballast")
+	}
+	if got := mustGet(t, s2, "k"); !sameRecord(got, live(1, "v")) {
+		t.Errorf("k after reopening on a full disk = %v", got)
+	}
+}

@@ -19,6 +19,10 @@ const (
 	// spaceCheckEvery is how often at most the store reads its file
 	// system's free space while writes come in.
 	spaceCheckEvery = 100 * time.Millisecond
+	// spaceWatchEvery is how often the store reads its file system's free
+	// space when no write comes in, to give the ballast back when
+	// something else fills the disk, and to make it again.
+	spaceWatchEvery = 500 * time.Millisecond
 	// writeOverhead is added to the key and value bytes of each write to
 	// count what it takes in the write-ahead log (record and batch
 	// headers, the record's own header).
@@ -43,11 +47,16 @@ const (
 // the free space drops by 35 MiB at a time while a young store's
 // memtables grow to their full size, and writes into a log fill space
 // that is already taken.
+//
+// The ballast (ballast.go), half the reserve, is given back once the free
+// space falls under a quarter of the reserve: only something else than
+// the store's admitted writes can take it that far.
 type space struct {
 	fs      vfs.FS
 	dir     string
 	logger  *slog.Logger
 	reserve uint64
+	ballast *ballast
 	// off is set when the file system cannot tell its free space: no
 	// write is refused then.
 	off atomic.Bool
@@ -61,12 +70,68 @@ type space struct {
 	refused int64      // writes refused
 }
 
+// newSpace returns the guard of the file system of the store in dir,
+// which keeps reserve bytes free and a ballast of half of it.
+func newSpace(fs vfs.FS, dir string, reserve uint64, logger *slog.Logger) *space {
+	return &space{fs: fs, dir: dir, logger: logger, reserve: reserve,
+		ballast: newBallast(fs, dir, reserve/2, logger)}
+}
+
+// beforeOpen gives the ballast back if the file system is already short
+// of space, so that Pebble can write what opening a store writes (a new
+// log, a new manifest): a node whose disk filled up starts, serves reads
+// and refuses writes, instead of failing to start again and again.
+func (sp *space) beforeOpen() {
+	usage, err := sp.fs.GetDiskUsage(sp.dir)
+	if err != nil || usage.AvailBytes >= sp.reserve {
+		return
+	}
+	sp.ballast.release("the disk is nearly full as the store opens", usage.AvailBytes)
+}
+
 // start reads the free space for the first time, once the store's
 // directory exists.
 func (sp *space) start() {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	sp.readLocked(time.Now())
+}
+
+// watch reads the free space every spaceWatchEvery until stop is closed:
+// it gives the ballast back when the file system is about to run out,
+// and makes it when there is room.
+func (sp *space) watch(stop <-chan struct{}) {
+	sp.tend()
+	t := time.NewTicker(spaceWatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			sp.tend()
+		}
+	}
+}
+
+// tend reads the free space if it was not read lately, and makes the
+// ballast if it is missing and there is room for it above the point
+// where writes are accepted.
+func (sp *space) tend() {
+	if sp.off.Load() {
+		return
+	}
+	sp.mu.Lock()
+	now := time.Now()
+	if now.Sub(sp.checked) >= spaceCheckEvery {
+		sp.readLocked(now)
+	}
+	room := sp.known && !sp.low && sp.free >= sp.resumeAt()+sp.ballast.size
+	sp.mu.Unlock()
+	if room && !sp.ballast.isPresent() {
+		sp.ballast.make()
+		sp.recheck()
+	}
 }
 
 // admit reserves n bytes for a write, or returns an error wrapping
@@ -117,6 +182,10 @@ func (sp *space) readLocked(now time.Time) {
 		return
 	}
 	sp.checked, sp.free, sp.taken, sp.known = now, usage.AvailBytes, 0, true
+	if sp.free < sp.reserve/4 && sp.ballast.isPresent() {
+		sp.ballast.release("the disk is nearly full and something else than the store's writes filled it", sp.free)
+		sp.checked = time.Time{} // read the space it gave at the next write
+	}
 	switch {
 	case !sp.low && sp.free < sp.reserve:
 		sp.lowLocked()
@@ -138,12 +207,18 @@ func (sp *space) lowLocked() {
 		"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve), "resume_at", formatBytes(sp.resumeAt()))
 }
 
-// recheck makes the next write read the free space again (Pebble met
-// ENOSPC in the background).
+// recheck makes the next write read the free space again.
 func (sp *space) recheck() {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	sp.checked = time.Time{}
+}
+
+// outOfSpace is called when Pebble met ENOSPC in the background: the
+// ballast is given back at once, and the free space read again.
+func (sp *space) outOfSpace() {
+	sp.ballast.release("Pebble met a full disk", 0)
+	sp.recheck()
 }
 
 // stats returns the free space as last read (0 if never), and the writes

@@ -134,6 +134,8 @@ type Store struct {
 	ops sync.WaitGroup
 	// closeDone is closed when the first Close has returned.
 	closeDone chan struct{}
+	// stopWatch stops space.watch, which closes watchDone when it returns.
+	stopWatch, watchDone chan struct{}
 	// closeErr is the first Close's result; written before closeDone is closed.
 	closeErr error
 
@@ -189,7 +191,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	stall := &stalls{}
 	fate := &fate{logger: logger, onFatal: opts.OnFatal}
 	events := &eventLog{l: logger, dir: dir}
-	sp := &space{fs: fs, dir: dir, logger: logger, reserve: uint64(minFree)}
+	sp := newSpace(fs, dir, uint64(minFree), logger)
+	sp.beforeOpen()
 	popts := &pebble.Options{
 		FS:    fs,
 		Cache: cache,
@@ -238,6 +241,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		logger:    logger,
 		writeOpts: pebble.Sync,
 		closeDone: make(chan struct{}),
+		stopWatch: make(chan struct{}),
+		watchDone: make(chan struct{}),
 		stall:     stall,
 		fate:      fate,
 		space:     sp,
@@ -247,10 +252,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.writeOpts = pebble.NoSync
 	}
 	sp.start()
+	go func() {
+		defer close(s.watchDone)
+		sp.watch(s.stopWatch)
+	}()
 	start := time.Now()
 	n, err := s.buildDigests(context.Background())
 	if err != nil {
 		// The error that matters is the build's; Close's can only add noise.
+		s.stopWatching()
 		_ = s.guard(db.Close)
 		return nil, fmt.Errorf("store: opening %q: %w", dir, err)
 	}
@@ -575,6 +585,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.stopWatching()
 
 	if err := s.fate.failed(); err != nil {
 		s.closeErr = err
@@ -590,6 +601,12 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
+// stopWatching stops the watch of the free space and waits for it.
+func (s *Store) stopWatching() {
+	close(s.stopWatch)
+	<-s.watchDone
+}
+
 // eventListener logs the Pebble events an operator must hear about
 // (background errors, damaged files: see eventLog), looks at the free
 // space again when Pebble met a full disk, and follows write stalls in
@@ -600,7 +617,7 @@ func eventListener(l *slog.Logger, stall *stalls, events *eventLog, sp *space) *
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
 			if errors.Is(err, syscall.ENOSPC) {
-				sp.recheck()
+				sp.outOfSpace()
 			}
 			events.backgroundError(err)
 		},
