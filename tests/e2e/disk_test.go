@@ -292,3 +292,152 @@ func TestDamagedTableRefusesToStartWithOneLine(t *testing.T) {
 	}
 	t.Logf("n2 serves all %d values from its refilled store", len(want))
 }
+
+// TestDiskFilledBySomethingElse: while four writers put 64 KiB values,
+// another writer (a runaway log, say) fills the node's disk, a 160 MiB
+// tmpfs, to the last byte and keeps it full. The node must not die with a
+// stack trace: it keeps serving reads and refuses writes with 507, or,
+// if Pebble met the full disk in its log, it stops with exit status 3 and
+// one line. Either way nothing acknowledged is lost: once the filler is
+// deleted, writes are accepted again (after a restart if it stopped), and
+// every acknowledged value reads back. A node started on the full disk
+// opens too (its ballast gives Pebble room) and serves reads.
+func TestDiskFilledBySomethingElse(t *testing.T) {
+	disk := mountTmpfs(t, "160m")
+	filler := filepath.Join(disk, "runaway.log")
+	dir := t.TempDir()
+	cfg, base := standaloneConfig(t, dir, "")
+	store := filepath.Join(disk, "n1")
+	args := []string{"-id", "n1", "-cfg", cfg, "-v", dir, "-f", store, "-min-free", "16MiB"}
+	n1 := start(t, dir, "tako-node", args...)
+	waitHealthy(t, n1, base)
+	ctx := context.Background()
+	waitFor(t, "the node to make its ballast", func() bool {
+		return strings.Contains(n1.output(), "made the ballast")
+	})
+
+	var mu sync.Mutex
+	acked := map[string][]byte{}
+	codes := map[int]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 3))
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%05d", w, i)
+				value := make([]byte, 64<<10)
+				for j := range value {
+					value[j] = byte(r.Uint32())
+				}
+				code, _, _, err := httpDo(ctx, "POST", base+"/values/"+key, value, nil)
+				mu.Lock()
+				if err == nil {
+					codes[code]++
+					if code == 200 {
+						acked[key] = value
+					}
+				} else {
+					codes[-1]++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	// The filler writes 256 KiB at a time until the disk is full, and
+	// tries again every few milliseconds for 3 s, taking whatever the
+	// node gives back.
+	time.Sleep(300 * time.Millisecond)
+	f, err := os.OpenFile(filler, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte{0xf1}, 256<<10)
+	var fullAt time.Time
+	for fullAt.IsZero() || time.Since(fullAt) < 3*time.Second {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			if fullAt.IsZero() {
+				fullAt = time.Now()
+			}
+			if _, err := f.Write(chunk[:4<<10]); err != nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	f.Close()
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	t.Logf("answers while the disk filled (-1: no answer): %v; %d writes acknowledged", codes, len(acked))
+	mu.Unlock()
+
+	checkNoStackTrace := func(p *process) {
+		t.Helper()
+		out := p.output()
+		if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") || strings.Contains(out, "fatal error") {
+			t.Fatalf("%s printed a panic or a stack trace:\n%s", p.name, out)
+		}
+	}
+	checkAll := func(when string) {
+		t.Helper()
+		for key, want := range acked {
+			code, _, body, err := httpDo(ctx, "GET", base+"/values/"+key, nil, nil)
+			if err != nil || code != 200 || !bytes.Equal(body, want) {
+				t.Fatalf("%s: GET %s = %d %v (%d bytes), want the %d bytes acknowledged", when, key, code, err, len(body), len(want))
+			}
+		}
+	}
+	checkNoStackTrace(n1)
+	select {
+	case <-n1.done:
+		// It stopped: with status 3 and one line, then it must start on
+		// the full disk and serve reads.
+		var exit *exec.ExitError
+		if !errors.As(n1.err, &exit) || exit.ExitCode() != 3 {
+			t.Fatalf("the node ended with %v on a full disk, want exit status 3", n1.err)
+		}
+		out := strings.TrimSpace(n1.output())
+		t.Logf("the node stopped: %s", out[strings.LastIndex(out, "\n")+1:])
+		n1 = start(t, dir, "tako-node", args...)
+		waitHealthy(t, n1, base)
+	default:
+		t.Logf("the node runs on")
+	}
+	checkAll("on the full disk")
+	if code, _, body, err := httpDo(ctx, "POST", base+"/values/while-full", []byte("x"), nil); err != nil || code != 507 {
+		t.Errorf("a write on the full disk: %d %v %s, want 507", code, err, body)
+	}
+	if !strings.Contains(n1.output(), "deleted the ballast") {
+		t.Errorf("the node did not say it gave its ballast back:\n%s", n1.output())
+	}
+	checkNoStackTrace(n1)
+
+	// The filler is deleted: writes are accepted again, by themselves.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "writes to be accepted again", func() bool {
+		code, _, _, err := httpDo(ctx, "POST", base+"/values/after", []byte("after"), nil)
+		return err == nil && code == 200
+	})
+	acked["after"] = []byte("after")
+	checkAll("once space is back")
+	if err := n1.stop(t); err != nil {
+		t.Fatalf("stopping the node: %v\n%s", err, n1.output())
+	}
+	n1 = start(t, dir, "tako-node", args...)
+	waitHealthy(t, n1, base)
+	checkAll("after a restart")
+	checkNoStackTrace(n1)
+}
