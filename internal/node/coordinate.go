@@ -44,13 +44,19 @@ var errRecovering = errors.New("node: recovering lost data: this replica's \"not
 // recovers, it reads the key through from the other replicas first (see
 // readThrough), so that its answer counts like any replica's.
 func (l localReplica) Get(ctx context.Context, key []byte) (store.Record, bool, error) {
+	l.n.foreground.mark()
 	rec, err := l.n.store.Get(ctx, key)
 	found := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Record{}, false, err
 	}
-	if !l.n.lostRanges().contains(keyhash.Sum(key)) {
+	h := keyhash.Sum(key)
+	if !l.n.lostRanges().contains(h) {
 		return rec, found, nil
+	}
+	if found && l.n.suspect(h, rec.Timestamp) {
+		// No answer: the key may have been deleted while the node was out.
+		rec, found = store.Record{}, false
 	}
 	return l.n.readThrough(ctx, key, rec, found)
 }
@@ -58,6 +64,7 @@ func (l localReplica) Get(ctx context.Context, key []byte) (store.Record, bool, 
 // getLocal returns the node's record of key from its store alone: for a
 // key of a range the node recovers that it does not have, errRecovering.
 func (l localReplica) getLocal(ctx context.Context, key []byte) (store.Record, bool, error) {
+	l.n.foreground.mark()
 	rec, err := l.n.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		if l.n.lostRanges().contains(keyhash.Sum(key)) {
@@ -65,10 +72,14 @@ func (l localReplica) getLocal(ctx context.Context, key []byte) (store.Record, b
 		}
 		return store.Record{}, false, nil
 	}
+	if err == nil && l.n.suspect(keyhash.Sum(key), rec.Timestamp) {
+		return store.Record{}, false, errRecovering
+	}
 	return rec, err == nil, err
 }
 
 func (l localReplica) Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error) {
+	l.n.foreground.mark()
 	return l.n.store.Put(ctx, key, rec)
 }
 

@@ -136,7 +136,7 @@ func reconfigure(t *testing.T, c *testCluster, buckets [][]string, bpk int, extr
 func TestRecoveringNodeSaysSoAndDoesNotCountNotFound(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
 	n := c.nodes["n1"]
-	n.startRecovering("a test says so", replicatedRanges(n.Config(), "n1"))
+	n.startRecovering("a test says so", replicatedRanges(n.Config(), "n1"), false)
 	base := "http://" + n.HTTPAddr().String()
 	resp, err := http.Get(base + "/health")
 	if err != nil {

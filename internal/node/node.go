@@ -126,8 +126,14 @@ type Node struct {
 	recoveryMu sync.Mutex
 	// refillProgress counts the refill that runs, for metrics and logs.
 	refillProgress refillProgress
-	// repairLimiter holds repair and refill to repair_bandwidth.
+	// repairLimiter holds repair and refill to repair_bandwidth, less
+	// while the node serves clients (backgroundRate).
 	repairLimiter rateLimiter
+	// foreground follows whether the node serves clients.
+	foreground foreground
+	// ownership remembers, in the store's directory, the ranges the node
+	// held, so that it knows which ones it comes back to after a restart.
+	ownership ownership
 	// repairWake wakes the repair loop early (when recovery starts).
 	repairWake chan struct{}
 	// configChanged tells the repair loop that the configuration (and so
@@ -220,6 +226,7 @@ func New(opts Options) (*Node, error) {
 		clock:       hlc.New(opts.Wall),
 		store:       st,
 		dataDir:     opts.DataDir,
+		ownership:   ownership{dir: opts.DataDir},
 		tls:         tlsr,
 		storeFailed: storeFailed,
 	}
@@ -267,10 +274,14 @@ func New(opts Options) (*Node, error) {
 		logger.Warn("node recovering: resuming the recovery that was under way when it stopped; reads of its lost ranges go through to the other replicas meanwhile",
 			"node", opts.ID, "why", rec.state.Reason, "since", rec.state.Started.Format(time.RFC3339), "units_left", len(rec.pending()))
 	case opts.Recover && len(replicated) > 0:
-		n.startRecovering("the operator says that its store lost data (-recover)", replicated)
+		n.startRecovering("the operator says that its store lost data or may be an old copy (-recover)", replicated, true)
 	case st.Stats().Keys == 0 && len(replicated) > 0:
-		n.startRecovering("its store is empty where the configuration gives it keys (a new node, or a lost disk)", replicated)
+		n.startRecovering("its store is empty where the configuration gives it keys (a new node, or a lost disk)", replicated, false)
 	}
+	if gained := n.ownership.gained(opts.Config, opts.ID); len(gained) > 0 && st.Stats().Keys > 0 {
+		n.startRecovering("it holds hash ranges that it did not hold when it last ran (it was out of the deployment, or its ranges moved)", gained, true)
+	}
+	n.ownership.save(opts.Config, opts.ID, logger)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_config_epoch",
 		Help: "Epoch of the configuration this process follows (0: read from a file).",
@@ -347,9 +358,14 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	case n.configChanged <- struct{}{}:
 	default:
 	}
-	if gained := gainedRanges(old, cfg, n.id); len(gained) > 0 {
-		n.startRecovering("the new configuration gives it hash ranges it did not hold", gained)
+	gained := gainedRanges(old, cfg, n.id)
+	if more := n.ownership.gained(cfg, n.id); len(more) > 0 {
+		gained = union(gained, more)
 	}
+	if len(gained) > 0 {
+		n.startRecovering("the new configuration gives it hash ranges it did not hold", gained, true)
+	}
+	n.ownership.save(cfg, n.id, n.logger)
 	oldSelf, _, wasIn := old.Node(n.id)
 	self, d, isIn := cfg.Node(n.id)
 	switch {
@@ -373,10 +389,18 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 
 // startRecovering makes the node recover the ranges lost (adding them to
 // a recovery under way), saves that, wakes the repair loop, and says why.
-func (n *Node) startRecovering(why string, lost []hashRange) {
+// With suspect, the node's records of those ranges older than now are
+// suspect until the refill has merged them (see recovery.go).
+func (n *Node) startRecovering(why string, lost []hashRange, suspect bool) {
 	n.recoveryMu.Lock()
 	defer n.recoveryMu.Unlock()
 	units := refillUnits(n.cfg.Load(), n.id, lost)
+	if suspect {
+		before := n.clock.Now()
+		for i := range units {
+			units[i].SuspectBefore = before
+		}
+	}
 	rec := n.recovery.Load()
 	if rec != nil {
 		rec.add(lost, units)
@@ -400,7 +424,7 @@ func (n *Node) startRecovering(why string, lost []hashRange) {
 func (n *Node) endRecovery(rec *recovery, gen int) bool {
 	n.recoveryMu.Lock()
 	defer n.recoveryMu.Unlock()
-	if n.recovery.Load() != rec || rec.generation() != gen {
+	if n.recovery.Load() != rec || rec.generation() != gen || rec.unmerged() > 0 {
 		return false
 	}
 	if err := removeRecoveryFile(n.dataDir); err != nil {
@@ -408,6 +432,15 @@ func (n *Node) endRecovery(rec *recovery, gen int) bool {
 	}
 	n.recovery.Store(nil)
 	return true
+}
+
+// suspect reports whether the node's record of a key of hash h with
+// timestamp ts is suspect: the key is in a range the node came back to
+// and that its refill has not merged yet, and the record is older than
+// the moment it came back (see recovery.go).
+func (n *Node) suspect(h uint32, ts int64) bool {
+	rec := n.recovery.Load()
+	return rec != nil && ts < rec.suspectBefore(h)
 }
 
 // lostRanges returns the ranges the node recovers, or nil.

@@ -31,6 +31,22 @@ import (
 //   - then the usual digest repair pass with every peer brings what one
 //     source lacked.
 //
+// A node's own records in ranges it gained (a configuration gave it ranges
+// it did not hold: it comes back after a migration removed it, or after
+// an outage while its ranges moved) or in every range (the operator says
+// that its store may be an old copy, -recover) are suspect: they date
+// from before the node was out, and the others may have deleted those
+// keys and collected the tombstones since. A record whose timestamp is
+// older than the moment the recovery began (the unit's SuspectBefore) is
+// no answer in such a unit until the unit is merged: reads ignore it
+// (the node reads the key through instead), repair never pushes it, and
+// the refill, as it streams the unit from a source, deletes every suspect
+// record that the source does not hold. Only then is the unit merged and
+// its records trusted again. A suspect record that the source lacks may
+// still be on a third replica: the repair pass brings it back from there.
+// This is what keeps a returning node from bringing deleted keys back
+// (docs/reliability.md, "No resurrection").
+//
 // What is left to do survives a restart: the lost ranges and, per unit,
 // the last key applied are kept in the file recoveryFile inside the store's
 // directory (so that a lost disk loses them too, and the node starts over
@@ -112,6 +128,22 @@ type refillUnit struct {
 	After []byte `json:",omitempty"`
 	// Done is set once a peer streamed the whole unit, or none could.
 	Done bool `json:",omitempty"`
+	// SuspectBefore, when not 0, makes the node's records of the unit
+	// older than it suspect until the unit is Merged.
+	SuspectBefore int64 `json:",omitempty"`
+	// Merged is set once a peer streamed the whole unit and the suspect
+	// records it lacked were deleted.
+	Merged bool `json:",omitempty"`
+}
+
+// suspect reports whether the unit's records older than SuspectBefore
+// are suspect still.
+func (u refillUnit) suspect() bool { return u.SuspectBefore != 0 && !u.Merged }
+
+// suspectRange is a range of a unit whose suspect records are not merged.
+type suspectRange struct {
+	lo, hi uint32
+	before int64
 }
 
 // recoveryState is what recoveryFile holds.
@@ -145,6 +177,9 @@ type recovery struct {
 	// lost is state.Lost as a set, shared with readers (replaced, never
 	// modified).
 	lost rangeSet
+	// suspects are the ranges of the units not merged yet whose records
+	// are suspect, in increasing order (replaced, never modified).
+	suspects []suspectRange
 	// savedAt is when state was last written.
 	savedAt time.Time
 	// gen counts the calls of add.
@@ -161,7 +196,57 @@ func (r *recovery) generation() int {
 // newRecovery starts a recovery of lost under cfg's arcs, to be saved in dir.
 func newRecovery(dir, reason string, lost []hashRange, units []refillUnit) *recovery {
 	set := union(lost, nil)
-	return &recovery{dir: dir, lost: set, state: recoveryState{Reason: reason, Started: time.Now(), Lost: set, Units: units}}
+	r := &recovery{dir: dir, lost: set, state: recoveryState{Reason: reason, Started: time.Now(), Lost: set, Units: units}}
+	r.suspectsLocked()
+	return r
+}
+
+// suspectsLocked rebuilds r.suspects from the units.
+func (r *recovery) suspectsLocked() {
+	var out []suspectRange
+	for _, u := range r.state.Units {
+		if u.suspect() {
+			out = append(out, suspectRange{u.Lo, u.Hi, u.SuspectBefore})
+		}
+	}
+	slices.SortFunc(out, func(a, b suspectRange) int { return cmpUint32(a.lo, b.lo) })
+	r.suspects = out
+}
+
+func cmpUint32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// suspectBefore returns the time before which the node's records of hash
+// h are suspect, or 0 when they are not.
+func (r *recovery) suspectBefore(h uint32) int64 {
+	r.mu.Lock()
+	s := r.suspects
+	r.mu.Unlock()
+	i := sort.Search(len(s), func(i int) bool { return s[i].hi >= h })
+	if i < len(s) && s[i].lo <= h {
+		return s[i].before
+	}
+	return 0
+}
+
+// unmerged returns how many units hold suspect records still.
+func (r *recovery) unmerged() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, u := range r.state.Units {
+		if u.suspect() {
+			n++
+		}
+	}
+	return n
 }
 
 // loadRecovery reads the recovery state saved in dir, or returns nil, nil
@@ -180,6 +265,7 @@ func loadRecovery(dir string) (*recovery, error) {
 	}
 	r := &recovery{dir: dir, state: st, lost: union(st.Lost, nil)}
 	r.state.Lost = r.lost
+	r.suspectsLocked()
 	return r, nil
 }
 
@@ -197,6 +283,7 @@ func (r *recovery) add(lost []hashRange, units []refillUnit) {
 	r.lost = union(r.lost, lost)
 	r.state.Lost = r.lost
 	r.state.Units = append(r.state.Units, units...)
+	r.suspectsLocked()
 	r.gen++
 }
 
@@ -206,7 +293,7 @@ func (r *recovery) pending() []int {
 	defer r.mu.Unlock()
 	var out []int
 	for i, u := range r.state.Units {
-		if !u.Done {
+		if !u.Done || u.suspect() {
 			out = append(out, i)
 		}
 	}
@@ -221,9 +308,10 @@ func (r *recovery) unit(i int) refillUnit {
 }
 
 // advance records that unit i was applied up to after (done when the
-// whole unit was), and saves the state when the last save is a second old
-// or the unit is done.
-func (r *recovery) advance(i int, after []byte, done bool) error {
+// whole unit was; merged when, besides, its suspect records that the
+// source lacked were deleted), and saves the state when the last save is
+// a second old or the unit is done.
+func (r *recovery) advance(i int, after []byte, done, merged bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	u := &r.state.Units[i]
@@ -231,6 +319,10 @@ func (r *recovery) advance(i int, after []byte, done bool) error {
 		u.After = after
 	}
 	u.Done = u.Done || done
+	if merged && u.SuspectBefore != 0 && !u.Merged {
+		u.Merged = true
+		r.suspectsLocked()
+	}
 	if done || time.Since(r.savedAt) >= time.Second {
 		return r.saveLocked()
 	}

@@ -172,7 +172,7 @@ func TestRecoveringNodeDoesNotStreamWhatItLacks(t *testing.T) {
 	if resp := n.serveRangeStream(context.Background(), req); resp.Err != nil {
 		t.Fatalf("a whole node streams: %v", resp.Err)
 	}
-	n.startRecovering("a test says so", []hashRange{{0, 1 << 20}})
+	n.startRecovering("a test says so", []hashRange{{0, 1 << 20}}, false)
 	resp := n.serveRangeStream(context.Background(), req)
 	if resp.Err == nil || resp.Err.Code != wire.CodeUnavailable {
 		t.Fatalf("a recovering node streams the range it recovers: %+v", resp)
@@ -188,10 +188,10 @@ func TestRecoveringNodeDoesNotStreamWhatItLacks(t *testing.T) {
 func TestRecoveryStateRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	r := newRecovery(dir, "why", []hashRange{{10, 20}, {15, 30}, {40, 50}}, []refillUnit{{Lo: 10, Hi: 30}, {Lo: 40, Hi: 50}})
-	if err := r.advance(0, []byte("cursor"), false); err != nil {
+	if err := r.advance(0, []byte("cursor"), false, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.advance(1, nil, true); err != nil {
+	if err := r.advance(1, nil, true, false); err != nil {
 		t.Fatal(err)
 	}
 	got, err := loadRecovery(dir)
@@ -255,5 +255,69 @@ func BenchmarkRefill(b *testing.B) {
 	b.StopTimer()
 	if got := n2.store.Stats().Keys; got != int64(b.N) {
 		b.Fatalf("n2 holds %d records after the refill, want %d", got, b.N)
+	}
+}
+
+// TestOldCopyDoesNotBringDeletedKeysBack: n2's store is an old copy that
+// still holds keys deleted since, whose tombstones the other replica has
+// collected. Started with Recover, n2 never answers with those records,
+// never pushes them to n1, and its refill deletes them; its own records
+// that n1 still holds stay. While n2 recovers, a read of a deleted key
+// through n2 answers "not found".
+func TestOldCopyDoesNotBringDeletedKeysBack(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
+	values := writeKeys(t, c, "n1", 400)
+	ctx := context.Background()
+	c.stop(t, "n2")
+	// While n2 is away, every tenth key is deleted on n1 and its
+	// tombstone collected (Remove, as garbage collection does).
+	n1 := c.nodes["n1"]
+	deleted := map[string]bool{}
+	for k := range values {
+		if k[len(k)-1] != '3' {
+			continue
+		}
+		rec, err := n1.store.Get(ctx, []byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := n1.store.Remove(ctx, []byte(k), rec); !ok || err != nil {
+			t.Fatalf("removing %s on n1: %v %v", k, ok, err)
+		}
+		deleted[k] = true
+	}
+	n2, err := New(Options{ID: "n2", Config: c.cfg, DataDir: c.dirs["n2"], Logger: testLogger(t), Recover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before n2 serves: its records of the deleted keys are suspect.
+	for k := range deleted {
+		if _, _, err := n2.local.getLocal(ctx, []byte(k)); !errors.Is(err, errRecovering) {
+			t.Fatalf("n2's own answer for %s, deleted while it was away: %v, want errRecovering", k, err)
+		}
+		break
+	}
+	n2.Close()
+	c.start(t, "n2")
+	n2 = c.nodes["n2"]
+	for k := range deleted {
+		if v, err := n2.Get(ctx, []byte(k)); err == nil && !v.Deleted {
+			t.Fatalf("a read of %s through the recovering n2 found it", k)
+		}
+	}
+	waitFor(t, "n2 to recover", func() bool { return !n2.Recovering() })
+	for k, v := range values {
+		for _, id := range []string{"n1", "n2"} {
+			got, err := c.nodes[id].store.Get(ctx, []byte(k))
+			switch {
+			case deleted[k] && !errors.Is(err, store.ErrNotFound):
+				t.Errorf("%s, deleted while n2 was away, is on %s after the recovery: %v %v", k, id, got, err)
+			case !deleted[k] && (err != nil || !bytes.Equal(got.Value, v)):
+				t.Errorf("%s on %s after the recovery: %v", k, id, err)
+			}
+		}
+	}
+	if got := testutil.ToFloat64(n2.metrics.refill.suspectsDropped); got != float64(len(deleted)) {
+		t.Errorf("n2 dropped %v suspect records, want %d", got, len(deleted))
 	}
 }

@@ -163,7 +163,7 @@ func refillCollectors(p *refillProgress, m recoveryMetrics) []prometheus.Collect
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tako_refill_eta_seconds", Help: "Estimated seconds the running refill still takes at its current rate (0: unknown, or none runs).",
 		}, func() float64 { return p.eta().Seconds() }),
-		m.batches, m.totalBytes, m.totalKeys, m.readThroughs,
+		m.batches, m.totalBytes, m.totalKeys, m.readThroughs, m.suspectsDropped,
 	}
 }
 
@@ -173,6 +173,8 @@ type recoveryMetrics struct {
 	totalBytes   prometheus.Counter
 	totalKeys    prometheus.Counter
 	readThroughs *prometheus.CounterVec
+	// suspectsDropped counts the suspect records a refill deleted.
+	suspectsDropped prometheus.Counter
 }
 
 func newRecoveryMetrics() recoveryMetrics {
@@ -190,6 +192,10 @@ func newRecoveryMetrics() recoveryMetrics {
 		}),
 		totalKeys: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tako_refill_received_keys_total", Help: "Records received by refills.",
+		}),
+		suspectsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tako_refill_suspects_dropped_total",
+			Help: "Records of ranges this node came back to (or of a store it was told may be an old copy, -recover) that no source held any more, deleted by the refill so that they never bring a deleted key back.",
 		}),
 	}
 }
@@ -347,8 +353,14 @@ func (n *Node) estimateRefill(ctx context.Context, cfg *config.Config, rec *reco
 				if r.RemainingKeys == 0 {
 					// Nothing to stream: what is written there from now
 					// on reaches this node directly, and the repair
-					// pass brings the rest.
-					_ = rec.advance(part[j], nil, true)
+					// pass brings the rest. The source holds none of
+					// the unit's suspect records: they go.
+					u := rec.unit(part[j])
+					merged := !u.suspect()
+					if !merged {
+						merged = n.dropSuspects(ctx, u, nil, nil) == nil
+					}
+					_ = rec.advance(part[j], nil, true, merged)
 				}
 			}
 		}
@@ -404,7 +416,7 @@ func (n *Node) refillUnit(ctx context.Context, cfg *config.Config, rec *recovery
 	}
 	if refused == len(sources) {
 		n.refillProgress.setRemaining(i, 0, 0)
-		return errors.Join(errNoSource, rec.advance(i, nil, true))
+		return errors.Join(errNoSource, rec.advance(i, nil, true, false))
 	}
 	return fmt.Errorf("refilling [%#08x, %#08x]: %w", u.Lo, u.Hi, errors.Join(errs...))
 }
@@ -438,7 +450,18 @@ func (n *Node) streamUnit(ctx context.Context, cfg *config.Config, rec *recovery
 		if resp.Truncated {
 			next = ask(resp.Stream[len(resp.Stream)-1].Key)
 		}
-		got, last, err := n.applyStream(ctx, rec.unit(i), resp.Stream)
+		u := rec.unit(i)
+		_, last, err := n.applyStream(ctx, u, resp.Stream)
+		if err == nil && u.suspect() {
+			// The unit's suspect records up to this batch's last key (to
+			// the unit's end after its last batch) that the source does
+			// not hold go.
+			upTo := last
+			if !resp.Truncated {
+				upTo = nil
+			}
+			err = n.dropSuspects(ctx, u, resp.Stream, upTo)
+		}
 		if err != nil {
 			if resp.Truncated {
 				<-next // the call in flight ends with ctx or its timeout
@@ -447,14 +470,7 @@ func (n *Node) streamUnit(ctx context.Context, cfg *config.Config, rec *recovery
 		}
 		n.metrics.refill.batches.WithLabelValues("ok").Inc()
 		n.refillProgress.setRemaining(i, resp.RemainingKeys, resp.RemainingBytes)
-		if err := rec.advance(i, last, !resp.Truncated); err != nil {
-			if resp.Truncated {
-				<-next
-			}
-			return err
-		}
-		// Every batch counts against the bandwidth, a unit's last too.
-		if err := n.repairLimiter.wait(ctx, got, n.settings(n.cfg.Load()).RepairBandwidth); err != nil {
+		if err := rec.advance(i, last, !resp.Truncated, !resp.Truncated); err != nil {
 			if resp.Truncated {
 				<-next
 			}
@@ -465,6 +481,48 @@ func (n *Node) streamUnit(ctx context.Context, cfg *config.Config, rec *recovery
 		}
 	}
 }
+
+// dropSuspects deletes the node's suspect records of unit u (older than
+// u.SuspectBefore) after u's cursor and up to upTo included (to the
+// unit's end when upTo is nil), except those of the keys in stream: what
+// a source streamed of that span, which the source holds. A record
+// written since it was read is left alone (Remove compares).
+func (n *Node) dropSuspects(ctx context.Context, u refillUnit, stream []wire.StreamEntry, upTo []byte) error {
+	held := make(map[string]bool, len(stream))
+	for _, e := range stream {
+		held[string(e.Key)] = true
+	}
+	type doomed struct {
+		key []byte
+		rec store.Record
+	}
+	var drop []doomed
+	err := n.store.ScanAfter(ctx, u.Lo, u.Hi, u.After, func(key []byte, rec store.Record) error {
+		if upTo != nil && keyHashOrder(key, upTo) > 0 {
+			return errPastSpan
+		}
+		if rec.Timestamp < u.SuspectBefore && !held[string(key)] {
+			drop = append(drop, doomed{bytes.Clone(key), store.Record{Timestamp: rec.Timestamp, Tombstone: rec.Tombstone, Value: bytes.Clone(rec.Value)}})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errPastSpan) {
+		return fmt.Errorf("looking for suspect records: %w", err)
+	}
+	for _, d := range drop {
+		removed, err := n.store.Remove(ctx, d.key, d.rec)
+		if err != nil {
+			return fmt.Errorf("deleting the suspect record of %q: %w", d.key, err)
+		}
+		if removed {
+			n.metrics.refill.suspectsDropped.Inc()
+		}
+	}
+	return nil
+}
+
+// errPastSpan stops dropSuspects' scan at the end of its span.
+var errPastSpan = errors.New("node: past the span")
 
 // streamReply is the answer to one OpRangeStream.
 type streamReply struct {
@@ -486,8 +544,13 @@ func (n *Node) applyStream(ctx context.Context, u refillUnit, stream []wire.Stre
 		if len(entries) == 0 {
 			return nil
 		}
-		// Clients first: while the store stalls its writes (its memtables
-		// or level 0 are full), the refill waits for it to catch up.
+		// Clients first: every part of a batch counts against the
+		// bandwidth (a quarter of it while the node serves clients), and
+		// while the store stalls its writes (its memtables or level 0 are
+		// full), the refill waits for it to catch up.
+		if err := n.repairLimiter.wait(ctx, size, n.backgroundRate()); err != nil {
+			return err
+		}
 		if err := n.store.WaitUnstalled(ctx, refillStallWait); err != nil {
 			return err
 		}

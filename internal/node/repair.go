@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/store"
 	"github.com/takodb/tako/internal/wire"
 )
@@ -416,6 +417,9 @@ func (n *Node) pushRecords(ctx context.Context, peer remoteReplica, keys []strin
 			if err != nil {
 				return err
 			}
+			if n.suspect(keyhash.Sum([]byte(k)), rec.Timestamp) {
+				continue // the refill merges it first (recovery.go)
+			}
 			req.Batch = append(req.Batch, wire.Request{Op: wire.OpReplicaPut, Key: []byte(k), Record: toWire(rec)})
 			stats.bytesSent += len(k) + len(rec.Value) + 16
 		}
@@ -426,7 +430,7 @@ func (n *Node) pushRecords(ctx context.Context, peer remoteReplica, keys []strin
 		if err != nil {
 			return err
 		}
-		if err := n.repairLimiter.wait(ctx, requestBytes(req), n.settings(n.cfg.Load()).RepairBandwidth); err != nil {
+		if err := n.repairLimiter.wait(ctx, requestBytes(req), n.backgroundRate()); err != nil {
 			return err
 		}
 		var failed []error
@@ -497,7 +501,7 @@ func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []strin
 			if _, err := n.store.Put(ctx, req.Batch[i].Key, rec); err != nil {
 				return err
 			}
-			if err := n.repairLimiter.wait(ctx, len(rec.Value)+len(req.Batch[i].Key), n.settings(n.cfg.Load()).RepairBandwidth); err != nil {
+			if err := n.repairLimiter.wait(ctx, len(rec.Value)+len(req.Batch[i].Key), n.backgroundRate()); err != nil {
 				return err
 			}
 			stats.keysReceived++
