@@ -21,6 +21,7 @@ const (
 	PhantomValue
 	LostWrite
 	Conflict
+	Reappeared
 	numAnomalies
 )
 
@@ -38,6 +39,8 @@ func (a Anomaly) String() string {
 		return "lost write"
 	case Conflict:
 		return "409 without client timestamp"
+	case Reappeared:
+		return "reappeared value"
 	}
 	return fmt.Sprintf("Anomaly(%d)", int(a))
 }
@@ -218,6 +221,7 @@ func (o Options) Check(ops []Op) Verdict {
 		v.checkConflicts(key, answered)
 		v.checkPhantoms(key, answered)
 		v.checkMonotonicReads(key, answered)
+		v.checkReappeared(key, answered)
 		v.checkFinalReads(key, answered, clientTS)
 		if clientTS {
 			v.Unchecked = append(v.Unchecked, key)
@@ -296,6 +300,94 @@ func (v *Verdict) checkMonotonicReads(key string, ops []*Op) {
 		}
 		v.report(StaleRead, key, "%s\n  then %s", newest.format(v.t0), r.format(v.t0))
 	}
+}
+
+// checkReappeared reports the values written once that a read saw, a later
+// read did not (it saw another value, or none), and a read later still saw
+// again: no linearization has the one write of the value take effect both
+// before and after the other version. Timestamps need not go back for this
+// (a write stamped again above a newer version shows its first attempt, then
+// the newer version, then itself), so it names a kind of NotLinearizable
+// that the read check does not see. One finding per value. ops are sorted by
+// Start.
+func (v *Verdict) checkReappeared(key string, ops []*Op) {
+	writes := map[string]int{}
+	for _, op := range ops {
+		if op.Kind == Write {
+			writes[op.Value]++
+		}
+	}
+	var reads []*Op
+	byValue := map[string][]*Op{}
+	for _, op := range ops {
+		if op.answered() {
+			reads = append(reads, op)
+			if op.Outcome == OK && writes[op.Value] == 1 {
+				byValue[op.Value] = append(byValue[op.Value], op)
+			}
+		}
+	}
+	// best[i] holds, among reads[i:], the read that ends first, and the one
+	// that ends first among those that read something else.
+	best := make([][2]*Op, len(reads)+1)
+	differ := func(a, b *Op) bool { return a.Outcome != b.Outcome || a.Value != b.Value }
+	for i := len(reads) - 1; i >= 0; i-- {
+		r, b := reads[i], best[i+1]
+		switch {
+		case b[0] == nil || r.End.Before(b[0].End):
+			if b[0] != nil && differ(r, b[0]) {
+				b[1] = b[0]
+			}
+			b[0] = r
+		case differ(r, b[0]) && (b[1] == nil || r.End.Before(b[1].End)):
+			b[1] = r
+		}
+		best[i] = b
+	}
+	values := make([]string, 0, len(byValue))
+	for val := range byValue {
+		values = append(values, val)
+	}
+	sort.Strings(values)
+	for _, val := range values {
+		seen := byValue[val]
+		first := seen[0] // the read of val that ends first
+		for _, r := range seen {
+			if r.End.Before(first.End) {
+				first = r
+			}
+		}
+		// other: the read of another version that starts after first
+		// ended and ends first.
+		i := sort.Search(len(reads), func(i int) bool { return reads[i].Start.After(first.End) })
+		if i == len(reads) {
+			continue
+		}
+		other := best[i][0]
+		if other.Outcome == OK && other.Value == val {
+			other = best[i][1]
+		}
+		if other == nil {
+			continue
+		}
+		for _, again := range seen {
+			if again.Start.After(other.End) {
+				v.report(Reappeared, key, "%s\n  then %s\n  then %s\n  its one write: %s",
+					first.format(v.t0), other.format(v.t0), again.format(v.t0), writeOf(ops, val).format(v.t0))
+				break
+			}
+		}
+	}
+}
+
+// writeOf returns the first write of value.
+func writeOf(ops []*Op, value string) *Op {
+	for _, op := range ops {
+		if op.Kind == Write && op.Value == value {
+			return op
+		}
+	}
+	return nil
 }
 
 // writerOf returns the write of the value r read, if it is known and the

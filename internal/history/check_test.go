@@ -73,7 +73,7 @@ func TestCheckFindsEachAnomaly(t *testing.T) {
 				read(2, 60, 70, "a", 100),
 				read(2, 80, 90, "b", 300),
 			},
-			want:    map[Anomaly]int{VanishedWrite: 1, NotLinearizable: 1},
+			want:    map[Anomaly]int{VanishedWrite: 1, Reappeared: 1, NotLinearizable: 1},
 			excerpt: `client 1 write "k" "b" failed`,
 		},
 		{
@@ -89,7 +89,19 @@ func TestCheckFindsEachAnomaly(t *testing.T) {
 				read(3, 50, 60, "c", 250),
 				read(3, 70, 80, "b", 300),
 			},
-			want: map[Anomaly]int{NotLinearizable: 1},
+			want:    map[Anomaly]int{Reappeared: 1, NotLinearizable: 1},
+			excerpt: `its one write: [   20.000,   200.000] ms client 1 write "k" "b" ok ts 300`,
+		},
+		{
+			name: "a value visible, deleted, visible again",
+			ops: []Op{
+				write(0, "a", 0, 300, OK, 200),
+				del(1, 20, 300, OK, 150),
+				read(2, 30, 40, "a", 100),
+				absent(2, 50, 60, 150),
+				read(2, 70, 80, "a", 200),
+			},
+			want: map[Anomaly]int{Reappeared: 1, NotLinearizable: 1},
 		},
 		{
 			name: "a read of a value never written",

@@ -34,6 +34,10 @@
 //     started after.
 //   - Conflict: a write or delete without a client-chosen timestamp answered
 //     409, which the contract says never happens.
+//   - Reappeared: a value written once was read, then a later read saw
+//     another version, then a later one saw the value again. Such a key is
+//     also NotLinearizable; this names why, even when the timestamps rise
+//     throughout.
 //
 // Keys written with client-chosen timestamps (Op.ClientTimestamp) are
 // promised less: newest timestamp wins, and a write that lost answers 409.

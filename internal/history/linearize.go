@@ -179,6 +179,11 @@ func (v *Verdict) stuck(ops []*Op, history []porcupine.Operation, info porcupine
 			break
 		}
 		fmt.Fprintf(&b, "\n  %s", ops[id].format(v.t0))
+		if op := ops[id]; op.Kind == Read && op.Outcome == OK {
+			if w := writeOf(ops, op.Value); w != nil {
+				fmt.Fprintf(&b, "\n    its value's write: %s", w.format(v.t0))
+			}
+		}
 	}
 	return b.String()
 }
