@@ -12,7 +12,6 @@ import (
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/health"
-	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/tlsconf"
 	"github.com/takodb/tako/internal/wire"
 )
@@ -92,13 +91,6 @@ type Client struct {
 	peers  health.Set
 	next   atomic.Uint64 // spreads requests over a key's replicas
 	closed atomic.Bool
-	// clock stamps writes that come without a timestamp, before they are
-	// sent, so that a retry on another replica carries the same timestamp
-	// and a request that a slow node executes late cannot win over writes
-	// acknowledged after it. Timestamps the cluster answers with never
-	// move it: a write that finds a newer version is stamped above that
-	// version, for its key alone (see write).
-	clock *hlc.Clock
 	// tls holds the certificates of the configuration's tls section when
 	// the client loaded them, and tlsErr why it could not: then every
 	// request fails with it.
@@ -118,7 +110,7 @@ func New(cfg *config.Config, opts Options) *Client {
 	if opts.Token == "" {
 		opts.Token = os.Getenv("TAKO_TOKEN")
 	}
-	c := &Client{opts: opts, clock: hlc.New(nil)}
+	c := &Client{opts: opts}
 	c.cfg.Store(cfg)
 	dial := wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger, TLS: opts.TLS, Token: opts.Token}
 	if opts.TLS == nil && cfg.TLS != nil {
@@ -203,77 +195,79 @@ func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 	return v, nil
 }
 
-// Put stores value under key, stamped by the client's clock (a hybrid
-// logical clock that follows the cluster's timestamps).
+// Put stores value under key, stamped by the cluster: the node that
+// takes the write stamps it above every version acknowledged before it,
+// so each key behaves as a linearizable register for such writes, and a
+// Put is never Superseded.
 func (c *Client) Put(ctx context.Context, key, value []byte) (WriteResult, error) {
 	return c.PutAt(ctx, key, value, 0)
 }
 
 // PutAt stores value under key at timestamp ts (microseconds since the Unix
-// epoch); ts 0 stamps it with the client's clock.
+// epoch); ts 0 lets the cluster stamp it, as Put does. A write at a
+// timestamp of the caller's loses to a newer version (Superseded).
 func (c *Client) PutAt(ctx context.Context, key, value []byte, ts int64) (WriteResult, error) {
 	return c.write(ctx, key, wire.Record{Timestamp: ts, Value: value})
 }
 
-// Delete deletes key with a tombstone stamped by the client's clock.
+// Delete deletes key with a tombstone stamped by the cluster, as Put.
 func (c *Client) Delete(ctx context.Context, key []byte) (WriteResult, error) {
 	return c.DeleteAt(ctx, key, 0)
 }
 
-// DeleteAt deletes key with a tombstone at timestamp ts (0: the client's clock).
+// DeleteAt deletes key with a tombstone at timestamp ts (0: stamped by the
+// cluster).
 func (c *Client) DeleteAt(ctx context.Context, key []byte, ts int64) (WriteResult, error) {
 	return c.write(ctx, key, wire.Record{Timestamp: ts, Tombstone: true})
 }
 
-// maxRestamps bounds how often a write that the client stamped is stamped
-// again because the cluster held a newer version.
-const maxRestamps = 16
-
-// write stores rec. A write the client stamped itself (ts 0) that finds a
-// newer version on a replica is stamped again, above that version, and
-// sent again: that version was written before this call or concurrently
-// with it, so this write must win, even when the clock that stamped it runs
-// ahead of ours. Such a write is never Superseded: when it cannot win,
-// because the key's current version breaks the timestamp rule (1 ≤ ts ≤ now
-// + max_timestamp_ahead; only an operator's purge removes it) or because
-// other writes overtook it maxRestamps times, it fails with ErrUnavailable
-// and the reason. A caller's own timestamp is kept, and loses to a newer
-// version (Superseded).
+// write stores rec through one of the key's replicas, which coordinates
+// the write (and stamps it when rec.Timestamp is 0).
 func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteResult, error) {
-	stamped := rec.Timestamp == 0
-	if stamped {
-		rec.Timestamp = c.clock.Now()
+	resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Record: rec})
+	if err != nil {
+		return WriteResult{}, err
 	}
-	for attempt := 1; ; attempt++ {
-		resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Record: rec})
-		if err != nil {
-			return WriteResult{}, err
-		}
-		switch resp.Outcome {
-		case wire.OutcomeStale:
-			if !stamped {
-				return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
-			}
-			cur := resp.Current.Timestamp
-			if err := hlc.Check(cur, time.Now().UnixMicro(), c.cfg.Load().Active.MaxTimestampAhead); err != nil {
-				return WriteResult{}, fmt.Errorf("%w: %q holds a version that breaks the timestamp rule (%v), which a write stamped by the client cannot follow; `tako purge` removes it", ErrUnavailable, key, err)
-			}
-			if attempt == maxRestamps || ctx.Err() != nil {
-				return WriteResult{}, fmt.Errorf("%w: other writes of %q overtook this one %d times", ErrUnavailable, key, attempt)
-			}
-			rec.Timestamp = max(c.clock.Now(), cur+1)
-			continue
-		case wire.OutcomeWritten, wire.OutcomeUnchanged:
-			return WriteResult{Timestamp: resp.Current.Timestamp}, nil
-		}
-		return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
+	switch resp.Outcome {
+	case wire.OutcomeStale:
+		return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
+	case wire.OutcomeWritten, wire.OutcomeUnchanged:
+		return WriteResult{Timestamp: resp.Current.Timestamp}, nil
 	}
+	return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
+}
+
+// mayHaveApplied reports whether a write that failed with err may have
+// been applied all the same: it was sent, and the node did not say that
+// it refused it before doing anything. Such a write is not sent to
+// another node: the cluster stamps each attempt of a write afresh, so a
+// first attempt that a slow or frozen node carries out late, after a
+// second one was acknowledged, would apply the write twice, the second
+// time over writes that came after it. The caller sees the failure and
+// decides, as with any write whose fate is unknown.
+func mayHaveApplied(req *wire.Request, err error) bool {
+	if req.Op != wire.OpPut || errors.Is(err, wire.ErrUnreachable) {
+		return false
+	}
+	var we *wire.Error
+	if errors.As(err, &we) && (we.Code == wire.CodeShuttingDown || we.Code == wire.CodeOverloaded) {
+		return false
+	}
+	return true
+}
+
+// ambiguous is the error of a write that failed at node id with err and
+// may have been applied.
+func ambiguous(id string, err error) error {
+	return fmt.Errorf("%w: %s: %w (the write may or may not have been applied; it was not sent to another node, which would apply it a second time)", ErrUnavailable, id, err)
 }
 
 // do sends req to the replicas of its key in turn, starting at a rotating
 // one and skipping those marked down, until one answers. Refusals of the
 // request itself (bad request, too large) are final; a replica that cannot
-// reach its quorum or does not answer makes the client try the next.
+// reach its quorum or does not answer makes the client try the next, for a
+// read; for a write only when the write surely was not applied (see
+// mayHaveApplied).
 func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
@@ -325,13 +319,20 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, err
 				return nil, fmt.Errorf("%w: node %s: %s", ErrInsufficientStorage, nd.ID, we.Message), true
 			case wire.CodeUnavailable:
 				// The node answered; its view of the replicas did not
-				// reach the quorum. Another node may see more.
+				// reach the quorum. Another node may see more, but a
+				// write may have reached some replicas: see below.
 				errs = append(errs, fmt.Errorf("%s: %w", nd.ID, err))
+				if mayHaveApplied(req, err) {
+					return nil, ambiguous(nd.ID, err), true
+				}
 				return nil, nil, false
 			}
 		}
 		peer.Failure()
 		errs = append(errs, fmt.Errorf("%s: %w", nd.ID, err))
+		if mayHaveApplied(req, err) {
+			return nil, ambiguous(nd.ID, err), true
+		}
 		return nil, nil, false
 	}
 	// First the replicas not marked down, then, rather than fail while any

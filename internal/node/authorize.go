@@ -19,7 +19,7 @@ import (
 // ReplicaPurge it sends) and ops this version does not know. Presenting a token (Auth) needs only that it is listed.
 func wireRole(op wire.Op) auth.Role {
 	switch op {
-	case wire.OpAuth, wire.OpGet, wire.OpReplicaGet, wire.OpReplicaGetLocal:
+	case wire.OpAuth, wire.OpGet, wire.OpReplicaGet, wire.OpReplicaGetLocal, wire.OpReplicaStat:
 		return auth.Read
 	case wire.OpPut:
 		return auth.Write

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/store"
 )
@@ -469,6 +471,11 @@ func TestPeersMarkedDownAreAskedWhenTheQuorumNeedsThem(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
 	n1 := c.nodes["n1"]
 	ctx := context.Background()
+	// The nodes start empty, so they recover first, calling each other:
+	// a call that answers marks a peer up, so wait until they are done.
+	for _, n := range c.nodes {
+		waitFor(t, "the nodes to finish recovering", func() bool { return !n.Recovering() })
+	}
 	for _, id := range []string{"n2", "n3"} {
 		p := n1.peers.Peer(id)
 		for range 10 { // long backoff: no probe is due soon
@@ -539,4 +546,63 @@ func TestPeerUpMetricShowsAStoppedPeer(t *testing.T) {
 		n1.Put(ctx, []byte("k"), []byte("v"), 0)
 		return peerUp() == "1"
 	})
+}
+
+// TestReadPutsWhatItReturnsOnAWriteQuorum: a read that returns a version
+// held by fewer replicas than the write quorum (a write in progress, or
+// one that failed half-way) writes it back to a write quorum before it
+// answers, even with read_repair off, so that no later read can return an
+// older version: reads never go back in time.
+func TestReadPutsWhatItReturnsOnAWriteQuorum(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "    read_repair: false\n")
+	for _, n := range c.nodes {
+		waitFor(t, "the nodes to finish recovering", func() bool { return !n.Recovering() })
+	}
+	ctx := context.Background()
+	// Only n3 holds the version, as if its write failed after one replica.
+	half := store.Record{Timestamp: time.Now().UnixMicro(), Value: []byte("half-written")}
+	if _, err := c.nodes["n3"].store.Put(ctx, []byte("k"), half); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(t, "n2") // the read quorum (2 of 3) is then n1 and n3
+	v, err := c.nodes["n1"].Get(ctx, []byte("k"))
+	if err != nil || string(v.Value) != "half-written" {
+		t.Fatalf("read with n1 and n3: %+v %v, want the version n3 holds", v, err)
+	}
+	// Before the read answered, n1 took the version: with n3 stopped now,
+	// n1 and n2 (which never saw it) still return it, not "not found".
+	if rec, found := c.localRecord(t, "n1", "k"); !found || store.Compare(rec, half) != 0 {
+		t.Fatalf("n1 right after the read: %v %v, want the version it returned", rec, found)
+	}
+	c.start(t, "n2")
+	c.stop(t, "n3")
+	waitFor(t, "a read through n2 with n1 and n2", func() bool {
+		v, err := c.nodes["n2"].Get(ctx, []byte("k"))
+		return err == nil && string(v.Value) == "half-written"
+	})
+}
+
+// TestClusterStampedWriteFollowsAVersionAhead: a write without a
+// timestamp, to a key whose replicas hold a version stamped ahead of the
+// clock (by a client's X-Timestamp, or a node whose clock runs ahead),
+// is stamped above it at once: sent once, acknowledged, never 409, and
+// the version it wrote is what reads return.
+func TestClusterStampedWriteFollowsAVersionAhead(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
+	ctx := context.Background()
+	ahead := time.Now().Add(3 * time.Second).UnixMicro()
+	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("ahead"), ahead); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.nodes["n2"].Put(ctx, []byte("k"), []byte("after"), 0)
+	if err != nil || res.Superseded || res.Timestamp <= ahead {
+		t.Fatalf("a cluster-stamped write after a version ahead: %+v %v, want it stamped above %d", res, err, ahead)
+	}
+	v, err := c.nodes["n3"].Get(ctx, []byte("k"))
+	if err != nil || string(v.Value) != "after" || v.Timestamp != res.Timestamp {
+		t.Fatalf("read after: %+v %v", v, err)
+	}
+	if got := testutil.ToFloat64(c.nodes["n2"].metrics.writes.WithLabelValues("superseded")); got != 0 {
+		t.Errorf("%v writes superseded", got)
+	}
 }

@@ -30,6 +30,9 @@ type replica interface {
 	getLocal(ctx context.Context, key []byte) (rec store.Record, found bool, err error)
 	// Put offers rec to the replica, which keeps the winner.
 	Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error)
+	// stat returns the replica's record of key as Get does, without its
+	// value: what a write stamped by the cluster asks first.
+	stat(ctx context.Context, key []byte) (rec store.Record, found bool, err error)
 }
 
 // localReplica is the node's own store.
@@ -76,6 +79,12 @@ func (l localReplica) getLocal(ctx context.Context, key []byte) (store.Record, b
 		return store.Record{}, false, errRecovering
 	}
 	return rec, err == nil, err
+}
+
+func (l localReplica) stat(ctx context.Context, key []byte) (store.Record, bool, error) {
+	rec, found, err := l.Get(ctx, key)
+	rec.Value = nil
+	return rec, found, err
 }
 
 func (l localReplica) Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error) {
@@ -209,31 +218,45 @@ func (n *Node) placementOf(cfg *config.Config, key []byte) placement {
 	return p
 }
 
+// quorumNeed is what a request needs of a key's replicas.
+type quorumNeed int
+
+const (
+	// needWrite is the write quorum of every deployment (active and,
+	// during a migration, target), so that a write is on a quorum of the
+	// target's replicas when the target is promoted.
+	needWrite quorumNeed = iota
+	// needRead is the read quorum of the active deployment only: that is
+	// where every acknowledged write has a quorum, so read and write
+	// quorums intersect there. A read still asks, and repairs, the
+	// target's replicas, and answers with the newest of every answer; but
+	// target nodes that are still being filled (recovering) cannot hold it
+	// up.
+	needRead
+	// needSettled is the write quorum of the active deployment: where a
+	// read puts the version it returns before it answers (settle), so that
+	// every later read, which asks the active deployment's read quorum,
+	// sees it.
+	needSettled
+)
+
 // satisfied reports whether ok[i] (per node) meets every group's need.
-//
-// A write needs the write quorum of every deployment (active and, during a
-// migration, target), so that it is on a quorum of the target's replicas
-// when the target is promoted. A read needs the read quorum of the active
-// deployment only: that is where every acknowledged write has a quorum, so
-// read and write quorums intersect there. A read still asks, and repairs,
-// the target's replicas, and answers with the newest of every answer; but
-// target nodes that are still being filled (recovering) cannot hold it up.
-func (p placement) satisfied(ok []bool, read bool) bool {
+func (p placement) satisfied(ok []bool, need quorumNeed) bool {
 	groups := p.groups
-	if read {
+	if need != needWrite {
 		groups = groups[:1]
 	}
 	for _, g := range groups {
-		need, have := g.writeNeed, 0
-		if read {
-			need = g.readNeed
+		want, have := g.writeNeed, 0
+		if need == needRead {
+			want = g.readNeed
 		}
 		for _, m := range g.members {
 			if ok[m] {
 				have++
 			}
 		}
-		if have < need {
+		if have < want {
 			return false
 		}
 	}
@@ -273,74 +296,71 @@ func (n *Node) Delete(ctx context.Context, key []byte, ts int64) (httpapi.WriteR
 	return n.writeRecord(ctx, doorHTTP, key, store.Record{Timestamp: ts, Tombstone: true})
 }
 
-// stamp gives rec a timestamp from the clock when the client sent none,
-// and holds a client's timestamp to the rule (admit): one too far in the
-// future would shadow every later write of the key. A client's timestamp
-// orders its key and nothing else: it never moves the clock.
-func (n *Node) stamp(door string, rec *store.Record) error {
-	if rec.Timestamp == 0 {
-		rec.Timestamp = n.clock.Now()
-		return nil
-	}
-	if err := n.admit(door, rec.Timestamp); err != nil {
-		return fmt.Errorf("X-Timestamp: %w: %w", err, httpapi.ErrBadRequest)
-	}
-	return nil
-}
-
 type writeAnswer struct {
 	i   int
 	res store.PutResult
 	err error
 }
 
-// maxRestamps bounds how often a write stamped by this node is stamped
-// again because a replica held a newer version: once is enough unless
-// other writers of the key keep overtaking it.
-const maxRestamps = 16
-
 // writeRecord stores rec, which came in through door, on the key's
-// replicas. A write that this node stamped (the client sent no timestamp)
-// and that a replica reports older than its current version is stamped
-// again, above that version (for this key alone: the clock does not move),
-// and sent again: the newer version was written before this request or
-// concurrently with it, so this write must win, even when the clock that
-// stamped the other version runs ahead. Write quorums intersect, so a
-// version acknowledged before this write started is always seen. Such a
-// write never answers "superseded" (409): when it cannot win, because the
-// key's current version breaks the timestamp rule (only tako purge removes
-// it) or because other writes overtook it maxRestamps times, it fails with
-// ErrUnavailable and the reason. A write with the client's own timestamp
-// keeps it, and loses (409) to a newer version.
+// replicas.
+//
+// A write that the cluster stamps (the client sent no timestamp) first
+// asks a read quorum of the key's replicas for their versions' timestamps
+// and stamps itself above all of them and above the clock (for this key
+// alone: the clock does not move). Read and write quorums intersect, so
+// every version acknowledged (or returned by a read) before this write
+// started is below it: the write is ordered after everything that
+// finished before it, even when the clock that stamped those versions
+// runs ahead. A replica that holds a newer version then (Stale) holds a
+// write concurrent with this one, ordered after it: the write counts that
+// replica toward its quorum and succeeds, overwritten. So such a write is
+// sent once with one timestamp, is never visible, hidden, then visible
+// again, and never answers "superseded" (409). It fails with
+// ErrUnavailable when too few replicas answer, or when the key's current
+// version breaks the timestamp rule (only tako purge removes it).
+//
+// A write with the client's own timestamp keeps it, and loses (409) to a
+// newer version.
 func (n *Node) writeRecord(ctx context.Context, door string, key []byte, rec store.Record) (httpapi.WriteResult, error) {
 	cfg := n.cfg.Load()
-	stampedHere := rec.Timestamp == 0
-	if err := n.stamp(door, &rec); err != nil {
-		return httpapi.WriteResult{}, err
-	}
-	for attempt := 1; ; attempt++ {
-		res, err := n.writeOnce(ctx, cfg, key, rec)
-		if err != nil || !res.Superseded || !stampedHere {
-			return res, err
+	p := n.placementOf(cfg, key)
+	if rec.Timestamp != 0 {
+		if err := n.admit(door, rec.Timestamp); err != nil {
+			return httpapi.WriteResult{}, fmt.Errorf("X-Timestamp: %w: %w", err, httpapi.ErrBadRequest)
 		}
-		if err := n.admit(doorStored, res.Timestamp); err != nil {
+		return n.writeOnce(ctx, p, key, rec, false)
+	}
+	got, err := n.askReplicas(ctx, p, key, true, nil)
+	switch {
+	case ctx.Err() != nil:
+		return httpapi.WriteResult{}, ctx.Err()
+	case err != nil:
+		// Too few replicas could say what they hold (down, or refilling
+		// what they lost): the write goes on, stamped by the clock above
+		// what those that answered hold. It is then ordered after the
+		// writes that finished before it as far as the clocks agree.
+		n.metrics.writes.WithLabelValues("stamped_without_quorum").Inc()
+	}
+	rec.Timestamp = n.clock.Now()
+	if top, found := newestOf(got); found {
+		if err := n.admit(doorStored, top.Timestamp); err != nil {
+			n.metrics.writes.WithLabelValues("unavailable").Inc()
 			return httpapi.WriteResult{}, fmt.Errorf("%w: %q holds a version that breaks the timestamp rule (%v), which a write stamped by the cluster cannot follow; `tako purge` removes it",
 				httpapi.ErrUnavailable, key, err)
 		}
-		if attempt == maxRestamps || ctx.Err() != nil {
-			return httpapi.WriteResult{}, fmt.Errorf("%w: other writes of %q overtook this one %d times", httpapi.ErrUnavailable, key, attempt)
-		}
-		n.metrics.writes.WithLabelValues("restamped").Inc()
-		rec.Timestamp = max(n.clock.Now(), res.Timestamp+1)
+		rec.Timestamp = max(rec.Timestamp, top.Timestamp+1)
 	}
+	return n.writeOnce(ctx, p, key, rec, true)
 }
 
-// writeOnce sends rec to every replica at once and answers once the quorum
-// of every deployment holds it durably, or a replica reports a newer
-// record. Replicas that have not answered by then keep their request, as
-// background work bounded by the request timeout.
-func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, rec store.Record) (httpapi.WriteResult, error) {
-	p := n.placementOf(cfg, key)
+// writeOnce sends rec to every replica of p at once and answers once the
+// quorum of every deployment holds it durably, or, unless overwritable, a
+// replica reports a newer record (superseded). An overwritable write (one
+// the cluster stamped, see writeRecord) counts a replica that holds a
+// newer record toward its quorum. Replicas that have not answered by then
+// keep their request, as background work bounded by the request timeout.
+func (n *Node) writeOnce(ctx context.Context, p placement, key []byte, rec store.Record, overwritable bool) (httpapi.WriteResult, error) {
 	start := time.Now()
 	// Room for every replica twice: one send, and one forced send again.
 	answers := make(chan writeAnswer, 2*len(p.nodes))
@@ -359,7 +379,7 @@ func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, re
 	for i := range p.nodes {
 		send(i, false)
 	}
-	q := newQuorumWait(p, false)
+	q := newQuorumWait(p, needWrite)
 	for q.pending() > 0 {
 		var a writeAnswer
 		select {
@@ -368,7 +388,7 @@ func (n *Node) writeOnce(ctx context.Context, cfg *config.Config, key []byte, re
 			finishLater(n, answers, q.pending(), cancel, nil)
 			return httpapi.WriteResult{}, ctx.Err()
 		}
-		if a.err == nil && a.res.Outcome == store.Stale {
+		if a.err == nil && a.res.Outcome == store.Stale && !overwritable {
 			// A newer write or delete exists: this one lost everywhere
 			// once repair has run, so answer now.
 			q.answered(a.i, nil)

@@ -37,7 +37,7 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 		timestampsRefused: newTimestampsRefused(),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_writes_total",
-			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; no_space: not reached because replicas lack disk space (507); restamped counts attempts stamped again above a newer version).",
+			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; no_space: not reached because replicas lack disk space (507); stamped_without_quorum counts writes the cluster stamped although too few replicas could say what they held, which are then ordered by the clocks alone).",
 		}, []string{"outcome"}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_reads_total",

@@ -89,6 +89,22 @@ func (r remoteReplica) Get(ctx context.Context, key []byte) (store.Record, bool,
 	return fromWire(resp.Record), resp.Found, nil
 }
 
+// stat asks the peer for its record of key without the value
+// (OpReplicaStat); a peer of a version without it is asked for the whole
+// record.
+func (r remoteReplica) stat(ctx context.Context, key []byte) (store.Record, bool, error) {
+	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaStat, Key: key})
+	if errors.Is(err, wire.ErrUnknownOp) {
+		rec, found, err := r.Get(ctx, key)
+		rec.Value = nil
+		return rec, found, err
+	}
+	if err != nil {
+		return store.Record{}, false, err
+	}
+	return fromWire(resp.Record), resp.Found, nil
+}
+
 // getLocal asks the peer for its own record of key, without a
 // read-through (OpReplicaGetLocal); a recovering peer that lacks it
 // answers CodeUnavailable.
@@ -141,6 +157,12 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		return &wire.Response{Op: wire.OpPong}
 	case wire.OpReplicaGet:
 		rec, found, err := n.local.Get(ctx, req.Key)
+		if err != nil {
+			return errorResponse(err)
+		}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+	case wire.OpReplicaStat:
+		rec, found, err := n.local.stat(ctx, req.Key)
 		if err != nil {
 			return errorResponse(err)
 		}

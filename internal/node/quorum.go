@@ -18,7 +18,7 @@ import (
 // and the request succeeds instead of failing on stale news.
 type quorumWait struct {
 	p       placement
-	read    bool
+	need    quorumNeed
 	ok      []bool // answered and counts toward the quorum
 	waiting []bool // sent, not answered yet
 	forced  []bool // sent again past health and backoff
@@ -26,8 +26,8 @@ type quorumWait struct {
 	errs    []error
 }
 
-func newQuorumWait(p placement, read bool) *quorumWait {
-	q := &quorumWait{p: p, read: read, ok: make([]bool, len(p.nodes)),
+func newQuorumWait(p placement, need quorumNeed) *quorumWait {
+	q := &quorumWait{p: p, need: need, ok: make([]bool, len(p.nodes)),
 		waiting: make([]bool, len(p.nodes)), forced: make([]bool, len(p.nodes))}
 	for i := range q.waiting {
 		q.waiting[i] = true
@@ -54,7 +54,7 @@ func failedFast(err error) bool {
 }
 
 // satisfied reports whether the answers so far make the quorum.
-func (q *quorumWait) satisfied() bool { return q.p.satisfied(q.ok, q.read) }
+func (q *quorumWait) satisfied() bool { return q.p.satisfied(q.ok, q.need) }
 
 // resend returns the replicas to send the request again, forced: those
 // that failed fast, once the quorum cannot be made without them.
@@ -66,7 +66,7 @@ func (q *quorumWait) resend() []int {
 	for i := range possible {
 		possible[i] = q.ok[i] || q.waiting[i]
 	}
-	if q.p.satisfied(possible, q.read) {
+	if q.p.satisfied(possible, q.need) {
 		return nil
 	}
 	again := q.fast

@@ -25,7 +25,7 @@ var _ httpapi.Locator = (*Node)(nil)
 func (n *Node) Where(ctx context.Context, key []byte) (httpapi.Placement, error) {
 	cfg := n.cfg.Load()
 	p := n.placementOf(cfg, key)
-	states := n.askReplicas(ctx, p.nodes, key, p.timeout)
+	states := n.whereReplicas(ctx, p.nodes, key, p.timeout)
 	if err := ctx.Err(); err != nil {
 		return httpapi.Placement{}, fmt.Errorf("where %q: %w", key, err)
 	}
@@ -37,9 +37,9 @@ func (n *Node) Where(ctx context.Context, key []byte) (httpapi.Placement, error)
 	return out, nil
 }
 
-// askReplicas asks each of nodes for its record of key, concurrently, and
+// whereReplicas asks each of nodes for its record of key, concurrently, and
 // returns the answers by node id.
-func (n *Node) askReplicas(ctx context.Context, nodes []config.Node, key []byte, timeout time.Duration) map[string]httpapi.ReplicaState {
+func (n *Node) whereReplicas(ctx context.Context, nodes []config.Node, key []byte, timeout time.Duration) map[string]httpapi.ReplicaState {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	states := make([]httpapi.ReplicaState, len(nodes))

@@ -179,7 +179,7 @@ func checkFields(req *Request) *Error {
 // requestBodySize returns the size of req's encoded body.
 func requestBodySize(req *Request) int {
 	switch req.Op {
-	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge:
+	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
 		return keyHeaderSize + len(req.Key)
 	case OpReplicaPut, OpPut:
 		return keyHeaderSize + len(req.Key) + recordSize(&req.Record)
@@ -209,7 +209,7 @@ func recordSize(r *Record) int {
 // appendRequestBody appends req's body to b. req must pass checkRequest.
 func appendRequestBody(b []byte, req *Request) []byte {
 	switch req.Op {
-	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge:
+	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
 		b = appendKey(b, req.Key)
 	case OpReplicaPut, OpPut:
 		b = appendKey(b, req.Key)
@@ -629,7 +629,7 @@ func decodeRequest(op Op, body []byte) (Request, error) {
 func (d *decoder) request(op Op) Request {
 	req := Request{Op: op}
 	switch op {
-	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge:
+	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
 		req.Key = d.key()
 	case OpReplicaPut, OpPut:
 		req.Key = d.key()

@@ -213,6 +213,7 @@ var testRequests = []struct {
 	{"range stream estimates only", Request{Op: OpRangeStream, Ranges: []HashRange{{Lo: 5, Hi: 4}}}},
 	{"purge", Request{Op: OpPurge, Key: []byte("poisoned")}},
 	{"replica purge", Request{Op: OpReplicaPurge, Key: maxKey}},
+	{"replica stat", Request{Op: OpReplicaStat, Key: maxKey}},
 }
 
 // testResponses are one or more responses of every kind.
@@ -342,7 +343,7 @@ func TestErrorMessageCutAtRune(t *testing.T) {
 // TestUnknownRequestOpDecodes shows that a request of an op from a newer
 // version decodes without its body, so that the server can answer it.
 func TestUnknownRequestOpDecodes(t *testing.T) {
-	for _, op := range []Op{0x00, 0x0e, 0x7f, OpPong, OpDigestResponse, 0xff} {
+	for _, op := range []Op{0x00, 0x0f, 0x7f, OpPong, OpDigestResponse, 0xff} {
 		req, err := decodeRequest(op, []byte("whatever the body"))
 		if err != nil || req.Op != op || req.Key != nil {
 			t.Errorf("op %v: got %+v, %v; want the op alone", op, req, err)
@@ -618,7 +619,8 @@ func TestCheckRequest(t *testing.T) {
 		{"summary of MaxSummaryEntries", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: MaxSummaryEntries}, nil},
 		{"bad digest in batch", Request{Op: OpBatch, Batch: []Request{{Op: OpPing}, {Op: OpDigest}}}, ErrBadRequest},
 		{"response op 0x86", Request{Op: OpDigestResponse}, ErrUnknownOp},
-		{"op 0x0e", Request{Op: 0x0e}, ErrUnknownOp},
+		{"op 0x0f", Request{Op: 0x0f}, ErrUnknownOp},
+		{"stat without key", Request{Op: OpReplicaStat}, ErrBadRequest},
 		{"purge without key", Request{Op: OpPurge}, ErrBadRequest},
 		{"local get without key", Request{Op: OpReplicaGetLocal}, ErrBadRequest},
 		{"stream of no range", Request{Op: OpRangeStream, Limit: 1}, ErrBadRequest},

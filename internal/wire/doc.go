@@ -90,6 +90,9 @@
 //	OpAuth            0x09   key (the token)                      → OpAuthResponse
 //	OpReplicaGetLocal 0x0a   key                                  → OpRecordResponse
 //	OpRangeStream     0x0b   range, limit uint32, key (after)     → OpRangeStreamResponse
+//	OpPurge           0x0c   key                                  → OpRecordResponse
+//	OpReplicaPurge    0x0d   key                                  → OpRecordResponse
+//	OpReplicaStat     0x0e   key                                  → OpRecordResponse (no value)
 //
 // and of responses:
 //

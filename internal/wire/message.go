@@ -122,12 +122,20 @@ const (
 	// from its local store, whatever its record; Found says it held one.
 	// Node to node, for OpPurge. Appended to protocol version 1.
 	OpReplicaPurge Op = 0x0d
+	// OpReplicaStat {Key} → OpRecordResponse: the peer's record of the key
+	// as OpReplicaGet answers it (a refilling peer reads it through), its
+	// timestamp and tombstone flag without the value. Node to node: what
+	// a write stamped by the cluster asks a read quorum first, to stamp
+	// itself above every version acknowledged before it. Appended to
+	// protocol version 1.
+	OpReplicaStat Op = 0x0e
 )
 
 // Responses.
 const (
-	// OpRecordResponse {Found, Record} answers OpGet, OpReplicaGet and
-	// OpReplicaGetLocal; {Found} alone answers OpPurge and OpReplicaPurge.
+	// OpRecordResponse {Found, Record} answers OpGet, OpReplicaGet,
+	// OpReplicaGetLocal and OpReplicaStat (without the value); {Found}
+	// alone answers OpPurge and OpReplicaPurge.
 	OpRecordResponse Op = 0x81
 	// OpPutResponse {Outcome, Current} answers OpPut and OpReplicaPut.
 	OpPutResponse Op = 0x82
@@ -179,6 +187,8 @@ func (op Op) String() string {
 		return "Purge"
 	case OpReplicaPurge:
 		return "ReplicaPurge"
+	case OpReplicaStat:
+		return "ReplicaStat"
 	case OpRecordResponse:
 		return "RecordResponse"
 	case OpPutResponse:
@@ -202,13 +212,13 @@ func (op Op) String() string {
 }
 
 // isRequest reports whether op is a request kind of this version.
-func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpReplicaPurge }
+func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpReplicaStat }
 
 // responseOp returns the response kind that answers a request of kind op
 // when it succeeds, or 0 if op is not a request kind.
 func (op Op) responseOp() Op {
 	switch op {
-	case OpReplicaGet, OpGet, OpReplicaGetLocal, OpPurge, OpReplicaPurge:
+	case OpReplicaGet, OpGet, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
 		return OpRecordResponse
 	case OpReplicaPut, OpPut:
 		return OpPutResponse
@@ -232,7 +242,7 @@ func (op Op) responseOp() Op {
 // token, in the same format).
 func (op Op) hasKey() bool {
 	switch op {
-	case OpReplicaGet, OpGet, OpReplicaPut, OpPut, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge:
+	case OpReplicaGet, OpGet, OpReplicaPut, OpPut, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
 		return true
 	}
 	return false
