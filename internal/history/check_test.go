@@ -455,3 +455,18 @@ func TestCheckReportsATimeoutAsUnknown(t *testing.T) {
 		t.Errorf("the verdict does not say UNKNOWN:\n%v", &v)
 	}
 }
+
+// TestAbsentReadWithABodyIsAbsent: a read that answered "absent" is
+// absent whatever body came with it (an HTTP 404 has one).
+func TestAbsentReadWithABodyIsAbsent(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	ops := []Op{
+		{Client: 1, Kind: Write, Key: "k", Value: "v", Start: at(0), End: at(10), Outcome: OK, Timestamp: 1},
+		{Client: 1, Kind: Delete, Key: "k", Start: at(20), End: at(30), Outcome: OK, Timestamp: 2},
+		{Client: 2, Kind: Read, Key: "k", Value: "404 page not found\n", Start: at(40), End: at(50), Outcome: Absent, Timestamp: 2, Final: true},
+	}
+	if v := Check(ops); !v.OK() {
+		t.Errorf("a delete then an absent read with a body: %v", v)
+	}
+}

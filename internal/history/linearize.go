@@ -118,7 +118,7 @@ func (v *Verdict) checkLinearizable(key string, ops []*Op, timeout time.Duration
 			ClientId: clients[op.Client],
 			Input:    input{kind: op.Kind, value: op.Value},
 			Call:     int64(op.Start.Sub(t0)),
-			Output:   register{absent: op.Outcome == Absent, value: op.Value},
+			Output:   outputOf(op),
 			Return:   int64(ret),
 			Metadata: op,
 		})
@@ -133,6 +133,15 @@ func (v *Verdict) checkLinearizable(key string, ops []*Op, timeout time.Duration
 		v.visuals[key] = func(w io.Writer) error { return porcupine.Visualize(registerModel, info, w) }
 		v.report(NotLinearizable, key, "%s", v.stuck(ops, history, info))
 	}
+}
+
+// outputOf is what a read answered, as the register model sees it: an
+// absent answer carries no value, whatever body came with it.
+func outputOf(op *Op) register {
+	if op.Outcome == Absent {
+		return register{absent: true}
+	}
+	return register{value: op.Value}
 }
 
 // stuck describes where the longest partial linearization Porcupine found

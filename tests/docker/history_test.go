@@ -131,6 +131,9 @@ func historyOps(ops []*op, final map[*op]bool) []hist.Op {
 			Client: o.client, Key: o.key, Value: o.value, Start: o.start, End: o.end,
 			Timestamp: o.ts, Final: final[o], Note: o.entry,
 		}
+		if o.kind == opRead && o.code != 200 {
+			h.Value = "" // the body of a 404 or an error is no value
+		}
 		switch o.kind {
 		case opRead:
 			h.Kind = hist.Read
