@@ -321,3 +321,20 @@ func TestOldCopyDoesNotBringDeletedKeysBack(t *testing.T) {
 		t.Errorf("n2 dropped %v suspect records, want %d", got, len(deleted))
 	}
 }
+
+// TestRepairProbesAPeerMarkedDown: a peer marked down (a call timed out
+// while it started) is probed by the repair pass once its probe is due,
+// instead of being skipped for ever: a recovering node, which needs a
+// clean pass with every peer and may get no client request to probe it,
+// finishes its recovery.
+func TestRepairProbesAPeerMarkedDown(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
+	n1 := c.nodes["n1"]
+	waitFor(t, "n1 to recover", func() bool { return !n1.Recovering() })
+	n1.peers.Peer("n2").Failure()
+	n1.startRecovering("a test says so", replicatedRanges(n1.Config(), "n1"), false)
+	waitFor(t, "n1 to recover with n2 marked down", func() bool { return !n1.Recovering() })
+	if up, _ := n1.peers.Peer("n2").Up(); !up {
+		t.Error("n2 is still marked down after a repair pass with it")
+	}
+}

@@ -203,10 +203,17 @@ func (n *Node) repairPass(ctx context.Context, cfg *config.Config, interval time
 	var errs []error
 	for _, id := range peers {
 		peer := n.remote(nodes[id])
+		// A peer marked down is skipped, except when its probe is due:
+		// then the pass is the probe. (Nothing else may call a peer that
+		// no client request needs, and a pass that skips a peer is not
+		// clean: a recovering node would wait for ever.)
 		if up, _ := peer.health.Up(); !up {
-			stats.peersSkipped++
-			done += len(shared[id])
-			continue
+			if !peer.health.Allow() {
+				stats.peersSkipped++
+				done += len(shared[id])
+				continue
+			}
+			peer.force = true
 		}
 		stats.peers++
 		ranges := shared[id]

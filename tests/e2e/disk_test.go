@@ -423,6 +423,23 @@ func TestDiskFilledBySomethingElse(t *testing.T) {
 	}
 	checkNoStackTrace(n1)
 
+	// A node that starts on the full disk (a crash, a restart by its
+	// supervisor) starts and serves reads: no crash loop.
+	if err := n1.stop(t); err != nil {
+		t.Fatalf("stopping the node on the full disk: %v\n%s", err, n1.output())
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(disk, &fs); err == nil {
+		t.Logf("starting again with %d bytes free", int64(fs.Bavail)*int64(fs.Bsize))
+	}
+	n1 = start(t, dir, "tako-node", args...)
+	waitHealthy(t, n1, base)
+	checkAll("after a start on the full disk")
+	if code, _, body, err := httpDo(ctx, "POST", base+"/values/while-full", []byte("x"), nil); err != nil || code != 507 {
+		t.Errorf("a write after a start on the full disk: %d %v %s, want 507", code, err, body)
+	}
+	checkNoStackTrace(n1)
+
 	// The filler is deleted: writes are accepted again, by themselves.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
