@@ -112,6 +112,10 @@ type Node struct {
 	token string
 	// wireSrv is the binary port's server, once Run has started it.
 	wireSrv atomic.Pointer[wire.Server]
+	// writable is signalled when a store that opened read-only (its disk
+	// was full) has room again (store.Options.OnWritable): Run then
+	// returns ErrRestart.
+	writable chan struct{}
 	// storeFailed receives the store's failure (store.Options.OnFatal):
 	// Run then stops the node.
 	storeFailed chan error
@@ -171,6 +175,11 @@ var (
 	// and says what to do: the store must be moved aside, and the node
 	// started with an empty one, which refills from the other replicas.
 	ErrStoreDamaged = store.ErrDamaged
+	// ErrRestart is wrapped by Run's error when the node stopped to be
+	// started again at once: its store opened read-only because the disk
+	// was full, and the disk has room again. The program starts it again
+	// in place (tako-node execs itself).
+	ErrRestart = errors.New("node: restart to take writes again: the store opened read-only on a full disk, and space is back")
 	// ErrStoreFailed is wrapped by Run's error (and New's) when the store
 	// met a disk error that Pebble cannot survive (store.ErrFailed): a
 	// failed write or sync of its write-ahead log. The node stopped
@@ -209,10 +218,17 @@ func New(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node %s: %w", opts.ID, err)
 	}
 	storeFailed := make(chan error, 1)
+	writable := make(chan struct{}, 1)
 	st, err := store.Open(filepath.Clean(opts.DataDir), store.Options{FS: opts.storeFS, Logger: logger, NoSync: opts.NoSync, MinFreeBytes: opts.MinFreeBytes,
 		OnFatal: func(err error) {
 			select {
 			case storeFailed <- err:
+			default:
+			}
+		},
+		OnWritable: func() {
+			select {
+			case writable <- struct{}{}:
 			default:
 			}
 		}})
@@ -229,6 +245,7 @@ func New(opts Options) (*Node, error) {
 		ownership:   ownership{dir: opts.DataDir},
 		tls:         tlsr,
 		storeFailed: storeFailed,
+		writable:    writable,
 	}
 	n.local = localReplica{n: n}
 	n.refillProgress.remaining = map[int][2]uint64{}
@@ -579,6 +596,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	case <-ctx.Done():
 	case failed = <-serveErr:
 		servers--
+	case <-n.writable:
+		failed = ErrRestart
+		n.logger.Warn("node restarting: its store opened read-only on a full disk, and space is back", "node", n.id)
 	case ferr := <-n.storeFailed:
 		failed = fmt.Errorf("stopped: %w; no write it could not sync was acknowledged. Check the disk (the kernel log, free space), then start the node again: it replays its write-ahead log, which holds every write it acknowledged", ferr)
 		shutdownWithin = failedStopWithin

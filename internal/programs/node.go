@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -161,10 +162,27 @@ Examples:
 	stopReload()
 	stop()
 	src.wait()
+	if errors.Is(err, node.ErrRestart) {
+		n.Close()
+		restartInPlace(program, logger)
+	}
 	if err != nil {
 		cli.Exit(program, nodeExitCode(err), err)
 	}
 	os.Exit(0)
+}
+
+// restartInPlace replaces the process with a new run of the same program
+// and arguments (same process id, so a service manager sees no exit): a
+// node whose store opened read-only on a full disk does this once space is
+// back, to open it for writes.
+func restartInPlace(program string, logger *slog.Logger) {
+	self, err := os.Executable()
+	if err == nil {
+		logger.Info("restarting in place", "program", self)
+		err = syscall.Exec(self, os.Args, os.Environ())
+	}
+	cli.Exit(program, 1, fmt.Errorf("restarting to take writes again: %w; start it again by hand", err))
 }
 
 // Exit statuses of tako-node beyond 0 (stopped cleanly), 1 (an error: bad

@@ -594,3 +594,44 @@ func TestBallastIsGivenBackAndMadeAgain(t *testing.T) {
 		t.Errorf("k after reopening on a full disk = %v", got)
 	}
 }
+
+// TestOpensReadOnlyOnAFullDisk: a store opened with less than its reserve
+// free (its ballast gone too) opens read-only: it serves what it holds,
+// refuses writes with the reason, and once the free space is back asks
+// its owner, once, to open it again (OnWritable).
+func TestOpensReadOnlyOnAFullDisk(t *testing.T) {
+	const reserve = 4 << 20
+	mem := vfs.NewMem()
+	setUsage := func(free uint64) {
+		mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: free, TotalBytes: 200 << 20, UsedBytes: 200<<20 - free})
+	}
+	setUsage(100 << 20)
+	s, err := Open("db", Options{FS: mem, MinFreeBytes: reserve, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, "k", live(1, "v"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setUsage(reserve / 8)
+	writable := make(chan struct{}, 4)
+	s = openTestOpts(t, "db", Options{FS: mem, MinFreeBytes: reserve, OnWritable: func() { writable <- struct{}{} }})
+	if got := mustGet(t, s, "k"); !sameRecord(got, live(1, "v")) {
+		t.Errorf("k on a store opened read-only: %v", got)
+	}
+	if _, err := s.Put(context.Background(), []byte("k2"), live(1, "v")); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("a write to a store opened read-only = %v, want ErrNoSpace saying why", err)
+	}
+	setUsage(100 << 20)
+	select {
+	case <-writable:
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnWritable was not called within 5 s of space coming back")
+	}
+	select {
+	case <-writable:
+		t.Error("OnWritable was called twice")
+	case <-time.After(2 * spaceWatchEvery):
+	}
+}

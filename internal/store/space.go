@@ -57,6 +57,12 @@ type space struct {
 	logger  *slog.Logger
 	reserve uint64
 	ballast *ballast
+	// readOnly is set when the store opened read-only (beforeOpen): every
+	// write is refused until the store is opened again, which onWritable
+	// is called once to ask for when the free space is back.
+	readOnly   bool
+	onWritable func()
+	asked      bool // onWritable was called
 	// off is set when the file system cannot tell its free space: no
 	// write is refused then.
 	off atomic.Bool
@@ -81,12 +87,28 @@ func newSpace(fs vfs.FS, dir string, reserve uint64, logger *slog.Logger) *space
 // of space, so that Pebble can write what opening a store writes (a new
 // log, a new manifest): a node whose disk filled up starts, serves reads
 // and refuses writes, instead of failing to start again and again.
-func (sp *space) beforeOpen() {
+//
+// It reports whether the store must open read-only: the file system has
+// less than the reserve free even without the ballast, not enough for
+// Pebble to flush what its log replays.
+func (sp *space) beforeOpen() (readOnly bool) {
 	usage, err := sp.fs.GetDiskUsage(sp.dir)
 	if err != nil || usage.AvailBytes >= sp.reserve {
-		return
+		return false
 	}
-	sp.ballast.release("the disk is nearly full as the store opens", usage.AvailBytes)
+	if sp.ballast.isPresent() {
+		sp.ballast.release("the disk is nearly full as the store opens", usage.AvailBytes)
+		if after, err := sp.fs.GetDiskUsage(sp.dir); err == nil {
+			usage = after
+		}
+	}
+	if usage.AvailBytes >= sp.reserve {
+		return false
+	}
+	sp.readOnly = true
+	sp.logger.Error("store: the disk is nearly full as the store opens: opening it read-only; it serves reads, refuses writes (507), and reopens itself to take writes once space is freed",
+		"dir", sp.dir, "free", formatBytes(usage.AvailBytes), "reserve", formatBytes(sp.reserve), "resume_at", formatBytes(sp.resumeAt()))
+	return true
 }
 
 // start reads the free space for the first time, once the store's
@@ -127,7 +149,22 @@ func (sp *space) tend() {
 		sp.readLocked(now)
 	}
 	room := sp.known && !sp.low && sp.free >= sp.resumeAt()+sp.ballast.size
+	ask := sp.readOnly && sp.known && sp.free >= sp.resumeAt() && !sp.asked
+	if ask {
+		sp.asked = true
+	}
 	sp.mu.Unlock()
+	if ask {
+		if sp.onWritable != nil {
+			sp.onWritable()
+		} else {
+			sp.logger.Warn("store: free space is back, but the store opened read-only: open it again to take writes", "dir", sp.dir)
+		}
+		return
+	}
+	if sp.readOnly {
+		return // a read-only store writes no ballast
+	}
 	if room && !sp.ballast.isPresent() {
 		sp.ballast.make()
 		sp.recheck()
@@ -139,6 +176,10 @@ func (sp *space) tend() {
 func (sp *space) admit(n int) error {
 	if sp.off.Load() {
 		return nil
+	}
+	if sp.readOnly {
+		return fmt.Errorf("%w: the store of %s opened read-only because its disk had less than the reserve of %s (-min-free) free when it started; it takes writes again once %s are free",
+			ErrNoSpace, sp.dir, formatBytes(sp.reserve), formatBytes(sp.resumeAt()))
 	}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()

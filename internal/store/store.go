@@ -79,6 +79,13 @@ type Options struct {
 	// (docs/operations.md). The store does not log the error itself then.
 	// If nil, the store logs it.
 	OnFatal func(error)
+	// OnWritable is called once, from a goroutine of the store's, when a
+	// store that opened read-only (its file system had less than the
+	// reserve free when it opened: it then refuses every write) finds the free
+	// space back above the point where writes resume: its owner should
+	// close it and open it again to take writes. If nil, the store logs
+	// that a restart is due.
+	OnWritable func()
 }
 
 // Stats describe a store's size.
@@ -192,7 +199,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	fate := &fate{logger: logger, onFatal: opts.OnFatal}
 	events := &eventLog{l: logger, dir: dir}
 	sp := newSpace(fs, dir, uint64(minFree), logger)
-	sp.beforeOpen()
+	sp.onWritable = opts.OnWritable
+	readOnly := sp.beforeOpen()
 	popts := &pebble.Options{
 		FS:    fs,
 		Cache: cache,
@@ -223,6 +231,11 @@ func Open(dir string, opts Options) (*Store, error) {
 			TargetGarbageRatio:    0.2,
 		}
 	}
+	// On a file system without room to flush what the log replays, the
+	// store opens read-only: Pebble replays the log into memory and writes
+	// nothing (no flush, no compaction, no new log), so the node starts and
+	// serves reads instead of retrying a flush that cannot succeed.
+	popts.ReadOnly = readOnly
 	// Every Put reads its key first, and most Puts are of keys the store
 	// has not seen: bloom filters answer those reads without disk reads.
 	// Levels after the first inherit the policy.

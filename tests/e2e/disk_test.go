@@ -301,7 +301,8 @@ func TestDamagedTableRefusesToStartWithOneLine(t *testing.T) {
 // one line. Either way nothing acknowledged is lost: once the filler is
 // deleted, writes are accepted again (after a restart if it stopped), and
 // every acknowledged value reads back. A node started on the full disk
-// opens too (its ballast gives Pebble room) and serves reads.
+// starts too, its store read-only, and serves reads; once space is back it
+// restarts itself in place and takes writes.
 func TestDiskFilledBySomethingElse(t *testing.T) {
 	disk := mountTmpfs(t, "160m")
 	filler := filepath.Join(disk, "runaway.log")
@@ -435,8 +436,11 @@ func TestDiskFilledBySomethingElse(t *testing.T) {
 	n1 = start(t, dir, "tako-node", args...)
 	waitHealthy(t, n1, base)
 	checkAll("after a start on the full disk")
-	if code, _, body, err := httpDo(ctx, "POST", base+"/values/while-full", []byte("x"), nil); err != nil || code != 507 {
-		t.Errorf("a write after a start on the full disk: %d %v %s, want 507", code, err, body)
+	if code, _, body, err := httpDo(ctx, "POST", base+"/values/while-full", []byte("x"), nil); err != nil || code != 507 || !strings.Contains(string(body), "read-only") {
+		t.Errorf("a write after a start on the full disk: %d %v %s, want 507 saying the store opened read-only", code, err, body)
+	}
+	if !strings.Contains(n1.output(), "opening it read-only") {
+		t.Errorf("the node started on a full disk without saying it opens its store read-only:\n%s", n1.output())
 	}
 	checkNoStackTrace(n1)
 
@@ -449,6 +453,9 @@ func TestDiskFilledBySomethingElse(t *testing.T) {
 		return err == nil && code == 200
 	})
 	acked["after"] = []byte("after")
+	if out := n1.output(); !strings.Contains(out, "restarting in place") {
+		t.Errorf("writes are accepted again, but the node did not restart in place to open its store for writes:\n%s", out)
+	}
 	checkAll("once space is back")
 	if err := n1.stop(t); err != nil {
 		t.Fatalf("stopping the node: %v\n%s", err, n1.output())
