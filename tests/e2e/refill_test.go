@@ -863,7 +863,16 @@ func TestMigrationFillRate(t *testing.T) {
 	for _, id := range []string{"n1", "n2"} {
 		waitHealthy(t, m.nodes[id], m.http[id])
 	}
-	ld := loadRandomValues(t, m.http["n1"], "grow/", 64<<20, 8)
+	// 64 MiB, or $TAKO_MIGRATION_MIB (the benchmark in docs/performance.md).
+	size := int64(64)
+	if s := os.Getenv("TAKO_MIGRATION_MIB"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			t.Fatalf("TAKO_MIGRATION_MIB=%q: want a positive number of MiB", s)
+		}
+		size = n
+	}
+	ld := loadRandomValues(t, m.http["n1"], "grow/", size<<20, 8)
 	keys := make([]string, 0, len(ld.sums))
 	for k := range ld.sums {
 		keys = append(keys, k)
