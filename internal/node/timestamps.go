@@ -49,6 +49,3 @@ func (n *Node) admit(door string, ts int64) error {
 	}
 	return err
 }
-
-// noteStored counts a stored record that breaks the rule.
-func (n *Node) noteStored(ts int64) { _ = n.admit(doorStored, ts) }
