@@ -354,20 +354,16 @@ func (n *Node) writeRecord(ctx context.Context, door string, key []byte, rec sto
 	return n.writeOnce(ctx, p, key, rec, true)
 }
 
-// writeOnce sends rec to every replica of p at once and answers once the
-// quorum of every deployment holds it durably, or, unless overwritable, a
-// replica reports a newer record (superseded). An overwritable write (one
-// the cluster stamped, see writeRecord) counts a replica that holds a
-// newer record toward its quorum. Replicas that have not answered by then
-// keep their request, as background work bounded by the request timeout.
-func (n *Node) writeOnce(ctx context.Context, p placement, key []byte, rec store.Record, overwritable bool) (httpapi.WriteResult, error) {
-	start := time.Now()
-	// Room for every replica twice: one send, and one forced send again.
-	answers := make(chan writeAnswer, 2*len(p.nodes))
-	// The writes outlive the request: a replica slower than the quorum
-	// still gets the write, up to the request timeout.
+// putSender returns send, which offers rec for key to replica i of p
+// (forced past its health and dial backoff when asked) as background
+// work, and answers, where each answer arrives (room for every replica
+// twice: one send, and one forced send again). The puts outlive the
+// request: a replica slower than the quorum still gets the record, up to
+// the request timeout; cancel ends them sooner.
+func (n *Node) putSender(ctx context.Context, p placement, key []byte, rec store.Record) (send func(i int, forced bool), answers chan writeAnswer, cancel context.CancelFunc) {
+	answers = make(chan writeAnswer, 2*len(p.nodes))
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
-	send := func(i int, forced bool) {
+	send = func(i int, forced bool) {
 		r := n.replicaOf(p.nodes[i], forced)
 		if !n.goBackground(func(context.Context) {
 			res, err := r.Put(wctx, key, rec)
@@ -376,6 +372,18 @@ func (n *Node) writeOnce(ctx context.Context, p placement, key []byte, rec store
 			answers <- writeAnswer{i: i, err: errShuttingDown}
 		}
 	}
+	return send, answers, cancel
+}
+
+// writeOnce sends rec to every replica of p at once and answers once the
+// quorum of every deployment holds it durably, or, unless overwritable, a
+// replica reports a newer record (superseded). An overwritable write (one
+// the cluster stamped, see writeRecord) counts a replica that holds a
+// newer record toward its quorum. Replicas that have not answered by then
+// keep their request, as background work bounded by the request timeout.
+func (n *Node) writeOnce(ctx context.Context, p placement, key []byte, rec store.Record, overwritable bool) (httpapi.WriteResult, error) {
+	start := time.Now()
+	send, answers, cancel := n.putSender(ctx, p, key, rec)
 	for i := range p.nodes {
 		send(i, false)
 	}

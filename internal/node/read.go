@@ -155,17 +155,7 @@ func (n *Node) settle(ctx context.Context, p placement, key []byte, newest store
 	if q.satisfied() {
 		return nil
 	}
-	answers := make(chan writeAnswer, 2*len(p.nodes))
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
-	send := func(i int, forced bool) {
-		r := n.replicaOf(p.nodes[i], forced)
-		if !n.goBackground(func(context.Context) {
-			res, err := r.Put(wctx, key, newest)
-			answers <- writeAnswer{i: i, res: res, err: err}
-		}) {
-			answers <- writeAnswer{i: i, err: errShuttingDown}
-		}
-	}
+	send, answers, cancel := n.putSender(ctx, p, key, newest)
 	for _, i := range missing {
 		send(i, false)
 	}

@@ -544,9 +544,7 @@ func openTestOpts(t *testing.T, dir string, opts Options) *Store {
 func TestBallastIsGivenBackAndMadeAgain(t *testing.T) {
 	const reserve = 4 << 20
 	mem := vfs.NewMem()
-	setUsage := func(free uint64) {
-		mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: free, TotalBytes: 200 << 20, UsedBytes: 200<<20 - free})
-	}
+	setUsage := func(free uint64) { setFreeSpace(mem, free) }
 	setUsage(100 << 20)
 	s := openTestOpts(t, "db", Options{FS: mem, MinFreeBytes: reserve})
 	ballastPath := mem.PathJoin("db", BallastFile)
@@ -602,9 +600,7 @@ func TestBallastIsGivenBackAndMadeAgain(t *testing.T) {
 func TestOpensReadOnlyOnAFullDisk(t *testing.T) {
 	const reserve = 4 << 20
 	mem := vfs.NewMem()
-	setUsage := func(free uint64) {
-		mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: free, TotalBytes: 200 << 20, UsedBytes: 200<<20 - free})
-	}
+	setUsage := func(free uint64) { setFreeSpace(mem, free) }
 	setUsage(100 << 20)
 	s, err := Open("db", Options{FS: mem, MinFreeBytes: reserve, Logger: testLogger(t)})
 	if err != nil {
@@ -634,4 +630,9 @@ func TestOpensReadOnlyOnAFullDisk(t *testing.T) {
 		t.Error("OnWritable was called twice")
 	case <-time.After(2 * spaceWatchEvery):
 	}
+}
+
+// setFreeSpace makes mem, a file system of 200 MiB, report free bytes free.
+func setFreeSpace(mem *vfs.MemFS, free uint64) {
+	mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: free, TotalBytes: 200 << 20, UsedBytes: 200<<20 - free})
 }
