@@ -55,8 +55,8 @@ type WriteResult struct {
 	Timestamp int64
 	// Superseded: a newer write or delete of the key already existed, and
 	// nothing changed. Only a write with the caller's own timestamp (PutAt,
-	// DeleteAt) is superseded; a write the client stamps is stamped again
-	// above a newer version instead.
+	// DeleteAt) is superseded; a write the cluster stamps (Put, Delete) is
+	// stamped above every version acknowledged before it, and never is.
 	Superseded bool
 }
 

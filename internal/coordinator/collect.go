@@ -113,11 +113,14 @@ func readNode(m metricSet) nodeReading {
 // writes it coordinated (whichever protocol they came by), plus the HTTP
 // requests that are not among them. The HTTP data operations are left out
 // of tako_http_requests_total because the node coordinated them, and so
-// are the scrapes of /metrics; restamped writes are retries of a write
-// counted once already.
+// are the scrapes of /metrics; "restamped" (nodes of earlier versions:
+// retries of a write) and "stamped_without_quorum" (a note on a write
+// that has its own outcome too) count writes counted once already.
 func requestCount(m metricSet) float64 {
 	n := m.sum(metricReads, nil)
-	n += m.sum(metricWrites, func(l map[string]string) bool { return l["outcome"] != "restamped" })
+	n += m.sum(metricWrites, func(l map[string]string) bool {
+		return l["outcome"] != "restamped" && l["outcome"] != "stamped_without_quorum"
+	})
 	n += m.sum(metricHTTPRequests, func(l map[string]string) bool {
 		switch l["op"] {
 		case "get", "head", "put", "delete", "metrics":

@@ -8,8 +8,8 @@
 // elsewhere (a client's X-Timestamp, a peer's record) never move it: one
 // client's timestamp, or one peer's wrong clock, would otherwise drag every
 // later write of the node. A write that must follow a newer version of its
-// key is stamped above that version for that key alone (see the node's
-// restamping).
+// key is stamped above that version for that key alone (the node asks a
+// read quorum for the key's timestamps first: see writeRecord).
 //
 // Check is the rule for a timestamp that comes in, at every door: 1 ≤ ts ≤
 // the receiver's now + the deployment's max_timestamp_ahead.
