@@ -218,6 +218,17 @@ func (n *Node) placementOf(cfg *config.Config, key []byte) placement {
 	return p
 }
 
+// quorumsIntersect reports whether the active deployment's read and write
+// quorums intersect for this key (read + write > replicas, the defaults):
+// only then do reads promise never to go back in time, and does a read
+// put what it returns on a write quorum first (settle). With smaller
+// quorums an operator chose availability over that promise, and a read
+// must not need more replicas than its read quorum.
+func (p placement) quorumsIntersect() bool {
+	g := p.groups[0]
+	return g.readNeed+g.writeNeed > len(g.members)
+}
+
 // quorumNeed is what a request needs of a key's replicas.
 type quorumNeed int
 

@@ -59,7 +59,7 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 		return store.Record{}, false, err
 	}
 	newest, found := newestOf(got)
-	if found && n.admit(doorStored, newest.Timestamp) == nil {
+	if found && n.admit(doorStored, newest.Timestamp) == nil && p.quorumsIntersect() {
 		if err := n.settle(ctx, p, key, newest, got); err != nil {
 			n.metrics.reads.WithLabelValues("unavailable").Inc()
 			return store.Record{}, false, err
