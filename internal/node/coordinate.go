@@ -218,15 +218,16 @@ func (n *Node) placementOf(cfg *config.Config, key []byte) placement {
 	return p
 }
 
-// quorumsIntersect reports whether the active deployment's read and write
-// quorums intersect for this key (read + write > replicas, the defaults):
-// only then do reads promise never to go back in time, and does a read
-// put what it returns on a write quorum first (settle). With smaller
-// quorums an operator chose availability over that promise, and a read
-// must not need more replicas than its read quorum.
-func (p placement) quorumsIntersect() bool {
+// quorumReads reports whether the active deployment's read quorum is a
+// majority of the key's replicas (the default): only then do reads
+// promise never to go back in time, and does a read put what it returns
+// on enough replicas first (settle, needSettled), which then needs no
+// more replicas than the read itself. With a smaller read quorum an
+// operator chose availability over that promise, and a read must not
+// need more replicas than its read quorum.
+func (p placement) quorumReads() bool {
 	g := p.groups[0]
-	return g.readNeed+g.writeNeed > len(g.members)
+	return 2*g.readNeed > len(g.members)
 }
 
 // quorumNeed is what a request needs of a key's replicas.
@@ -244,10 +245,10 @@ const (
 	// target nodes that are still being filled (recovering) cannot hold it
 	// up.
 	needRead
-	// needSettled is the write quorum of the active deployment: where a
-	// read puts the version it returns before it answers (settle), so that
-	// every later read, which asks the active deployment's read quorum,
-	// sees it.
+	// needSettled is replicas − read quorum + 1 of the active deployment:
+	// where a read puts the version it returns before it answers (settle),
+	// so that every later read quorum of the active deployment meets one
+	// of them and sees it (2 of 3 replicas, 1 of 2, with the defaults).
 	needSettled
 )
 
@@ -259,8 +260,11 @@ func (p placement) satisfied(ok []bool, need quorumNeed) bool {
 	}
 	for _, g := range groups {
 		want, have := g.writeNeed, 0
-		if need == needRead {
+		switch need {
+		case needRead:
 			want = g.readNeed
+		case needSettled:
+			want = len(g.members) - g.readNeed + 1
 		}
 		for _, m := range g.members {
 			if ok[m] {

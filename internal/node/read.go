@@ -36,11 +36,12 @@ func (n *Node) Stat(ctx context.Context, key []byte) (httpapi.Version, error) {
 }
 
 // readRecord asks every replica of key at once and answers with the newest
-// record once the read quorum of every deployment answered, and once that
-// record is on the write quorum of every deployment: when the answers do
-// not show it there yet (a write in progress, a replica behind), it is
-// written back first (blocking read repair), so that no read that starts
-// later returns an older one. The answers that arrive later join the
+// record once the read quorum of the active deployment answered, and, for
+// quorum reads, once that record is on enough replicas that every later
+// read quorum meets one of them: when the answers do not show that yet (a
+// write in progress, a replica behind), it is written back first
+// (blocking read repair, settle), so that no read that starts later
+// returns an older one. The answers that arrive later join the
 // comparison in the background; then every replica that answered with an
 // older record, or none, gets the newest one written back (read repair,
 // when the deployment has read_repair on).
@@ -59,7 +60,7 @@ func (n *Node) readRecord(ctx context.Context, key []byte) (store.Record, bool, 
 		return store.Record{}, false, err
 	}
 	newest, found := newestOf(got)
-	if found && n.admit(doorStored, newest.Timestamp) == nil && p.quorumsIntersect() {
+	if found && n.admit(doorStored, newest.Timestamp) == nil && p.quorumReads() {
 		if err := n.settle(ctx, p, key, newest, got); err != nil {
 			n.metrics.reads.WithLabelValues("unavailable").Inc()
 			return store.Record{}, false, err
@@ -130,12 +131,14 @@ func (n *Node) askReplicas(ctx context.Context, p placement, key []byte, statOnl
 }
 
 // settle makes sure that newest, the record a read found newest among the
-// answers got, is on the write quorum of the active deployment before the
-// read answers with it: replicas whose answer did not show it (or that did not
-// answer yet) are sent it, and settle waits until enough hold it (or a
-// newer record). Write and read quorums intersect, so every later read
-// sees newest or a newer record: reads never go back in time, and a
-// version seen once is never hidden again by an older one.
+// answers got, is on replicas − read quorum + 1 of the active deployment's
+// replicas before the read answers with it: replicas whose answer did not
+// show it (or that did not answer yet) are sent it, and settle waits until
+// enough hold it (or a newer record). Every later read quorum meets one of
+// them, and so does the first phase of every later write: reads never go
+// back in time, and a version seen once is never hidden again by an older
+// one. With a majority read quorum that is never more replicas than the
+// read itself needs.
 func (n *Node) settle(ctx context.Context, p placement, key []byte, newest store.Record, got []readAnswer) error {
 	q := newQuorumWait(p, needSettled)
 	held := make([]bool, len(p.nodes))
