@@ -231,8 +231,13 @@ func (sp *space) readLocked(now time.Time) {
 	case !sp.low && sp.free < sp.reserve:
 		sp.lowLocked()
 	case sp.low && sp.free >= sp.resumeAt():
-		sp.logger.Warn("store: free space is back above the reserve: accepting writes again",
-			"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve))
+		if sp.readOnly {
+			sp.logger.Warn("store: free space is back above the reserve: reopening the store, which opened read-only, to accept writes",
+				"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve))
+		} else {
+			sp.logger.Warn("store: free space is back above the reserve: accepting writes again",
+				"dir", sp.dir, "free", formatBytes(sp.free), "reserve", formatBytes(sp.reserve))
+		}
 		sp.low = false
 	}
 }
