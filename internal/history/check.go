@@ -218,6 +218,7 @@ func (o Options) Check(ops []Op) Verdict {
 			answered = append(answered, op)
 		}
 		slices.SortStableFunc(answered, func(a, b *Op) int { return a.Start.Compare(b.Start) })
+		markCollected(answered)
 		v.checkConflicts(key, answered)
 		v.checkPhantoms(key, answered)
 		v.checkMonotonicReads(key, answered)
@@ -230,6 +231,26 @@ func (o Options) Check(ops []Op) Verdict {
 		v.checkLinearizable(key, answered, o.Timeout)
 	}
 	return v
+}
+
+// markCollected marks the absent reads without a timestamp that started
+// after a delete of the key was sent: their tombstone may have been
+// collected. ops are sorted by Start.
+func markCollected(ops []*Op) {
+	var firstDelete time.Time
+	for _, op := range ops {
+		if op.Kind == Delete && (firstDelete.IsZero() || op.Start.Before(firstDelete)) {
+			firstDelete = op.Start
+		}
+	}
+	if firstDelete.IsZero() {
+		return
+	}
+	for _, op := range ops {
+		if op.Kind == Read && op.Outcome == Absent && op.Timestamp == 0 && firstDelete.Before(op.End) {
+			op.collected = true
+		}
+	}
 }
 
 // checkConflicts reports the writes and deletes that the cluster stamped
@@ -430,6 +451,11 @@ func (v *Verdict) checkFinalReads(key string, ops []*Op, clientTS bool) {
 			continue
 		}
 		if clientTS {
+			// Newest timestamp wins: a collected tombstone is right only
+			// if the newest acknowledged version is a delete.
+			if r.collected && newest != nil && newest.Kind == Write {
+				v.report(LostWrite, key, "%s\n  misses %s, the newest acknowledged version", r.format(v.t0), newest.format(v.t0))
+			}
 			continue
 		}
 		// A key the cluster stamps: what r read must come from a write (or

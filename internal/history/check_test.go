@@ -158,6 +158,25 @@ func TestCheckFindsEachAnomaly(t *testing.T) {
 			want: map[Anomaly]int{LostWrite: 1, NotLinearizable: 1},
 		},
 		{
+			name: "absent without a timestamp after a delete: a write after the delete lost",
+			ops: []Op{
+				del(0, 0, 10, OK, 100),
+				write(1, "a", 20, 30, OK, 200),
+				final(absent(9, 100, 110, 0)),
+			},
+			want:    map[Anomaly]int{LostWrite: 1, NotLinearizable: 1},
+			excerpt: "misses the last acknowledged writes",
+		},
+		{
+			name: "client timestamps: absent without a timestamp, the newest version a write",
+			ops: []Op{
+				clientTS(del(0, 0, 10, OK, 100)),
+				clientTS(write(1, "a", 20, 30, OK, 200)),
+				final(absent(9, 100, 110, 0)),
+			},
+			want: map[Anomaly]int{LostWrite: 1},
+		},
+		{
 			name: "a 409 to a cluster-stamped write",
 			ops: []Op{
 				write(0, "a", 0, 10, OK, 100),
@@ -270,6 +289,26 @@ func TestCheckPassesGoodHistories(t *testing.T) {
 				write(0, "a", 0, 10, OK, 100),
 				{Client: 2, Kind: Read, Key: "k", Start: at(20), End: at(30), Outcome: Failed},
 				final(read(9, 100, 110, "a", 100)),
+			},
+		},
+		{
+			// Garbage collection removed the tombstone: the key reads as
+			// never written, with no timestamp.
+			name: "a deleted key read absent without a timestamp once its tombstone is collected",
+			ops: []Op{
+				write(0, "a", 0, 10, OK, 100),
+				del(1, 20, 30, OK, 200),
+				absent(2, 40, 50, 200),
+				absent(3, 60, 70, 0),
+				final(absent(9, 100, 110, 0)),
+			},
+		},
+		{
+			name: "client timestamps: a collected tombstone, the newest version",
+			ops: []Op{
+				clientTS(write(0, "a", 0, 10, OK, 100)),
+				clientTS(del(1, 20, 30, OK, 200)),
+				final(absent(9, 100, 110, 0)),
 			},
 		},
 		{

@@ -22,7 +22,12 @@
 //   - StaleRead: a read returned an older version (by the timestamps the
 //     cluster reported; an absent answer is the version of the tombstone
 //     whose timestamp it reports, or the oldest version when it reports
-//     none) than a read of the key that ended before it started.
+//     none) than a read of the key that ended before it started. An absent
+//     answer without a timestamp once a delete of the key was sent may be
+//     a tombstone that garbage collection removed (after tombstone_grace):
+//     its version is unknown, and only the checks that need no timestamp
+//     (linearizability, and for final reads which write they come from)
+//     hold it.
 //   - VanishedWrite: a StaleRead where the newer version that vanished came
 //     from a write that failed: the cluster showed it, then lost it.
 //   - PhantomValue: a read returned a value that no write of the key sent
@@ -133,6 +138,11 @@ type Op struct {
 	// Note is shown with the operation in reports: where it was sent, the
 	// error it got.
 	Note string
+
+	// collected: an absent read with no timestamp after a delete of the
+	// key was sent; set by Check. The tombstone may have been collected
+	// (tombstone_grace), so the version read is unknown.
+	collected bool
 }
 
 // acknowledged reports whether a write or delete is known to have taken
@@ -205,6 +215,8 @@ func (v version) compare(w version) int {
 // without a timestamp is the oldest version (nothing).
 func (o *Op) version() (version, bool) {
 	switch {
+	case o.Kind == Read && o.Outcome == Absent && o.collected:
+		return version{}, false
 	case o.Kind == Read && o.Outcome == Absent:
 		return version{ts: o.Timestamp, deleted: o.Timestamp != 0}, true
 	case o.Timestamp == 0:
