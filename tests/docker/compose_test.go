@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +40,7 @@ type compose struct {
 	// set, is the write token that the workload's requests carry (the
 	// configuration then has an auth section).
 	files   []string
+	cfgPath string // the suite's configuration (suiteOverride); "" for deploy/cluster.yaml's
 	tls     *x509.CertPool
 	token   string
 	clients map[string]*http.Client // by entry, with TLS
@@ -56,8 +58,15 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 	return string(out)
 }
 
+// The image is built once per run of the package's tests.
+var (
+	buildOnce sync.Once
+	buildErr  error
+)
+
 // upCluster builds the image and starts the compose cluster under a
-// project name of its own, with the proxy on a free host port.
+// project name of its own, with the proxy on a free host port, under the
+// fault suite's configuration (suiteOverride).
 func upCluster(t *testing.T) *compose { return up(t, false) }
 
 // up starts the compose cluster; with withTLS, with a tls section in the
@@ -73,10 +82,15 @@ func up(t *testing.T, withTLS bool) *compose {
 	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
 		t.Skipf("the Docker engine does not answer: %v %s", err, out)
 	}
-	cmd := exec.Command("bash", "scripts/build-image.sh", "tako:test")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the image: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		cmd := exec.Command("bash", "scripts/build-image.sh", "tako:test")
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building the image: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,6 +105,9 @@ func up(t *testing.T, withTLS bool) *compose {
 		c.project += "tls"
 		c.base = fmt.Sprintf("https://127.0.0.1:%d", port)
 		c.files, c.tls, c.token = tlsOverride(t)
+	} else {
+		override, cfgPath := suiteOverride(t)
+		c.files, c.cfgPath = []string{override}, cfgPath
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -108,7 +125,7 @@ func up(t *testing.T, withTLS bool) *compose {
 	// has finished a repair pass with every peer, a read of a key that was
 	// never written answers 503 rather than 404.
 	for _, s := range nodeServices() {
-		c.waitFor(s+" to serve and finish recovering", 60*time.Second, func() bool {
+		c.waitFor(t, s+" to serve and finish recovering", 60*time.Second, func() bool {
 			code, _, body := c.doAt(s, "GET", "/health", nil)
 			if code != 200 {
 				c.forget(s)
@@ -117,7 +134,7 @@ func up(t *testing.T, withTLS bool) *compose {
 		})
 	}
 	// The cluster serves once a write through the proxy is acknowledged.
-	c.waitFor("the cluster to serve", 60*time.Second, func() bool {
+	c.waitFor(t, "the cluster to serve", 60*time.Second, func() bool {
 		code, _, _ := c.do("POST", "/values/ready", []byte("yes"))
 		return code == 200
 	})
@@ -174,9 +191,17 @@ func (c *compose) do(method, path string, body []byte) (int, http.Header, []byte
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 func request(client *http.Client, method, url string, body []byte) (int, http.Header, []byte) {
+	return requestAt(client, method, url, body, 0)
+}
+
+// requestAt is request with ts, when not 0, sent as X-Timestamp.
+func requestAt(client *http.Client, method, url string, body []byte, ts int64) (int, http.Header, []byte) {
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil
+	}
+	if ts != 0 {
+		req.Header.Set("X-Timestamp", strconv.FormatInt(ts, 10))
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -187,11 +212,13 @@ func request(client *http.Client, method, url string, body []byte) (int, http.He
 	return resp.StatusCode, resp.Header, b
 }
 
-func (c *compose) waitFor(what string, limit time.Duration, cond func() bool) {
-	c.t.Helper()
+// waitFor waits until cond holds, and fails t (the test or subtest
+// running, which FailNow must be called from) after limit.
+func (c *compose) waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
 	for deadline := time.Now().Add(limit); !cond(); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %v waiting for %s", limit, what)
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
 		}
 	}
 }
@@ -204,10 +231,9 @@ func (c *compose) nodeURL(service string) (string, error) {
 	if a, ok := c.addrs[service]; ok {
 		return a, nil
 	}
-	out, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c.container(service)).Output()
-	ip := strings.TrimSpace(string(out))
-	if err != nil || ip == "" {
-		return "", fmt.Errorf("no address for %s: %v", service, err)
+	ip, err := c.ip(service)
+	if err != nil {
+		return "", err
 	}
 	if c.addrs == nil {
 		c.addrs = map[string]string{}
@@ -230,14 +256,19 @@ func (c *compose) forget(service string) {
 // doAt sends a request to entry: tako-proxy (through its published port)
 // or a node service's HTTP port. Code 0 means no answer.
 func (c *compose) doAt(entry, method, path string, body []byte) (int, http.Header, []byte) {
-	if entry == "tako-proxy" {
-		return c.do(method, path, body)
+	return c.doAtTS(entry, method, path, body, 0)
+}
+
+// doAtTS is doAt with ts, when not 0, sent as X-Timestamp.
+func (c *compose) doAtTS(entry, method, path string, body []byte, ts int64) (int, http.Header, []byte) {
+	base := c.base
+	if entry != "tako-proxy" {
+		var err error
+		if base, err = c.nodeURL(entry); err != nil {
+			return 0, nil, nil
+		}
 	}
-	base, err := c.nodeURL(entry)
-	if err != nil {
-		return 0, nil, nil
-	}
-	return request(c.client(entry), method, base+path, body)
+	return requestAt(c.client(entry), method, base+path, body, ts)
 }
 
 // waitHealthy waits until each node service answers 200 on /health (a
@@ -246,7 +277,7 @@ func (c *compose) waitHealthy(t *testing.T, services ...string) {
 	t.Helper()
 	for _, s := range services {
 		c.forget(s)
-		c.waitFor(s+" to be healthy", 60*time.Second, func() bool {
+		c.waitFor(t, s+" to be healthy", 60*time.Second, func() bool {
 			code, _, _ := c.doAt(s, "GET", "/health", nil)
 			if code != 200 {
 				c.forget(s) // its address may have changed

@@ -1,9 +1,7 @@
 package docker
 
 import (
-	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/takodb/tako/internal/config"
 )
 
 // downtime records when services (nodes, by their compose service name)
@@ -49,200 +45,6 @@ func (d *downtime) overlaps(o *op) bool {
 		}
 	}
 	return false
-}
-
-// fault is one fault test: what it does, and which nodes it takes down
-// together (the keys of which lose their quorum when those are more than a
-// minority of the key's replicas).
-type fault struct {
-	name     string
-	together []string // node ids down at the same time
-	inject   func(t *testing.T, d *downtime)
-}
-
-// nodeService returns the compose service of node id ("n3": "tako-node-03").
-func nodeService(id string) string {
-	n, _ := strconv.Atoi(strings.TrimPrefix(id, "n"))
-	return fmt.Sprintf("tako-node-%02d", n)
-}
-
-func nodeServices() []string {
-	var s []string
-	for i := 1; i <= 10; i++ {
-		s = append(s, nodeService(fmt.Sprint("n", i)))
-	}
-	return s
-}
-
-// workloadResult is what runWorkload measured.
-type workloadResult struct {
-	verdict
-	// checked and checkedFailed count the operations on keys that kept a
-	// quorum of their replicas, sent to a service that was up.
-	checked, checkedFailed int
-	// atDownEntry counts failed operations sent to a service while it was
-	// down.
-	atDownEntry int
-	history     []*op
-}
-
-// runWorkload runs 6 clients doing reads (50%), writes (40%) and deletes
-// (10%) of 150 keys, each through the proxy or a node's HTTP port chosen at
-// random, while f injects its fault. Then it waits for every node to be
-// healthy, reads every key once more through the proxy, and checks the
-// whole history (see check).
-func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
-	const clients, keys = 6, 150
-	prefix := strings.ReplaceAll(f.name, " ", "-")
-	h := &history{}
-	d := &downtime{}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	entries := append([]string{"tako-proxy"}, nodeServices()...)
-	for cl := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(cl), uint64(time.Now().UnixNano())))
-			avoid := map[string]time.Time{} // entries that just failed
-			for seq := 0; ctx.Err() == nil; seq++ {
-				entry := "tako-proxy"
-				if rng.IntN(2) == 1 {
-					entry = entries[1+rng.IntN(len(entries)-1)]
-				}
-				if time.Now().Before(avoid[entry]) {
-					entry = "tako-proxy"
-				}
-				o := &op{client: cl, key: fmt.Sprintf("%s/%d", prefix, rng.IntN(keys)), entry: entry}
-				method, body := "GET", []byte(nil)
-				switch p := rng.IntN(10); {
-				case p < 4:
-					o.kind, method = opWrite, "POST"
-					o.value = fmt.Sprintf("c%d-%d", cl, seq)
-					body = []byte(o.value)
-				case p < 5:
-					o.kind, method = opDelete, "DELETE"
-				}
-				o.start = time.Now()
-				code, hdr, resp := c.doAt(entry, method, "/values/"+o.key, body)
-				o.end = time.Now()
-				o.code = code
-				if hdr != nil {
-					o.ts, _ = strconv.ParseInt(hdr.Get("X-Timestamp"), 10, 64)
-				}
-				if o.kind == opRead && code == 200 {
-					o.value = string(resp)
-				}
-				if code >= 500 {
-					o.reason = string(resp)
-				}
-				if code == 0 && entry != "tako-proxy" {
-					avoid[entry] = time.Now().Add(3 * time.Second)
-				}
-				h.add(o)
-			}
-		}()
-	}
-	time.Sleep(3 * time.Second)
-	t.Logf("%s: injecting the fault", f.name)
-	f.inject(t, d)
-	time.Sleep(3 * time.Second)
-	cancel()
-	wg.Wait()
-	c.waitHealthy(t, nodeServices()...)
-
-	// The final reads, once every node is back.
-	final := map[*op]bool{}
-	for i := range keys {
-		o := &op{client: -1, kind: opRead, key: fmt.Sprintf("%s/%d", prefix, i), entry: "tako-proxy"}
-		for attempt := 0; attempt < 5; attempt++ {
-			o.start = time.Now()
-			code, hdr, resp := c.doAt(o.entry, "GET", "/values/"+o.key, nil)
-			o.end, o.code = time.Now(), code
-			if hdr != nil {
-				o.ts, _ = strconv.ParseInt(hdr.Get("X-Timestamp"), 10, 64)
-			}
-			o.value = string(resp)
-			if code == 200 || code == 404 {
-				break
-			}
-			time.Sleep(time.Second)
-		}
-		if o.code != 200 && o.code != 404 {
-			t.Errorf("%s: the final read failed after the fault healed: %v", f.name, o)
-		}
-		final[o] = true
-		h.ops = append(h.ops, o)
-	}
-
-	res := workloadResult{verdict: check(h.ops, final), history: h.ops}
-	keptQuorum := quorumKeeper(t, f.together)
-	for _, o := range h.ops {
-		if final[o] || !o.failed() {
-			continue
-		}
-		if d.overlaps(o) {
-			res.atDownEntry++
-		}
-	}
-	failures := map[string]int{} // "entry kind code" → count
-	for _, o := range h.ops {
-		if final[o] || d.overlaps(o) || !keptQuorum(o.key) {
-			continue
-		}
-		res.checked++
-		if o.failed() {
-			res.checkedFailed++
-			failures[fmt.Sprintf("%s %s %d", o.entry, o.kind, o.code)]++
-			if res.checkedFailed <= 3 {
-				t.Logf("%s: failed: %v: %s", f.name, o, o.reason)
-			}
-		}
-	}
-	if len(failures) > 0 {
-		t.Logf("%s: failures on keys that kept a quorum, by entry, operation and status: %v", f.name, failures)
-	}
-	t.Logf("%s: %v", f.name, res.verdict)
-	t.Logf("%s: %d of %d operations on keys that kept a quorum failed; %d more failed at a node while it was down",
-		f.name, res.checkedFailed, res.checked, res.atDownEntry)
-	if res.lost > 0 || res.stale > 0 {
-		t.Errorf("%s: %d lost, %d stale", f.name, res.lost, res.stale)
-		logKeys(t, h.ops, res.badKeys, 2)
-	}
-	if !res.histVerdict.OK() {
-		t.Errorf("%s: internal/history: %d anomalies, %d keys unknown", f.name, res.histVerdict.Anomalies(), len(res.histVerdict.Unknown))
-	}
-	if res.checkedFailed*100 > res.checked {
-		t.Errorf("%s: %d of %d operations failed on keys that kept a quorum of their replicas (more than 1%%)", f.name, res.checkedFailed, res.checked)
-	}
-	if res.acked < 100 {
-		t.Errorf("%s: only %d writes and deletes were acknowledged: the workload did not run", f.name, res.acked)
-	}
-	return res
-}
-
-// quorumKeeper returns whether a key keeps a write and read quorum of its
-// replicas while the nodes down are down.
-func quorumKeeper(t *testing.T, down []string) func(key string) bool {
-	cfg, err := config.Load("../../deploy/cluster.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	isDown := map[string]bool{}
-	for _, id := range down {
-		isDown[id] = true
-	}
-	return func(key string) bool {
-		replicas := cfg.Replicas(nil, []byte(key))
-		up := 0
-		for _, r := range replicas {
-			if !isDown[r.ID] {
-				up++
-			}
-		}
-		d := cfg.Active
-		return up >= d.WriteQuorum.Required(len(replicas)) && up >= d.ReadQuorum.Required(len(replicas))
-	}
 }
 
 // TestFaultsOnContainers starts the compose cluster once, checks the
@@ -327,6 +129,21 @@ func TestFaultsOnContainers(t *testing.T) {
 			up()
 		}},
 	}
+	faults = append(faults,
+		partitionFault(c, "bucket against bucket", nodesOf(1), nodesOf(2), true, 15*time.Second),
+		partitionFault(c, "half against half", nodesOf(1, 2, 3)[:5], append(nodesOf(3)[1:], nodesOf(4, 5)...), true, 15*time.Second),
+		partitionFault(c, "one-way loss", []string{"n5"}, []string{"n6", "n7"}, false, 15*time.Second),
+		coordinatorCutOff(c),
+		clockSteppedBack(c, "n4"),
+		destructiveConfig(c),
+		diskFills(c, "n8"),
+		corruptSST(c, "n10"),
+		// Last: it leaves the cluster with six buckets.
+		migrationUnderFaults(c),
+	)
+	if only := os.Getenv("TAKO_FAULTS"); only != "" {
+		faults = slices.DeleteFunc(faults, func(f fault) bool { return !strings.Contains(only, f.name) })
+	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			res := runWorkload(t, c, f)
@@ -363,8 +180,8 @@ func (c *compose) recreate(t *testing.T, service string, extra ...string) {
 	if err := os.WriteFile(override, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run(t, c.env, "docker-compose", "-f", "docker-compose.yml", "-f", override, "-p", c.project,
-		"up", "-d", "--no-deps", "--force-recreate", service)
+	args = append(c.fileArgs(), "-f", override, "up", "-d", "--no-deps", "--force-recreate", service)
+	run(t, c.env, "docker-compose", args...)
 	c.forget(service)
 }
 
@@ -429,7 +246,7 @@ func loseVolume(c *compose, name, id string) fault {
 		c.compose("up", "-d", "--no-deps", service)
 		c.waitHealthy(t, service)
 		up()
-		c.waitFor(service+" to recover its lost data", 60*time.Second, func() bool {
+		c.waitFor(t, service+" to recover its lost data", 60*time.Second, func() bool {
 			return strings.Contains(c.compose("logs", "--no-color", service), "node recovered")
 		})
 	}}
