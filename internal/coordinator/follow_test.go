@@ -14,14 +14,16 @@ func TestFollowerFollowsMaster(t *testing.T) {
 	mln, mport := listen(t)
 	fln, fport := listen(t)
 	coords := []coord{{"m", mport}, {"f", fport}}
-	text := configText("m", coords, "n1")
+	text := configText("m", coords, "n1", "n2")
 	master := newTestServer(t, dir, "m", text, nil)
 	follower := newTestServer(t, dir, "f", text, nil)
 	run(t, master, mln)
 	stopFollower := run(t, follower, fln)
 
-	// Editing and reloading only the master's file is enough.
-	writeFile(t, filepath.Join(dir, "m.yaml"), configText("m", coords, "n1", "n2"))
+	// Editing and reloading only the master's file is enough. (Each change
+	// adds a mirror node: one that keeps a write quorum of every key's
+	// replicas, which a reload accepts.)
+	writeFile(t, filepath.Join(dir, "m.yaml"), configText("m", coords, "n1", "n2", "n3"))
 	reloaded := time.Now()
 	if err := master.Reload(); err != nil {
 		t.Fatal(err)
@@ -60,13 +62,13 @@ func TestFollowerFollowsMaster(t *testing.T) {
 
 	// A local edit of the follower's file still works, and gets a higher
 	// epoch than the master's.
-	writeFile(t, filepath.Join(dir, "f.yaml"), configText("m", coords, "n1", "n2", "n3"))
+	writeFile(t, filepath.Join(dir, "f.yaml"), configText("m", coords, "n1", "n2", "n3", "n4"))
 	if err := restarted.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	cfg, e = restarted.Current()
-	if _, _, ok := cfg.Node("n3"); !ok || e <= mepoch {
-		t.Fatalf("after a local reload the follower serves epoch %d (master %d), n3 named: %v", e, mepoch, ok)
+	if _, _, ok := cfg.Node("n4"); !ok || e <= mepoch {
+		t.Fatalf("after a local reload the follower serves epoch %d (master %d), n4 named: %v", e, mepoch, ok)
 	}
 }
 

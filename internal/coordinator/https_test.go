@@ -111,11 +111,11 @@ func TestFollowerFollowsMasterOverHTTPS(t *testing.T) {
 	mln, mport := listen(t)
 	fln, fport := listen(t)
 	coords := []coord{{"m", mport}, {"f", fport}}
-	master := newTestServer(t, dir, "m", section+configText("m", coords, "n1"), nil)
-	follower := newTestServer(t, dir, "f", section+configText("m", coords, "n1"), nil)
+	master := newTestServer(t, dir, "m", section+configText("m", coords, "n1", "n2"), nil)
+	follower := newTestServer(t, dir, "f", section+configText("m", coords, "n1", "n2"), nil)
 	run(t, master, mln)
 	run(t, follower, fln)
-	writeFile(t, filepath.Join(dir, "m.yaml"), section+configText("m", coords, "n1", "n2"))
+	writeFile(t, filepath.Join(dir, "m.yaml"), section+configText("m", coords, "n1", "n2", "n3"))
 	if err := master.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestFollowerFollowsMasterOverHTTPS(t *testing.T) {
 		_, e := follower.Current()
 		return e == mepoch
 	})
-	if cfg, _ := follower.Current(); len(cfg.Nodes()) != 2 {
-		t.Errorf("the follower serves %d nodes, want the master's 2", len(cfg.Nodes()))
+	if cfg, _ := follower.Current(); len(cfg.Nodes()) != 3 {
+		t.Errorf("the follower serves %d nodes, want the master's 3", len(cfg.Nodes()))
 	}
 }

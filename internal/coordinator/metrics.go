@@ -15,7 +15,7 @@ const (
 	reloadUnchanged = "unchanged" // the same canonical JSON; the epoch stays
 	reloadInvalid   = "invalid"   // an invalid file; the last good one stays
 	reloadError     = "error"     // a valid, changed file whose epoch could not be persisted
-	reloadRefused   = "refused"   // a promotion or removal of nodes before the migration converged
+	reloadRefused   = "refused"   // a valid change the migration safety rules refuse (see ForceFile); the last good one stays
 )
 
 // serverMetrics are a Server's metrics.
@@ -29,7 +29,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 	m := &serverMetrics{
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinator_reloads_total",
-			Help: "Reloads of the configuration file, by result (ok: a new epoch; unchanged: same canonical JSON, same epoch; invalid: the last good configuration stays; error: it could not be persisted).",
+			Help: "Reloads of the configuration file, by result (ok: a new epoch; unchanged: same canonical JSON, same epoch; invalid: the last good configuration stays; error: it could not be persisted; refused: a valid change that would lose keys or that the migration has not converged for, the last good configuration stays).",
 		}, []string{"result"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinator_requests_total",

@@ -18,41 +18,152 @@ import (
 	"github.com/takodb/tako/internal/config"
 )
 
-// Migration safety. While a migration is under way (the served
-// configuration has a target deployment), a reload that promotes the target
-// (the old target becomes the active one and the target goes away), or that
-// drops nodes from the cluster, is refused until the migration has converged:
-// every node of the running configuration reports (tako_repair_synced_epoch
-// on its /metrics) a clean background repair pass with every peer that
-// started under the configuration being served, so every key written
-// before it is on all of its target replicas, and every key written since
-// is on a quorum of them. Creating the file ForceFile in the state
-// directory lets the next reload through regardless, once.
+// Migration safety. Two rules keep a reload from losing keys.
+//
+// The destructive rule: with no migration under way (the served
+// configuration has no target deployment), a reload after which some keys
+// would keep fewer of their current replicas than the new write quorum needs
+// (Plan's BelowQuorum, LosesAll among it) is refused: nothing would copy
+// those keys to their new replicas first, so they would read as missing, or
+// be lost with the nodes that leave. Such a change must be a migration: the
+// new layout as target_deployment, filled by background repair, then
+// promoted. During a migration, a reload whose active deployment is neither
+// the active nor the target deployment served (compared by where they place
+// keys, not by name) is judged by the same rule against the configuration
+// served.
+//
+// The convergence rule: while a migration is under way, a reload that
+// promotes the target (the old target becomes the active one), or that
+// drops nodes from the cluster, is refused until the migration has
+// converged: every node of the running configuration reports
+// (tako_repair_synced_epoch on its /metrics) a clean background repair pass
+// with every peer that started under the configuration being served, so
+// every key written before it is on all of its target replicas, and every
+// key written since is on a quorum of them.
+//
+// Creating the file ForceFile in the state directory lets the next reload
+// that either rule would refuse through regardless, once.
 
 // ForceFile is the name of the one-shot file, in the coordinator's state
-// directory, that lets the next reload promote or drop nodes without
-// waiting for the migration to converge.
+// directory, that lets the next reload through that the destructive or the
+// convergence rule would refuse (it is removed as it is used).
 const ForceFile = "force-next-reload"
 
 // ErrNotConverged is returned by Reload when it refuses a promotion or the
 // removal of nodes because the migration has not converged.
 var ErrNotConverged = errors.New("coordinator: the migration has not converged")
 
+// ErrDestructive is returned (wrapped) by Reload when it refuses a change
+// that would leave some keys with fewer of their current replicas than the
+// new write quorum needs, without a migration to copy them first.
+var ErrDestructive = errors.New("coordinator: the change would leave keys without a write quorum of their current replicas")
+
 // risky reports what next does that needs the migration converged first.
 func risky(cur, next *config.Config) string {
 	if cur.Target == nil {
-		// No migration under way: nothing to converge. A change that moves
-		// data without one is what -check warns about.
+		// No migration under way: nothing to converge. destructive judges
+		// what such a change moves.
 		return ""
 	}
 	var what []string
-	if cur.Target != nil && next.Target == nil && next.Active.Name == cur.Target.Name {
+	// A promotion: the target becomes the active deployment, by name (with
+	// no new target) or by where it places keys (under any name).
+	byName := next.Target == nil && next.Active.Name == cur.Target.Name
+	byLayout := sameLayout(next.Active, cur.Target) && !sameLayout(next.Active, cur.Active)
+	if byName || byLayout {
 		what = append(what, fmt.Sprintf("promotes deployment %q", cur.Target.Name))
 	}
 	if dropped := droppedNodes(cur, next); len(dropped) > 0 {
 		what = append(what, "drops nodes "+strings.Join(dropped, ", "))
 	}
 	return strings.Join(what, " and ")
+}
+
+// destructive returns the plan of a change from cur to next that the
+// destructive rule refuses, and nil for one it accepts: with no migration
+// under way, any change after which some keys keep fewer of their current
+// replicas than the new write quorum needs; during a migration, such a
+// change whose active deployment places keys neither as the active nor as
+// the target deployment of cur does.
+func destructive(cur, next *config.Config) *PlanReport {
+	if cur.Target != nil && (sameLayout(next.Active, cur.Active) || sameLayout(next.Active, cur.Target)) {
+		return nil
+	}
+	p := Plan(cur, next)
+	if p.LosesAll > 0 || p.BelowQuorum > 0 {
+		return p
+	}
+	return nil
+}
+
+// sameLayout reports whether deployments a and b place every key on the
+// same nodes: the same hash settings and the same buckets, in the same
+// order, each with the same nodes (by ID) in the same order. Settings that
+// move no key (quorums, timeouts, addresses) do not count.
+func sameLayout(a, b *config.Deployment) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.BucketsPerKey != b.BucketsPerKey || a.PointsPerBucket != b.PointsPerBucket || len(a.Buckets) != len(b.Buckets) {
+		return false
+	}
+	for i, x := range a.Buckets {
+		y := b.Buckets[i]
+		if x.Name != y.Name || len(x.Nodes) != len(y.Nodes) {
+			return false
+		}
+		for j, n := range x.Nodes {
+			if n.ID != y.Nodes[j].ID {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// describeDestructive says in one line what the change from cur to next,
+// whose plan is p, would do to the keys, and what to do instead; force is
+// the path of the force file.
+func describeDestructive(cur, next *config.Config, p *PlanReport, force string) string {
+	var b strings.Builder
+	if cur.Target != nil {
+		fmt.Fprintf(&b, "during the migration from %q to %q, the new active deployment %q places keys as neither does, and ",
+			cur.Active.Name, cur.Target.Name, next.Active.Name)
+	} else {
+		b.WriteString("with no migration under way (no target_deployment), ")
+	}
+	fmt.Fprintf(&b, "the new file would leave %s of the key space with fewer of its current replicas than the new write quorum needs (%s with none of them; nodes dropped: %s; nodes added: %s); ",
+		share(p.BelowQuorum), share(p.LosesAll), orNone(p.Removed), orNone(p.Added))
+	if cur.Target != nil {
+		fmt.Fprintf(&b, "finish the migration under way first (promote %q once GET /migration says it has converged), then make the change a migration of its own (the new layout as target_deployment, promoted once background repair has filled it)",
+			cur.Target.Name)
+	} else {
+		fmt.Fprintf(&b, "make the change a migration instead: keep active_deployment %q, add the new layout as target_deployment, let background repair fill it (GET /migration says when it has converged), then promote it",
+			cur.Active.Name)
+	}
+	fmt.Fprintf(&b, "; or create %s to force this reload", force)
+	return b.String()
+}
+
+// share formats a share of the key space as a percentage; a share too
+// small to show with one decimal is not shown as 0.
+func share(f float64) string {
+	if f > 0 && f < 0.0005 {
+		return "<0.1%"
+	}
+	return strconv.FormatFloat(100*f, 'f', 1, 64) + "%"
+}
+
+// takeForce removes the force file and reports whether it was there.
+func (s *Server) takeForce() (path string, forced bool) {
+	path = filepath.Join(s.stateDir, ForceFile)
+	if _, err := os.Stat(path); err != nil {
+		return path, false
+	}
+	if err := os.Remove(path); err != nil {
+		s.log.Warn("could not remove the force file: it will force the next refused reload too", "force_file", path, "err", err)
+	}
+	return path, true
 }
 
 func droppedNodes(cur, next *config.Config) []string {
@@ -140,17 +251,27 @@ func syncedEpoch(ctx context.Context, client *http.Client, url string) (int64, e
 	return int64(v), nil
 }
 
-// checkChange refuses a reload from cur to next that promotes the target
-// or drops nodes while the running configuration has not converged, unless
-// the force file exists (it is consumed).
+// checkChange refuses a reload from cur to next that the destructive rule
+// refuses, or that promotes the target or drops nodes while the running
+// configuration has not converged, unless the force file exists (it is
+// consumed). The error wraps ErrDestructive or ErrNotConverged.
 func (s *Server) checkChange(cur *served, next *config.Config) error {
+	if p := destructive(cur.cfg, next); p != nil {
+		force, forced := s.takeForce()
+		what := describeDestructive(cur.cfg, next, p, force)
+		if forced {
+			s.log.Warn("forced: accepting a reload that leaves keys without a write quorum of their current replicas",
+				"change", what, "below_quorum", share(p.BelowQuorum), "loses_all", share(p.LosesAll), "force_file", force)
+			return nil
+		}
+		return fmt.Errorf("%w: %s", ErrDestructive, what)
+	}
 	what := risky(cur.cfg, next)
 	if what == "" {
 		return nil
 	}
-	force := filepath.Join(s.stateDir, ForceFile)
-	if _, err := os.Stat(force); err == nil {
-		os.Remove(force)
+	force, forced := s.takeForce()
+	if forced {
 		s.log.Warn("forced: accepting a reload without checking that the migration converged", "change", what, "force_file", force)
 		return nil
 	}

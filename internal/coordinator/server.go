@@ -237,7 +237,9 @@ func findSelf(cfg *config.Config, id, path string) (config.Coordinator, error) {
 // cfg and the epoch state: the file at the state's epoch if the state
 // numbered this very configuration; the configuration adopted from the
 // master if the state holds one and the file is the one it was adopted
-// over; otherwise the file under a new epoch, which is persisted.
+// over, or if the file changed since in a way the destructive rule refuses
+// (unless the force file exists); otherwise the file under a new epoch,
+// which is persisted.
 func (s *Server) start(cfg *config.Config) error {
 	body, sum, err := canonical(cfg)
 	if err != nil {
@@ -263,18 +265,38 @@ func (s *Server) start(cfg *config.Config) error {
 		s.log.Info("serving the configuration file", "path", s.path, "epoch", st.Epoch)
 		return nil
 	}
-	if st.Epoch > 0 && len(st.Configuration) > 0 && st.FileSHA256 == sum {
-		adopted, err := config.Parse(st.Configuration)
-		if err == nil {
-			abody, asum, err := canonical(adopted)
-			if err == nil && asum == st.SHA256 {
-				s.cur.Store(&served{cfg: adopted, body: abody, sum: asum, epoch: st.Epoch, changed: make(chan struct{})})
-				s.log.Info("serving the configuration adopted from the master before the restart; the file is unchanged since",
-					"path", s.path, "epoch", st.Epoch)
-				return nil
+	if st.Epoch > 0 && len(st.Configuration) > 0 {
+		adopted, err := adoptedOf(st)
+		switch {
+		case err != nil:
+			if st.FileSHA256 == sum {
+				s.log.Warn("ignoring the adopted configuration in the epoch state", "err", err)
+			}
+		case st.FileSHA256 == sum:
+			s.cur.Store(adopted)
+			s.log.Info("serving the configuration adopted from the master before the restart; the file is unchanged since",
+				"path", s.path, "epoch", st.Epoch)
+			return nil
+		default:
+			// The file changed while the coordinator was stopped: the
+			// destructive rule judges it against what was served, as a
+			// reload would. (Without an adopted configuration the state
+			// holds only the hash of what was served, and there is nothing
+			// to judge against.)
+			if p := destructive(adopted.cfg, cfg); p != nil {
+				force, forced := s.takeForce()
+				what := describeDestructive(adopted.cfg, cfg, p, force)
+				if !forced {
+					s.cur.Store(adopted)
+					s.fileSum = st.FileSHA256
+					s.log.Error("refusing the changed configuration file at start, serving the configuration served before the restart",
+						"path", s.path, "epoch", st.Epoch, "err", fmt.Errorf("%w: %s", ErrDestructive, what))
+					return nil
+				}
+				s.log.Warn("forced: serving a changed configuration file that leaves keys without a write quorum of their current replicas",
+					"path", s.path, "change", what, "force_file", force)
 			}
 		}
-		s.log.Warn("ignoring the adopted configuration in the epoch state", "err", err)
 	}
 	epoch := max(st.Epoch+1, s.wall().UnixMicro())
 	if err := writeState(s.stateDir, epochState{Epoch: epoch, SHA256: sum}); err != nil {
@@ -283,6 +305,24 @@ func (s *Server) start(cfg *config.Config) error {
 	s.cur.Store(&served{cfg: cfg, body: body, sum: sum, epoch: epoch, changed: make(chan struct{})})
 	s.log.Info("serving the configuration file under a new epoch", "path", s.path, "epoch", epoch, "previous_epoch", st.Epoch)
 	return nil
+}
+
+// adoptedOf returns the configuration that the epoch state st records as
+// adopted from the master, served under its epoch, or an error when it does
+// not parse or is not the one st's hash names.
+func adoptedOf(st epochState) (*served, error) {
+	cfg, err := config.Parse(st.Configuration)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: the adopted configuration in the epoch state: %w", err)
+	}
+	body, sum, err := canonical(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if sum != st.SHA256 {
+		return nil, fmt.Errorf("coordinator: the adopted configuration in the epoch state is not the one its sha256 names")
+	}
+	return &served{cfg: cfg, body: body, sum: sum, epoch: st.Epoch, changed: make(chan struct{})}, nil
 }
 
 // Addr returns the address the Server listens on: HOST:PORT of its entry in
@@ -328,7 +368,11 @@ func (s *Server) ReloadTLS() error {
 // A file whose canonical JSON is unchanged keeps its epoch. A changed file
 // is served under a new epoch, max(current + 1, the wall clock in
 // microseconds), once that is persisted; an error persisting it is returned
-// and changes nothing.
+// and changes nothing. A valid change that the migration safety rules
+// refuse (see ForceFile) is logged at Error with what it would do and what
+// to do instead, counted as refused, and returned as an error wrapping
+// ErrDestructive or ErrNotConverged; the last good configuration keeps
+// being served under its epoch.
 func (s *Server) Reload() error {
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
@@ -347,13 +391,6 @@ func (s *Server) Reload() error {
 		return err
 	}
 	cur := s.cur.Load()
-	if sum != cur.sum {
-		if err := s.checkChange(cur, cfg); err != nil {
-			s.metrics.reloads.WithLabelValues(reloadRefused).Inc()
-			s.log.Error("refusing the reload, keeping the last good configuration", "path", s.path, "err", err)
-			return fmt.Errorf("coordinator: reloading: %w", err)
-		}
-	}
 	if sum == s.fileSum || sum == cur.sum {
 		if sum != s.fileSum {
 			// A follower's file now says what it serves: forget the
@@ -367,6 +404,14 @@ func (s *Server) Reload() error {
 		s.metrics.reloads.WithLabelValues(reloadUnchanged).Inc()
 		s.log.Info("configuration file unchanged", "path", s.path, "epoch", cur.epoch)
 		return nil
+	}
+	// Only a configuration that would be served is judged: a follower's
+	// own file that is unchanged since it adopted the master's changes
+	// nothing.
+	if err := s.checkChange(cur, cfg); err != nil {
+		s.metrics.reloads.WithLabelValues(reloadRefused).Inc()
+		s.log.Error("refusing the reload, keeping the last good configuration", "path", s.path, "epoch", cur.epoch, "err", err)
+		return fmt.Errorf("coordinator: reloading: %w", err)
 	}
 	epoch := max(cur.epoch+1, s.wall().UnixMicro())
 	if err := writeState(s.stateDir, epochState{Epoch: epoch, SHA256: sum}); err != nil {

@@ -35,7 +35,7 @@ func TestEpoch(t *testing.T) {
 		{name: "layout and spelled-out defaults keep the epoch", want: "same", edit: fmt.Sprintf(
 			"coordinators: {c1: [127.0.0.1, %d]}\nactive_deployment: cluster\ndeployments: {cluster: {read_repair: yes, "+
 				"write_quorum: quorum, buckets: {b1: {n1: [127.0.0.1, 17001], n2: [127.0.0.1, 17002]}}}}\n", port)},
-		{name: "a clock gone back still gives a higher epoch", edit: configText("", coords, "n9"),
+		{name: "a clock gone back still gives a higher epoch", edit: configText("", coords, "n1", "n2", "n9"),
 			clock: time.Unix(1000, 0), want: "higher"},
 		{name: "invalid reload keeps the served configuration", edit: strings.Replace(base, "    buckets:", "    read_repair: maybe\n    buckets:", 1), want: "invalid"},
 		{name: "a reload that drops this coordinator is refused", edit: configText("", []coord{{"c2", port}}, "n1", "n2"), want: "invalid"},
@@ -263,7 +263,7 @@ func TestLongPollWokenByReload(t *testing.T) {
 	dir := t.TempDir()
 	ln, port := listen(t)
 	coords := []coord{{"c1", port}}
-	s := newTestServer(t, dir, "c1", configText("", coords, "n1"), nil)
+	s := newTestServer(t, dir, "c1", configText("", coords, "n1", "n2"), nil)
 	run(t, s, ln)
 	_, epoch := s.Current()
 	url := fmt.Sprintf("http://%s/configuration?since=%d&wait=10s", s.Addr(), epoch)
@@ -290,7 +290,7 @@ func TestLongPollWokenByReload(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 
-	writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, "n1", "n2"))
+	writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, "n1", "n2", "n3"))
 	reloaded := time.Now()
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
@@ -363,7 +363,7 @@ func TestReloadConcurrentWithLongPolls(t *testing.T) {
 	dir := t.TempDir()
 	ln, port := listen(t)
 	coords := []coord{{"c1", port}}
-	s := newTestServer(t, dir, "c1", configText("", coords, "n1"), nil)
+	s := newTestServer(t, dir, "c1", configText("", coords, "n0", "n1"), nil)
 	run(t, s, ln)
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
@@ -382,8 +382,11 @@ func TestReloadConcurrentWithLongPolls(t *testing.T) {
 			}
 		})
 	}
+	// Each reload adds a mirror node, a change a reload accepts.
+	nodes := []string{"n0", "n1"}
 	for i := range 20 {
-		writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, fmt.Sprintf("n%d", i)))
+		nodes = append(nodes, fmt.Sprintf("n%d", i+2))
+		writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, nodes...))
 		if err := s.Reload(); err != nil {
 			t.Fatal(err)
 		}

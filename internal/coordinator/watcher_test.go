@@ -110,8 +110,8 @@ func TestWatcherLearnsCoordinators(t *testing.T) {
 	aln, aport := listen(t)
 	bln, bport := listen(t)
 	coords := []coord{{"a", aport}, {"b", bport}}
-	a := newTestServer(t, dir, "a", configText("", coords, "n1"), nil)
-	b := newTestServer(t, dir, "b", configText("", coords, "n1"), nil)
+	a := newTestServer(t, dir, "a", configText("", coords, "n1", "n2"), nil)
+	b := newTestServer(t, dir, "b", configText("", coords, "n1", "n2"), nil)
 	stopA := run(t, a, aln)
 	run(t, b, bln)
 
@@ -125,7 +125,7 @@ func TestWatcherLearnsCoordinators(t *testing.T) {
 
 	// With the -c coordinator gone, updates arrive through the learnt one.
 	stopA()
-	writeFile(t, filepath.Join(dir, "b.yaml"), configText("", coords, "n1", "n2"))
+	writeFile(t, filepath.Join(dir, "b.yaml"), configText("", coords, "n1", "n2", "n3"))
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestWatcherLearnsCoordinators(t *testing.T) {
 
 	// A coordinator dropped from the configuration is no longer asked; a -c
 	// one always is.
-	writeFile(t, filepath.Join(dir, "b.yaml"), configText("", []coord{{"b", bport}}, "n1", "n2"))
+	writeFile(t, filepath.Join(dir, "b.yaml"), configText("", []coord{{"b", bport}}, "n1", "n2", "n3"))
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,12 +143,12 @@ func TestWatcherLearnsCoordinators(t *testing.T) {
 		_, e := w.Current()
 		return e == bepoch && slices.Equal(w.asking(), sortedAddrs(a.Addr(), b.Addr()))
 	})
-	writeFile(t, filepath.Join(dir, "b.yaml"), configText("", []coord{{"b", bport}, {"c", freePort(t)}}, "n1", "n2"))
+	writeFile(t, filepath.Join(dir, "b.yaml"), configText("", []coord{{"b", bport}, {"c", freePort(t)}}, "n1", "n2", "n3"))
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 2*time.Second, "asking a, b and c", func() bool { return len(w.asking()) == 3 })
-	writeFile(t, filepath.Join(dir, "b.yaml"), configText("", []coord{{"b", bport}}, "n1", "n2"))
+	writeFile(t, filepath.Join(dir, "b.yaml"), configText("", []coord{{"b", bport}}, "n1", "n2", "n3"))
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestWatcherWaitFor(t *testing.T) {
 	dir := t.TempDir()
 	ln, port := listen(t)
 	coords := []coord{{"c1", port}}
-	s := newTestServer(t, dir, "c1", configText("", coords, "n1"), nil)
+	s := newTestServer(t, dir, "c1", configText("", coords, "n1", "n2"), nil)
 	run(t, s, ln)
 	w, _ := startWatcher(t, WatcherOptions{Coordinators: []string{s.Addr()}, CacheDir: filepath.Join(dir, "etc")})
 	w.waitLogFirst = 10 * time.Millisecond
@@ -178,18 +178,18 @@ func TestWatcherWaitFor(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		cfg, epoch, err := w.WaitFor(context.Background(), hasNode("n3"))
+		cfg, epoch, err := w.WaitFor(context.Background(), hasNode("n4"))
 		done <- result{cfg, epoch, err}
 	}()
 	waitUntil(t, 2*time.Second, "a first configuration", func() bool { cfg, _ := w.Current(); return cfg != nil })
 	select {
 	case r := <-done:
-		t.Fatalf("WaitFor returned epoch %d before the configuration named n3", r.epoch)
+		t.Fatalf("WaitFor returned epoch %d before the configuration named n4", r.epoch)
 	case <-time.After(100 * time.Millisecond):
 	}
 
-	// A configuration without n3 does not end the wait either.
-	writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, "n1", "n2"))
+	// A configuration without n4 does not end the wait either.
+	writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, "n1", "n2", "n3"))
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -197,22 +197,22 @@ func TestWatcherWaitFor(t *testing.T) {
 	waitUntil(t, 2*time.Second, "the second configuration", func() bool { _, e := w.Current(); return e == e2 })
 	select {
 	case r := <-done:
-		t.Fatalf("WaitFor returned epoch %d before the configuration named n3", r.epoch)
+		t.Fatalf("WaitFor returned epoch %d before the configuration named n4", r.epoch)
 	case <-time.After(50 * time.Millisecond):
 	}
 
-	writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, "n1", "n2", "n3"))
+	writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, "n1", "n2", "n3", "n4"))
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	_, e3 := s.Current()
 	select {
 	case r := <-done:
-		if r.err != nil || r.epoch != e3 || !hasNode("n3")(r.cfg) {
-			t.Fatalf("WaitFor = epoch %d, %v; want %d naming n3", r.epoch, r.err, e3)
+		if r.err != nil || r.epoch != e3 || !hasNode("n4")(r.cfg) {
+			t.Fatalf("WaitFor = epoch %d, %v; want %d naming n4", r.epoch, r.err, e3)
 		}
 	case <-time.After(2 * time.Second):
-		t.Fatal("WaitFor did not return once the configuration named n3")
+		t.Fatal("WaitFor did not return once the configuration named n4")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -317,7 +317,7 @@ func TestReloadReachesWatchers(t *testing.T) {
 	dir := t.TempDir()
 	ln, port := listen(t)
 	coords := []coord{{"c1", port}}
-	s := newTestServer(t, dir, "c1", configText("", coords, "n1"), nil)
+	s := newTestServer(t, dir, "c1", configText("", coords, "n1", "n2"), nil)
 	run(t, s, ln)
 	_, first := s.Current()
 	const n = 10
@@ -335,7 +335,7 @@ func TestReloadReachesWatchers(t *testing.T) {
 		changed = append(changed, w.Changed())
 	}
 
-	writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, "n1", "n2"))
+	writeFile(t, filepath.Join(dir, "c1.yaml"), configText("", coords, "n1", "n2", "n3"))
 	start := time.Now()
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)

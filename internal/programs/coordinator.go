@@ -47,10 +47,14 @@ With a tls section, SIGHUP also reads the certificate and key files again
 coordinator that is not the master_coordinator follows the master's
 configuration, so editing the master's file is enough.
 
-While a migration is under way (the file has a target_deployment), a reload
-that promotes the target or drops nodes is refused until every node reports a
-clean repair pass under the served configuration (GET /migration shows how far
-they are); create DIR/coordinator/ID/force-next-reload to force one reload.
+A reload after which some keys would keep fewer of their current replicas
+than the new write quorum needs (a bucket dropped, nodes renamed, with no
+target_deployment) is refused: make it a migration instead, the new layout as
+target_deployment, promoted once repair has filled it. While a migration is
+under way (the file has a target_deployment), a reload that promotes the
+target or drops nodes is refused until every node reports a clean repair pass
+under the served configuration (GET /migration shows how far they are).
+Create DIR/coordinator/ID/force-next-reload to force one refused reload.
 -check prints, without changing anything, which share of the key space a new
 file moves, which nodes join and leave, and whether any key would lose all of
 its current replicas.

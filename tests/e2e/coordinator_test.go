@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/takodb/tako/internal/coordinator"
 )
 
 // managed is a cluster whose nodes and proxy follow coordinators (-c).
@@ -127,6 +130,15 @@ func (m *managed) reload(id, content string) {
 	if err := m.coords[id].cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		m.t.Fatal(err)
 	}
+}
+
+// force creates the force file of coordinator id (coordinator.ForceFile in
+// its state directory), so that it serves its next reload even if that
+// reload would leave keys without a write quorum of their current replicas.
+// The tests that cut their cluster down before they load any data use it.
+func (m *managed) force(id string) {
+	m.t.Helper()
+	writeFile(m.t, filepath.Join(m.dir, "coordinator", id), coordinator.ForceFile, "")
 }
 
 var epochMetric = regexp.MustCompile(`(?m)^tako_config_epoch ([0-9.e+]+)$`)

@@ -27,6 +27,9 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 	active := m.layout(fast, map[string]bool{"n5": true, "n6": true})
 	active = strings.Replace(active, "      b3:\n", "", 1)
 	before := m.coordinatorEpoch("c1")
+	// The cluster holds no data yet, but the coordinator refuses a cut
+	// without a migration: force it.
+	m.force("c1")
 	m.reload("c1", active)
 	waitFor(t, "the two-bucket configuration", func() bool { return m.coordinatorEpoch("c1") != before })
 	// n5 and n6 start afresh, with -c only: they wait for a configuration

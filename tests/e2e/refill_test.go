@@ -849,6 +849,9 @@ func TestMigrationFillRate(t *testing.T) {
 	active := m.layout(fast, map[string]bool{"n3": true})
 	active = strings.Replace(active, "      b3:\n", "", 1)
 	before := m.coordinatorEpoch("c1")
+	// The cluster holds no data yet, but the coordinator refuses a cut
+	// without a migration: force it.
+	m.force("c1")
 	m.reload("c1", active)
 	waitFor(t, "the two-bucket configuration", func() bool { return m.coordinatorEpoch("c1") != before })
 	// n3 starts afresh, with -c only: it waits for a configuration that
