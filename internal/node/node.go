@@ -369,18 +369,22 @@ func (n *Node) ReloadTLS() error {
 // answers 503) until a configuration names it again. Ports are bound once:
 // a node whose own addresses change must be restarted, and says so.
 func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
+	// The ranges it gains are recovering (its records there suspect)
+	// before the configuration that gives them takes effect: a node that
+	// comes back to a deployment must not serve one request, nor answer
+	// one repair, with its old records as if they were current.
+	gained := gainedRanges(n.cfg.Load(), cfg, n.id)
+	if more := n.ownership.gained(cfg, n.id); len(more) > 0 {
+		gained = union(gained, more)
+	}
+	if len(gained) > 0 {
+		n.startRecoveringUnder(cfg, "the new configuration gives it hash ranges it did not hold", gained, true)
+	}
 	old := n.cfg.Swap(cfg)
 	n.epoch.Store(epoch)
 	select {
 	case n.configChanged <- struct{}{}:
 	default:
-	}
-	gained := gainedRanges(old, cfg, n.id)
-	if more := n.ownership.gained(cfg, n.id); len(more) > 0 {
-		gained = union(gained, more)
-	}
-	if len(gained) > 0 {
-		n.startRecovering("the new configuration gives it hash ranges it did not hold", gained, true)
 	}
 	n.ownership.save(cfg, n.id, n.logger)
 	oldSelf, _, wasIn := old.Node(n.id)
@@ -409,9 +413,15 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 // With suspect, the node's records of those ranges older than now are
 // suspect until the refill has merged them (see recovery.go).
 func (n *Node) startRecovering(why string, lost []hashRange, suspect bool) {
+	n.startRecoveringUnder(n.cfg.Load(), why, lost, suspect)
+}
+
+// startRecoveringUnder is startRecovering with the refill's units cut
+// along cfg's arcs (a configuration about to take effect).
+func (n *Node) startRecoveringUnder(cfg *config.Config, why string, lost []hashRange, suspect bool) {
 	n.recoveryMu.Lock()
 	defer n.recoveryMu.Unlock()
-	units := refillUnits(n.cfg.Load(), n.id, lost)
+	units := refillUnits(cfg, n.id, lost)
 	if suspect {
 		before := n.clock.Now()
 		for i := range units {

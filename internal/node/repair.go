@@ -106,10 +106,16 @@ func (n *Node) runRepair(ctx context.Context) {
 			}
 			n.logPass(stats, time.Since(start), err)
 			clean := err == nil && stats.peersSkipped == 0 && cfg == n.cfg.Load()
-			if clean {
+			ended := recovering && clean && n.endRecovery(rec, gen)
+			if clean && (!recovering || ended) {
 				// Every key this node held when the pass began is now on
 				// every replica it shares with a peer, under this epoch.
+				// A node still recovering has not synced: it may hold
+				// suspect records its refill has not merged yet, and the
+				// coordinator must not promote a migration on its word.
 				n.metrics.repairSyncedEpoch.Set(float64(startEpoch))
+			}
+			if clean {
 				if !recovering {
 					gc, err := n.collectGarbage(ctx, cfg)
 					if gc.notOwned+gc.tombstones+gc.handedOff > 0 || err != nil {
@@ -118,7 +124,7 @@ func (n *Node) runRepair(ctx context.Context) {
 					}
 				}
 			}
-			if recovering && clean && n.endRecovery(rec, gen) {
+			if ended {
 				n.logger.Info("node recovered: its lost ranges are refilled and a repair pass with every peer has finished", "node", n.id,
 					"repair_keys_received", stats.keysReceived, "took", time.Since(start).Round(time.Millisecond),
 					"recovering_since", rec.state.Started.Format(time.RFC3339))

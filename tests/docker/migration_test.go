@@ -3,6 +3,7 @@ package docker
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,10 +72,10 @@ func migrationUnderFaults(c *compose) fault {
 			t.Fatal("the coordinator refused to start the migration without b1")
 		}
 		c.waitConverged(t, 90*time.Second)
+		upN1, upN2 := d.down("tako-node-01"), d.down("tako-node-02") // they stop serving at once
 		if _, taken := c.reconfigure(t, renderConfig(withoutB1, nil)); !taken {
 			t.Fatal("the coordinator refused to promote the migration without b1")
 		}
-		upN1, upN2 := d.down("tako-node-01"), d.down("tako-node-02")
 		c.waitConverged(t, 60*time.Second) // hand-off: b1's records are on their new replicas
 		run(t, nil, "docker", "stop", "-t", "10", c.container("tako-node-01"), c.container("tako-node-02"))
 
@@ -101,9 +102,29 @@ func migrationUnderFaults(c *compose) fault {
 		}
 		run(t, nil, "docker", "start", c.container("tako-node-01"), c.container("tako-node-02"))
 		c.waitHealthy(t, "tako-node-01", "tako-node-02")
+		for _, s := range []string{"tako-node-01", "tako-node-02"} {
+			c.waitFor(t, s+" to recover", 60*time.Second, func() bool {
+				return strings.Contains(run(t, nil, "docker", "logs", "--since", "1m", c.container(s)), "node recovered")
+			})
+		}
 		upN1()
 		upN2()
 		c.waitConverged(t, 90*time.Second)
+		probe := func(when string) {
+			back := 0
+			for key := range deleted {
+				if s := c.where(key); s.value {
+					back++
+					if back <= 2 {
+						_, _, body := c.do("GET", "/where/"+key, nil)
+						t.Logf("rejoin, %s: %s has a value: %s", when, key, strings.Join(strings.Fields(string(body)), " "))
+					}
+				}
+			}
+			t.Logf("rejoin, %s: %d deleted keys have a value on a replica; suspects dropped by n1 %v, n2 %v", when, back,
+				c.metric(t, "tako-node-01", "tako_refill_suspects_dropped_total"), c.metric(t, "tako-node-02", "tako_refill_suspects_dropped_total"))
+		}
+		probe("b1 back as a target, converged")
 		if _, taken := c.reconfigure(t, renderConfig(back, nil)); !taken {
 			t.Fatal("the coordinator refused to promote b1's return")
 		}
@@ -116,12 +137,25 @@ func migrationUnderFaults(c *compose) fault {
 				switch {
 				case deleted[key] && code == 200:
 					resurrected++
+					t.Logf("rejoin: deleted %s read through %s: %d %q", key, entry, code, body)
 				case !deleted[key] && (code != 200 || string(body) != value):
 					lost++
 				}
 			}
 			if s := c.where(key); deleted[key] && s.value {
 				resurrected++
+				_, _, body := c.do("GET", "/where/"+key, nil)
+				t.Logf("rejoin: deleted %s has a value on a replica: %s", key, body)
+			}
+		}
+		if resurrected > 0 {
+			for _, s := range []string{"tako-node-01", "tako-node-02"} {
+				logs := run(t, nil, "docker", "logs", c.container(s))
+				for _, l := range strings.Split(logs, "\n") {
+					if strings.Contains(l, "recover") || strings.Contains(l, "suspect") || strings.Contains(l, "refill") || strings.Contains(l, "configuration") {
+						t.Logf("%s: %s", s, l)
+					}
+				}
 			}
 		}
 		t.Logf("rejoin: %d keys written, %d deleted while b1 was away: %d reads or replicas brought a deleted key back, %d kept keys not read back",

@@ -34,13 +34,18 @@ func TestDeletedKeysStayDeletedWhenANodeRejoins(t *testing.T) {
 		name string
 		// startFirst starts n1 before the configuration names it again.
 		startFirst bool
+		// mirror puts n4 in bucket b1 with n1: both leave, both come back
+		// on their old disks, n4 seconds after n1 (each is suspect to the
+		// other).
+		mirror bool
 	}{
 		{name: "started-then-named", startFirst: true},
 		{name: "named-then-started", startFirst: false},
+		{name: "a bucket of two", mirror: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			testRejoinKeepsDeletes(t, tt.startFirst)
+			testRejoinKeepsDeletes(t, tt.startFirst, tt.mirror)
 		})
 	}
 }
@@ -56,9 +61,13 @@ const (
 	rejoinTimeout = 60 * time.Second
 )
 
-func testRejoinKeepsDeletes(t *testing.T, startFirst bool) {
+func testRejoinKeepsDeletes(t *testing.T, startFirst, mirror bool) {
 	began := time.Now()
-	m := startManaged(t, []string{"c1"}, true, [][]string{{"n1"}, {"n2"}, {"n3"}}, 2)
+	layout, away := [][]string{{"n1"}, {"n2"}, {"n3"}}, []string{"n1"}
+	if mirror {
+		layout, away = [][]string{{"n1", "n4"}, {"n2"}, {"n3"}}, []string{"n1", "n4"}
+	}
+	m := startManaged(t, []string{"c1"}, true, layout, 2)
 	ctx := context.Background()
 	header, _, _ := strings.Cut(m.layout("", nil), "active_deployment:")
 	all := []string{"b1", "b2", "b3"}
@@ -68,17 +77,18 @@ func testRejoinKeepsDeletes(t *testing.T, startFirst bool) {
 		if target != "" {
 			s += "target_deployment: " + target + "\n"
 		}
-		s += "deployments:\n" + rejoinDeploymentYAML(m, active, activeBuckets)
+		s += "deployments:\n" + rejoinDeploymentYAML(m, active, activeBuckets, mirror)
 		if target != "" {
-			s += rejoinDeploymentYAML(m, target, targetBuckets)
+			s += rejoinDeploymentYAML(m, target, targetBuckets, mirror)
 		}
 		return s
 	}
 
 	// Three buckets, with the short repair interval and grace.
+	everyone := append(append([]string{}, away...), "n2", "n3")
 	rejoinReload(t, m, file("three", all, "", nil), "the three-bucket configuration")
-	rejoinWaitEpoch(t, m, "n1", "n2", "n3", "p1")
-	for _, id := range []string{"n1", "n2", "n3"} {
+	rejoinWaitEpoch(t, m, append(everyone, "p1")...)
+	for _, id := range everyone {
 		waitHealthy(t, m.nodes[id], m.http[id])
 	}
 
@@ -104,10 +114,12 @@ func testRejoinKeepsDeletes(t *testing.T, startFirst bool) {
 	rejoinReload(t, m, file("two", without, "", nil), "the promotion of the target without b1")
 	// n1 follows the new epoch before it stops: its cached configuration
 	// (DIR/etc/n1) is then one that does not name it.
-	rejoinWaitEpoch(t, m, "n1", "n2", "n3", "p1")
-	t.Logf("n1 holds about %v records when it stops", metricValue(m.http["n1"], "tako_store_keys"))
-	if err := m.nodes["n1"].stop(t); err != nil {
-		t.Fatalf("stopping n1: %v", err)
+	rejoinWaitEpoch(t, m, append(everyone, "p1")...)
+	for _, id := range away {
+		t.Logf("%s holds about %v records when it stops", id, metricValue(m.http[id], "tako_store_keys"))
+		if err := m.nodes[id].stop(t); err != nil {
+			t.Fatalf("stopping %s: %v", id, err)
+		}
 	}
 
 	// Delete 100 keys while n1 is away.
@@ -155,22 +167,30 @@ func testRejoinKeepsDeletes(t *testing.T, startFirst bool) {
 		rejoinWaitEpoch(t, m, "n2", "n3", "p1")
 		m.startNode("n1")
 	}
-	waitHealthy(t, m.nodes["n1"], m.http["n1"])
-	rejoinWaitEpoch(t, m, "n1", "n2", "n3", "p1")
+	if mirror {
+		// n4 a few seconds after n1, as two containers that start one
+		// after the other.
+		time.Sleep(5 * time.Second)
+		m.startNode("n4")
+	}
+	for _, id := range away {
+		waitHealthy(t, m.nodes[id], m.http[id])
+	}
+	rejoinWaitEpoch(t, m, append(everyone, "p1")...)
 	rejoinWaitUntil(t, "the migration that adds b1 back to converge", func() bool { return migrationConverged(t, m.coordAddr["c1"]) })
 	rejoinReload(t, m, file("again", all, "", nil), "the promotion of the target with b1")
-	promoted := rejoinWaitEpoch(t, m, "n1", "n2", "n3", "p1")
+	promoted := rejoinWaitEpoch(t, m, append(everyone, "p1")...)
 
 	// Let every node finish a clean pass under the promoted configuration,
 	// then two more passes.
 	passes := map[string]float64{}
-	for _, id := range []string{"n1", "n2", "n3"} {
+	for _, id := range everyone {
 		rejoinWaitUntil(t, id+" to finish a clean repair pass under the promoted configuration", func() bool {
 			return metricValue(m.http[id], "tako_repair_synced_epoch") >= float64(promoted)
 		})
 		passes[id] = metricValue(m.http[id], "tako_repair_passes_total")
 	}
-	for _, id := range []string{"n1", "n2", "n3"} {
+	for _, id := range everyone {
 		rejoinWaitUntil(t, id+" to make two more repair passes", func() bool {
 			return metricValue(m.http[id], "tako_repair_passes_total") >= passes[id]+2
 		})
@@ -182,7 +202,7 @@ func testRejoinKeepsDeletes(t *testing.T, startFirst bool) {
 		back     int
 		byStatus map[string]int
 	}
-	readers := []string{"n1", "n2", "n3", "p1"}
+	readers := append(everyone, "p1")
 	counts := map[string]*count{}
 	anyBack := false
 	for _, id := range readers {
@@ -219,8 +239,7 @@ func testRejoinKeepsDeletes(t *testing.T, startFirst bool) {
 		for _, id := range readers {
 			fmt.Fprintf(&b, "\n  GET on %s: %d of %d deleted keys answer other than 404 %v", id, counts[id].back, len(deleted), counts[id].byStatus)
 		}
-		fmt.Fprintf(&b, "\n  replicas holding a record of a deleted key (GET /where on n2): n1 %d, n2 %d, n3 %d",
-			holders["n1"], holders["n2"], holders["n3"])
+		fmt.Fprintf(&b, "\n  replicas holding a record of a deleted key (GET /where on n2): %v", holders)
 		t.Errorf("deleted keys came back after n1 rejoined on its old disk:%s", b.String())
 	}
 	var lost []string
@@ -239,15 +258,21 @@ func testRejoinKeepsDeletes(t *testing.T, startFirst bool) {
 // rejoinDeploymentYAML writes deployment name of the given buckets of m,
 // each holding the one node of the same number (b1: n1, ...), with the
 // rejoin test's repair interval and tombstone grace.
-func rejoinDeploymentYAML(m *managed, name string, buckets []string) string {
+func rejoinDeploymentYAML(m *managed, name string, buckets []string, mirror bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  %s:\n    background_repair_interval: %v\n    tombstone_grace: %v\n    hash:\n      buckets_per_key: 2\n    buckets:\n",
 		name, rejoinRepairInterval, rejoinTombstoneGrace)
 	for _, bucket := range buckets {
-		id := "n" + strings.TrimPrefix(bucket, "b")
-		port := strings.TrimPrefix(m.http[id], "http://127.0.0.1:")
-		bport := strings.TrimPrefix(m.binary[id], "127.0.0.1:")
-		fmt.Fprintf(&b, "      %s:\n        %s: [127.0.0.1, %s, %s]\n", bucket, id, port, bport)
+		ids := []string{"n" + strings.TrimPrefix(bucket, "b")}
+		if mirror && bucket == "b1" {
+			ids = append(ids, "n4")
+		}
+		fmt.Fprintf(&b, "      %s:\n", bucket)
+		for _, id := range ids {
+			port := strings.TrimPrefix(m.http[id], "http://127.0.0.1:")
+			bport := strings.TrimPrefix(m.binary[id], "127.0.0.1:")
+			fmt.Fprintf(&b, "        %s: [127.0.0.1, %s, %s]\n", id, port, bport)
+		}
 	}
 	return b.String()
 }
