@@ -120,7 +120,7 @@ func up(t *testing.T, withTLS bool) *compose {
 		cmd.Dir = "../../deploy"
 		cmd.Run()
 	})
-	c.compose("up", "-d")
+	c.compose(t, "up", "-d")
 	// A new cluster's nodes start empty, so they recover first: until each
 	// has finished a repair pass with every peer, a read of a key that was
 	// never written answers 503 rather than 404.
@@ -141,8 +141,10 @@ func up(t *testing.T, withTLS bool) *compose {
 	return c
 }
 
-func (c *compose) compose(args ...string) string {
-	return run(c.t, c.env, "docker-compose", append(c.fileArgs(), args...)...)
+// compose runs docker-compose with args on the project, failing t (the
+// test or subtest running) if it fails.
+func (c *compose) compose(t *testing.T, args ...string) string {
+	return run(t, c.env, "docker-compose", append(c.fileArgs(), args...)...)
 }
 
 // fileArgs are the -f and -p arguments of every docker-compose command.

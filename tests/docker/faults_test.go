@@ -241,13 +241,13 @@ func loseVolume(c *compose, name, id string) fault {
 	service := nodeService(id)
 	return fault{name: name, together: []string{id}, inject: func(t *testing.T, d *downtime) {
 		up := d.down(service)
-		c.compose("rm", "-s", "-f", service)
+		c.compose(t, "rm", "-s", "-f", service)
 		run(t, nil, "docker", "volume", "rm", c.project+"_"+id)
-		c.compose("up", "-d", "--no-deps", service)
+		c.compose(t, "up", "-d", "--no-deps", service)
 		c.waitHealthy(t, service)
 		up()
 		c.waitFor(t, service+" to recover its lost data", 60*time.Second, func() bool {
-			return strings.Contains(c.compose("logs", "--no-color", service), "node recovered")
+			return strings.Contains(c.compose(t, "logs", "--no-color", service), "node recovered")
 		})
 	}}
 }

@@ -34,15 +34,17 @@ func diskFills(c *compose, id string) fault {
 	return fault{name: "a node's disk fills up", together: []string{id}, inject: func(t *testing.T, d *downtime) {
 		since := time.Now().Format(time.RFC3339)
 		up := d.down(service)
-		override := filepath.Join(t.TempDir(), "small-volume.yml")
+		// Next to the suite's override: every later compose command of
+		// the test needs it, after this subtest's own directory is gone.
+		override := filepath.Join(filepath.Dir(c.cfgPath), "small-volume.yml")
 		yaml := fmt.Sprintf("version: \"3\"\nservices:\n  %s:\n    volumes:\n      - %ssmall:/var/tako\nvolumes:\n  %ssmall:\n    driver_opts: {type: tmpfs, device: tmpfs, o: size=320m}\n", service, id, id)
 		if err := os.WriteFile(override, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		c.files = append(c.files, override) // every later compose command keeps the small volume
 		// Removed first: recreating would keep the container's volume.
-		c.compose("rm", "-s", "-f", service)
-		c.compose("up", "-d", "--no-deps", service)
+		c.compose(t, "rm", "-s", "-f", service)
+		c.compose(t, "up", "-d", "--no-deps", service)
 		c.waitHealthy(t, service)
 		up()
 		c.waitFor(t, service+" to refill its ranges", 60*time.Second, func() bool {
@@ -232,9 +234,9 @@ func corruptSST(c *compose, id string) fault {
 		}
 		// What the log says to do: move the store aside and start again.
 		since = time.Now().Format(time.RFC3339)
-		c.compose("rm", "-s", "-f", service)
+		c.compose(t, "rm", "-s", "-f", service)
 		run(t, nil, "docker", "volume", "rm", c.project+"_"+id)
-		c.compose("up", "-d", "--no-deps", service)
+		c.compose(t, "up", "-d", "--no-deps", service)
 		c.waitHealthy(t, service)
 		up()
 		c.waitFor(t, service+" to refill its ranges", 60*time.Second, func() bool {

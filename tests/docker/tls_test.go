@@ -42,6 +42,9 @@ func tlsOverride(t *testing.T) ([]string, *x509.CertPool, string) {
 	section := "tls:\n    ca: /etc/tako/tls/ca.pem\n    cert: /etc/tako/tls/tako.pem\n    key: /etc/tako/tls/tako-key.pem\n\n" +
 		fmt.Sprintf("auth:\n    tokens:\n        processes: {sha256: %s, role: admin}\n        workload: {sha256: %s, role: write}\n\n", adminHash, writerHash)
 	cfg := strings.Replace(string(base), "master_coordinator:", section+"master_coordinator:", 1)
+	// Repair and garbage collection run during the faults, as in the
+	// suite's own configuration (suiteOverride).
+	cfg = strings.Replace(cfg, "read_repair: yes\n", fmt.Sprintf("read_repair: yes\n        background_repair_interval: %s\n        tombstone_grace: %s\n", repairInterval, tombstoneGrace), 1)
 	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

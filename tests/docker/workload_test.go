@@ -206,7 +206,9 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 		worker(id, hot, httpSend(false))
 		id++
 	}
-	for range goWorkers {
+	// The Go client is made from the suite's configuration; the TLS
+	// cluster's runs without it.
+	for range goWorkers * btoi(c.cfgPath != "") {
 		worker(id, hot, func(o *op, _ *rand.Rand) { gcs.send(o) })
 		id++
 	}
@@ -343,8 +345,17 @@ type goClients struct {
 
 func newGoClients(t *testing.T, c *compose) *goClients {
 	g := &goClients{t: t, c: c}
-	g.refresh()
+	if c.cfgPath != "" {
+		g.refresh()
+	}
 	return g
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // refresh makes the client again if the addresses changed; at most once
