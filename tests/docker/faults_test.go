@@ -122,7 +122,7 @@ func TestFaultsOnContainers(t *testing.T) {
 			c.recreate(t, "tako-node-04", "-test-clock-offset", "5s")
 			c.waitHealthy(t, "tako-node-04")
 			up()
-			time.Sleep(20 * time.Second)
+			time.Sleep(10 * time.Second)
 			up = d.down("tako-node-04")
 			c.recreate(t, "tako-node-04")
 			c.waitHealthy(t, "tako-node-04")
@@ -130,9 +130,9 @@ func TestFaultsOnContainers(t *testing.T) {
 		}},
 	}
 	faults = append(faults,
-		partitionFault(c, "bucket against bucket", nodesOf(1), nodesOf(2), true, 15*time.Second),
-		partitionFault(c, "half against half", nodesOf(1, 2, 3)[:5], append(nodesOf(3)[1:], nodesOf(4, 5)...), true, 15*time.Second),
-		partitionFault(c, "one-way loss", []string{"n5"}, []string{"n6", "n7"}, false, 15*time.Second),
+		partitionFault(c, "bucket against bucket", nodesOf(1), nodesOf(2), true, 10*time.Second),
+		partitionFault(c, "half against half", nodesOf(1, 2, 3)[:5], append(nodesOf(3)[1:], nodesOf(4, 5)...), true, 10*time.Second),
+		partitionFault(c, "one-way loss", []string{"n5"}, []string{"n6", "n7"}, false, 10*time.Second),
 		coordinatorCutOff(c),
 		clockSteppedBack(c, "n4"),
 		destructiveConfig(c),

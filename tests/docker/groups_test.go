@@ -82,7 +82,7 @@ func (c *compose) nodeEpoch(t *testing.T, service string) int64 {
 }
 
 // clockSteppedBack restarts node id with its clock 5 s behind the others
-// for 15 s, then with the right clock again.
+// for 10 s, then with the right clock again.
 func clockSteppedBack(c *compose, id string) fault {
 	service := nodeService(id)
 	return fault{name: "a node's clock stepped back 5 s", together: []string{id}, inject: func(t *testing.T, d *downtime) {
@@ -90,7 +90,7 @@ func clockSteppedBack(c *compose, id string) fault {
 		c.recreate(t, service, "-test-clock-offset", "-5s")
 		c.waitHealthy(t, service)
 		up()
-		time.Sleep(15 * time.Second)
+		time.Sleep(10 * time.Second)
 		up = d.down(service)
 		c.recreate(t, service)
 		c.waitHealthy(t, service)

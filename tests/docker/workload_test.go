@@ -441,12 +441,12 @@ func (g *goClients) send(o *op) {
 	}
 }
 
-// soak returns how long the workload runs before and after each fault: 3 s,
+// soak returns how long the workload runs before and after each fault: 2 s,
 // or TAKO_SOAK (a duration) for a longer soak.
 func soak(t *testing.T) time.Duration {
 	v := os.Getenv("TAKO_SOAK")
 	if v == "" {
-		return 3 * time.Second
+		return 2 * time.Second
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
