@@ -114,7 +114,7 @@ func TestFaultsOnContainers(t *testing.T) {
 			if !strings.Contains(logs, "starting from the cached configuration") {
 				t.Errorf("tako-node-06 restarted while the coordinator was down and did not start from its cache:\n%s", logs)
 			}
-			time.Sleep(10 * time.Second)
+			time.Sleep(5 * time.Second)
 			run(t, nil, "docker", "start", c.container("tako-coordinator-1"))
 		}},
 		{name: "a node's clock 5 s ahead", together: []string{"n4"}, inject: func(t *testing.T, d *downtime) {

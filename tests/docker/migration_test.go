@@ -13,7 +13,7 @@ import (
 
 // migrationUnderFaults migrates the cluster under load: bucket b6 (n11,
 // n12) added as a target, n11 killed during the fill, the target promoted
-// while b6 is cut off from b1, then b1 (n1, n2) migrated out. Then the
+// while b6 is cut off from b1 (6 s), then b1 (n1, n2) migrated out. Then the
 // rejoin: n1 and n2 stopped with their disks, 100 of 200 keys written
 // before they left deleted and collected on every replica, and b1 added
 // back with n1 and n2 on their old disks: no deleted key may come back.
@@ -43,7 +43,7 @@ func migrationUnderFaults(c *compose) fault {
 		c.waitHealthy(t, "tako-node-11", "tako-node-12")
 		step("n11 killed during the fill")
 		run(t, nil, "docker", "kill", "-s", "KILL", c.container("tako-node-11"))
-		time.Sleep(5 * time.Second)
+		time.Sleep(3 * time.Second)
 		run(t, nil, "docker", "start", c.container("tako-node-11"))
 		c.waitHealthy(t, "tako-node-11")
 		c.waitConverged(t, 90*time.Second)
@@ -54,7 +54,7 @@ func migrationUnderFaults(c *compose) fault {
 			heal()
 			t.Fatal("the coordinator refused to promote a converged migration")
 		}
-		time.Sleep(10 * time.Second)
+		time.Sleep(6 * time.Second)
 		heal()
 
 		// Keys that b1 holds before it leaves: half of them are deleted

@@ -97,7 +97,6 @@ func TestFaultsOnContainersWithTLS(t *testing.T) {
 	}
 	faults := []fault{
 		killNode(c, "TLS kill -9 a node", "n3"),
-		freezeNode(c, "TLS freeze a node for 20 s", "n5"),
 		loseVolume(c, "TLS lose a node's volume", "n9"),
 	}
 	for _, f := range faults {
