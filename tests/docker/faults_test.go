@@ -93,8 +93,10 @@ func TestFaultsOnContainers(t *testing.T) {
 		freezeNode(c, "freeze a node for 20 s", "n5"),
 		loseVolume(c, "lose a node's volume", "n9"),
 		// One node at a time: every key keeps its quorum.
+		// One node of each bucket in turn, first or second (all ten took
+		// 66 s of CI's 30 minutes).
 		{name: "rolling restart", inject: func(t *testing.T, d *downtime) {
-			for _, s := range nodeServices() {
+			for _, s := range services([]string{"n1", "n4", "n5", "n8", "n9"}) {
 				up := d.down(s)
 				run(t, nil, "docker", "restart", "-t", "10", c.container(s))
 				c.waitHealthy(t, s)
