@@ -27,7 +27,6 @@ import (
 
 // compose is one running compose project.
 type compose struct {
-	t       *testing.T
 	project string
 	base    string // the proxy's URL on the host
 	env     []string
@@ -98,7 +97,7 @@ func up(t *testing.T, withTLS bool) *compose {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	c := &compose{t: t, project: fmt.Sprintf("takotest%d", os.Getpid()),
+	c := &compose{project: fmt.Sprintf("takotest%d", os.Getpid()),
 		base: fmt.Sprintf("http://127.0.0.1:%d", port),
 		env:  []string{"TAKO_IMAGE=tako:test", fmt.Sprintf("TAKO_PROXY_PORT=%d", port)}}
 	if withTLS {
