@@ -107,15 +107,7 @@ func TestFaultsOnContainers(t *testing.T) {
 			run(t, nil, "docker", "stop", "-t", "5", c.container("tako-coordinator-1"))
 			time.Sleep(5 * time.Second)
 			// A node restarted meanwhile serves from its cached configuration.
-			up := d.down("tako-node-06")
-			since := time.Now().Add(-time.Second).Format(time.RFC3339)
-			run(t, nil, "docker", "restart", "-t", "10", c.container("tako-node-06"))
-			c.waitHealthy(t, "tako-node-06")
-			up()
-			logs := run(t, nil, "docker", "logs", "--since", since, c.container("tako-node-06"))
-			if !strings.Contains(logs, "starting from the cached configuration") {
-				t.Errorf("tako-node-06 restarted while the coordinator was down and did not start from its cache:\n%s", logs)
-			}
+			c.restartFromCache(t, d, "tako-node-06", "while the coordinator was down")
 			time.Sleep(5 * time.Second)
 			run(t, nil, "docker", "start", c.container("tako-coordinator-1"))
 		}},
@@ -243,13 +235,47 @@ func loseVolume(c *compose, name, id string) fault {
 	service := nodeService(id)
 	return fault{name: name, together: []string{id}, inject: func(t *testing.T, d *downtime) {
 		up := d.down(service)
-		c.compose(t, "rm", "-s", "-f", service)
-		run(t, nil, "docker", "volume", "rm", c.project+"_"+id)
-		c.compose(t, "up", "-d", "--no-deps", service)
-		c.waitHealthy(t, service)
+		since := c.emptyStore(t, id)
 		up()
-		c.waitFor(t, service+" to recover its lost data", 60*time.Second, func() bool {
-			return strings.Contains(c.compose(t, "logs", "--no-color", service), "node recovered")
-		})
+		c.waitRecovered(t, service, since)
 	}}
+}
+
+// emptyStore removes node id's container and volume and starts it again
+// with an empty store, as an operator does with a lost or damaged disk;
+// it returns when the node answers /health, and the time it was started
+// (for waitRecovered).
+func (c *compose) emptyStore(t *testing.T, id string) (since string) {
+	t.Helper()
+	service := nodeService(id)
+	since = time.Now().Format(time.RFC3339)
+	c.compose(t, "rm", "-s", "-f", service)
+	run(t, nil, "docker", "volume", "rm", c.project+"_"+id)
+	c.compose(t, "up", "-d", "--no-deps", service)
+	c.waitHealthy(t, service)
+	return since
+}
+
+// waitRecovered waits until service logged, since since, that it has
+// refilled its ranges and finished a repair pass with every peer.
+func (c *compose) waitRecovered(t *testing.T, service, since string) {
+	t.Helper()
+	c.waitFor(t, service+" to refill its ranges", 60*time.Second, func() bool {
+		return strings.Contains(run(t, nil, "docker", "logs", "--since", since, c.container(service)), "node recovered")
+	})
+}
+
+// restartFromCache restarts service (a node) while it cannot reach the
+// coordinator, and fails t unless it started from its cached
+// configuration.
+func (c *compose) restartFromCache(t *testing.T, d *downtime, service, while string) {
+	t.Helper()
+	up := d.down(service)
+	since := time.Now().Add(-time.Second).Format(time.RFC3339)
+	run(t, nil, "docker", "restart", "-t", "10", c.container(service))
+	c.waitHealthy(t, service)
+	up()
+	if logs := run(t, nil, "docker", "logs", "--since", since, c.container(service)); !strings.Contains(logs, "starting from the cached configuration") {
+		t.Errorf("%s restarted %s and did not start from its cache:\n%s", service, while, logs)
+	}
 }

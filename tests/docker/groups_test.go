@@ -1,8 +1,6 @@
 package docker
 
 import (
-	"math"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,14 +36,7 @@ func coordinatorCutOff(c *compose) fault {
 			t.Fatalf("the coordinator did not take a harmless change")
 		}
 		time.Sleep(3 * time.Second)
-		up := d.down("tako-node-02")
-		since := time.Now().Add(-time.Second).Format(time.RFC3339)
-		run(t, nil, "docker", "restart", "-t", "10", c.container("tako-node-02"))
-		c.waitHealthy(t, "tako-node-02")
-		up()
-		if logs := run(t, nil, "docker", "logs", "--since", since, c.container("tako-node-02")); !strings.Contains(logs, "starting from the cached configuration") {
-			t.Errorf("tako-node-02 restarted while cut off from the coordinator and did not start from its cache:\n%s", logs)
-		}
+		c.restartFromCache(t, d, "tako-node-02", "while cut off from the coordinator")
 		for _, id := range cut {
 			if e := c.nodeEpoch(t, nodeService(id)); e >= epoch {
 				t.Errorf("%s serves epoch %d while cut off from the coordinator, which serves %d since the cut", id, e, epoch)
@@ -63,22 +54,7 @@ func coordinatorCutOff(c *compose) fault {
 // nodeEpoch returns the configuration epoch that service reports on its
 // /metrics (tako_config_epoch); -1 when it does not answer.
 func (c *compose) nodeEpoch(t *testing.T, service string) int64 {
-	code, _, body := c.doAt(service, "GET", "/metrics", nil)
-	if code != 200 {
-		return -1
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "tako_config_epoch "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil || f > math.MaxInt64 {
-				t.Errorf("%s: tako_config_epoch %q", service, v)
-				return -1
-			}
-			return int64(f)
-		}
-	}
-	t.Errorf("%s reports no tako_config_epoch", service)
-	return -1
+	return int64(c.metric(t, service, "tako_config_epoch"))
 }
 
 // clockSteppedBack restarts node id with its clock 5 s behind the others

@@ -47,9 +47,7 @@ func diskFills(c *compose, id string) fault {
 		c.compose(t, "up", "-d", "--no-deps", service)
 		c.waitHealthy(t, service)
 		up()
-		c.waitFor(t, service+" to refill its ranges", 60*time.Second, func() bool {
-			return strings.Contains(run(t, nil, "docker", "logs", "--since", since, c.container(service)), "node recovered")
-		})
+		c.waitRecovered(t, service, since)
 
 		filler := filepath.Join(c.volumePath(t, id+"small"), "runaway.log")
 		f, err := os.Create(filler)
@@ -233,15 +231,9 @@ func corruptSST(c *compose, id string) fault {
 			t.Errorf("%d reads answered wrong, %d failed, of keys written before the corruption", wrong.Load(), failed.Load())
 		}
 		// What the log says to do: move the store aside and start again.
-		since = time.Now().Format(time.RFC3339)
-		c.compose(t, "rm", "-s", "-f", service)
-		run(t, nil, "docker", "volume", "rm", c.project+"_"+id)
-		c.compose(t, "up", "-d", "--no-deps", service)
-		c.waitHealthy(t, service)
+		since = c.emptyStore(t, id)
 		up()
-		c.waitFor(t, service+" to refill its ranges", 60*time.Second, func() bool {
-			return strings.Contains(run(t, nil, "docker", "logs", "--since", since, c.container(service)), "node recovered")
-		})
+		c.waitRecovered(t, service, since)
 		for key, want := range written {
 			if code, _, body := c.doAt(service, "GET", "/values/"+key, nil); code != 200 || string(body) != want {
 				t.Errorf("%s via %s after its refill: %d %q", key, service, code, body)
