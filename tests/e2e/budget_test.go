@@ -266,7 +266,13 @@ func TestSlowUploadsStayWithinTheBudget(t *testing.T) {
 		t.Errorf("small requests: %d served, %d failed (%v); want at least 50 while the uploads are under way, and none failed",
 			under.served, under.failed+storing.failed, small.errs)
 	}
-	if under.slowest > 500*time.Millisecond {
-		t.Errorf("with the uploads under way, the slowest small request took %v: small requests must not wait for the budget", under.slowest)
+	// While the uploads hold the budget nothing gives it back, so a small
+	// request that had to wait for it would have been answered 503 after
+	// the budget's wait (1 s) and counted as failed above: none failed is
+	// the proof that none waited. The bound below only catches a stall; it
+	// is loose because CI runs this next to the container suite on 2 cores
+	// (a run saw 920 ms with none waiting).
+	if under.slowest > 3*time.Second {
+		t.Errorf("with the uploads under way, the slowest small request took %v: small requests must not stall behind the uploads", under.slowest)
 	}
 }
