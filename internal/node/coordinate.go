@@ -48,37 +48,63 @@ var errRecovering = errors.New("node: recovering lost data: this replica's \"not
 // readThrough), so that its answer counts like any replica's.
 func (l localReplica) Get(ctx context.Context, key []byte) (store.Record, bool, error) {
 	l.n.foreground.mark()
-	rec, err := l.n.store.Get(ctx, key)
-	found := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	h := keyhash.Sum(key)
+	rec, found, suspect, err := l.n.readOwn(ctx, key, h)
+	if err != nil {
 		return store.Record{}, false, err
 	}
-	h := keyhash.Sum(key)
-	if !l.n.lostRanges().contains(h) {
+	if !suspect && !l.n.lostRanges().contains(h) {
 		return rec, found, nil
 	}
-	if found && l.n.suspect(h, rec.Timestamp) {
-		// No answer: the key may have been deleted while the node was out.
-		rec, found = store.Record{}, false
-	}
+	// A suspect record is no answer: the key may have been deleted while
+	// the node was out.
 	return l.n.readThrough(ctx, key, rec, found)
 }
 
 // getLocal returns the node's record of key from its store alone: for a
-// key of a range the node recovers that it does not have, errRecovering.
+// key of a range the node recovers that it does not have, or whose record
+// is suspect, errRecovering.
 func (l localReplica) getLocal(ctx context.Context, key []byte) (store.Record, bool, error) {
 	l.n.foreground.mark()
-	rec, err := l.n.store.Get(ctx, key)
-	if errors.Is(err, store.ErrNotFound) {
-		if l.n.lostRanges().contains(keyhash.Sum(key)) {
-			return store.Record{}, false, errRecovering
-		}
-		return store.Record{}, false, nil
-	}
-	if err == nil && l.n.suspect(keyhash.Sum(key), rec.Timestamp) {
+	h := keyhash.Sum(key)
+	rec, found, suspect, err := l.n.readOwn(ctx, key, h)
+	switch {
+	case err != nil:
+		return store.Record{}, false, err
+	case suspect || !found && l.n.lostRanges().contains(h):
 		return store.Record{}, false, errRecovering
 	}
-	return rec, err == nil, err
+	return rec, found, nil
+}
+
+// testHookOwnRead, when set by a test, runs in readOwn between the read
+// and the judgement of the record.
+var testHookOwnRead func()
+
+// readOwn reads the node's record of key (of hash h) from its store. A
+// suspect record (recovery.go) is not returned: found is false and suspect
+// true. The bound that makes a record suspect is taken before the store is
+// read: the refill deletes a unit's suspect records and only then marks
+// the unit merged, so a record read after the bound was taken is either
+// judged by it or was read once the deletions were done. Judging a record
+// read before the merge by the state after it would let a record that the
+// merge deleted out (a reader that waited between its read and its check
+// did bring a deleted key back this way).
+func (n *Node) readOwn(ctx context.Context, key []byte, h uint32) (rec store.Record, found, suspect bool, err error) {
+	bound := n.suspectBound(h)
+	rec, err = n.store.Get(ctx, key)
+	if testHookOwnRead != nil {
+		testHookOwnRead()
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Record{}, false, false, nil
+	case err != nil:
+		return store.Record{}, false, false, err
+	case bound != 0 && rec.Timestamp < bound:
+		return store.Record{}, false, true, nil
+	}
+	return rec, true, false, nil
 }
 
 func (l localReplica) stat(ctx context.Context, key []byte) (store.Record, bool, error) {

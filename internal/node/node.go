@@ -461,13 +461,16 @@ func (n *Node) endRecovery(rec *recovery, gen int) bool {
 	return true
 }
 
-// suspect reports whether the node's record of a key of hash h with
-// timestamp ts is suspect: the key is in a range the node came back to
-// and that its refill has not merged yet, and the record is older than
-// the moment it came back (see recovery.go).
-func (n *Node) suspect(h uint32, ts int64) bool {
-	rec := n.recovery.Load()
-	return rec != nil && ts < rec.suspectBefore(h)
+// suspectBound returns the timestamp below which the node's records of
+// hash h are suspect, 0 when none are: the key is in a range the node came
+// back to and that its refill has not merged yet, and a record older than
+// the moment it came back is suspect (see recovery.go). Take it before
+// reading the record it judges (see readOwn).
+func (n *Node) suspectBound(h uint32) int64 {
+	if rec := n.recovery.Load(); rec != nil {
+		return rec.suspectBefore(h)
+	}
+	return 0
 }
 
 // lostRanges returns the ranges the node recovers, or nil.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/store"
 	"github.com/takodb/tako/internal/wire"
 )
@@ -336,5 +337,86 @@ func TestRepairProbesAPeerMarkedDown(t *testing.T) {
 	waitFor(t, "n1 to recover with n2 marked down", func() bool { return !n1.Recovering() })
 	if up, _ := n1.peers.Peer("n2").Up(); !up {
 		t.Error("n2 is still marked down after a repair pass with it")
+	}
+}
+
+// TestAMergeDuringAReadDoesNotLetASuspectOut: a read of a suspect record
+// that the refill merges (deleting the record) between the read and its
+// judgement still treats the record as suspect. In the container suite,
+// readers waiting on the recovery's lock while the refill saved its state
+// read a deleted key's old value before the merge, judged it after, and
+// answered it: repair then spread it to every replica.
+func TestAMergeDuringAReadDoesNotLetASuspectOut(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
+	ctx := context.Background()
+	key := []byte("deleted-while-away")
+	if _, err := c.nodes["n1"].Put(ctx, key, []byte("old"), 0); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(t, "n2")
+	// n2 comes back as an old copy (-recover): its record is suspect. It
+	// is not run, so that only this test merges its units.
+	n2, err := New(Options{ID: "n2", Config: c.cfg, DataDir: c.dirs["n2"], Logger: testLogger(t), Recover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	if _, err := n2.store.Get(ctx, key); err != nil {
+		t.Fatalf("n2's store before the merge: %v", err)
+	}
+	merge := func() {
+		rec := n2.recovery.Load()
+		for _, i := range rec.pending() {
+			// The source lacks every record: the key was deleted and its
+			// tombstone collected while n2 was away.
+			if err := n2.dropSuspects(ctx, rec.unit(i), nil, nil); err != nil {
+				t.Error(err)
+			}
+			if err := rec.advance(i, nil, true, true); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		read func() (found bool, err error)
+	}{
+		{"its own answer", func() (bool, error) {
+			_, found, err := n2.local.getLocal(ctx, key)
+			return found, err
+		}},
+		{"what repair would push", func() (bool, error) {
+			_, found, suspect, err := n2.readOwn(ctx, key, keyhash.Sum(key))
+			return found && !suspect, err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			found, err := tc.read()
+			if found || !errors.Is(err, errRecovering) && err != nil {
+				t.Fatalf("before the merge: found %v, %v", found, err)
+			}
+		})
+	}
+	merged := false
+	testHookOwnRead = func() {
+		if !merged {
+			merged = true
+			merge()
+		}
+	}
+	defer func() { testHookOwnRead = nil }()
+	_, found, err := n2.local.getLocal(ctx, key)
+	if !merged {
+		t.Fatal("the hook did not run")
+	}
+	if found {
+		t.Fatalf("a read of the suspect record that the refill merged meanwhile answered it (err %v): the deleted key is back", err)
+	}
+	if !errors.Is(err, errRecovering) {
+		t.Errorf("the read that straddled the merge: %v, want errRecovering", err)
+	}
+	// The merge deleted the record.
+	if _, err := n2.store.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("n2's store after the merge: %v, want not found", err)
 	}
 }

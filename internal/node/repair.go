@@ -10,7 +10,6 @@ import (
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/keyhash"
-	"github.com/takodb/tako/internal/store"
 	"github.com/takodb/tako/internal/wire"
 )
 
@@ -423,15 +422,12 @@ func (n *Node) pushRecords(ctx context.Context, peer remoteReplica, keys []strin
 		keys = keys[len(batch):]
 		req := &wire.Request{Op: wire.OpBatch}
 		for _, k := range batch {
-			rec, err := n.store.Get(ctx, []byte(k))
-			if errors.Is(err, store.ErrNotFound) {
-				continue // removed meanwhile
-			}
+			rec, found, suspect, err := n.readOwn(ctx, []byte(k), keyhash.Sum([]byte(k)))
 			if err != nil {
 				return err
 			}
-			if n.suspect(keyhash.Sum([]byte(k)), rec.Timestamp) {
-				continue // the refill merges it first (recovery.go)
+			if !found || suspect {
+				continue // removed meanwhile, or the refill merges it first (recovery.go)
 			}
 			req.Batch = append(req.Batch, wire.Request{Op: wire.OpReplicaPut, Key: []byte(k), Record: toWire(rec)})
 			stats.bytesSent += len(k) + len(rec.Value) + 16
