@@ -67,6 +67,11 @@ type Watcher struct {
 	// waits, and how often it then does.
 	waitLogFirst, waitLogEvery time.Duration
 
+	// heard is closed once a coordinator answered (whatever its epoch):
+	// from then on the current configuration is not only the cache's.
+	heard     chan struct{}
+	heardOnce sync.Once
+
 	// cur is the configuration adopted. A *view is never modified: a new
 	// configuration is published by storing a new one and closing the
 	// changed channel of the old.
@@ -118,6 +123,7 @@ func NewWatcher(opts WatcherOptions) (*Watcher, error) {
 		waitLogFirst: time.Second,
 		waitLogEvery: 10 * time.Second,
 		loops:        make(map[string]*loop),
+		heard:        make(chan struct{}),
 	}
 	for _, a := range opts.Coordinators {
 		n, err := normalizeAddr(a)
@@ -161,6 +167,14 @@ func (w *Watcher) Current() (*config.Config, int64) {
 // new one, which the next call returns: call Changed, then Current, and wait
 // on the channel to miss nothing.
 func (w *Watcher) Changed() <-chan struct{} { return w.cur.Load().changed }
+
+// Heard returns a channel that is closed once a coordinator has answered
+// since Run started: the configuration adopted is then the newest that
+// coordinator serves (or a newer one), not only the cached one.
+func (w *Watcher) Heard() <-chan struct{} { return w.heard }
+
+// markHeard closes the Heard channel, once.
+func (w *Watcher) markHeard() { w.heardOnce.Do(func() { close(w.heard) }) }
 
 // WaitFor blocks until the current configuration satisfies accept, and
 // returns it with its epoch; or until ctx is done, and returns an error
@@ -238,6 +252,16 @@ func (w *Watcher) Run(ctx context.Context) {
 		defer w.wg.Done()
 		w.poll(ctx)
 	}()
+	// A long poll from the cached epoch waits for a change: ask every
+	// seed once without waiting, so that Heard tells soon whether the
+	// cache is still what the coordinators serve.
+	for _, addr := range w.seeds {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.askOnce(ctx, addr)
+		}()
+	}
 	w.mu.Unlock()
 
 	<-ctx.Done()
@@ -323,6 +347,7 @@ func (w *Watcher) longPoll(ctx context.Context, l *loop) {
 		}
 		bo.reset()
 		if !ans.modified {
+			w.markHeard()
 			continue
 		}
 		if ans.epoch <= since {
@@ -333,7 +358,22 @@ func (w *Watcher) longPoll(ctx context.Context, l *loop) {
 			continue
 		}
 		w.offer(l, ans)
+		w.markHeard()
 	}
+}
+
+// askOnce asks the coordinator at addr once, without waiting, and offers
+// what it answers.
+func (w *Watcher) askOnce(ctx context.Context, addr string) {
+	since := w.cur.Load().epoch
+	ans, err := fetch(ctx, w.client, w.scheme, addr, since, 0)
+	if err != nil {
+		return // the long poll retries and logs
+	}
+	if ans.modified && ans.epoch > since {
+		w.offer(&loop{addr: addr}, ans)
+	}
+	w.markHeard()
 }
 
 // poll asks every coordinator with a plain request every pollEvery, until

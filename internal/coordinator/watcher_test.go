@@ -361,3 +361,44 @@ func TestReloadReachesWatchers(t *testing.T) {
 		t.Errorf("reload took %v to reach every watcher", slowest)
 	}
 }
+
+// TestWatcherHearsSoonWhenTheCacheIsCurrent: a watcher that starts from a
+// cached configuration as new as the coordinator's is told at once that a
+// coordinator answered (Heard), although its long poll waits for a change;
+// with no coordinator answering, Heard stays open.
+func TestWatcherHearsSoonWhenTheCacheIsCurrent(t *testing.T) {
+	dir := t.TempDir()
+	ln, port := listen(t)
+	s := newTestServer(t, dir, "c1", configText("", []coord{{"c1", port}}, "n1"), nil)
+	stopServer := run(t, s, ln)
+	cacheDir := filepath.Join(dir, "etc")
+	w, stopWatcher := startWatcher(t, WatcherOptions{Coordinators: []string{s.Addr()}, CacheDir: cacheDir, LongPollWait: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := w.WaitFor(ctx, func(*config.Config) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	stopWatcher()
+
+	// Started again: the cache is current, the coordinator answers 304.
+	w2, stop2 := startWatcher(t, WatcherOptions{Coordinators: []string{s.Addr()}, CacheDir: cacheDir, LongPollWait: time.Minute})
+	start := time.Now()
+	select {
+	case <-w2.Heard():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a watcher whose cache is current did not hear from the coordinator in 5 s")
+	}
+	t.Logf("heard after %v", time.Since(start).Round(time.Millisecond))
+	stop2()
+
+	stopServer()
+	w3, _ := startWatcher(t, WatcherOptions{Coordinators: []string{s.Addr()}, CacheDir: cacheDir})
+	select {
+	case <-w3.Heard():
+		t.Fatal("Heard with no coordinator answering")
+	case <-time.After(500 * time.Millisecond):
+	}
+	if cfg, _ := w3.Current(); cfg == nil {
+		t.Fatal("with no coordinator, the watcher did not start from its cache")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -21,18 +22,54 @@ const ownershipFile = "TAKO-OWNED"
 // that starts with a configuration giving it ranges it did not hold when
 // it last ran (it was migrated out, or its ranges moved while it was
 // down) treats its records of those ranges as suspect (recovery.go).
+//
+// During a migration it also remembers the ranges it is leaving (held
+// under the active deployment, not under the target): once the target is
+// promoted the others may collect tombstones of those ranges without it.
+// A node that sees a configuration other than that migration next (it
+// was stopped, or cut off from the coordinators, across the promotion)
+// does not count them as held: if the new configuration gives them to it
+// again, they are gained, and suspect. When the migration was abandoned
+// instead, that is a refill of those ranges that was not needed: safe,
+// and the price of not knowing what happened in between.
 type ownership struct {
 	dir string
 
 	mu     sync.Mutex // guards the fields below
 	loaded bool
-	known  bool // the file was there: held is what the node held
-	held   []hashRange
+	known  bool // the file was there: st is what the node held
+	st     ownershipState
 }
 
 // ownershipState is what ownershipFile holds.
 type ownershipState struct {
+	// Held is what the node held under the active and target deployments
+	// together.
 	Held []hashRange
+	// Migrating is set when the configuration had a target deployment;
+	// Active and Target are then the node's ranges under each, and
+	// Leaving those under Active only.
+	Migrating      bool        `json:",omitempty"`
+	Active, Target []hashRange `json:",omitempty"`
+	Leaving        []hashRange `json:",omitempty"`
+}
+
+// ownershipOf returns what node self holds under cfg.
+func ownershipOf(cfg *config.Config, self string) ownershipState {
+	st := ownershipState{Held: selfRanges(cfg, self)}
+	if cfg.Target != nil {
+		st.Migrating = true
+		st.Active = deploymentRanges(cfg, cfg.Active, self)
+		st.Target = deploymentRanges(cfg, cfg.Target, self)
+		st.Leaving = subtract(st.Active, st.Target)
+	}
+	return st
+}
+
+// sameMigration reports whether a and b are the same migration as far as
+// this node's ranges go.
+func (a ownershipState) sameMigration(b ownershipState) bool {
+	return a.Migrating && b.Migrating && slices.Equal(a.Active, b.Active) && slices.Equal(a.Target, b.Target)
 }
 
 // loadLocked reads the file once.
@@ -49,11 +86,12 @@ func (o *ownership) loadLocked() {
 	if json.Unmarshal(b, &st) != nil {
 		return
 	}
-	o.held, o.known = st.Held, true
+	o.st, o.known = st, true
 }
 
 // gained returns the ranges that node self holds with a peer under cfg and
-// did not hold under the last configuration it saved; nil when none was
+// did not hold under the last configuration it saved (without the ranges
+// it was leaving, unless cfg is that same migration); nil when none was
 // ever saved.
 func (o *ownership) gained(cfg *config.Config, self string) []hashRange {
 	o.mu.Lock()
@@ -62,21 +100,25 @@ func (o *ownership) gained(cfg *config.Config, self string) []hashRange {
 	if !o.known {
 		return nil
 	}
-	return subtract(replicatedRanges(cfg, self), o.held)
+	held := o.st.Held
+	if len(o.st.Leaving) > 0 && !o.st.sameMigration(ownershipOf(cfg, self)) {
+		held = subtract(held, o.st.Leaving)
+	}
+	return subtract(replicatedRanges(cfg, self), held)
 }
 
 // save remembers the ranges node self holds under cfg, when they changed.
 // A failure is logged: the node then may not know, after a restart, which
 // ranges it comes back to.
 func (o *ownership) save(cfg *config.Config, self string, logger *slog.Logger) {
-	held := selfRanges(cfg, self)
+	st := ownershipOf(cfg, self)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.loadLocked()
-	if o.known && slices.Equal(o.held, held) {
+	if o.known && reflect.DeepEqual(o.st, st) {
 		return
 	}
-	b, err := json.Marshal(ownershipState{Held: held})
+	b, err := json.Marshal(st)
 	if err == nil {
 		err = writeFileAtomic(o.dir, ownershipFile, b)
 	}
@@ -85,5 +127,5 @@ func (o *ownership) save(cfg *config.Config, self string, logger *slog.Logger) {
 			"file", filepath.Join(o.dir, ownershipFile), "err", fmt.Errorf("saving: %w", err))
 		return
 	}
-	o.held, o.known = held, true
+	o.st, o.known = st, true
 }

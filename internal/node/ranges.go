@@ -69,6 +69,20 @@ func arcsWhere(cfg *config.Config, self string, minReplicas int) []hashRange {
 	return out
 }
 
+// deploymentRanges returns the merged arcs of cfg whose replicas under
+// deployment d (cfg's active or target) include self.
+func deploymentRanges(cfg *config.Config, d *config.Deployment, self string) []hashRange {
+	var out []hashRange
+	var buf []config.Node
+	forEachArc(cfg, func(r hashRange, owner uint32) {
+		buf = d.ReplicasOfHash(buf[:0], owner)
+		if slices.ContainsFunc(buf, func(n config.Node) bool { return n.ID == self }) {
+			out = appendMerged(out, r)
+		}
+	})
+	return out
+}
+
 // forEachArc calls f with every arc of the union of cfg's rings, in
 // increasing order, and a hash that owns it.
 func forEachArc(cfg *config.Config, f func(r hashRange, owner uint32)) {

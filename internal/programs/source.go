@@ -85,6 +85,17 @@ func openSource(ctx context.Context, o sourceOptions) (*source, error) {
 		w.Run(ctx)
 	}()
 	o.logger.Info("waiting for a configuration from the coordinators", "coordinators", o.coordinators, "cache", o.cacheDir, "waiting_for", o.want)
+	// The cached configuration may be older than what the coordinators
+	// serve now (the process was stopped across a change): a node that
+	// served under it could answer for ranges that were taken from it
+	// meanwhile. Give the coordinators a moment to answer first.
+	select {
+	case <-w.Heard():
+	case <-time.After(heardWait):
+		o.logger.Warn("no coordinator answered yet: starting from the cached configuration, if it names this process, and following the coordinators once they answer",
+			"coordinators", o.coordinators, "waited", heardWait)
+	case <-ctx.Done():
+	}
 	s.cfg, s.epoch, err = w.WaitFor(ctx, o.accept)
 	if err != nil {
 		s.done.Wait()
@@ -92,6 +103,10 @@ func openSource(ctx context.Context, o sourceOptions) (*source, error) {
 	}
 	return s, nil
 }
+
+// heardWait is how long a process waits for a coordinator's answer before
+// it starts from its cached configuration.
+const heardWait = 3 * time.Second
 
 // follow calls apply with every newer configuration until ctx ends; it
 // does nothing for a file.

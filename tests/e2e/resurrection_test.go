@@ -38,14 +38,19 @@ func TestDeletedKeysStayDeletedWhenANodeRejoins(t *testing.T) {
 		// on their old disks, n4 seconds after n1 (each is suspect to the
 		// other).
 		mirror bool
+		// unaware stops n1 once the migration out of b1 converged, before
+		// its promotion: n1 never learns that it was removed, and comes
+		// back from a configuration in which it held its ranges.
+		unaware bool
 	}{
 		{name: "started-then-named", startFirst: true},
 		{name: "named-then-started", startFirst: false},
 		{name: "a bucket of two", mirror: true},
+		{name: "stopped before it saw its removal", unaware: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			testRejoinKeepsDeletes(t, tt.startFirst, tt.mirror)
+			testRejoinKeepsDeletes(t, tt.startFirst, tt.mirror, tt.unaware)
 		})
 	}
 }
@@ -61,7 +66,7 @@ const (
 	rejoinTimeout = 60 * time.Second
 )
 
-func testRejoinKeepsDeletes(t *testing.T, startFirst, mirror bool) {
+func testRejoinKeepsDeletes(t *testing.T, startFirst, mirror, unaware bool) {
 	began := time.Now()
 	layout, away := [][]string{{"n1"}, {"n2"}, {"n3"}}, []string{"n1"}
 	if mirror {
@@ -111,15 +116,28 @@ func testRejoinKeepsDeletes(t *testing.T, startFirst, mirror bool) {
 	// Migrate n1's bucket out, promote, and stop n1 with its disk kept.
 	rejoinReload(t, m, file("three", all, "two", without), "the target without b1")
 	rejoinWaitUntil(t, "the migration out of b1 to converge", func() bool { return migrationConverged(t, m.coordAddr["c1"]) })
-	rejoinReload(t, m, file("two", without, "", nil), "the promotion of the target without b1")
-	// n1 follows the new epoch before it stops: its cached configuration
-	// (DIR/etc/n1) is then one that does not name it.
-	rejoinWaitEpoch(t, m, append(everyone, "p1")...)
-	for _, id := range away {
-		t.Logf("%s holds about %v records when it stops", id, metricValue(m.http[id], "tako_store_keys"))
-		if err := m.nodes[id].stop(t); err != nil {
-			t.Fatalf("stopping %s: %v", id, err)
+	stopAway := func() {
+		for _, id := range away {
+			t.Logf("%s holds about %v records when it stops", id, metricValue(m.http[id], "tako_store_keys"))
+			if err := m.nodes[id].stop(t); err != nil {
+				t.Fatalf("stopping %s: %v", id, err)
+			}
 		}
+	}
+	if unaware {
+		// n1 stops first: its last configuration is the migration, in
+		// which it still holds its ranges. The promotion then needs the
+		// force file, as n1 cannot say that it finished a pass.
+		stopAway()
+		m.force("c1")
+		rejoinReload(t, m, file("two", without, "", nil), "the promotion of the target without b1")
+		rejoinWaitEpoch(t, m, "n2", "n3", "p1")
+	} else {
+		rejoinReload(t, m, file("two", without, "", nil), "the promotion of the target without b1")
+		// n1 follows the new epoch before it stops: its cached
+		// configuration (DIR/etc/n1) is then one that does not name it.
+		rejoinWaitEpoch(t, m, append(everyone, "p1")...)
+		stopAway()
 	}
 
 	// Delete 100 keys while n1 is away.

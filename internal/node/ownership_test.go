@@ -1,0 +1,80 @@
+package node
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/takodb/tako/internal/config"
+)
+
+// TestOwnershipForgetsWhatAMigrationTookAway: a node that last saw a
+// migration that removes it (it was stopped, or cut off, before the
+// promotion) counts the ranges it was leaving as gained when any other
+// configuration gives them back; restarting within the same migration, or
+// following its promotion, gains nothing.
+func TestOwnershipForgetsWhatAMigrationTookAway(t *testing.T) {
+	dep := func(name string, buckets ...string) string {
+		var b strings.Builder
+		b.WriteString("  " + name + ":\n    hash: {buckets_per_key: 2, points_per_bucket: 15}\n    buckets:\n")
+		for _, id := range buckets {
+			b.WriteString("      b" + id[1:] + ": {" + id + ": [h, " + id[1:] + "1, " + id[1:] + "2]}\n")
+		}
+		return b.String()
+	}
+	parse := func(active, target string, deps ...string) *config.Config {
+		t.Helper()
+		text := "active_deployment: " + active + "\n"
+		if target != "" {
+			text += "target_deployment: " + target + "\n"
+		}
+		cfg, err := config.Parse([]byte(text + "deployments:\n" + strings.Join(deps, "")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	three := dep("three", "n1", "n2", "n3")
+	two := dep("two", "n2", "n3")
+	again := dep("again", "n1", "n2", "n3")
+	leaving := parse("three", "two", three, two)
+	all := replicatedRanges(parse("three", "", three), "n1")
+
+	for _, tc := range []struct {
+		name string
+		next *config.Config
+		want []hashRange
+	}{
+		{"the same migration (a restart during it)", leaving, nil},
+		{"its promotion (n1 not named)", parse("two", "", two), nil},
+		{"n1 added back, after a promotion it did not see", parse("two", "again", two, again), all},
+		{"the migration abandoned: the ranges are refilled, to be safe", parse("three", "", three), all},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &ownership{dir: t.TempDir()}
+			o.save(leaving, "n1", testLogger(t))
+			// As a restart would: the file, read again.
+			o = &ownership{dir: o.dir}
+			if got := o.gained(tc.next, "n1"); !slices.Equal(got, tc.want) {
+				t.Errorf("gained %v, want %v", got, tc.want)
+			}
+		})
+	}
+
+	// A node that follows the promotion saves it: what it left is then not
+	// held, and coming back later gains it, as before this change.
+	o := &ownership{dir: t.TempDir()}
+	o.save(leaving, "n1", testLogger(t))
+	o.save(parse("two", "", two), "n1", testLogger(t))
+	if got := o.gained(parse("two", "again", two, again), "n1"); !slices.Equal(got, all) {
+		t.Errorf("after following the promotion, coming back gains %v, want %v", got, all)
+	}
+	// A file from before Leaving was saved reads as before.
+	old := &ownership{dir: t.TempDir()}
+	if err := writeFileAtomic(old.dir, ownershipFile, []byte(`{"Held":[[0,4294967295]]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := old.gained(parse("two", "again", two, again), "n1"); len(got) != 0 {
+		t.Errorf("an old file holding everything: gained %v, want nothing", got)
+	}
+}
