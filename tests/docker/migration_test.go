@@ -2,7 +2,6 @@ package docker
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -165,17 +164,7 @@ func migrationUnderFaults(c *compose) fault {
 			t.Errorf("rejoin: %d kept keys not read back", lost)
 		}
 		if resurrected > 0 {
-			// A known violation, open in issue 16: a bucket of two nodes
-			// that returns on its old disks under load brings back a few
-			// deleted keys in some runs (0 to 12 of 100), which neither the
-			// e2e rejoin of a bucket of two nor the fixes so far explain.
-			// It is reported, with the keys' placements above, and counted
-			// in the fault's row; it does not fail CI until it is fixed.
-			if os.Getenv("TAKO_REJOIN_STRICT") != "" {
-				t.Errorf("rejoin: %d deleted keys came back", resurrected)
-			} else {
-				t.Logf("KNOWN VIOLATION (issue 16, open): rejoin: %d reads or replicas brought a deleted key back; TAKO_REJOIN_STRICT=1 makes it fail", resurrected)
-			}
+			t.Errorf("rejoin: %d reads or replicas brought a deleted key back", resurrected)
 		}
 	}}
 }
