@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/coordinator"
 	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/tlsconf"
 	"github.com/takodb/tako/internal/wire"
@@ -29,7 +31,7 @@ var (
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("tako: client closed")
 	// ErrUnauthorized: the cluster has an auth section, and the client
-	// presented no token (Options.Token, $TAKO_TOKEN) or one it does not
+	// presented no token (Options.Token) or one it does not
 	// list.
 	ErrUnauthorized = errors.New("tako: unauthorized")
 	// ErrForbidden: the client's token does not have the role the request
@@ -75,12 +77,21 @@ type Options struct {
 	// nodes with. When nil and the configuration has a tls section, the
 	// client loads its files (see New); otherwise it uses plain TCP.
 	TLS *tls.Config
-	// Token is presented to every node the client connects to: when the
-	// configuration has an auth section, the nodes serve only requests
-	// that a token it lists allows (read: Get and Where; write: also Put
-	// and Delete). Empty means the environment variable TAKO_TOKEN, if
-	// set.
+	// Token is presented to every node the client connects to, and to
+	// the coordinators that Dial asks: when the configuration has an auth
+	// section, the nodes serve only requests that a token it lists allows
+	// (read: Get and Where; write: also Put and Delete). Empty: no token.
+	// The client reads no environment variable: a program that keeps its
+	// token in $TAKO_TOKEN passes os.Getenv("TAKO_TOKEN").
 	Token string
+	// CoordinatorTLS, when not nil, verifies the coordinators that Dial
+	// asks over HTTPS; nil asks them over plain HTTP.
+	CoordinatorTLS *tls.Config
+	// CacheDir is where a client made by Dial keeps the last
+	// configuration it adopted, to start from when no coordinator answers
+	// (as nodes and proxies do). Empty: a temporary directory, removed
+	// by Close, so that such a client needs a coordinator to start.
+	CacheDir string
 }
 
 // Client sends requests to a Tako cluster. Create it with New or Open.
@@ -96,6 +107,9 @@ type Client struct {
 	// request fails with it.
 	tls    *tlsconf.Reloader
 	tlsErr error
+	// stopFollowing, set by Dial, stops the goroutines that follow the
+	// coordinators and waits for them.
+	stopFollowing func()
 }
 
 // New returns a client of the cluster that cfg describes. When cfg has a
@@ -106,9 +120,6 @@ type Client struct {
 func New(cfg *config.Config, opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Token == "" {
-		opts.Token = os.Getenv("TAKO_TOKEN")
 	}
 	c := &Client{opts: opts}
 	c.cfg.Store(cfg)
@@ -138,6 +149,72 @@ func Open(path string, opts Options) (*Client, error) {
 		c.Close()
 		return nil, err
 	}
+	return c, nil
+}
+
+// Dial returns a client of the cluster whose coordinators are at
+// coordinators (HOST:PORT each; one is enough, the client learns the others
+// from the configuration). It waits until a coordinator answers with a
+// configuration, or until ctx ends; then it follows every newer one, as
+// nodes and proxies do, until Close. With opts.CacheDir it starts from the
+// configuration cached there when no coordinator answers.
+//
+// The client's connections are set up from the first configuration: a
+// change of its tls section or of max_value_size needs a new client.
+func Dial(ctx context.Context, coordinators []string, opts Options) (*Client, error) {
+	dir, temporary := opts.CacheDir, false
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "tako-client-"); err != nil {
+			return nil, fmt.Errorf("tako: a directory for the configuration: %w", err)
+		}
+		temporary = true
+	}
+	removeDir := func() {
+		if temporary {
+			os.RemoveAll(dir)
+		}
+	}
+	w, err := coordinator.NewWatcher(coordinator.WatcherOptions{
+		Coordinators: coordinators, CacheDir: dir, Logger: opts.Logger, Token: opts.Token, TLS: opts.CoordinatorTLS,
+	})
+	if err != nil {
+		removeDir()
+		return nil, fmt.Errorf("tako: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { w.Run(runCtx) })
+	stop := func() {
+		cancel()
+		wg.Wait()
+		removeDir()
+	}
+	cfg, _, err := w.WaitFor(ctx, func(*config.Config) bool { return true })
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("tako: no configuration from the coordinators %v: %w", coordinators, err)
+	}
+	c := New(cfg, opts)
+	if err := c.Err(); err != nil {
+		stop()
+		c.pool.Close()
+		return nil, err
+	}
+	wg.Go(func() {
+		for {
+			changed := w.Changed()
+			if cfg, _ := w.Current(); cfg != c.Config() {
+				c.SetConfig(cfg)
+			}
+			select {
+			case <-changed:
+			case <-runCtx.Done():
+				return
+			}
+		}
+	})
+	c.stopFollowing = stop
 	return c, nil
 }
 
@@ -172,7 +249,12 @@ func (c *Client) Config() *config.Config { return c.cfg.Load() }
 
 // Close closes the client's connections. It is idempotent.
 func (c *Client) Close() error {
-	c.closed.Store(true)
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if c.stopFollowing != nil {
+		c.stopFollowing()
+	}
 	return c.pool.Close()
 }
 

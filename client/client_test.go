@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/takodb/tako/client"
 	"github.com/takodb/tako/internal/testcluster"
+	"github.com/takodb/tako/internal/testcoordinator"
 )
 
 func startCluster(t *testing.T, spec testcluster.Spec) *testcluster.Cluster {
@@ -154,5 +156,63 @@ func TestWriteAfterAClockAheadWins(t *testing.T) {
 	res, err := c.PutAt(ctx, []byte("k0"), []byte("old"), time.Now().UnixMicro())
 	if err != nil || !res.Superseded {
 		t.Fatalf("PutAt with an older timestamp: %+v %v, want superseded", res, err)
+	}
+}
+
+// TestDialFollowsTheCoordinator: a client made by Dial starts from the
+// coordinator's configuration and adopts a new one that the coordinator
+// serves, as nodes do; with no coordinator answering, Dial gives up when
+// its context ends, saying why.
+func TestDialFollowsTheCoordinator(t *testing.T) {
+	cluster, err := testcluster.Start(t.TempDir(), testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}}, BucketsPerKey: 2, Coordinator: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	coord, err := testcoordinator.Start(cluster, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, []string{coord.Addr}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Put(ctx, []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Config().Active.RequestTimeout; got != 2*time.Second {
+		t.Fatalf("request_timeout %v before the change, want the default 2s", got)
+	}
+	b, err := os.ReadFile(cluster.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), "  test:\n", "  test:\n    request_timeout: 1234ms\n", 1)
+	if err := coord.Reload(changed); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); c.Config().Active.RequestTimeout != 1234*time.Millisecond; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the client still follows request_timeout %v 10 s after the coordinator served 1234ms", c.Config().Active.RequestTimeout)
+		}
+	}
+	if v, err := c.Get(ctx, []byte("k")); err != nil || string(v.Value) != "v" {
+		t.Fatalf("Get after the change: %q %v", v.Value, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, []byte("k")); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("Get after Close: %v, want ErrClosed", err)
+	}
+
+	short, cancelShort := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelShort()
+	if _, err := client.Dial(short, []string{"127.0.0.1:1"}, client.Options{}); err == nil || !strings.Contains(err.Error(), "no configuration from the coordinators") {
+		t.Errorf("Dial with no coordinator answering: %v, want an error saying so", err)
 	}
 }

@@ -9,7 +9,11 @@
 // request to that node. A Client is safe for concurrent use; create one per
 // process and share it.
 //
-//	c, err := client.Open("examples/local_cluster.yaml", client.Options{})
+// A Client starts from a coordinator (Dial), and then follows every change
+// of the configuration, or from a configuration file (Open):
+//
+//	c, err := client.Dial(ctx, []string{"localhost:4712"}, client.Options{})
+//	// or: c, err := client.Open("examples/local_cluster.yaml", client.Options{})
 //	if err != nil { ... }
 //	defer c.Close()
 //	res, err := c.Put(ctx, []byte("greeting"), []byte("hello"))
@@ -24,7 +28,8 @@
 // A cluster whose configuration has a tls section is dialled with mutual
 // TLS, with the section's certificate (New loads it). One with an auth
 // section serves only requests that a token it lists allows: give it in
-// Options.Token (or $TAKO_TOKEN); a read token may Get and Where, a write
+// Options.Token (the client reads no environment variable); a read token
+// may Get and Where, a write
 // token also Put and Delete. Without a valid token requests fail with
 // ErrUnauthorized, with a lesser one with ErrForbidden.
 //

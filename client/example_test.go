@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"time"
 
 	"github.com/takodb/tako/client"
 	"github.com/takodb/tako/internal/testcluster"
+	"github.com/takodb/tako/internal/testcoordinator"
 )
 
-// Example writes, reads and deletes a key. The cluster here runs inside the
-// example's process; against a real cluster, pass its configuration file
-// (for instance the one tako-cluster writes to var/tako/etc/) to Open.
+// Example writes, reads and deletes a key, with a client that starts from a
+// configuration file (Open). The cluster here runs inside the example's
+// process; against a real cluster, pass its configuration file (for
+// instance the one tako-cluster writes to var/tako/etc/) to Open.
 func Example() {
 	dir, _ := os.MkdirTemp("", "tako-example-")
 	defer os.RemoveAll(dir)
@@ -71,4 +74,43 @@ func ExampleClient_PutAt() {
 	// Output:
 	// true 2000000
 	// newer
+}
+
+// ExampleDial starts from a coordinator: the client asks it for the
+// cluster's configuration, and follows every change of it until Close, as
+// nodes and proxies do. Against a real cluster, pass the address of one of
+// its coordinators (tako-coordinator, port 4712 by default), and the token
+// and TLS settings your deployment needs in the Options.
+func ExampleDial() {
+	dir, _ := os.MkdirTemp("", "tako-example-")
+	defer os.RemoveAll(dir)
+	cluster, err := testcluster.Start(dir, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}}, BucketsPerKey: 2, Coordinator: true}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cluster.Close()
+	coord, err := testcoordinator.Start(cluster, dir, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer coord.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, []string{coord.Addr}, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	if _, err := c.Put(ctx, []byte("greeting"), []byte("hello from a coordinator's configuration")); err != nil {
+		log.Fatal(err)
+	}
+	v, err := c.Get(ctx, []byte("greeting"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s\n", v.Value)
+	// Output:
+	// hello from a coordinator's configuration
 }

@@ -25,6 +25,7 @@ func main() {
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	url := fs.String("url", "", "`BASE` URL of the HTTP API (a proxy or a node), http:// or https:// (default http://localhost:8080, https://localhost:8080 with -ca)")
 	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify an https -url with (tako-cluster -tls prints it); without it, https is verified with the system's roots")
+	readToken := cli.TokenFlag(fs, "`FILE` holding the token the Go client presents to the nodes with -cfg, for a cluster with an auth section (write, for -op post or mix)")
 	cfgFile := fs.String("cfg", "", "configuration `FILE`: use the Go client straight to the nodes instead of HTTP (with the file's tls section, if any)")
 	clients := fs.Int("c", 16, "concurrent clients")
 	duration := fs.Duration("d", 10*time.Second, "how long to run each phase")
@@ -84,7 +85,11 @@ go run ./cmd/tako-cluster -tls:
 	var target loadgen.Target
 	desc := "HTTP " + *url
 	if *cfgFile != "" {
-		c, err := client.Open(*cfgFile, client.Options{})
+		token, err := readToken()
+		if err != nil {
+			cli.Exit(program, 1, err)
+		}
+		c, err := client.Open(*cfgFile, client.Options{Token: token})
 		if err != nil {
 			cli.Exit(program, 1, err)
 		}

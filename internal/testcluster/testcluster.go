@@ -37,6 +37,10 @@ type Cluster struct {
 	cancels map[string]context.CancelFunc
 	done    map[string]chan error
 	offsets map[string]time.Duration // clock offsets by node id
+
+	// CoordinatorAddr is the address (HOST:PORT) of coordinator c1 in the
+	// configuration, with Spec.Coordinator; empty without.
+	CoordinatorAddr string
 }
 
 // Spec describes a cluster: Buckets lists each bucket's node ids.
@@ -53,6 +57,10 @@ type Spec struct {
 	// tako certs does, and gives the configuration a tls section that
 	// names them: the nodes then talk mutual TLS on their binary ports.
 	TLS bool
+	// Coordinator gives the configuration a coordinators section that
+	// names one coordinator, c1, on a free loopback port
+	// (Cluster.CoordinatorAddr); package testcoordinator runs it.
+	Coordinator bool
 }
 
 // Start writes a configuration of spec on free loopback ports into dir,
@@ -70,6 +78,15 @@ func Start(dir string, spec Spec, logger *slog.Logger) (*Cluster, error) {
 			return nil, fmt.Errorf("testcluster: %w", err)
 		}
 		fmt.Fprintf(&b, "tls:\n  ca: %s\n  cert: %s\n  key: %s\n", files.CA, files.Cert, files.Key)
+	}
+	coordPort := 0
+	if spec.Coordinator {
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		coordPort = ports[0]
+		fmt.Fprintf(&b, "coordinators:\n  c1: [127.0.0.1, %d]\n", coordPort)
 	}
 	fmt.Fprintf(&b, "active_deployment: test\ndeployments:\n  test:\n")
 	for _, e := range spec.Extra {
@@ -96,6 +113,9 @@ func Start(dir string, spec Spec, logger *slog.Logger) (*Cluster, error) {
 	}
 	c := &Cluster{Config: cfg, ConfigPath: path, TLS: files, dir: dir, logger: logger, offsets: spec.ClockOffsets,
 		nodes: map[string]*node.Node{}, cancels: map[string]context.CancelFunc{}, done: map[string]chan error{}}
+	if coordPort != 0 {
+		c.CoordinatorAddr = fmt.Sprintf("127.0.0.1:%d", coordPort)
+	}
 	for _, nd := range cfg.Nodes() {
 		if err := c.StartNode(nd.ID); err != nil {
 			c.Close()
