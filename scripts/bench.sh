@@ -4,10 +4,14 @@
 # quorums, durable writes, one proxy) through the proxy and through the Go
 # client, against the ceiling (tako-bench -ceiling: a map behind a mutex over
 # net/http) and Redis (one instance, no persistence, redis-benchmark), at the
-# same concurrency and value size. Prints a Markdown table; the raw output of
-# every phase goes to the file named on stderr.
+# same concurrency and value size; and a node's own HTTP port (n1, which
+# coordinates every request it gets). Prints a Markdown table, then every
+# ratio that moved by more than 20% against the committed figures
+# (docs/bench-ratios.tsv); the raw output of every phase goes to the file
+# named on stderr.
 #
 #   scripts/bench.sh [SECONDS_PER_PHASE]      (default 10)
+#   BENCH_SAVE=1 scripts/bench.sh 8           (and commit docs/bench-ratios.tsv)
 #
 # Needs ports 4801-4803, 5801-5803, 8090, 8091 and 6399 free, and for the
 # Redis column redis-server and redis-benchmark (apt-get install redis-server).
@@ -63,10 +67,25 @@ redis() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 
+# ms DURATION: a Go duration (710µs, 1.19ms, 1.2s) in milliseconds.
+ms() {
+	awk -v d="$1" 'BEGIN {
+		if (d ~ /µs$/) { sub(/µs$/, "", d); printf "%.4f", d / 1000 }
+		else if (d ~ /ms$/) { sub(/ms$/, "", d); printf "%.4f", d }
+		else if (d ~ /s$/) { sub(/s$/, "", d); printf "%.4f", d * 1000 }
+		else printf "0" }'
+}
+
+# The ratios of this run, one per line: "OP CLIENTS SIZE NAME VALUE", for the
+# comparison with the committed figures (docs/bench-ratios.tsv).
+ratios=$work/ratios.tsv
+: > "$ratios"
+record() { [ "$5" = "n/a" ] || printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$ratios"; }
+
 echo "Machine: $(nproc) cores, $(go version | cut -d' ' -f3), $(date -u '+%F %H:%M') UTC, ${secs} s a phase, $keys keys."
 echo
-echo "| op | clients | value | proxy ops/s (p50 / p99) | Go client ops/s (p50 / p99) | ceiling ops/s | Redis ops/s | proxy / ceiling | proxy / Redis | Go client / proxy |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| op | clients | value | proxy ops/s (p50 / p99) | node HTTP ops/s (p50 / p99) | Go client ops/s (p50 / p99) | ceiling ops/s (p50 / p99) | Redis ops/s | proxy / ceiling | node / ceiling | Go client / ceiling | proxy / Redis | proxy p99 / ceiling p99 | node p99 / ceiling p99 |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for size in 100 4096; do
 	"$bin/tako-bench" -url http://127.0.0.1:8090 -prefill -op get -c 64 -d 1s -size $size -keys $keys >> "$raw" 2>&1
 	"$bin/tako-bench" -url http://127.0.0.1:8091 -prefill -op get -c 64 -d 1s -size $size -keys $keys >> "$raw" 2>&1
@@ -74,15 +93,41 @@ for size in 100 4096; do
 	for c in 16 64; do
 		for op in get post mix; do
 			read -r p_ops p_50 p_99 < <(bench -url http://127.0.0.1:8090 -op $op -c $c -d "${secs}s" -size $size -keys $keys)
+			read -r n_ops n_50 n_99 < <(bench -url http://127.0.0.1:5801 -op $op -c $c -d "${secs}s" -size $size -keys $keys)
 			read -r g_ops g_50 g_99 < <(bench -cfg examples/bench.yaml -op $op -c $c -d "${secs}s" -size $size -keys $keys)
-			read -r c_ops _ _ < <(bench -url http://127.0.0.1:8091 -op $op -c $c -d "${secs}s" -size $size -keys $keys)
+			read -r c_ops c_50 c_99 < <(bench -url http://127.0.0.1:8091 -op $op -c $c -d "${secs}s" -size $size -keys $keys)
 			case $op in
 			get) r_ops=$(redis get $c $size) ;;
 			post) r_ops=$(redis set $c $size) ;;
 			mix) r_ops=0 ;;
 			esac
 			r_col=$r_ops; [ "$r_ops" != 0 ] || r_col="n/a"
-			echo "| $op | $c | $size B | $p_ops ($p_50 / $p_99) | $g_ops ($g_50 / $g_99) | $c_ops | $r_col | $(ratio $p_ops $c_ops) | $(ratio $p_ops $r_ops) | $(ratio $g_ops $p_ops) |"
+			pc=$(ratio $p_ops $c_ops) nc=$(ratio $n_ops $c_ops) gc=$(ratio $g_ops $c_ops) pr=$(ratio $p_ops $r_ops)
+			p99=$(ratio "$(ms $p_99)" "$(ms $c_99)") n99=$(ratio "$(ms $n_99)" "$(ms $c_99)")
+			echo "| $op | $c | $size B | $p_ops ($p_50 / $p_99) | $n_ops ($n_50 / $n_99) | $g_ops ($g_50 / $g_99) | $c_ops ($c_50 / $c_99) | $r_col | $pc | $nc | $gc | $pr | $p99 | $n99 |"
+			record $op $c $size proxy/ceiling "$pc"
+			record $op $c $size node/ceiling "$nc"
+			record $op $c $size client/ceiling "$gc"
+			record $op $c $size proxy-p99/ceiling-p99 "$p99"
+			record $op $c $size node-p99/ceiling-p99 "$n99"
 		done
 	done
 done
+
+# Compare with the committed figures: name every ratio that moved by more
+# than 20%. BENCH_SAVE=1 makes this run's ratios the committed ones.
+committed=docs/bench-ratios.tsv
+echo
+if [ -f "$committed" ]; then
+	echo "Ratios that moved by more than 20% against $committed:"
+	awk -F'\t' 'NR == FNR { was[$1 " " $2 " " $3 " " $4] = $5; next }
+		{ k = $1 " " $2 " " $3 " " $4; if (!(k in was) || was[k] <= 0) next; r = $5 / was[k];
+		  if (r > 1.2 || r < 1 / 1.2) { printf "- %s, %s clients, %s B, %s: %s, was %s (x%.2f)\n", $1, $2, $3, $4, $5, was[k], r; n++ } }
+		END { if (!n) print "- none" }' "$committed" "$ratios"
+else
+	echo "No committed ratios ($committed) to compare with."
+fi
+if [ -n "${BENCH_SAVE:-}" ]; then
+	{ printf '# op\tclients\tsize\tratio\tvalue (scripts/bench.sh, %s)\n' "$(date -u '+%F %H:%M UTC')"; cat "$ratios"; } > "$committed"
+	echo "Saved this run's ratios to $committed."
+fi
