@@ -289,7 +289,8 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 		// may take effect at any later time, can take it past 30 s). They
 		// are reported, not failed: every other check (lost, stale,
 		// vanished, phantom, reappeared, the replicas) still covers them.
-		t.Logf("%s: UNDECIDED: Porcupine did not decide %d keys within its bound: %q", f.name, len(hv.Unknown), hv.Unknown)
+		t.Logf("%s: UNDECIDED: Porcupine did not decide %d keys within its bound: %q; the first one's history follows, to study", f.name, len(hv.Unknown), hv.Unknown)
+		logKeys(t, h.ops, hv.Unknown, 1)
 	}
 	if hv.Anomalies() > 0 {
 		t.Errorf("%s: internal/history: %d anomalies", f.name, hv.Anomalies())
