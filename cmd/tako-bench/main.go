@@ -34,7 +34,7 @@ func main() {
 	op := fs.String("op", "mix", "workload: get, post, or mix (90% GET, 10% POST)")
 	prefill := fs.Bool("prefill", false, "write every key once before the run")
 	ceiling := fs.String("ceiling", "", "serve the ceiling (a map behind a mutex over net/http, no disk, no replication) on `ADDR` until stopped, instead of driving a cluster")
-	cli.Usage(fs, "tako-bench [-url BASE [-ca FILE] | -cfg FILE] [-c N] [-d DURATION] [-size BYTES] [-keys N] [-op get|post|mix] [-prefill] | -ceiling ADDR", `
+	cli.Usage(fs, "tako-bench [-url BASE [-ca FILE] | -cfg FILE [-token-file FILE]] [-c N] [-d DURATION] [-size BYTES] [-keys N] [-op get|post|mix] [-prefill] | -ceiling ADDR", `
 Drives a running Tako cluster with N concurrent clients for a while and prints,
 per operation, the throughput and the p50, p99 and p99.9 latencies. By default
 it speaks HTTP to the proxy at localhost:8080; with -cfg it uses the Go client
