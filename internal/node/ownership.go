@@ -29,9 +29,11 @@ const ownershipFile = "TAKO-OWNED"
 // A node that sees a configuration other than that migration next (it
 // was stopped, or cut off from the coordinators, across the promotion)
 // does not count them as held: if the new configuration gives them to it
-// again, they are gained, and suspect. When the migration was abandoned
-// instead, that is a refill of those ranges that was not needed: safe,
-// and the price of not knowing what happened in between.
+// again, they are gained, and suspect. But when the new configuration is
+// the migration's active deployment alone (it was abandoned), nothing was
+// taken from the node: suspecting those ranges then would make every
+// replica of a range whose replicas were all leaving suspect at once, with
+// no peer left to merge from.
 type ownership struct {
 	dir string
 
@@ -72,6 +74,14 @@ func (a ownershipState) sameMigration(b ownershipState) bool {
 	return a.Migrating && b.Migrating && slices.Equal(a.Active, b.Active) && slices.Equal(a.Target, b.Target)
 }
 
+// abandonedBy reports whether next is a's active deployment alone, as far
+// as this node's ranges go: the migration was abandoned (or the node was
+// added back, and that promoted, without it: which the coordinator allows
+// only when forced, as the node could not report a pass).
+func (a ownershipState) abandonedBy(next ownershipState) bool {
+	return a.Migrating && !next.Migrating && slices.Equal(a.Active, next.Held)
+}
+
 // loadLocked reads the file once.
 func (o *ownership) loadLocked() {
 	if o.loaded {
@@ -101,7 +111,7 @@ func (o *ownership) gained(cfg *config.Config, self string) []hashRange {
 		return nil
 	}
 	held := o.st.Held
-	if len(o.st.Leaving) > 0 && !o.st.sameMigration(ownershipOf(cfg, self)) {
+	if next := ownershipOf(cfg, self); len(o.st.Leaving) > 0 && !o.st.sameMigration(next) && !o.st.abandonedBy(next) {
 		held = subtract(held, o.st.Leaving)
 	}
 	return subtract(replicatedRanges(cfg, self), held)

@@ -10,9 +10,9 @@ import (
 
 // TestOwnershipForgetsWhatAMigrationTookAway: a node that last saw a
 // migration that removes it (it was stopped, or cut off, before the
-// promotion) counts the ranges it was leaving as gained when any other
-// configuration gives them back; restarting within the same migration, or
-// following its promotion, gains nothing.
+// promotion) counts the ranges it was leaving as gained when a later
+// configuration gives them back; restarting within the same migration,
+// following its promotion, or its abandonment gains nothing.
 func TestOwnershipForgetsWhatAMigrationTookAway(t *testing.T) {
 	dep := func(name string, buckets ...string) string {
 		var b strings.Builder
@@ -47,8 +47,9 @@ func TestOwnershipForgetsWhatAMigrationTookAway(t *testing.T) {
 	}{
 		{"the same migration (a restart during it)", leaving, nil},
 		{"its promotion (n1 not named)", parse("two", "", two), nil},
-		{"n1 added back, after a promotion it did not see", parse("two", "again", two, again), all},
-		{"the migration abandoned: the ranges are refilled, to be safe", parse("three", "", three), all},
+		{"another migration that holds n1's ranges elsewhere", parse("three", "four", three, dep("four", "n2", "n3", "n4")), nil},
+		{"the migration abandoned", parse("three", "", three), nil},
+		{"n1 added back in a new migration, after a promotion it did not see", parse("two", "again", two, again), all},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := &ownership{dir: t.TempDir()}
