@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,10 @@ type replicaReport struct {
 	// lost counts keys whose replicas agree on another version than the
 	// final read returned.
 	lost []string
+	// landedLate lists the keys whose replicas agree on a newer version
+	// than the final read's that only a failed write or delete can have
+	// made (see pendingWrites): allowed, and counted.
+	landedLate []string
 	// resurrected lists the keys that the final read found deleted (or
 	// never written) and that a replica, or a read through the proxy
 	// afterwards, holds a value of.
@@ -47,9 +52,39 @@ func (r replicaReport) String() string {
 		}
 		return strings.Join(keys, " ")
 	}
-	return fmt.Sprintf("%d keys: %d diverged [%s], %d lost [%s], %d resurrected [%s], %d tombstones past the grace [%s]; %d keys read absent have no record left",
+	return fmt.Sprintf("%d keys: %d diverged [%s], %d lost [%s], %d resurrected [%s], %d tombstones past the grace [%s]; %d keys read absent have no record left; %d keys took a failed write's version after their final read [%s]",
 		r.keys, len(r.diverged), head(r.diverged), len(r.lost), head(r.lost), len(r.resurrected), head(r.resurrected),
-		len(r.tombstones), head(r.tombstones), r.collected)
+		len(r.tombstones), head(r.tombstones), r.collected, len(r.landedLate), head(r.landedLate))
+}
+
+// pendingWrites says, per key, what may still change its replicas after
+// the final read: a write or delete that failed may take effect at any
+// time, so a version newer than every acknowledged one of a key with such
+// a write is that write landing, not a loss (and not a resurrection).
+type pendingWrites struct {
+	newestAcked   map[string]int64 // the newest acknowledged version's timestamp
+	indeterminate map[string]bool  // a write or delete of the key failed
+}
+
+// pendingOf collects the pendingWrites of a history.
+func pendingOf(ops []*op) pendingWrites {
+	p := pendingWrites{newestAcked: map[string]int64{}, indeterminate: map[string]bool{}}
+	for _, o := range ops {
+		switch {
+		case o.kind == opRead:
+		case o.acked():
+			p.newestAcked[o.key] = max(p.newestAcked[o.key], o.ts)
+		case o.failed():
+			p.indeterminate[o.key] = true
+		}
+	}
+	return p
+}
+
+// landedLate reports whether a version of key with timestamp ts can only
+// be a failed write or delete that took effect late.
+func (p pendingWrites) landedLate(key string, ts int64) bool {
+	return p.indeterminate[key] && ts > p.newestAcked[key]
 }
 
 // gcDeadline is how old a tombstone may get before garbage collection must
@@ -111,7 +146,7 @@ func (c *compose) where(key string) replicaState {
 // reports the keys where they do not, where they agree on another version
 // than the final read's, and where a key read as absent has a value back
 // (on a replica, or through the proxy once more).
-func (c *compose) checkReplicas(t *testing.T, name string, finals map[string]*op) replicaReport {
+func (c *compose) checkReplicas(t *testing.T, name string, finals map[string]*op, late pendingWrites) replicaReport {
 	t.Helper()
 	start := time.Now()
 	rep := replicaReport{keys: len(finals)}
@@ -126,12 +161,18 @@ func (c *compose) checkReplicas(t *testing.T, name string, finals map[string]*op
 				delete(pending, key)
 				f := finals[key]
 				switch {
+				case s.found && s.ts > f.ts && late.landedLate(key, s.ts):
+					rep.landedLate = append(rep.landedLate, key)
+					t.Logf("%s: %s: the final read answered %d with timestamp %d; since, a failed write took effect: the replicas agree on found %v, deleted %v, timestamp %d (the newest acknowledged: %d)",
+						name, key, f.code, f.ts, s.found, s.deleted, s.ts, late.newestAcked[key])
 				case f.code == 404 && s.value:
 					rep.resurrected = append(rep.resurrected, key)
-				case f.code == 200 && (!s.found || s.deleted || s.ts != f.ts):
+				case f.code == 200 && (!s.found || s.deleted || s.ts != f.ts),
+					f.code == 404 && f.ts != 0 && s.found && s.ts < f.ts:
 					rep.lost = append(rep.lost, key)
-				case f.code == 404 && f.ts != 0 && s.found && s.ts < f.ts:
-					rep.lost = append(rep.lost, key)
+					_, _, body := c.do("GET", "/where/"+key, nil)
+					t.Logf("%s: %s: the final read answered %d with timestamp %d; the replicas agree on found %v, deleted %v, timestamp %d: %s",
+						name, key, f.code, f.ts, s.found, s.deleted, s.ts, strings.Join(strings.Fields(string(body)), " "))
 				case f.code == 404 && !s.found:
 					rep.collected++
 				}
@@ -160,11 +201,13 @@ func (c *compose) checkReplicas(t *testing.T, name string, finals map[string]*op
 		if f.code != 404 {
 			continue
 		}
-		if code, _, _ := c.do("GET", "/values/"+key, nil); code == 200 && !slices.Contains(rep.resurrected, key) {
+		code, h, _ := c.do("GET", "/values/"+key, nil)
+		ts, _ := strconv.ParseInt(h.Get("X-Timestamp"), 10, 64)
+		if code == 200 && !late.landedLate(key, ts) && !slices.Contains(rep.resurrected, key) {
 			rep.resurrected = append(rep.resurrected, key)
 		}
 	}
-	for _, l := range [][]string{rep.diverged, rep.lost, rep.resurrected, rep.tombstones} {
+	for _, l := range [][]string{rep.diverged, rep.lost, rep.resurrected, rep.tombstones, rep.landedLate} {
 		sort.Strings(l)
 	}
 	t.Logf("%s: replicas checked in %v: %v", name, time.Since(start).Round(100*time.Millisecond), rep)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,7 +246,7 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 	}
 
 	res := workloadResult{verdict: check(h.ops, final), history: h.ops}
-	res.replicas = c.checkReplicas(t, f.name, finals)
+	res.replicas = c.checkReplicas(t, f.name, finals, pendingOf(h.ops))
 	expected := f.expectation(c.config(t))
 	failures := map[string]int{} // "entry kind code" → count
 	for _, o := range h.ops {
@@ -301,6 +302,7 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 	}
 	if !res.replicas.ok() {
 		t.Errorf("%s: replicas: %v", f.name, res.replicas)
+		logKeys(t, h.ops, slices.Concat(res.replicas.lost, res.replicas.resurrected), 2)
 	}
 	if res.checkedFailed*100 > res.checked {
 		t.Errorf("%s: %d of %d operations failed that the cluster had to serve (more than 1%%)", f.name, res.checkedFailed, res.checked)
