@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/takodb/tako/internal/config"
@@ -77,9 +78,10 @@ func (l localReplica) getLocal(ctx context.Context, key []byte) (store.Record, b
 	return rec, found, nil
 }
 
-// testHookOwnRead, when set by a test, runs in readOwn between the read
-// and the judgement of the record.
-var testHookOwnRead func()
+// testHookOwnRead, when a test sets it, runs in readOwn between the read
+// and the judgement of the record. Atomic: the nodes of the test run
+// while it is set.
+var testHookOwnRead atomic.Pointer[func()]
 
 // readOwn reads the node's record of key (of hash h) from its store. A
 // suspect record (recovery.go) is not returned: found is false and suspect
@@ -93,8 +95,8 @@ var testHookOwnRead func()
 func (n *Node) readOwn(ctx context.Context, key []byte, h uint32) (rec store.Record, found, suspect bool, err error) {
 	bound := n.suspectBound(h)
 	rec, err = n.store.Get(ctx, key)
-	if testHookOwnRead != nil {
-		testHookOwnRead()
+	if hook := testHookOwnRead.Load(); hook != nil {
+		(*hook)()
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):

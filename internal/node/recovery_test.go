@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -397,16 +398,16 @@ func TestAMergeDuringAReadDoesNotLetASuspectOut(t *testing.T) {
 			}
 		})
 	}
-	merged := false
-	testHookOwnRead = func() {
-		if !merged {
-			merged = true
+	var merged atomic.Bool
+	hook := func() {
+		if !merged.Swap(true) {
 			merge()
 		}
 	}
-	defer func() { testHookOwnRead = nil }()
+	testHookOwnRead.Store(&hook)
+	defer testHookOwnRead.Store(nil)
 	_, found, err := n2.local.getLocal(ctx, key)
-	if !merged {
+	if !merged.Load() {
 		t.Fatal("the hook did not run")
 	}
 	if found {
