@@ -198,7 +198,7 @@ func Dial(ctx context.Context, coordinators []string, opts Options) (*Client, er
 	c := New(cfg, opts)
 	if err := c.Err(); err != nil {
 		stop()
-		c.pool.Close()
+		c.Close()
 		return nil, err
 	}
 	wg.Go(func() {

@@ -216,3 +216,46 @@ func TestDialFollowsTheCoordinator(t *testing.T) {
 		t.Errorf("Dial with no coordinator answering: %v, want an error saying so", err)
 	}
 }
+
+// TestDialStartsFromItsCache: a client made by Dial with a CacheDir starts
+// from the configuration cached there when no coordinator answers (as
+// nodes do), and serves with it; without a CacheDir it needs a
+// coordinator.
+func TestDialStartsFromItsCache(t *testing.T) {
+	cluster, err := testcluster.Start(t.TempDir(), testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}}, BucketsPerKey: 2, Coordinator: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	coord, err := testcoordinator.Start(cluster, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cache := t.TempDir()
+	c, err := client.Dial(ctx, []string{coord.Addr}, client.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, []byte("k"), []byte("cached")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	coord.Close()
+
+	c, err = client.Dial(ctx, []string{coord.Addr}, client.Options{CacheDir: cache})
+	if err != nil {
+		t.Fatalf("Dial with the coordinator down and a cache: %v", err)
+	}
+	defer c.Close()
+	if v, err := c.Get(ctx, []byte("k")); err != nil || string(v.Value) != "cached" {
+		t.Fatalf("Get through a client started from its cache: %q %v", v.Value, err)
+	}
+
+	short, cancelShort := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelShort()
+	if _, err := client.Dial(short, []string{coord.Addr}, client.Options{}); err == nil {
+		t.Error("Dial with the coordinator down and no cache succeeded")
+	}
+}

@@ -49,12 +49,14 @@ type ownershipState struct {
 	// together.
 	Held []hashRange
 	// Migrating is set when the configuration had a target deployment;
-	// Active and Target are then the node's ranges under each, and
-	// Leaving those under Active only.
+	// Active and Target are then the node's ranges under each.
 	Migrating      bool        `json:",omitempty"`
 	Active, Target []hashRange `json:",omitempty"`
-	Leaving        []hashRange `json:",omitempty"`
 }
+
+// leaving returns the ranges the node holds under the active deployment
+// of a migration and not under its target.
+func (a ownershipState) leaving() []hashRange { return subtract(a.Active, a.Target) }
 
 // ownershipOf returns what node self holds under cfg.
 func ownershipOf(cfg *config.Config, self string) ownershipState {
@@ -63,7 +65,6 @@ func ownershipOf(cfg *config.Config, self string) ownershipState {
 		st.Migrating = true
 		st.Active = deploymentRanges(cfg, cfg.Active, self)
 		st.Target = deploymentRanges(cfg, cfg.Target, self)
-		st.Leaving = subtract(st.Active, st.Target)
 	}
 	return st
 }
@@ -111,8 +112,8 @@ func (o *ownership) gained(cfg *config.Config, self string) []hashRange {
 		return nil
 	}
 	held := o.st.Held
-	if next := ownershipOf(cfg, self); len(o.st.Leaving) > 0 && !o.st.sameMigration(next) && !o.st.abandonedBy(next) {
-		held = subtract(held, o.st.Leaving)
+	if next := ownershipOf(cfg, self); !o.st.sameMigration(next) && !o.st.abandonedBy(next) {
+		held = subtract(held, o.st.leaving())
 	}
 	return subtract(replicatedRanges(cfg, self), held)
 }

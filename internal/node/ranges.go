@@ -45,38 +45,30 @@ func appendMerged(rs []hashRange, r hashRange) []hashRange {
 // selfRanges returns the merged ranges of the hash space whose keys node
 // self is a replica of under cfg.
 func selfRanges(cfg *config.Config, self string) []hashRange {
-	return arcsWhere(cfg, self, 1)
+	return arcsWhere(cfg, cfg.ReplicasOfHash, self, 1)
 }
 
 // replicatedRanges returns the merged ranges of the hash space whose keys
 // node self holds together with at least one peer: where it can lack data
 // that a peer has.
 func replicatedRanges(cfg *config.Config, self string) []hashRange {
-	return arcsWhere(cfg, self, 2)
+	return arcsWhere(cfg, cfg.ReplicasOfHash, self, 2)
 }
 
-// arcsWhere returns the merged arcs whose replicas include self and number
-// at least minReplicas.
-func arcsWhere(cfg *config.Config, self string, minReplicas int) []hashRange {
-	var out []hashRange
-	var buf []config.Node
-	forEachArc(cfg, func(r hashRange, owner uint32) {
-		buf = cfg.ReplicasOfHash(buf[:0], owner)
-		if len(buf) >= minReplicas && slices.ContainsFunc(buf, func(n config.Node) bool { return n.ID == self }) {
-			out = appendMerged(out, r)
-		}
-	})
-	return out
-}
-
-// deploymentRanges returns the merged arcs of cfg whose replicas under
-// deployment d (cfg's active or target) include self.
+// deploymentRanges returns the merged ranges whose keys node self is a
+// replica of under deployment d alone (cfg's active or target).
 func deploymentRanges(cfg *config.Config, d *config.Deployment, self string) []hashRange {
+	return arcsWhere(cfg, d.ReplicasOfHash, self, 1)
+}
+
+// arcsWhere returns the merged arcs of cfg whose replicas, as replicas
+// lists them, include self and number at least minReplicas.
+func arcsWhere(cfg *config.Config, replicas func(dst []config.Node, h uint32) []config.Node, self string, minReplicas int) []hashRange {
 	var out []hashRange
 	var buf []config.Node
 	forEachArc(cfg, func(r hashRange, owner uint32) {
-		buf = d.ReplicasOfHash(buf[:0], owner)
-		if slices.ContainsFunc(buf, func(n config.Node) bool { return n.ID == self }) {
+		buf = replicas(buf[:0], owner)
+		if len(buf) >= minReplicas && slices.ContainsFunc(buf, func(n config.Node) bool { return n.ID == self }) {
 			out = appendMerged(out, r)
 		}
 	})
