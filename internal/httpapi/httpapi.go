@@ -22,8 +22,9 @@
 // MaxKeySize bytes.
 // Every refusal carries a one-line reason in its body, and changes nothing.
 //
-// The package imports no other Tako package: it declares the Backend it
-// needs, and nodes and the proxy implement it.
+// The package imports no other Tako package but the vocabulary (record,
+// whose errors it maps to status codes): it declares the Backend it needs,
+// and nodes and the proxy implement it.
 package httpapi
 
 import (
@@ -42,6 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/takodb/tako/internal/auth"
+	"github.com/takodb/tako/internal/record"
 )
 
 // MaxKeySize is the largest key in bytes, after percent-decoding.
@@ -52,7 +54,7 @@ var (
 	// ErrNotFound: the key has no record on any replica that answered (404).
 	ErrNotFound = errors.New("httpapi: not found")
 	// ErrUnavailable: too few replicas answered (503 with Retry-After).
-	ErrUnavailable = errors.New("httpapi: too few replicas available")
+	ErrUnavailable = record.ErrUnavailable
 	// ErrBadRequest: the request is invalid, for example a timestamp too far
 	// in the future (400). Wrap it with the reason.
 	ErrBadRequest = errors.New("httpapi: bad request")
@@ -61,7 +63,7 @@ var (
 	// (507 Insufficient Storage). Wrap it with the reason. It takes
 	// precedence over ErrUnavailable in the same error: retrying soon, or
 	// elsewhere, does not help until space is freed.
-	ErrInsufficientStorage = errors.New("httpapi: insufficient storage")
+	ErrInsufficientStorage = record.ErrInsufficientStorage
 )
 
 // Version is one version of a key as a Backend reports it.

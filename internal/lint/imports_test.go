@@ -26,19 +26,20 @@ var allowed = map[string][]string{
 	"internal/cli":             {"internal/private"},
 	"internal/localcluster":    {"internal/auth", "internal/config", "internal/tlsconf"},
 	"internal/proxy":           {"client", "internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/httpapi", "internal/tlsconf"},
-	"internal/node":            {"internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/store", "internal/tlsconf", "internal/wire"},
-	"internal/wire":            {"internal/gopool"},
-	"internal/httpapi":         {"internal/auth"},
+	"internal/node":            {"internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/coord", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/record", "internal/store", "internal/tlsconf", "internal/wire"},
+	"internal/wire":            {"internal/gopool", "internal/record"},
+	"internal/coord":           {"internal/config", "internal/record"},
+	"internal/httpapi":         {"internal/auth", "internal/record"},
 	"internal/testcluster":     {"internal/config", "internal/node", "internal/tlsconf"},
 	"internal/testcoordinator": {"internal/coordinator", "internal/testcluster"},
 	"internal/loadgen":         {"client"},
 	"client":                   {"internal/config", "internal/coordinator", "internal/health", "internal/hlc", "internal/keyhash", "internal/tlsconf", "internal/wire"},
 	"internal/config":          {"internal/auth", "internal/keyhash", "internal/ring"},
 	"internal/ring":            {"internal/keyhash"},
-	"internal/store":           {"internal/keyhash"},
+	"internal/store":           {"internal/keyhash", "internal/record"},
 	// internal/auth, internal/keyhash, internal/hlc, internal/health,
 	// internal/gopool, internal/buildinfo, internal/connlimit,
-	// internal/tlsconf, internal/private, internal/budget:
+	// internal/tlsconf, internal/private, internal/budget, internal/record:
 	// no Tako package.
 }
 

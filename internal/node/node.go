@@ -35,6 +35,7 @@ import (
 	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/connlimit"
+	"github.com/takodb/tako/internal/coord"
 	"github.com/takodb/tako/internal/gopool"
 	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/hlc"
@@ -154,9 +155,12 @@ type Node struct {
 	bg       sync.WaitGroup
 	workers  gopool.Pool // runs the background work on reused goroutines
 
-	mu         sync.Mutex // guards closed
-	closed     bool
-	metrics    *nodeMetrics
+	mu      sync.Mutex // guards closed
+	closed  bool
+	metrics *nodeMetrics
+	// coord coordinates the requests that come in through the node's
+	// ports over the keys' replicas.
+	coord      *coord.Coordinator
 	listenMu   sync.Mutex // guards httpAddr, binaryAddr
 	httpAddr   net.Addr
 	binaryAddr net.Addr
@@ -264,6 +268,14 @@ func New(opts Options) (*Node, error) {
 	n.metrics = newNodeMetrics(reg, st, &n.peers, func(peer string) bool {
 		nd, _, ok := n.cfg.Load().Node(peer)
 		return ok && n.pool.Unreachable(nd.BinaryAddr())
+	})
+	n.coord = coord.New(coord.Env{
+		Replica:  func(nd config.Node, forced bool) coord.Replica { return n.replicaOf(nd, forced) },
+		Now:      n.clock.Now,
+		Stored:   func(ts int64) error { return n.admit(doorStored, ts) },
+		Go:       n.goBackground,
+		Observer: coordObserver{n.metrics},
+		Logger:   logger,
 	})
 	reg.MustRegister(buildinfo.Collector("tako-node"))
 	if tlsr != nil {

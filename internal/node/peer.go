@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/coord"
 	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/store"
@@ -41,7 +42,7 @@ func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Respo
 		call = r.n.pool.CallNow
 	case r.force || !r.health.Allow():
 		r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "skipped").Inc()
-		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), errPeerDown)
+		return nil, fmt.Errorf("replica %s at %s: %w (%w)", r.node.ID, r.node.BinaryAddr(), errPeerDown, coord.ErrNotSent)
 	}
 	resp, err := call(ctx, r.node.BinaryAddr(), req)
 	if err != nil {
@@ -53,6 +54,9 @@ func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Respo
 			r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "failed").Inc()
 		} else {
 			r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "error").Inc()
+		}
+		if errors.Is(err, wire.ErrUnreachable) {
+			err = fmt.Errorf("%w (%w)", err, coord.ErrNotSent)
 		}
 		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), err)
 	}
@@ -89,10 +93,10 @@ func (r remoteReplica) Get(ctx context.Context, key []byte) (store.Record, bool,
 	return fromWire(resp.Record), resp.Found, nil
 }
 
-// stat asks the peer for its record of key without the value
+// Stat asks the peer for its record of key without the value
 // (OpReplicaStat); a peer of a version without it is asked for the whole
 // record.
-func (r remoteReplica) stat(ctx context.Context, key []byte) (store.Record, bool, error) {
+func (r remoteReplica) Stat(ctx context.Context, key []byte) (store.Record, bool, error) {
 	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaStat, Key: key})
 	if errors.Is(err, wire.ErrUnknownOp) {
 		rec, found, err := r.Get(ctx, key)
@@ -162,7 +166,7 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		}
 		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
 	case wire.OpReplicaStat:
-		rec, found, err := n.local.stat(ctx, req.Key)
+		rec, found, err := n.local.Stat(ctx, req.Key)
 		if err != nil {
 			return errorResponse(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/coord"
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/wire"
 )
@@ -26,17 +27,17 @@ var _ httpapi.Purger = (*Node)(nil)
 // run it again once they are back. It is logged.
 func (n *Node) Purge(ctx context.Context, key []byte) (httpapi.PurgeResult, error) {
 	cfg := n.cfg.Load()
-	p := n.placementOf(cfg, key)
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	p := coord.PlacementOf(cfg, key)
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	type answer struct {
 		id      string
 		removed bool
 		err     error
 	}
-	answers := make([]answer, len(p.nodes))
+	answers := make([]answer, len(p.Nodes))
 	var wg sync.WaitGroup
-	for i, nd := range p.nodes {
+	for i, nd := range p.Nodes {
 		wg.Go(func() {
 			removed, err := n.purgeReplica(ctx, nd, key)
 			answers[i] = answer{nd.ID, removed, err}
@@ -64,7 +65,7 @@ func (n *Node) Purge(ctx context.Context, key []byte) (httpapi.PurgeResult, erro
 		"removed_from", strings.Join(res.Removed, ","), "absent_from", strings.Join(res.Absent, ","), "unreachable", strings.Join(failed, ","))
 	if len(failed) > 0 {
 		return res, fmt.Errorf("%w: purged %q from %d of %d replicas; %s could not be reached, purge again once they are back: %w",
-			httpapi.ErrUnavailable, key, len(res.Removed)+len(res.Absent), len(p.nodes), strings.Join(failed, ", "), errors.Join(errs...))
+			httpapi.ErrUnavailable, key, len(res.Removed)+len(res.Absent), len(p.Nodes), strings.Join(failed, ", "), errors.Join(errs...))
 	}
 	return res, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/coord"
 	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/keyhash"
@@ -24,8 +25,8 @@ var _ httpapi.Locator = (*Node)(nil)
 // ends first.
 func (n *Node) Where(ctx context.Context, key []byte) (httpapi.Placement, error) {
 	cfg := n.cfg.Load()
-	p := n.placementOf(cfg, key)
-	states := n.whereReplicas(ctx, p.nodes, key, p.timeout)
+	p := coord.PlacementOf(cfg, key)
+	states := n.whereReplicas(ctx, p.Nodes, key, p.Timeout)
 	if err := ctx.Err(); err != nil {
 		return httpapi.Placement{}, fmt.Errorf("where %q: %w", key, err)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/takodb/tako/internal/record"
 )
 
 // What the disk can do to a store, and what the store does about it.
@@ -58,7 +60,7 @@ var (
 	// when the write would leave less free space on the store's file system
 	// than Options.MinFreeBytes. Nothing was written; reads go on, and
 	// writes are accepted again once space is freed.
-	ErrNoSpace = errors.New("store: insufficient storage")
+	ErrNoSpace = fmt.Errorf("store: %w", record.ErrInsufficientStorage)
 	// ErrDamaged is matched by a *DamageError: a file of the store failed
 	// its checksum, or could not be decoded. It is returned by Open, and by
 	// the reads (and the writes, which read first) that meet the file.

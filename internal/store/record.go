@@ -1,84 +1,32 @@
 package store
 
 import (
-	"bytes"
-	"cmp"
 	"encoding/binary"
 	"fmt"
-	"strconv"
+
+	"github.com/takodb/tako/internal/record"
 )
 
-// Record is the version of a key that a store holds: a timestamp, whether it
-// is a delete, and the value.
-type Record struct {
-	// Timestamp is in microseconds since the Unix epoch.
-	Timestamp int64
-	// Tombstone marks a delete. A tombstone has no value: Put ignores the
-	// Value of a tombstone and stores none.
-	Tombstone bool
-	// Value is the value's bytes; empty values are valid. Records returned
-	// by Get and Put own their Value; those passed to Scan's callback do not.
-	Value []byte
-}
+// Record is the version of a key that a store holds (record.Record). Records
+// returned by Get and Put own their Value; those passed to Scan's callback
+// do not.
+type Record = record.Record
 
-// Compare orders two records of one key by which one wins: the newest
-// timestamp first; on equal timestamps a tombstone wins over a live value;
-// then the value bytes (bytes.Compare, the larger wins). It returns a
-// positive number when a wins over b, a negative one when b wins over a,
-// and 0 when they are identical. The Values of two tombstones are not
-// compared, since a tombstone has none. Every replica applies this same
-// rule, so replicas converge on the same winner.
-func Compare(a, b Record) int {
-	if c := cmp.Compare(a.Timestamp, b.Timestamp); c != 0 {
-		return c
-	}
-	switch {
-	case a.Tombstone && b.Tombstone:
-		return 0
-	case a.Tombstone:
-		return 1
-	case b.Tombstone:
-		return -1
-	}
-	return bytes.Compare(a.Value, b.Value)
-}
+// Compare orders two records of one key by which one wins (record.Compare).
+func Compare(a, b Record) int { return record.Compare(a, b) }
 
-// Outcome says what a Put did.
-type Outcome int
+// Outcome says what a Put did (record.Outcome).
+type Outcome = record.Outcome
 
+// The outcomes of a Put.
 const (
-	// Written means the record was new, or won over the stored one, and is
-	// now stored.
-	Written Outcome = iota + 1
-	// Unchanged means an identical record was already stored.
-	Unchanged
-	// Stale means a record that wins over the given one is stored; nothing
-	// changed.
-	Stale
+	Written   = record.Written
+	Unchanged = record.Unchanged
+	Stale     = record.Stale
 )
 
-// String returns the outcome's name, such as "written".
-func (o Outcome) String() string {
-	switch o {
-	case Written:
-		return "written"
-	case Unchanged:
-		return "unchanged"
-	case Stale:
-		return "stale"
-	}
-	return "Outcome(" + strconv.Itoa(int(o)) + ")"
-}
-
-// PutResult is what Put did and what is stored after it.
-type PutResult struct {
-	// Outcome says whether the record was written.
-	Outcome Outcome
-	// Current is the record stored after the Put: the winner. It is the
-	// given record when Outcome is Written or Unchanged, the stored one
-	// when Outcome is Stale.
-	Current Record
-}
+// PutResult is what Put did and what is stored after it (record.PutResult).
+type PutResult = record.PutResult
 
 // The layout of a Pebble key and value, drawn in the package doc. These
 // constants are part of the on-disk format.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/takodb/tako/internal/record"
 )
 
 // Record is one version of a key: what a replica stores and what Get and Put
@@ -484,8 +486,12 @@ func (e *Error) Error() string {
 
 // Is reports whether target is an *Error with the same code and either no
 // message or the same message, so that errors.Is(err, ErrUnavailable) holds
-// for every CodeUnavailable error.
+// for every CodeUnavailable error. A CodeInsufficientStorage error is also
+// the domain's record.ErrInsufficientStorage.
 func (e *Error) Is(target error) bool {
+	if target == record.ErrInsufficientStorage {
+		return e.Code == CodeInsufficientStorage
+	}
 	t, ok := target.(*Error)
 	return ok && t.Code == e.Code && (t.Message == "" || t.Message == e.Message)
 }

@@ -1,0 +1,120 @@
+package coord
+
+import (
+	"time"
+
+	"github.com/takodb/tako/internal/config"
+)
+
+// Placement is where a key lives: the union of its replicas in the active
+// and target deployments, and for each deployment the members that count
+// towards its quorum.
+type Placement struct {
+	// Nodes are the key's replicas, active deployment's first.
+	Nodes []config.Node
+	// Groups are the active deployment's quorum group, then, during a
+	// migration, the target's.
+	Groups []Group
+	// Timeout bounds one replica's answer: the longest request_timeout of
+	// the deployments.
+	Timeout time.Duration
+}
+
+// Group is one deployment's replicas of a key and its quorums.
+type Group struct {
+	// Members are indexes into Placement.Nodes.
+	Members []int
+	// WriteNeed and ReadNeed are how many members a write and a read need.
+	WriteNeed, ReadNeed int
+	// Deployment is the deployment's name.
+	Deployment string
+}
+
+// PlacementOf returns where key lives under cfg.
+func PlacementOf(cfg *config.Config, key []byte) Placement {
+	var p Placement
+	p.Nodes = cfg.Replicas(nil, key)
+	p.Timeout = cfg.Active.RequestTimeout
+	for _, d := range []*config.Deployment{cfg.Active, cfg.Target} {
+		if d == nil {
+			continue
+		}
+		members := d.Replicas(nil, key)
+		g := Group{Deployment: d.Name}
+		for _, m := range members {
+			for i, nd := range p.Nodes {
+				if nd.ID == m.ID {
+					g.Members = append(g.Members, i)
+					break
+				}
+			}
+		}
+		g.WriteNeed = d.WriteQuorum.Required(len(members))
+		g.ReadNeed = d.ReadQuorum.Required(len(members))
+		p.Groups = append(p.Groups, g)
+		if d.RequestTimeout > p.Timeout {
+			p.Timeout = d.RequestTimeout
+		}
+	}
+	return p
+}
+
+// QuorumReads reports whether the active deployment's read quorum is a
+// majority of the key's replicas (the default): only then do reads
+// promise never to go back in time, and does a read put what it returns
+// on enough replicas first (settle, NeedSettled), which then needs no
+// more replicas than the read itself. With a smaller read quorum an
+// operator chose availability over that promise, and a read must not
+// need more replicas than its read quorum.
+func (p Placement) QuorumReads() bool {
+	g := p.Groups[0]
+	return 2*g.ReadNeed > len(g.Members)
+}
+
+// Need is what a request needs of a key's replicas.
+type Need int
+
+const (
+	// NeedWrite is the write quorum of every deployment (active and,
+	// during a migration, target), so that a write is on a quorum of the
+	// target's replicas when the target is promoted.
+	NeedWrite Need = iota
+	// NeedRead is the read quorum of the active deployment only: that is
+	// where every acknowledged write has a quorum, so read and write
+	// quorums intersect there. A read still asks, and repairs, the
+	// target's replicas, and answers with the newest of every answer; but
+	// target nodes that are still being filled (recovering) cannot hold it
+	// up.
+	NeedRead
+	// NeedSettled is replicas − read quorum + 1 of the active deployment:
+	// where a read puts the version it returns before it answers (settle),
+	// so that every later read quorum of the active deployment meets one
+	// of them and sees it (2 of 3 replicas, 1 of 2, with the defaults).
+	NeedSettled
+)
+
+// Satisfied reports whether ok[i] (per node of p) meets every group's need.
+func (p Placement) Satisfied(ok []bool, need Need) bool {
+	groups := p.Groups
+	if need != NeedWrite {
+		groups = groups[:1]
+	}
+	for _, g := range groups {
+		want, have := g.WriteNeed, 0
+		switch need {
+		case NeedRead:
+			want = g.ReadNeed
+		case NeedSettled:
+			want = len(g.Members) - g.ReadNeed + 1
+		}
+		for _, m := range g.Members {
+			if ok[m] {
+				have++
+			}
+		}
+		if have < want {
+			return false
+		}
+	}
+	return true
+}

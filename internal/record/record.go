@@ -1,0 +1,97 @@
+// Package record is Tako's vocabulary of versions: a key's record (its
+// timestamp, whether it is a delete, its value), the rule that orders two
+// records of one key (newest wins, with its tie rules), what a write to
+// one replica did (Outcome, PutResult), and the errors of the domain that
+// every layer names the same way. It is a leaf: store, wire, node, proxy
+// and client use it, and it uses none of them.
+package record
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"strconv"
+)
+
+// Record is the version of a key that a replica holds: a timestamp,
+// whether it is a delete, and the value.
+type Record struct {
+	// Timestamp is in microseconds since the Unix epoch.
+	Timestamp int64
+	// Tombstone marks a delete. A tombstone has no value: a store ignores
+	// the Value of a tombstone and keeps none.
+	Tombstone bool
+	// Value is the value's bytes; empty values are valid.
+	Value []byte
+}
+
+// Compare orders two records of one key by which one wins: the newest
+// timestamp first; on equal timestamps a tombstone wins over a live value;
+// then the value bytes (bytes.Compare, the larger wins). It returns a
+// positive number when a wins over b, a negative one when b wins over a,
+// and 0 when they are identical. The Values of two tombstones are not
+// compared, since a tombstone has none. Every replica applies this same
+// rule, so replicas converge on the same winner.
+func Compare(a, b Record) int {
+	if c := cmp.Compare(a.Timestamp, b.Timestamp); c != 0 {
+		return c
+	}
+	switch {
+	case a.Tombstone && b.Tombstone:
+		return 0
+	case a.Tombstone:
+		return 1
+	case b.Tombstone:
+		return -1
+	}
+	return bytes.Compare(a.Value, b.Value)
+}
+
+// Outcome says what a write of a record to one replica did.
+type Outcome int
+
+const (
+	// Written means the record was new, or won over the stored one, and is
+	// now stored.
+	Written Outcome = iota + 1
+	// Unchanged means an identical record was already stored.
+	Unchanged
+	// Stale means a record that wins over the given one is stored; nothing
+	// changed.
+	Stale
+)
+
+// String returns the outcome's name, such as "written".
+func (o Outcome) String() string {
+	switch o {
+	case Written:
+		return "written"
+	case Unchanged:
+		return "unchanged"
+	case Stale:
+		return "stale"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// PutResult is what a write to one replica did and what it holds after.
+type PutResult struct {
+	// Outcome says whether the record was written.
+	Outcome Outcome
+	// Current is the record stored after the write: the winner. It is the
+	// given record when Outcome is Written or Unchanged, the stored one
+	// when Outcome is Stale.
+	Current Record
+}
+
+// The errors of the domain. The layers wrap them with what happened;
+// HTTP and the binary protocol translate them into their codes at their
+// edges.
+var (
+	// ErrUnavailable: too few of a key's replicas answered for the
+	// request's quorum.
+	ErrUnavailable = errors.New("too few replicas available")
+	// ErrInsufficientStorage: a replica refused a write because its disk
+	// is (nearly) full.
+	ErrInsufficientStorage = errors.New("insufficient storage")
+)
