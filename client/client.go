@@ -11,9 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/takodb/tako/internal/auth"
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/coord"
 	"github.com/takodb/tako/internal/coordinator"
 	"github.com/takodb/tako/internal/health"
+	"github.com/takodb/tako/internal/hlc"
+	"github.com/takodb/tako/internal/record"
 	"github.com/takodb/tako/internal/tlsconf"
 	"github.com/takodb/tako/internal/wire"
 )
@@ -64,12 +68,15 @@ type WriteResult struct {
 
 // Options configure a Client. The zero value is ready to use.
 type Options struct {
-	// Timeout bounds one attempt at one replica. Zero means the
-	// deployment's request_timeout plus a tenth: the coordinating node
-	// gives up on its own slow replicas after request_timeout and answers,
-	// so only a node that is itself down makes the attempt time out. Such
-	// a node is then marked down and skipped until a probe answers: it
-	// costs one timeout, once.
+	// Timeout bounds one attempt at one node when the client sends a
+	// request to a node that coordinates it (with a read token, see the
+	// package doc, and for Purge). Zero means the deployment's
+	// request_timeout plus a tenth: the coordinating node gives up on its
+	// own slow replicas after request_timeout and answers, so only a node
+	// that is itself down makes the attempt time out. Such a node is then
+	// marked down and skipped until a probe answers: it costs one timeout,
+	// once. When the client coordinates a request itself, each replica's
+	// answer is bounded by the deployment's request_timeout.
 	Timeout time.Duration
 	// Logger receives connection errors. Nil discards them.
 	Logger *slog.Logger
@@ -110,6 +117,19 @@ type Client struct {
 	// stopFollowing, set by Dial, stops the goroutines that follow the
 	// coordinators and waits for them.
 	stopFollowing func()
+
+	// coord coordinates the client's reads and writes over the keys'
+	// replicas; clock stamps the writes the cluster stamps.
+	coord *coord.Coordinator
+	clock *hlc.Clock
+	// The background work of coord (answers that arrive after the quorum,
+	// read repair): bg is its context, ended by Close, which then waits
+	// for it.
+	bgMu     sync.Mutex // guards bgClosed and bgWork.Add
+	bgClosed bool
+	bgWork   sync.WaitGroup
+	bg       context.Context
+	bgCancel context.CancelFunc
 }
 
 // New returns a client of the cluster that cfg describes. When cfg has a
@@ -134,7 +154,29 @@ func New(cfg *config.Config, opts Options) *Client {
 		}
 	}
 	c.pool = wire.NewPool(dial)
+	c.clock = hlc.New(nil)
+	c.bg, c.bgCancel = context.WithCancel(context.Background())
+	c.coord = coord.New(coord.Env{
+		Replica: c.replica,
+		Now:     c.clock.Now,
+		Stored: func(ts int64) error {
+			return hlc.Check(ts, c.clock.Wall(), c.cfg.Load().Active.MaxTimestampAhead)
+		},
+		Go:     c.goBackground,
+		Logger: opts.Logger,
+	})
 	return c
+}
+
+// goBackground runs f as background work of the client, until Close.
+func (c *Client) goBackground(f func(ctx context.Context)) bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.bgClosed {
+		return false
+	}
+	c.bgWork.Go(func() { f(c.bg) })
+	return true
 }
 
 // Open returns a client of the cluster that the configuration file at path
@@ -255,7 +297,13 @@ func (c *Client) Close() error {
 	if c.stopFollowing != nil {
 		c.stopFollowing()
 	}
-	return c.pool.Close()
+	c.bgMu.Lock()
+	c.bgClosed = true
+	c.bgMu.Unlock()
+	c.bgCancel()
+	err := c.pool.Close() // fails the calls still under way
+	c.bgWork.Wait()
+	return err
 }
 
 func frameSize(cfg *config.Config) int { return wire.FrameSizeFor(cfg.LargestMaxValueSize()) }
@@ -263,22 +311,35 @@ func frameSize(cfg *config.Config) int { return wire.FrameSizeFor(cfg.LargestMax
 // Get returns the newest version of key. For a deleted key it returns the
 // tombstone's Version (Deleted set) together with ErrNotFound.
 func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
-	resp, err := c.do(ctx, &wire.Request{Op: wire.OpGet, Key: key})
-	if err != nil {
+	var rec record.Record
+	var found bool
+	if cfg, err := c.check(key); err != nil {
 		return Version{}, err
+	} else if c.coordinates(cfg) {
+		rec, found, err = c.coord.Read(ctx, cfg, key, cfg.Active.ReadRepair)
+		if err != nil {
+			return Version{}, coordError(err)
+		}
+	} else {
+		resp, err := c.do(ctx, &wire.Request{Op: wire.OpGet, Key: key})
+		if err != nil {
+			return Version{}, err
+		}
+		rec, found = record.Record(resp.Record), resp.Found
 	}
-	if !resp.Found {
+	if !found {
 		return Version{}, ErrNotFound
 	}
-	v := Version{Timestamp: resp.Record.Timestamp, Deleted: resp.Record.Tombstone, Value: resp.Record.Value}
+	v := Version{Timestamp: rec.Timestamp, Deleted: rec.Tombstone, Value: rec.Value}
 	if v.Deleted {
 		return v, ErrNotFound
 	}
 	return v, nil
 }
 
-// Put stores value under key, stamped by the cluster: the node that
-// takes the write stamps it above every version acknowledged before it,
+// Put stores value under key, stamped by the cluster: the write is
+// stamped above every version acknowledged before it (the client's clock,
+// or one more than the newest version a read quorum of the replicas holds),
 // so each key behaves as a linearizable register for such writes, and a
 // Put is never Superseded.
 func (c *Client) Put(ctx context.Context, key, value []byte) (WriteResult, error) {
@@ -303,9 +364,29 @@ func (c *Client) DeleteAt(ctx context.Context, key []byte, ts int64) (WriteResul
 	return c.write(ctx, key, wire.Record{Timestamp: ts, Tombstone: true})
 }
 
-// write stores rec through one of the key's replicas, which coordinates
-// the write (and stamps it when rec.Timestamp is 0).
+// write stores rec on the key's replicas (and stamps it when
+// rec.Timestamp is 0): coordinated by the client itself when it may (see
+// coordinates), else through one of the replicas, which coordinates it.
 func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteResult, error) {
+	cfg, err := c.check(key)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if c.coordinates(cfg) {
+		if max := cfg.Active.MaxValueSize; int64(len(rec.Value)) > max {
+			return WriteResult{}, fmt.Errorf("%w: the value is %d bytes, larger than max_value_size (%d bytes)", ErrTooLarge, len(rec.Value), max)
+		}
+		if rec.Timestamp != 0 {
+			if err := hlc.Check(rec.Timestamp, c.clock.Wall(), cfg.Active.MaxTimestampAhead); err != nil {
+				return WriteResult{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+			}
+		}
+		res, err := c.coord.Write(ctx, cfg, key, record.Record(rec))
+		if err != nil {
+			return WriteResult{}, coordError(err)
+		}
+		return WriteResult{Timestamp: res.Timestamp, Superseded: res.Superseded}, nil
+	}
 	resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Record: rec})
 	if err != nil {
 		return WriteResult{}, err
@@ -317,6 +398,53 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 		return WriteResult{Timestamp: resp.Current.Timestamp}, nil
 	}
 	return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
+}
+
+// check returns the configuration a request for key starts with, or why
+// the request cannot be sent at all.
+func (c *Client) check(key []byte) (*config.Config, error) {
+	switch {
+	case c.closed.Load():
+		return nil, ErrClosed
+	case c.tlsErr != nil:
+		return nil, c.tlsErr
+	case len(key) == 0:
+		return nil, fmt.Errorf("%w: the key is empty", ErrBadRequest)
+	case len(key) > wire.MaxKeySize:
+		return nil, fmt.Errorf("%w: the key is %d bytes, larger than the limit of %d", ErrBadRequest, len(key), wire.MaxKeySize)
+	}
+	return c.cfg.Load(), nil
+}
+
+// coordinates reports whether the client coordinates its reads and
+// writes itself under cfg: it sends each to every replica of the key and
+// waits for the quorum, with no node in between. That takes writing to
+// single replicas (ReplicaPut: a write stamped by the client, and what a
+// read writes back), so with an auth section it needs a token of the
+// write role at least; with a read token the client sends each request to
+// one replica of the key, which coordinates it.
+func (c *Client) coordinates(cfg *config.Config) bool {
+	return cfg.Auth.Holds(c.opts.Token, auth.Write) == nil
+}
+
+// coordError is the client's error for what the coordinator of a
+// request answered.
+func coordError(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, record.ErrUnavailable):
+		return err
+	case errors.Is(err, wire.ErrUnauthorized):
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	case errors.Is(err, wire.ErrForbidden):
+		return fmt.Errorf("%w: %w", ErrForbidden, err)
+	case errors.Is(err, record.ErrInsufficientStorage):
+		return fmt.Errorf("%w: %w", ErrInsufficientStorage, err)
+	case errors.Is(err, wire.ErrBadRequest):
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	case errors.Is(err, wire.ErrTooLarge):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // mayHaveApplied reports whether a write that failed with err may have
@@ -351,19 +479,10 @@ func ambiguous(id string, err error) error {
 // read; for a write only when the write surely was not applied (see
 // mayHaveApplied).
 func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
-	if c.closed.Load() {
-		return nil, ErrClosed
+	cfg, err := c.check(req.Key)
+	if err != nil {
+		return nil, err
 	}
-	if c.tlsErr != nil {
-		return nil, c.tlsErr
-	}
-	if len(req.Key) == 0 {
-		return nil, fmt.Errorf("%w: the key is empty", ErrBadRequest)
-	}
-	if len(req.Key) > wire.MaxKeySize {
-		return nil, fmt.Errorf("%w: the key is %d bytes, larger than the limit of %d", ErrBadRequest, len(req.Key), wire.MaxKeySize)
-	}
-	cfg := c.cfg.Load()
 	replicas := cfg.Replicas(nil, req.Key)
 	timeout := c.opts.Timeout
 	if timeout == 0 {

@@ -33,7 +33,7 @@ var allowed = map[string][]string{
 	"internal/testcluster":     {"internal/config", "internal/node", "internal/tlsconf"},
 	"internal/testcoordinator": {"internal/coordinator", "internal/testcluster"},
 	"internal/loadgen":         {"client"},
-	"client":                   {"internal/config", "internal/coordinator", "internal/health", "internal/hlc", "internal/keyhash", "internal/tlsconf", "internal/wire"},
+	"client":                   {"internal/auth", "internal/config", "internal/coord", "internal/coordinator", "internal/health", "internal/hlc", "internal/keyhash", "internal/record", "internal/tlsconf", "internal/wire"},
 	"internal/config":          {"internal/auth", "internal/keyhash", "internal/ring"},
 	"internal/ring":            {"internal/keyhash"},
 	"internal/store":           {"internal/keyhash", "internal/record"},

@@ -11,17 +11,21 @@ import (
 
 // wireRole is the role a token needs for a request of op on the binary
 // port: reading a key, through the node (Get) or from its store alone
-// (ReplicaGet, ReplicaGetLocal, what `tako where` asks), needs read;
-// writing a key through the node needs write; the operations between nodes
-// (ReplicaPut, which writes one replica past the quorum and any timestamp
-// check, the anti-entropy Digest and RangeSummary, and RangeStream, which
-// reads whole ranges) need admin, as do an operator's Purge (and the
-// ReplicaPurge it sends) and ops this version does not know. Presenting a token (Auth) needs only that it is listed.
+// (ReplicaGet, ReplicaStat, ReplicaGetLocal, what `tako where` asks),
+// needs read; writing a key, through the node (Put) or to its store alone
+// (ReplicaPut, which a Go client or proxy that coordinates its own
+// requests sends, as nodes do; it is held to the same timestamp rule as
+// Put and can do nothing that a Put with the client's timestamp cannot),
+// needs write; the operations between nodes that read or compare whole
+// ranges (the anti-entropy Digest and RangeSummary, and RangeStream) need
+// admin, as do an operator's Purge (and the ReplicaPurge it sends) and
+// ops this version does not know. Presenting a token (Auth) needs only
+// that it is listed.
 func wireRole(op wire.Op) auth.Role {
 	switch op {
 	case wire.OpAuth, wire.OpGet, wire.OpReplicaGet, wire.OpReplicaGetLocal, wire.OpReplicaStat:
 		return auth.Read
-	case wire.OpPut:
+	case wire.OpPut, wire.OpReplicaPut:
 		return auth.Write
 	}
 	return auth.Admin

@@ -1,0 +1,109 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/coord"
+	"github.com/takodb/tako/internal/health"
+	"github.com/takodb/tako/internal/record"
+	"github.com/takodb/tako/internal/wire"
+)
+
+// errPeerDown is what a call to a node that is marked down answers at once.
+var errPeerDown = errors.New("tako: node is down (skipped until a probe answers)")
+
+// replica is a node's store as the client's coordinator reaches it: the
+// node's replica operations over the binary protocol (OpReplicaGet,
+// OpReplicaStat, OpReplicaPut).
+type replica struct {
+	c      *Client
+	node   config.Node
+	health *health.Peer
+	// force sends calls even while the node is marked down or its address
+	// is in dial backoff, one at a time: the request cannot make its
+	// quorum without it.
+	force bool
+}
+
+func (c *Client) replica(nd config.Node, forced bool) coord.Replica {
+	return replica{c: c, node: nd, health: c.peers.Peer(nd.ID), force: forced}
+}
+
+func (r replica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
+	call := r.c.pool.Call
+	switch {
+	case r.force && r.health.TryUrgent():
+		defer r.health.EndUrgent()
+		call = r.c.pool.CallNow
+	case r.force || !r.health.Allow():
+		return nil, fmt.Errorf("replica %s at %s: %w (%w)", r.node.ID, r.node.BinaryAddr(), errPeerDown, coord.ErrNotSent)
+	}
+	resp, err := call(ctx, r.node.BinaryAddr(), req)
+	if err != nil {
+		if peerFault(err) {
+			if r.health.Failure() {
+				r.c.opts.Logger.Warn("node marked down: it did not answer in time; requests skip it until a probe answers",
+					"node", r.node.ID, "addr", r.node.BinaryAddr(), "err", err)
+			}
+		}
+		if errors.Is(err, wire.ErrUnreachable) {
+			err = fmt.Errorf("%w (%w)", err, coord.ErrNotSent)
+		}
+		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), err)
+	}
+	r.health.Success()
+	return resp, nil
+}
+
+// peerFault reports whether err says the node is in trouble in a way that
+// costs time: it did not answer before the deadline, or it said it is
+// shutting down or overloaded. Such a node is skipped until a probe
+// answers.
+func peerFault(err error) bool {
+	var we *wire.Error
+	switch {
+	case errors.As(err, &we):
+		return we.Code == wire.CodeShuttingDown || we.Code == wire.CodeOverloaded
+	case errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	return false
+}
+
+func (r replica) Get(ctx context.Context, key []byte) (record.Record, bool, error) {
+	return r.read(ctx, wire.OpReplicaGet, key)
+}
+
+func (r replica) Stat(ctx context.Context, key []byte) (record.Record, bool, error) {
+	return r.read(ctx, wire.OpReplicaStat, key)
+}
+
+func (r replica) read(ctx context.Context, op wire.Op, key []byte) (record.Record, bool, error) {
+	resp, err := r.call(ctx, &wire.Request{Op: op, Key: key})
+	if err != nil {
+		return record.Record{}, false, err
+	}
+	return record.Record(resp.Record), resp.Found, nil
+}
+
+func (r replica) Put(ctx context.Context, key []byte, rec record.Record) (record.PutResult, error) {
+	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaPut, Key: key, Record: wire.Record(rec)})
+	if err != nil {
+		return record.PutResult{}, err
+	}
+	var out record.Outcome
+	switch resp.Outcome {
+	case wire.OutcomeWritten:
+		out = record.Written
+	case wire.OutcomeUnchanged:
+		out = record.Unchanged
+	case wire.OutcomeStale:
+		out = record.Stale
+	default:
+		return record.PutResult{}, fmt.Errorf("replica %s: unknown outcome %v", r.node.ID, resp.Outcome)
+	}
+	return record.PutResult{Outcome: out, Current: record.Record(resp.Current)}, nil
+}
