@@ -35,10 +35,15 @@ func (c *Client) replica(nd config.Node, forced bool) coord.Replica {
 func (r replica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	call := r.c.pool.Call
 	switch {
-	case r.force && r.health.TryUrgent():
-		defer r.health.EndUrgent()
-		call = r.c.pool.CallNow
-	case r.force || !r.health.Allow():
+	case r.force:
+		switch r.health.Urgent(ctx) {
+		case health.UrgentMine:
+			defer r.health.EndUrgent()
+			call = r.c.pool.CallNow
+		case health.UrgentRefused:
+			return nil, fmt.Errorf("replica %s at %s: %w (%w)", r.node.ID, r.node.BinaryAddr(), errPeerDown, coord.ErrNotSent)
+		}
+	case !r.health.Allow():
 		return nil, fmt.Errorf("replica %s at %s: %w (%w)", r.node.ID, r.node.BinaryAddr(), errPeerDown, coord.ErrNotSent)
 	}
 	resp, err := call(ctx, r.node.BinaryAddr(), req)

@@ -11,6 +11,7 @@
 package health
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -27,12 +28,14 @@ type Peer struct {
 	// Now is the clock; nil means time.Now. Set it before first use.
 	Now func() time.Time
 
-	mu        sync.Mutex // guards the fields below
-	down      bool
-	urgent    bool      // an urgent call is in flight
-	since     time.Time // when the peer went down
-	nextProbe time.Time
-	backoff   time.Duration
+	mu     sync.Mutex // guards the fields below
+	down   bool
+	urgent bool // an urgent call is in flight
+	// urgentDone is closed when the urgent call in flight ends.
+	urgentDone chan struct{}
+	since      time.Time // when the peer went down
+	nextProbe  time.Time
+	backoff    time.Duration
 }
 
 func (p *Peer) now() time.Time {
@@ -61,8 +64,8 @@ func (p *Peer) Allow() bool {
 // TryUrgent reserves the peer's one urgent call: a call made although the
 // peer is down (or not known to be reachable), because a request cannot
 // do without it. It reports false while another urgent call is in flight,
-// so that a peer that is really gone holds up one request at a time, not
-// all of them. Release the reservation with EndUrgent.
+// so that a peer that is really gone is called by one request at a time,
+// not all of them. Release the reservation with EndUrgent.
 func (p *Peer) TryUrgent() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -70,6 +73,7 @@ func (p *Peer) TryUrgent() bool {
 		return false
 	}
 	p.urgent = true
+	p.urgentDone = make(chan struct{})
 	return true
 }
 
@@ -77,7 +81,66 @@ func (p *Peer) TryUrgent() bool {
 func (p *Peer) EndUrgent() {
 	p.mu.Lock()
 	p.urgent = false
+	close(p.urgentDone)
 	p.mu.Unlock()
+}
+
+// UrgentTurn is what Urgent lets a caller do.
+type UrgentTurn int
+
+const (
+	// UrgentRefused: the urgent call in flight ended with the peer still
+	// down, or ctx ended first: do not call.
+	UrgentRefused UrgentTurn = iota
+	// UrgentMine: the caller holds the urgent call (call past the
+	// backoff, then EndUrgent).
+	UrgentMine
+	// UrgentUp: the urgent call in flight ended with the peer up: call
+	// it as usual.
+	UrgentUp
+)
+
+// UrgentPatience bounds how long Urgent waits for the urgent call in
+// flight: long enough for a peer just back from a restart to answer its
+// first call (a dial, a handshake), short enough that requests that
+// cannot do without a peer that is really gone fail soon, all but one.
+const UrgentPatience = 100 * time.Millisecond
+
+// Urgent is TryUrgent for a caller that would rather wait a little than
+// fail: while another urgent call is in flight it waits for that call to
+// end, at most UrgentPatience (and a quarter of what is left of ctx's
+// time), and then lets the caller call the peer only if that call found
+// it up. Many requests that cannot do without a peer just back from a
+// restart then succeed together, while one of them finds out; with a peer
+// that does not answer, one request waits for its timeout and the others
+// fail after the patience.
+func (p *Peer) Urgent(ctx context.Context) UrgentTurn {
+	p.mu.Lock()
+	if !p.urgent {
+		p.urgent = true
+		p.urgentDone = make(chan struct{})
+		p.mu.Unlock()
+		return UrgentMine
+	}
+	done := p.urgentDone
+	p.mu.Unlock()
+	patience := UrgentPatience
+	if deadline, ok := ctx.Deadline(); ok {
+		patience = min(patience, time.Until(deadline)/4)
+	}
+	t := time.NewTimer(patience)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		return UrgentRefused
+	case <-ctx.Done():
+		return UrgentRefused
+	}
+	if up, _ := p.Up(); up {
+		return UrgentUp
+	}
+	return UrgentRefused
 }
 
 // Success records a call that the peer answered: it is up. It reports

@@ -1,6 +1,7 @@
 package health
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -81,5 +82,62 @@ func TestOneUrgentCallAtATime(t *testing.T) {
 	}
 	if !p.Success() || p.Success() {
 		t.Error("Success should report the peer came up once")
+	}
+}
+
+func TestUrgentCallersWaitForTheOneInFlight(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		upshot func(p *Peer)
+		want   UrgentTurn
+	}{
+		{"it finds the peer up", func(p *Peer) { p.Success() }, UrgentUp},
+		{"it finds the peer still down", func(p *Peer) { p.Failure() }, UrgentRefused},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var p Peer
+			p.Failure()
+			if got := p.Urgent(context.Background()); got != UrgentMine {
+				t.Fatalf("first Urgent = %v, want UrgentMine", got)
+			}
+			turns := make(chan UrgentTurn, 3)
+			for range 3 {
+				go func() { turns <- p.Urgent(context.Background()) }()
+			}
+			select {
+			case got := <-turns:
+				t.Fatalf("a caller did not wait for the urgent call in flight: %v", got)
+			case <-time.After(50 * time.Millisecond):
+			}
+			tt.upshot(&p)
+			p.EndUrgent()
+			for range 3 {
+				if got := <-turns; got != tt.want {
+					t.Errorf("waiting caller's turn = %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+	// A waiting caller gives up after the patience, or when its context
+	// ends.
+	var p Peer
+	p.TryUrgent()
+	start := time.Now()
+	if got := p.Urgent(context.Background()); got != UrgentRefused {
+		t.Errorf("Urgent past the patience = %v, want UrgentRefused", got)
+	}
+	if d := time.Since(start); d < UrgentPatience || d > 10*UrgentPatience {
+		t.Errorf("Urgent gave up after %v, want about %v", d, UrgentPatience)
+	}
+	p.EndUrgent()
+	p.TryUrgent()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got := p.Urgent(ctx); got != UrgentRefused {
+		t.Errorf("Urgent with an ended context = %v, want UrgentRefused", got)
+	}
+	p.EndUrgent()
+	if got := p.Urgent(context.Background()); got != UrgentMine {
+		t.Errorf("Urgent after EndUrgent = %v, want UrgentMine", got)
 	}
 }

@@ -435,7 +435,9 @@ func TestTimingOutPeerIsMarkedDown(t *testing.T) {
 	})
 	// Reads need only 2 of 3 as well; with n2 stopped they need n3. While
 	// it is marked down, one request at a time tries it anyway (it might
-	// be back) and fails within one timeout; the others fail at once.
+	// be back) and fails within one timeout; the others wait for it
+	// only health.UrgentPatience (a quarter of the timeout here), then
+	// fail.
 	c.stop(t, "n2")
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -25,8 +25,9 @@ type remoteReplica struct {
 	node   config.Node
 	health *health.Peer
 	// force sends calls even while the peer is marked down or its address
-	// is in dial backoff, one at a time (health.Peer.TryUrgent): the
-	// request cannot make its quorum without it.
+	// is in dial backoff, one at a time (health.Peer.Urgent: the others
+	// wait for it, and go ahead when it found the peer up): the request
+	// cannot make its quorum without it.
 	force bool
 }
 
@@ -37,10 +38,16 @@ func (n *Node) remote(nd config.Node) remoteReplica {
 func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	call := r.n.pool.Call
 	switch {
-	case r.force && r.health.TryUrgent():
-		defer r.health.EndUrgent()
-		call = r.n.pool.CallNow
-	case r.force || !r.health.Allow():
+	case r.force:
+		switch r.health.Urgent(ctx) {
+		case health.UrgentMine:
+			defer r.health.EndUrgent()
+			call = r.n.pool.CallNow
+		case health.UrgentRefused:
+			r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "skipped").Inc()
+			return nil, fmt.Errorf("replica %s at %s: %w (%w)", r.node.ID, r.node.BinaryAddr(), errPeerDown, coord.ErrNotSent)
+		}
+	case !r.health.Allow():
 		r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "skipped").Inc()
 		return nil, fmt.Errorf("replica %s at %s: %w (%w)", r.node.ID, r.node.BinaryAddr(), errPeerDown, coord.ErrNotSent)
 	}
