@@ -94,6 +94,20 @@ type Options struct {
 	// CoordinatorTLS, when not nil, verifies the coordinators that Dial
 	// asks over HTTPS; nil asks them over plain HTTP.
 	CoordinatorTLS *tls.Config
+	// Coordinate makes the client coordinate its reads and writes itself
+	// (see the package doc): one hop less, and a node that does not answer
+	// holds up no request. EXPERIMENTAL, off by default: it is safe only
+	// while the client's configuration is the cluster's. During a live
+	// migration a client that has not yet seen the latest step (a
+	// configuration file read before it, a coordinator's push not yet
+	// arrived) would write only to the replicas it knows, after the
+	// coordinator judged the migration converged, and reads would miss
+	// those writes (the container suite's migration fault showed stale
+	// reads). The replicas do not yet refuse a coordinator whose
+	// configuration is behind theirs (docs/performance.md, issue 17).
+	// Off, the client sends each request to one replica of the key, which
+	// coordinates it with the node's own, current configuration.
+	Coordinate bool
 	// CacheDir is where a client made by Dial keeps the last
 	// configuration it adopted, to start from when no coordinator answers
 	// (as nodes and proxies do). Empty: a temporary directory, removed
@@ -400,6 +414,23 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 	return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
 }
 
+// probe pings nd in the background, bounded by timeout: its answer marks
+// it up, its silence keeps it down.
+func (c *Client) probe(nd config.Node, timeout time.Duration) {
+	c.goBackground(func(bg context.Context) {
+		ctx, cancel := context.WithTimeout(bg, timeout)
+		defer cancel()
+		peer := c.peers.Peer(nd.ID)
+		if _, err := c.pool.Call(ctx, nd.BinaryAddr(), &wire.Request{Op: wire.OpPing}); err != nil {
+			if peerFault(err) {
+				peer.Failure()
+			}
+			return
+		}
+		peer.Success()
+	})
+}
+
 // check returns the configuration a request for key starts with, or why
 // the request cannot be sent at all.
 func (c *Client) check(key []byte) (*config.Config, error) {
@@ -417,14 +448,15 @@ func (c *Client) check(key []byte) (*config.Config, error) {
 }
 
 // coordinates reports whether the client coordinates its reads and
-// writes itself under cfg: it sends each to every replica of the key and
-// waits for the quorum, with no node in between. That takes writing to
+// writes itself under cfg (Options.Coordinate): it sends each to every
+// replica of the key and waits for the quorum, with no node in between.
+// That takes writing to
 // single replicas (ReplicaPut: a write stamped by the client, and what a
 // read writes back), so with an auth section it needs a token of the
 // write role at least; with a read token the client sends each request to
 // one replica of the key, which coordinates it.
 func (c *Client) coordinates(cfg *config.Config) bool {
-	return cfg.Auth.Holds(c.opts.Token, auth.Write) == nil
+	return c.opts.Coordinate && cfg.Auth.Holds(c.opts.Token, auth.Write) == nil
 }
 
 // coordError is the client's error for what the coordinator of a
@@ -537,10 +569,22 @@ func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, err
 		return nil, nil, false
 	}
 	// First the replicas not marked down, then, rather than fail while any
-	// replica might answer, the ones that are.
+	// replica might answer, the ones that are. A node marked down is
+	// probed once per backoff: by the read that comes along then, but
+	// never by a write, whose fate a frozen node would make unknown (see
+	// mayHaveApplied); a write that comes along instead has the node
+	// pinged in the background and goes elsewhere.
 	for i := range replicas {
 		idx := (start + i) % len(replicas)
-		if !c.peers.Peer(replicas[idx].ID).Allow() {
+		peer := c.peers.Peer(replicas[idx].ID)
+		if up, _ := peer.Up(); !up && req.Op == wire.OpPut {
+			if peer.Allow() {
+				c.probe(replicas[idx], timeout)
+			}
+			skipped = append(skipped, idx)
+			continue
+		}
+		if !peer.Allow() {
 			skipped = append(skipped, idx)
 			continue
 		}

@@ -95,24 +95,33 @@ func TestClientErrors(t *testing.T) {
 
 func TestClientUnavailableWhenTooManyReplicasAreDown(t *testing.T) {
 	cl := startCluster(t, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 3, Extra: []string{"request_timeout: 300ms"}})
-	c := client.New(cl.Config, client.Options{})
-	defer c.Close()
 	cl.StopNode("n2")
 	cl.StopNode("n3")
-	start := time.Now()
-	_, err := c.Put(context.Background(), []byte("k"), []byte("v"))
-	if !errors.Is(err, client.ErrUnavailable) {
-		t.Fatalf("Put with 2 of 3 down: %v, want ErrUnavailable", err)
-	}
-	// The client coordinates the write itself: the error names the
-	// replicas that did not take it.
-	for _, down := range []string{"n2", "n3"} {
-		if !strings.Contains(err.Error(), "replica "+down) {
-			t.Errorf("error does not say what became of %s: %v", down, err)
-		}
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("failing Put took %v", d)
+	for _, coordinate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("coordinate=%v", coordinate), func(t *testing.T) {
+			c := client.New(cl.Config, client.Options{Coordinate: coordinate})
+			defer c.Close()
+			start := time.Now()
+			_, err := c.Put(context.Background(), []byte("k"), []byte("v"))
+			if !errors.Is(err, client.ErrUnavailable) {
+				t.Fatalf("Put with 2 of 3 down: %v, want ErrUnavailable", err)
+			}
+			// Through a node, the error says what n1 (which coordinated)
+			// answered; coordinating itself, the client names the replicas
+			// that did not take the write.
+			want := []string{"n1"}
+			if coordinate {
+				want = []string{"replica n2", "replica n3"}
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %s: %v", w, err)
+				}
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("failing Put took %v", d)
+			}
+		})
 	}
 }
 

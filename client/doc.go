@@ -2,19 +2,20 @@
 // to the nodes, with no proxy in between.
 //
 // A Client holds the cluster's configuration, so it knows the replicas of
-// every key, and coordinates each request itself, as a node does: it sends
-// it to every replica of the key at once and answers once the quorum has
-// (quorum writes, stamped by the client above every version a read quorum
-// holds; quorum reads that put what they return on enough replicas first,
-// with read repair). A replica that does not answer in time is marked down
-// and skipped until a probe answers, and asked again, forced, only when
-// the quorum cannot be made without it. With a token of the read role
-// only (which may not write back what a read finds behind), the client
-// sends each request to one replica of the key instead, which coordinates
-// it, and tries another when that one does not answer. One pipelined
-// connection per node, re-dialled with backoff, carries every request to
-// that node. A Client is safe for concurrent use; create one per
+// every key: it sends each request to one of them, which coordinates it
+// across all the key's replicas (quorum writes, quorum reads with read
+// repair), and tries another replica when that one does not answer. One
+// pipelined connection per node, re-dialled with backoff, carries every
+// request to that node. A Client is safe for concurrent use; create one per
 // process and share it.
+//
+// With Options.Coordinate (experimental, see there) the client
+// coordinates each request itself, as a node does: it sends it to every
+// replica of the key at once and answers once the quorum has, one hop
+// less; a replica that does not answer in time is marked down and skipped
+// until a probe answers, and asked again, forced, only when the quorum
+// cannot be made without it. It needs a token of the write role (a read
+// token cannot write back what a read finds behind).
 //
 // A Client starts from a coordinator (Dial), and then follows every change
 // of the configuration, or from a configuration file (Open):

@@ -26,7 +26,7 @@ import (
 // never go back in time, nothing acknowledged is lost, and no write answers
 // 409 (CONTRACT.md, "Guarantees"; docs/contract-notes.md). 12 HTTP clients
 // (each request to the proxy or a random node's HTTP port) and 2 Go clients
-// (the binary protocol) share 4 keys for 10 s: 60% reads, 30% writes of
+// (the binary protocol; one of them coordinates its own requests) share 4 keys for 10 s: 60% reads, 30% writes of
 // unique values, 10% deletes, none with X-Timestamp. 2 more clients write
 // 2 keys of their own with X-Timestamp, held only to what the contract
 // promises them: the newest timestamp wins, reads do not go back in time.
@@ -49,6 +49,11 @@ func TestHotKeysAreLinearizable(t *testing.T) {
 	}
 	gc := client.New(parsed(t, c.cfg), client.Options{})
 	defer gc.Close()
+	// The other Go client coordinates its own requests
+	// (Options.Coordinate): its history interleaves with that of the
+	// requests the nodes coordinate, and is checked with it.
+	gcc := client.New(parsed(t, c.cfg), client.Options{Coordinate: true})
+	defer gcc.Close()
 
 	rec := &history.Recorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), duration)
@@ -82,8 +87,12 @@ func TestHotKeysAreLinearizable(t *testing.T) {
 		})
 		id++
 	}
-	for range goClients {
-		run(id, hot, false, func(o *history.Op, _ *rand.Rand) { goOp(gc, o) })
+	for i := range goClients {
+		cl := gc
+		if i%2 == 1 {
+			cl = gcc
+		}
+		run(id, hot, false, func(o *history.Op, _ *rand.Rand) { goOp(cl, o) })
 		id++
 	}
 	for range tsClients {
