@@ -96,17 +96,16 @@ type Options struct {
 	CoordinatorTLS *tls.Config
 	// Coordinate makes the client coordinate its reads and writes itself
 	// (see the package doc): one hop less, and a node that does not answer
-	// holds up no request. EXPERIMENTAL, off by default: it is safe only
-	// while the client's configuration is the cluster's. During a live
-	// migration a client that has not yet seen the latest step (a
-	// configuration file read before it, a coordinator's push not yet
-	// arrived) would write only to the replicas it knows, after the
-	// coordinator judged the migration converged, and reads would miss
-	// those writes (the container suite's migration fault showed stale
-	// reads). The replicas do not yet refuse a coordinator whose
-	// configuration is behind theirs (docs/performance.md, issue 17).
-	// Off, the client sends each request to one replica of the key, which
-	// coordinates it with the node's own, current configuration.
+	// holds up no request that the other replicas can serve. The proxy
+	// does. Its requests carry the epoch of the client's configuration
+	// (Dial and SetConfigAt know it; 0 from a file), and a node that
+	// places keys by a newer configuration refuses them: the client then
+	// lets a node coordinate that request, and a client behind a live
+	// migration never completes a request on the replicas of a layout the
+	// cluster has left. It needs a token of the write role (a read token
+	// cannot write back what a read finds behind); without one, and off
+	// (the default), the client sends each request to one replica of the
+	// key, which coordinates it.
 	Coordinate bool
 	// CacheDir is where a client made by Dial keeps the last
 	// configuration it adopted, to start from when no coordinator answers
@@ -132,9 +131,14 @@ type Client struct {
 	// coordinators and waits for them.
 	stopFollowing func()
 
-	// coord coordinates the client's reads and writes over the keys'
-	// replicas; clock stamps the writes the cluster stamps.
-	coord *coord.Coordinator
+	// epoch is the coordinator's epoch of cfg (0: unknown, a file): the
+	// fenced requests of a coordinating client carry it. SetConfigAt
+	// stores cfg before epoch, and a request loads epoch before cfg, so a
+	// request never pairs an older configuration with a newer epoch.
+	epoch atomic.Int64
+	// env is what the coordinator of each request (coordinator) needs;
+	// clock stamps the writes the cluster stamps.
+	env   coord.Env
 	clock *hlc.Clock
 	// The background work of coord (answers that arrive after the quorum,
 	// read repair): bg is its context, ended by Close, which then waits
@@ -170,15 +174,14 @@ func New(cfg *config.Config, opts Options) *Client {
 	c.pool = wire.NewPool(dial)
 	c.clock = hlc.New(nil)
 	c.bg, c.bgCancel = context.WithCancel(context.Background())
-	c.coord = coord.New(coord.Env{
-		Replica: c.replica,
-		Now:     c.clock.Now,
+	c.env = coord.Env{
+		Now: c.clock.Now,
 		Stored: func(ts int64) error {
 			return hlc.Check(ts, c.clock.Wall(), c.cfg.Load().Active.MaxTimestampAhead)
 		},
 		Go:     c.goBackground,
 		Logger: opts.Logger,
-	})
+	}
 	return c
 }
 
@@ -246,12 +249,13 @@ func Dial(ctx context.Context, coordinators []string, opts Options) (*Client, er
 		wg.Wait()
 		removeDir()
 	}
-	cfg, _, err := w.WaitFor(ctx, func(*config.Config) bool { return true })
+	cfg, epoch, err := w.WaitFor(ctx, func(*config.Config) bool { return true })
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("tako: no configuration from the coordinators %v: %w", coordinators, err)
 	}
 	c := New(cfg, opts)
+	c.SetConfigAt(cfg, epoch)
 	if err := c.Err(); err != nil {
 		stop()
 		c.Close()
@@ -260,8 +264,8 @@ func Dial(ctx context.Context, coordinators []string, opts Options) (*Client, er
 	wg.Go(func() {
 		for {
 			changed := w.Changed()
-			if cfg, _ := w.Current(); cfg != c.Config() {
-				c.SetConfig(cfg)
+			if cfg, epoch := w.Current(); cfg != c.Config() {
+				c.SetConfigAt(cfg, epoch)
 			}
 			select {
 			case <-changed:
@@ -296,9 +300,20 @@ func (c *Client) ReloadTLS() error {
 	return nil
 }
 
-// SetConfig makes the client follow a new configuration. Requests in flight
-// finish with the one they started with.
-func (c *Client) SetConfig(cfg *config.Config) { c.cfg.Store(cfg) }
+// SetConfig makes the client follow a new configuration, of no known
+// epoch (as from a file). Requests in flight finish with the one they
+// started with.
+func (c *Client) SetConfig(cfg *config.Config) { c.SetConfigAt(cfg, 0) }
+
+// SetConfigAt makes the client follow cfg, the configuration a
+// coordinator serves as epoch. A client that coordinates its own requests
+// (Options.Coordinate) does so only with the epoch of its configuration
+// known: the nodes refuse its requests when they place keys by a newer
+// one, and it lets a node coordinate those.
+func (c *Client) SetConfigAt(cfg *config.Config, epoch int64) {
+	c.cfg.Store(cfg)
+	c.epoch.Store(epoch)
+}
 
 // Config returns the configuration the client follows.
 func (c *Client) Config() *config.Config { return c.cfg.Load() }
@@ -327,14 +342,24 @@ func frameSize(cfg *config.Config) int { return wire.FrameSizeFor(cfg.LargestMax
 func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 	var rec record.Record
 	var found bool
-	if cfg, err := c.check(key); err != nil {
+	epoch, cfg, err := c.check(key)
+	if err != nil {
 		return Version{}, err
-	} else if c.coordinates(cfg) {
-		rec, found, err = c.coord.Read(ctx, cfg, key, cfg.Active.ReadRepair)
-		if err != nil {
+	}
+	coordinated := false
+	if c.coordinates(cfg) {
+		rec, found, err = c.coordinator(epoch).Read(ctx, cfg, key, cfg.Active.ReadRepair)
+		switch {
+		case errors.Is(err, coord.ErrStaleView):
+			// The nodes place keys by a newer configuration: one of
+			// them coordinates the read instead.
+		case err != nil:
 			return Version{}, coordError(err)
+		default:
+			coordinated = true
 		}
-	} else {
+	}
+	if !coordinated {
 		resp, err := c.do(ctx, &wire.Request{Op: wire.OpGet, Key: key})
 		if err != nil {
 			return Version{}, err
@@ -382,10 +407,15 @@ func (c *Client) DeleteAt(ctx context.Context, key []byte, ts int64) (WriteResul
 // rec.Timestamp is 0): coordinated by the client itself when it may (see
 // coordinates), else through one of the replicas, which coordinates it.
 func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteResult, error) {
-	cfg, err := c.check(key)
+	epoch, cfg, err := c.check(key)
 	if err != nil {
 		return WriteResult{}, err
 	}
+	// stampedHere is set when the client stamped the write and it may
+	// have reached replicas: if a node must coordinate it after all, it
+	// goes with that timestamp, and a newer version it meets is a write
+	// concurrent with this one, ordered after it (as in coord.Write).
+	stampedHere := false
 	if c.coordinates(cfg) {
 		if max := cfg.Active.MaxValueSize; int64(len(rec.Value)) > max {
 			return WriteResult{}, fmt.Errorf("%w: the value is %d bytes, larger than max_value_size (%d bytes)", ErrTooLarge, len(rec.Value), max)
@@ -395,20 +425,31 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 				return WriteResult{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 			}
 		}
-		res, err := c.coord.Write(ctx, cfg, key, record.Record(rec))
-		if err != nil {
+		res, err := c.coordinator(epoch).Write(ctx, cfg, key, record.Record(rec))
+		switch {
+		case errors.Is(err, coord.ErrStaleView):
+			// The nodes place keys by a newer configuration: one of
+			// them coordinates the write instead, with the timestamp
+			// this one may already have reached replicas with.
+			if rec.Timestamp == 0 && res.Timestamp != 0 {
+				rec.Timestamp, stampedHere = res.Timestamp, true
+			}
+		case err != nil:
 			return WriteResult{}, coordError(err)
+		default:
+			return WriteResult{Timestamp: res.Timestamp, Superseded: res.Superseded}, nil
 		}
-		return WriteResult{Timestamp: res.Timestamp, Superseded: res.Superseded}, nil
 	}
 	resp, err := c.do(ctx, &wire.Request{Op: wire.OpPut, Key: key, Record: rec})
 	if err != nil {
 		return WriteResult{}, err
 	}
-	switch resp.Outcome {
-	case wire.OutcomeStale:
+	switch {
+	case resp.Outcome == wire.OutcomeStale && stampedHere:
+		return WriteResult{Timestamp: rec.Timestamp}, nil
+	case resp.Outcome == wire.OutcomeStale:
 		return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
-	case wire.OutcomeWritten, wire.OutcomeUnchanged:
+	case resp.Outcome == wire.OutcomeWritten, resp.Outcome == wire.OutcomeUnchanged:
 		return WriteResult{Timestamp: resp.Current.Timestamp}, nil
 	}
 	return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
@@ -431,20 +472,22 @@ func (c *Client) probe(nd config.Node, timeout time.Duration) {
 	})
 }
 
-// check returns the configuration a request for key starts with, or why
-// the request cannot be sent at all.
-func (c *Client) check(key []byte) (*config.Config, error) {
+// check returns the configuration a request for key starts with and its
+// epoch (loaded first: see Client.epoch), or why the request cannot be
+// sent at all.
+func (c *Client) check(key []byte) (int64, *config.Config, error) {
 	switch {
 	case c.closed.Load():
-		return nil, ErrClosed
+		return 0, nil, ErrClosed
 	case c.tlsErr != nil:
-		return nil, c.tlsErr
+		return 0, nil, c.tlsErr
 	case len(key) == 0:
-		return nil, fmt.Errorf("%w: the key is empty", ErrBadRequest)
+		return 0, nil, fmt.Errorf("%w: the key is empty", ErrBadRequest)
 	case len(key) > wire.MaxKeySize:
-		return nil, fmt.Errorf("%w: the key is %d bytes, larger than the limit of %d", ErrBadRequest, len(key), wire.MaxKeySize)
+		return 0, nil, fmt.Errorf("%w: the key is %d bytes, larger than the limit of %d", ErrBadRequest, len(key), wire.MaxKeySize)
 	}
-	return c.cfg.Load(), nil
+	epoch := c.epoch.Load()
+	return epoch, c.cfg.Load(), nil
 }
 
 // coordinates reports whether the client coordinates its reads and
@@ -511,7 +554,7 @@ func ambiguous(id string, err error) error {
 // read; for a write only when the write surely was not applied (see
 // mayHaveApplied).
 func (c *Client) do(ctx context.Context, req *wire.Request) (*wire.Response, error) {
-	cfg, err := c.check(req.Key)
+	_, cfg, err := c.check(req.Key)
 	if err != nil {
 		return nil, err
 	}

@@ -9,13 +9,15 @@
 // request to that node. A Client is safe for concurrent use; create one per
 // process and share it.
 //
-// With Options.Coordinate (experimental, see there) the client
-// coordinates each request itself, as a node does: it sends it to every
-// replica of the key at once and answers once the quorum has, one hop
-// less; a replica that does not answer in time is marked down and skipped
-// until a probe answers, and asked again, forced, only when the quorum
-// cannot be made without it. It needs a token of the write role (a read
-// token cannot write back what a read finds behind).
+// With Options.Coordinate the client coordinates each request itself, as
+// a node does: it sends it to every replica of the key at once and
+// answers once the quorum has, one hop less; a replica that does not
+// answer in time is marked down and skipped until a probe answers, and
+// asked again, forced, only when the quorum cannot be made without it.
+// Nodes refuse such requests when the client's configuration is older
+// than the layout they place keys by, and the client then lets a node
+// coordinate them (see Options.Coordinate). It needs a token of the write
+// role (a read token cannot write back what a read finds behind).
 //
 // A Client starts from a coordinator (Dial), and then follows every change
 // of the configuration, or from a configuration file (Open):

@@ -16,20 +16,30 @@ import (
 var errPeerDown = errors.New("tako: node is down (skipped until a probe answers)")
 
 // replica is a node's store as the client's coordinator reaches it: the
-// node's replica operations over the binary protocol (OpReplicaGet,
-// OpReplicaStat, OpReplicaPut).
+// node's fenced replica operations over the binary protocol (OpFencedGet,
+// OpFencedStat, OpFencedPut), which a node refuses when it places keys by
+// a newer configuration than the request's epoch.
 type replica struct {
 	c      *Client
 	node   config.Node
 	health *health.Peer
+	// epoch is the epoch of the configuration the request was placed by,
+	// which the fenced ops carry.
+	epoch int64
 	// force sends calls even while the node is marked down or its address
 	// is in dial backoff, one at a time: the request cannot make its
 	// quorum without it.
 	force bool
 }
 
-func (c *Client) replica(nd config.Node, forced bool) coord.Replica {
-	return replica{c: c, node: nd, health: c.peers.Peer(nd.ID), force: forced}
+// coordinator returns the coordinator of one request placed by the
+// configuration of epoch: its replicas carry the epoch.
+func (c *Client) coordinator(epoch int64) *coord.Coordinator {
+	env := c.env
+	env.Replica = func(nd config.Node, forced bool) coord.Replica {
+		return replica{c: c, node: nd, health: c.peers.Peer(nd.ID), force: forced, epoch: epoch}
+	}
+	return coord.New(env)
 }
 
 func (r replica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
@@ -54,8 +64,11 @@ func (r replica) call(ctx context.Context, req *wire.Request) (*wire.Response, e
 					"node", r.node.ID, "addr", r.node.BinaryAddr(), "err", err)
 			}
 		}
-		if errors.Is(err, wire.ErrUnreachable) {
+		switch {
+		case errors.Is(err, wire.ErrUnreachable):
 			err = fmt.Errorf("%w (%w)", err, coord.ErrNotSent)
+		case errors.Is(err, wire.ErrStaleConfig):
+			err = fmt.Errorf("%w (%w)", err, coord.ErrStaleView)
 		}
 		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), err)
 	}
@@ -79,15 +92,15 @@ func peerFault(err error) bool {
 }
 
 func (r replica) Get(ctx context.Context, key []byte) (record.Record, bool, error) {
-	return r.read(ctx, wire.OpReplicaGet, key)
+	return r.read(ctx, wire.OpFencedGet, key)
 }
 
 func (r replica) Stat(ctx context.Context, key []byte) (record.Record, bool, error) {
-	return r.read(ctx, wire.OpReplicaStat, key)
+	return r.read(ctx, wire.OpFencedStat, key)
 }
 
 func (r replica) read(ctx context.Context, op wire.Op, key []byte) (record.Record, bool, error) {
-	resp, err := r.call(ctx, &wire.Request{Op: op, Key: key})
+	resp, err := r.call(ctx, &wire.Request{Op: op, Key: key, Epoch: r.epoch})
 	if err != nil {
 		return record.Record{}, false, err
 	}
@@ -95,7 +108,7 @@ func (r replica) read(ctx context.Context, op wire.Op, key []byte) (record.Recor
 }
 
 func (r replica) Put(ctx context.Context, key []byte, rec record.Record) (record.PutResult, error) {
-	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaPut, Key: key, Record: wire.Record(rec)})
+	resp, err := r.call(ctx, &wire.Request{Op: wire.OpFencedPut, Key: key, Record: wire.Record(rec), Epoch: r.epoch})
 	if err != nil {
 		return record.PutResult{}, err
 	}

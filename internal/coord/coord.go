@@ -41,6 +41,12 @@ type Replica interface {
 // quorum cannot be made without that replica.
 var ErrNotSent = errors.New("coord: request not sent to the replica")
 
+// ErrStaleView is wrapped by a Replica's error when the replica refused
+// the request because it places keys by a newer configuration than the
+// one the request was placed by: the coordinator is behind. A write that
+// meets it before it sent anything answers it at once, without stamping.
+var ErrStaleView = errors.New("coord: the replica places keys by a newer configuration")
+
 // ErrShuttingDown is what a request answers when its Env refuses the
 // background work it needs.
 var ErrShuttingDown = errors.New("coord: shutting down")
@@ -166,7 +172,8 @@ func (c *Coordinator) Read(ctx context.Context, cfg *config.Config, key []byte, 
 	return newest, found, nil
 }
 
-// Write stores rec for key on its replicas under cfg.
+// Write stores rec for key on its replicas under cfg. When it fails after
+// it sent the record, the result's Timestamp is the record's (stamped).
 //
 // A write that the cluster stamps (rec.Timestamp 0) first asks a read
 // quorum of the key's replicas for their versions' timestamps and stamps
@@ -194,6 +201,8 @@ func (c *Coordinator) Write(ctx context.Context, cfg *config.Config, key []byte,
 	switch {
 	case ctx.Err() != nil:
 		return WriteResult{}, ctx.Err()
+	case errors.Is(err, ErrStaleView):
+		return WriteResult{}, fmt.Errorf("write: nothing sent: %w", err)
 	case err != nil:
 		// Too few replicas could say what they hold (down, or refilling
 		// what they lost): the write goes on, stamped by the clock above
@@ -431,11 +440,11 @@ func (c *Coordinator) writeOnce(ctx context.Context, p Placement, key []byte, re
 	cancel()
 	if errs := q.err(); errors.Is(errs, record.ErrInsufficientStorage) {
 		c.env.Observer.Write("no_space", time.Since(start))
-		return WriteResult{}, fmt.Errorf("write of %d bytes: %d of %d replicas took it, too few: some lack disk space: %w: %w",
+		return WriteResult{Timestamp: rec.Timestamp}, fmt.Errorf("write of %d bytes: %d of %d replicas took it, too few: some lack disk space: %w: %w",
 			len(rec.Value), q.countOK(), len(p.Nodes), record.ErrInsufficientStorage, errs)
 	}
 	c.env.Observer.Write("unavailable", time.Since(start))
-	return WriteResult{}, fmt.Errorf("write of %d bytes: %d of %d replicas answered: %w: %w",
+	return WriteResult{Timestamp: rec.Timestamp}, fmt.Errorf("write of %d bytes: %d of %d replicas answered: %w: %w",
 		len(rec.Value), q.countOK(), len(p.Nodes), record.ErrUnavailable, q.err())
 }
 

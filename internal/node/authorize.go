@@ -11,21 +11,22 @@ import (
 
 // wireRole is the role a token needs for a request of op on the binary
 // port: reading a key, through the node (Get) or from its store alone
-// (ReplicaGet, ReplicaStat, ReplicaGetLocal, what `tako where` asks),
-// needs read; writing a key, through the node (Put) or to its store alone
-// (ReplicaPut, which a Go client or proxy that coordinates its own
-// requests sends, as nodes do; it is held to the same timestamp rule as
-// Put and can do nothing that a Put with the client's timestamp cannot),
-// needs write; the operations between nodes that read or compare whole
-// ranges (the anti-entropy Digest and RangeSummary, and RangeStream) need
-// admin, as do an operator's Purge (and the ReplicaPurge it sends) and
-// ops this version does not know. Presenting a token (Auth) needs only
-// that it is listed.
+// (ReplicaGet, ReplicaGetLocal, what `tako where` asks; FencedGet and
+// FencedStat, what a Go client that coordinates its own requests asks),
+// needs read; writing a key through the node (Put), or to its store alone
+// as a coordinating Go client does (FencedPut: held to the same timestamp
+// rule as Put, it can do nothing that a Put with the client's timestamp
+// cannot), needs write; the operations between nodes (ReplicaPut, which
+// writes one replica past the quorum and any fence, the anti-entropy
+// Digest and RangeSummary, and RangeStream, which reads whole ranges)
+// need admin, as do an operator's Purge (and the ReplicaPurge it sends)
+// and ops this version does not know. Presenting a token (Auth) needs
+// only that it is listed.
 func wireRole(op wire.Op) auth.Role {
 	switch op {
-	case wire.OpAuth, wire.OpGet, wire.OpReplicaGet, wire.OpReplicaGetLocal, wire.OpReplicaStat:
+	case wire.OpAuth, wire.OpGet, wire.OpReplicaGet, wire.OpReplicaGetLocal, wire.OpReplicaStat, wire.OpFencedGet, wire.OpFencedStat:
 		return auth.Read
-	case wire.OpPut, wire.OpReplicaPut:
+	case wire.OpPut, wire.OpFencedPut:
 		return auth.Write
 	}
 	return auth.Admin

@@ -14,6 +14,9 @@ type nodeMetrics struct {
 	readRepairs   *prometheus.CounterVec
 	quorumLatency *prometheus.HistogramVec
 	peerCalls     *prometheus.CounterVec
+	// fenced counts fenced requests refused as placed by an older
+	// configuration.
+	fenced prometheus.Counter
 
 	repairPasses   prometheus.Counter
 	repairLastPass prometheus.Gauge
@@ -87,7 +90,11 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 		Name: "tako_gc_records_dropped_total",
 		Help: "Records garbage collection dropped once every current replica confirmed holding them: not_owned (keys this node no longer replicates), tombstone (deletes past tombstone_grace).",
 	}, []string{"kind"})
-	reg.MustRegister(m.gcDropped, m.timestampsRefused)
+	m.fenced = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tako_fenced_requests_refused_total",
+		Help: "Requests of a Go client or proxy that coordinates its own requests refused because their configuration placed keys by a layout older than this node's (CodeStaleConfig): the client lets a node coordinate them instead, and follows the new configuration. Many over a long time: a client that does not learn new configurations.",
+	})
+	reg.MustRegister(m.gcDropped, m.timestampsRefused, m.fenced)
 	reg.MustRegister(m.repairSyncedEpoch)
 	m.repairBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tako_repair_bytes_total",

@@ -147,6 +147,11 @@ type Node struct {
 
 	cfg   atomic.Pointer[config.Config]
 	epoch atomic.Int64 // of cfg, as the coordinator numbered it; 0 for a file
+	// placementSince is the epoch since which the node's configurations
+	// place keys as cfg does (config.SamePlacement): a fenced request of
+	// a coordinator whose configuration is older is refused
+	// (CodeStaleConfig). At start, the epoch of the first configuration.
+	placementSince atomic.Int64
 
 	// background work (read repair, writes to slow replicas after the
 	// quorum answered) runs under bgCtx and is counted in bg.
@@ -257,6 +262,7 @@ func New(opts Options) (*Node, error) {
 	n.configChanged = make(chan struct{}, 1)
 	n.cfg.Store(opts.Config)
 	n.epoch.Store(opts.Epoch)
+	n.placementSince.Store(opts.Epoch)
 	n.frame = frameSize(opts.Config)
 	n.token = opts.Token
 	dial := wire.DialOptions{MaxFrameSize: n.frame, Logger: logger, Token: opts.Token}
@@ -391,6 +397,12 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	}
 	if len(gained) > 0 {
 		n.startRecoveringUnder(cfg, "the new configuration gives it hash ranges it did not hold", gained, true)
+	}
+	// The fence moves before the configuration does: from the moment the
+	// node places keys by cfg, it refuses coordinators that place them by
+	// an older layout.
+	if !config.SamePlacement(n.cfg.Load(), cfg) {
+		n.placementSince.Store(epoch)
 	}
 	old := n.cfg.Swap(cfg)
 	n.epoch.Store(epoch)

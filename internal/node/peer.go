@@ -163,6 +163,14 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 	if req.Op != wire.OpPing && !n.Ready() {
 		return &wire.Response{Err: &wire.Error{Code: wire.CodeUnavailable, Message: fmt.Sprintf("node %s is not in its current configuration: not serving", n.id)}}
 	}
+	if req.Op != req.Op.Unfenced() {
+		if since := n.placementSince.Load(); req.Epoch < since {
+			n.metrics.fenced.Inc()
+			return &wire.Response{Err: &wire.Error{Code: wire.CodeStaleConfig, Message: fmt.Sprintf(
+				"node %s places keys by the configuration of epoch %d or later; this request was placed by epoch %d: learn the newer configuration, or let a node coordinate it", n.id, since, req.Epoch)}}
+		}
+		req.Op = req.Op.Unfenced()
+	}
 	switch req.Op {
 	case wire.OpPing:
 		return &wire.Response{Op: wire.OpPong}

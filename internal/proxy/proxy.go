@@ -97,7 +97,7 @@ func New(opts Options) (*Proxy, error) {
 		id:     opts.ID,
 		addr:   opts.Addr,
 		logger: opts.Logger,
-		client: client.New(opts.Config, client.Options{Logger: opts.Logger, Token: opts.Token}),
+		client: client.New(opts.Config, client.Options{Logger: opts.Logger, Token: opts.Token, Coordinate: true}),
 		token:  opts.Token,
 	}
 	if err := opts.Config.Auth.Holds(opts.Token, auth.Write); err != nil {
@@ -119,6 +119,7 @@ func New(opts Options) (*Proxy, error) {
 		reg.MustRegister(r.Collectors()...)
 	}
 	p.epoch.Store(opts.Epoch)
+	p.client.SetConfigAt(opts.Config, opts.Epoch)
 	reg.MustRegister(buildinfo.Collector("tako-proxy"))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tako_config_epoch",
@@ -140,7 +141,7 @@ func New(opts Options) (*Proxy, error) {
 // SetConfig makes the proxy route by a new configuration; requests in
 // flight finish with the one they started with.
 func (p *Proxy) SetConfig(cfg *config.Config, epoch int64) {
-	p.client.SetConfig(cfg)
+	p.client.SetConfigAt(cfg, epoch)
 	p.epoch.Store(epoch)
 	if err := cfg.Auth.Holds(p.token, auth.Write); err != nil {
 		p.logger.Error("the new configuration's auth section does not list this proxy's token with the write role at least: the nodes will refuse its requests; give it one with -token-file and restart it",

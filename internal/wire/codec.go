@@ -65,6 +65,8 @@ const (
 	frameLengthCounted = 1 + 8
 	// keyHeaderSize is the key's length field.
 	keyHeaderSize = 2
+	// epochSize is a fenced request's configuration epoch.
+	epochSize = 8
 	// recordHeaderSize is a record's flags, timestamp and value length.
 	recordHeaderSize = 1 + 8 + 4
 	// flagTombstone is the record flags bit of a tombstone.
@@ -183,6 +185,10 @@ func requestBodySize(req *Request) int {
 		return keyHeaderSize + len(req.Key)
 	case OpReplicaPut, OpPut:
 		return keyHeaderSize + len(req.Key) + recordSize(&req.Record)
+	case OpFencedGet, OpFencedStat:
+		return epochSize + keyHeaderSize + len(req.Key)
+	case OpFencedPut:
+		return epochSize + keyHeaderSize + len(req.Key) + recordSize(&req.Record)
 	case OpRangeStream:
 		return streamRequestSize + keyHeaderSize + len(req.After)
 	case OpBatch:
@@ -212,6 +218,13 @@ func appendRequestBody(b []byte, req *Request) []byte {
 	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
 		b = appendKey(b, req.Key)
 	case OpReplicaPut, OpPut:
+		b = appendKey(b, req.Key)
+		b = appendRecord(b, &req.Record)
+	case OpFencedGet, OpFencedStat:
+		b = binary.BigEndian.AppendUint64(b, uint64(req.Epoch))
+		b = appendKey(b, req.Key)
+	case OpFencedPut:
+		b = binary.BigEndian.AppendUint64(b, uint64(req.Epoch))
 		b = appendKey(b, req.Key)
 		b = appendRecord(b, &req.Record)
 	case OpRangeStream:
@@ -632,6 +645,13 @@ func (d *decoder) request(op Op) Request {
 	case OpReplicaGet, OpGet, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
 		req.Key = d.key()
 	case OpReplicaPut, OpPut:
+		req.Key = d.key()
+		req.Record = d.record()
+	case OpFencedGet, OpFencedStat:
+		req.Epoch = int64(d.u64("epoch"))
+		req.Key = d.key()
+	case OpFencedPut:
+		req.Epoch = int64(d.u64("epoch"))
 		req.Key = d.key()
 		req.Record = d.record()
 	case OpRangeStream:

@@ -214,6 +214,14 @@ var testRequests = []struct {
 	{"purge", Request{Op: OpPurge, Key: []byte("poisoned")}},
 	{"replica purge", Request{Op: OpReplicaPurge, Key: maxKey}},
 	{"replica stat", Request{Op: OpReplicaStat, Key: maxKey}},
+	{"fenced get", Request{Op: OpFencedGet, Key: []byte("k"), Epoch: 1796271973452260}},
+	{"fenced stat of epoch 0", Request{Op: OpFencedStat, Key: maxKey}},
+	{"fenced put", Request{Op: OpFencedPut, Key: []byte("k"), Record: someRec, Epoch: 7}},
+	{"fenced delete", Request{Op: OpFencedPut, Key: []byte("k"), Record: Record{Timestamp: 9, Tombstone: true}, Epoch: -1}},
+	{"batch of fenced", Request{Op: OpBatch, Batch: []Request{
+		{Op: OpFencedGet, Key: []byte("a"), Epoch: 3},
+		{Op: OpFencedPut, Key: []byte("b"), Record: someRec, Epoch: 3},
+	}}},
 }
 
 // testResponses are one or more responses of every kind.
@@ -343,7 +351,7 @@ func TestErrorMessageCutAtRune(t *testing.T) {
 // TestUnknownRequestOpDecodes shows that a request of an op from a newer
 // version decodes without its body, so that the server can answer it.
 func TestUnknownRequestOpDecodes(t *testing.T) {
-	for _, op := range []Op{0x00, 0x0f, 0x7f, OpPong, OpDigestResponse, 0xff} {
+	for _, op := range []Op{0x00, 0x12, 0x7f, OpPong, OpDigestResponse, 0xff} {
 		req, err := decodeRequest(op, []byte("whatever the body"))
 		if err != nil || req.Op != op || req.Key != nil {
 			t.Errorf("op %v: got %+v, %v; want the op alone", op, req, err)
@@ -619,8 +627,9 @@ func TestCheckRequest(t *testing.T) {
 		{"summary of MaxSummaryEntries", Request{Op: OpRangeSummary, Ranges: []HashRange{quarter2}, Limit: MaxSummaryEntries}, nil},
 		{"bad digest in batch", Request{Op: OpBatch, Batch: []Request{{Op: OpPing}, {Op: OpDigest}}}, ErrBadRequest},
 		{"response op 0x86", Request{Op: OpDigestResponse}, ErrUnknownOp},
-		{"op 0x0f", Request{Op: 0x0f}, ErrUnknownOp},
+		{"op 0x12", Request{Op: 0x12}, ErrUnknownOp},
 		{"stat without key", Request{Op: OpReplicaStat}, ErrBadRequest},
+		{"fenced put without key", Request{Op: OpFencedPut, Epoch: 1}, ErrBadRequest},
 		{"purge without key", Request{Op: OpPurge}, ErrBadRequest},
 		{"local get without key", Request{Op: OpReplicaGetLocal}, ErrBadRequest},
 		{"stream of no range", Request{Op: OpRangeStream, Limit: 1}, ErrBadRequest},

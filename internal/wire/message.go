@@ -131,6 +131,19 @@ const (
 	// itself above every version acknowledged before it. Appended to
 	// protocol version 1.
 	OpReplicaStat Op = 0x0e
+	// OpFencedGet, OpFencedStat and OpFencedPut {Epoch, Key[, Record]} are
+	// OpReplicaGet, OpReplicaStat and OpReplicaPut sent by a coordinator
+	// that is not a node (a Go client or proxy that coordinates its own
+	// requests), with the epoch of the configuration it placed the
+	// request by: a node whose configuration places keys differently
+	// since a later epoch refuses them with CodeStaleConfig, so that a
+	// coordinator one step behind a migration cannot complete a request
+	// on the replicas of a layout the cluster has left. Appended to
+	// protocol version 1; a node of a version without them answers
+	// CodeUnknownOp.
+	OpFencedGet  Op = 0x0f
+	OpFencedStat Op = 0x10
+	OpFencedPut  Op = 0x11
 )
 
 // Responses.
@@ -191,6 +204,12 @@ func (op Op) String() string {
 		return "ReplicaPurge"
 	case OpReplicaStat:
 		return "ReplicaStat"
+	case OpFencedGet:
+		return "FencedGet"
+	case OpFencedStat:
+		return "FencedStat"
+	case OpFencedPut:
+		return "FencedPut"
 	case OpRecordResponse:
 		return "RecordResponse"
 	case OpPutResponse:
@@ -214,15 +233,15 @@ func (op Op) String() string {
 }
 
 // isRequest reports whether op is a request kind of this version.
-func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpReplicaStat }
+func (op Op) isRequest() bool { return op >= OpReplicaGet && op <= OpFencedPut }
 
 // responseOp returns the response kind that answers a request of kind op
 // when it succeeds, or 0 if op is not a request kind.
 func (op Op) responseOp() Op {
 	switch op {
-	case OpReplicaGet, OpGet, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
+	case OpReplicaGet, OpGet, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat, OpFencedGet, OpFencedStat:
 		return OpRecordResponse
-	case OpReplicaPut, OpPut:
+	case OpReplicaPut, OpPut, OpFencedPut:
 		return OpPutResponse
 	case OpPing:
 		return OpPong
@@ -244,10 +263,25 @@ func (op Op) responseOp() Op {
 // token, in the same format).
 func (op Op) hasKey() bool {
 	switch op {
-	case OpReplicaGet, OpGet, OpReplicaPut, OpPut, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat:
+	case OpReplicaGet, OpGet, OpReplicaPut, OpPut, OpAuth, OpReplicaGetLocal, OpPurge, OpReplicaPurge, OpReplicaStat,
+		OpFencedGet, OpFencedStat, OpFencedPut:
 		return true
 	}
 	return false
+}
+
+// Unfenced returns the replica op that a fenced op is (OpFencedGet:
+// OpReplicaGet, and so on), and op itself for any other.
+func (op Op) Unfenced() Op {
+	switch op {
+	case OpFencedGet:
+		return OpReplicaGet
+	case OpFencedStat:
+		return OpReplicaStat
+	case OpFencedPut:
+		return OpReplicaPut
+	}
+	return op
 }
 
 // Request is a request message. Which fields count depends on Op: Key for
@@ -261,6 +295,9 @@ type Request struct {
 	Op     Op
 	Key    []byte
 	Record Record
+	// Epoch is the epoch of the coordinator's configuration, for the
+	// fenced ops.
+	Epoch int64
 	// Batch holds the requests of an OpBatch, none of them a batch, at most
 	// MaxBatch.
 	Batch []Request
@@ -439,6 +476,11 @@ const (
 	// reached for that reason. Retrying elsewhere does not help until space
 	// is freed on the replicas of the key.
 	CodeInsufficientStorage ErrorCode = 10
+	// CodeStaleConfig: a fenced request (OpFencedGet, OpFencedStat,
+	// OpFencedPut) was placed by a configuration older than the one since
+	// which the node places keys as it does: the coordinator must learn
+	// the newer configuration, or let a node coordinate the request.
+	CodeStaleConfig ErrorCode = 11
 )
 
 // String returns the code's name, such as "unavailable".
@@ -464,6 +506,8 @@ func (c ErrorCode) String() string {
 		return "forbidden"
 	case CodeInsufficientStorage:
 		return "insufficient storage"
+	case CodeStaleConfig:
+		return "stale configuration"
 	}
 	return "error code " + strconv.Itoa(int(c))
 }
@@ -512,6 +556,8 @@ var (
 	ErrForbidden    = &Error{Code: CodeForbidden}
 	// ErrInsufficientStorage matches every CodeInsufficientStorage error.
 	ErrInsufficientStorage = &Error{Code: CodeInsufficientStorage}
+	// ErrStaleConfig matches every CodeStaleConfig error.
+	ErrStaleConfig = &Error{Code: CodeStaleConfig}
 )
 
 // Errors of connections, pools and servers.

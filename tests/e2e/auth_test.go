@@ -202,11 +202,9 @@ func parsed(t *testing.T, path string) *config.Config {
 
 // checkBinaryPortTokens checks the binary port of the cluster cfg names
 // with each credential, through the Go client (Get, Put) and a raw
-// connection (ReplicaPut, the write to one replica that nodes and
-// coordinating clients send): no token and an unknown one are
-// unauthorized, read may only read, write may also write (ReplicaPut
-// too; what reads or compares whole ranges needs admin, which the node's
-// unit test of the roles checks).
+// connection (ReplicaPut, an operation between nodes): no token and an
+// unknown one are unauthorized, read may only read, write may also write,
+// and only admin may call what nodes call on each other.
 func checkBinaryPortTokens(t *testing.T, cfgFile string, tokens map[string]string) {
 	t.Helper()
 	cfg, err := config.Load(cfgFile)
@@ -251,6 +249,8 @@ func checkBinaryPortTokens(t *testing.T, cfgFile string, tokens map[string]strin
 			getWant, putWant, rawWant = client.ErrUnauthorized, client.ErrUnauthorized, wire.ErrUnauthorized
 		case "read":
 			putWant, rawWant = client.ErrForbidden, wire.ErrForbidden
+		case "write":
+			rawWant = wire.ErrForbidden
 		}
 		for what, problem := range map[string]string{
 			"Get":        want(getErr, getWant),
