@@ -67,7 +67,10 @@ func (r replica) call(ctx context.Context, req *wire.Request) (*wire.Response, e
 		switch {
 		case errors.Is(err, wire.ErrUnreachable):
 			err = fmt.Errorf("%w (%w)", err, coord.ErrNotSent)
-		case errors.Is(err, wire.ErrStaleConfig):
+		case errors.Is(err, wire.ErrStaleConfig), errors.Is(err, wire.ErrUnknownOp):
+			// A node that places keys by a newer configuration, or
+			// one of a version without the fenced ops: a node must
+			// coordinate this request.
 			err = fmt.Errorf("%w (%w)", err, coord.ErrStaleView)
 		}
 		return nil, fmt.Errorf("replica %s at %s: %w", r.node.ID, r.node.BinaryAddr(), err)

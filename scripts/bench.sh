@@ -2,8 +2,8 @@
 # The performance table of docs/performance.md, in one run on this machine:
 # the benchmark cluster (examples/bench.yaml: 3 nodes, every key on 2, default
 # quorums, durable writes, one proxy) through the proxy and through the Go
-# client (forwarding each request to a node that coordinates it, and, the
-# experimental client.Options.Coordinate, coordinating it itself), against the ceiling (tako-bench -ceiling: a map behind a mutex over
+# client (forwarding each request to a node that coordinates it, and, with
+# client.Options.Coordinate, coordinating it itself), against the ceiling (tako-bench -ceiling: a map behind a mutex over
 # net/http) and Redis (one instance, no persistence, redis-benchmark), at the
 # same concurrency and value size; and a node's own HTTP port (n1, which
 # coordinates every request it gets). Prints a Markdown table, then every

@@ -27,7 +27,7 @@ func main() {
 	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify an https -url with (tako-cluster -tls prints it); without it, https is verified with the system's roots")
 	readToken := cli.TokenFlag(fs, "`FILE` holding the token the Go client presents to the nodes with -cfg, for a cluster with an auth section (write, for -op post or mix)")
 	cfgFile := fs.String("cfg", "", "configuration `FILE`: use the Go client straight to the nodes instead of HTTP (with the file's tls section, if any)")
-	coordinate := fs.Bool("coordinate", false, "with -cfg: the Go client coordinates each request itself (client.Options.Coordinate, experimental: only for a cluster that does not migrate while it runs)")
+	coordinate := fs.Bool("coordinate", false, "with -cfg: the Go client coordinates each request itself (client.Options.Coordinate; from a file its epoch is 0, so nodes that follow a coordinator let a node coordinate every request)")
 	clients := fs.Int("c", 16, "concurrent clients")
 	duration := fs.Duration("d", 10*time.Second, "how long to run each phase")
 	size := fs.Int("size", 100, "value size in bytes")

@@ -93,6 +93,9 @@
 //	OpPurge           0x0c   key                                  → OpRecordResponse
 //	OpReplicaPurge    0x0d   key                                  → OpRecordResponse
 //	OpReplicaStat     0x0e   key                                  → OpRecordResponse (no value)
+//	OpFencedGet       0x0f   epoch int64, key                     → OpRecordResponse
+//	OpFencedStat      0x10   epoch int64, key                     → OpRecordResponse (no value)
+//	OpFencedPut       0x11   epoch int64, key record              → OpPutResponse
 //
 // and of responses:
 //
