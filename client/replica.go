@@ -115,16 +115,9 @@ func (r replica) Put(ctx context.Context, key []byte, rec record.Record) (record
 	if err != nil {
 		return record.PutResult{}, err
 	}
-	var out record.Outcome
-	switch resp.Outcome {
-	case wire.OutcomeWritten:
-		out = record.Written
-	case wire.OutcomeUnchanged:
-		out = record.Unchanged
-	case wire.OutcomeStale:
-		out = record.Stale
-	default:
-		return record.PutResult{}, fmt.Errorf("replica %s: unknown outcome %v", r.node.ID, resp.Outcome)
+	res, err := resp.Outcome.PutResult(resp.Current)
+	if err != nil {
+		return record.PutResult{}, fmt.Errorf("replica %s: %w", r.node.ID, err)
 	}
-	return record.PutResult{Outcome: out, Current: record.Record(resp.Current)}, nil
+	return res, nil
 }

@@ -190,14 +190,6 @@ func (n *Node) readThrough(ctx context.Context, key []byte, local store.Record, 
 		errRecovering, key, notFound, len(active.Members)-active.WriteNeed+1)
 }
 
-// replicaFor returns the replica behind a configured node.
-func (n *Node) replicaFor(nd config.Node) replica {
-	if nd.ID == n.id {
-		return n.local
-	}
-	return n.remote(nd)
-}
-
 // settings returns the deployment whose settings this node follows.
 func (n *Node) settings(cfg *config.Config) *config.Deployment {
 	if _, d, ok := cfg.Node(n.id); ok {

@@ -132,18 +132,11 @@ func (r remoteReplica) Put(ctx context.Context, key []byte, rec store.Record) (s
 	if err != nil {
 		return store.PutResult{}, err
 	}
-	var out store.Outcome
-	switch resp.Outcome {
-	case wire.OutcomeWritten:
-		out = store.Written
-	case wire.OutcomeUnchanged:
-		out = store.Unchanged
-	case wire.OutcomeStale:
-		out = store.Stale
-	default:
-		return store.PutResult{}, fmt.Errorf("replica %s: unknown outcome %v", r.node.ID, resp.Outcome)
+	res, err := resp.Outcome.PutResult(resp.Current)
+	if err != nil {
+		return store.PutResult{}, fmt.Errorf("replica %s: %w", r.node.ID, err)
 	}
-	return store.PutResult{Outcome: out, Current: fromWire(resp.Current)}, nil
+	return res, nil
 }
 
 func toWire(r store.Record) wire.Record {
@@ -215,8 +208,7 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		if err != nil {
 			return errorResponse(err)
 		}
-		outcome := map[store.Outcome]wire.Outcome{store.Written: wire.OutcomeWritten, store.Unchanged: wire.OutcomeUnchanged, store.Stale: wire.OutcomeStale}[res.Outcome]
-		return &wire.Response{Op: wire.OpPutResponse, Outcome: outcome, Current: toWire(res.Current)}
+		return &wire.Response{Op: wire.OpPutResponse, Outcome: wire.OutcomeOf(res.Outcome), Current: toWire(res.Current)}
 	case wire.OpDigest:
 		resp := &wire.Response{Op: wire.OpDigestResponse, Digests: make([]wire.RangeDigest, len(req.Ranges))}
 		for i, r := range req.Ranges {

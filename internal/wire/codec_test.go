@@ -751,3 +751,21 @@ func TestStreamChecksumCatchesCorruption(t *testing.T) {
 		t.Fatal("no flip was caught by the checksum")
 	}
 }
+
+func TestOutcomesTranslateToTheDomainAndBack(t *testing.T) {
+	for _, o := range []Outcome{OutcomeWritten, OutcomeUnchanged, OutcomeStale} {
+		res, err := o.PutResult(Record{Timestamp: 5, Value: []byte("v")})
+		if err != nil {
+			t.Fatalf("%v: %v", o, err)
+		}
+		if back := OutcomeOf(res.Outcome); back != o {
+			t.Errorf("%v became %v and came back as %v", o, res.Outcome, back)
+		}
+		if res.Current.Timestamp != 5 || string(res.Current.Value) != "v" {
+			t.Errorf("%v: current %+v", o, res.Current)
+		}
+	}
+	if _, err := Outcome(9).PutResult(Record{}); err == nil {
+		t.Error("an unknown outcome translated without an error")
+	}
+}

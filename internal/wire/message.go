@@ -49,6 +49,35 @@ func (o Outcome) String() string {
 	return "Outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
+// PutResult returns the domain's record.PutResult of a put response
+// whose outcome is o and whose current record is current; an error for
+// an outcome this version does not know.
+func (o Outcome) PutResult(current Record) (record.PutResult, error) {
+	var out record.Outcome
+	switch o {
+	case OutcomeWritten:
+		out = record.Written
+	case OutcomeUnchanged:
+		out = record.Unchanged
+	case OutcomeStale:
+		out = record.Stale
+	default:
+		return record.PutResult{}, fmt.Errorf("wire: unknown outcome %v", o)
+	}
+	return record.PutResult{Outcome: out, Current: record.Record(current)}, nil
+}
+
+// OutcomeOf returns the wire's outcome of the domain's record.Outcome.
+func OutcomeOf(o record.Outcome) Outcome {
+	switch o {
+	case record.Written:
+		return OutcomeWritten
+	case record.Unchanged:
+		return OutcomeUnchanged
+	}
+	return OutcomeStale
+}
+
 // Op is the kind of a message: the op byte of a frame. Requests are
 // 0x01-0x7f, responses 0x80-0xff. The values are part of the wire format:
 // new kinds are appended, existing ones never change meaning or number.
