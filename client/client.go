@@ -107,11 +107,35 @@ type Options struct {
 	// (the default), the client sends each request to one replica of the
 	// key, which coordinates it.
 	Coordinate bool
+	// Observer, when set, is told what the requests the client
+	// coordinated itself did (see Observer); nil tells nothing.
+	Observer Observer
 	// CacheDir is where a client made by Dial keeps the last
 	// configuration it adopted, to start from when no coordinator answers
 	// (as nodes and proxies do). Empty: a temporary directory, removed
 	// by Close, so that such a client needs a coordinator to start.
 	CacheDir string
+}
+
+// Observer counts what the requests a client coordinates itself
+// (Options.Coordinate) did, for metrics. Its methods are called
+// concurrently and must not block.
+type Observer interface {
+	// Read is called once per coordinated read with its outcome ("ok",
+	// "unavailable") and how long it took.
+	Read(outcome string, took time.Duration)
+	// Write is called once per coordinated write with its outcome ("ok",
+	// "superseded", "no_space", "unavailable"), and with
+	// "stamped_without_quorum" for a write stamped without hearing from a
+	// read quorum.
+	Write(outcome string, took time.Duration)
+	// ReadRepair is called per replica a read wrote back to ("ok",
+	// "failed"), and with "blocking" when a read had to settle first.
+	ReadRepair(outcome string)
+	// Fenced is called when a node refused a request because the
+	// client's configuration is behind the node's, and a node
+	// coordinated it instead.
+	Fenced()
 }
 
 // Client sends requests to a Tako cluster. Create it with New or Open.
@@ -181,6 +205,9 @@ func New(cfg *config.Config, opts Options) *Client {
 		},
 		Go:     c.goBackground,
 		Logger: opts.Logger,
+	}
+	if opts.Observer != nil {
+		c.env.Observer = opts.Observer
 	}
 	return c
 }
@@ -353,6 +380,7 @@ func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 		case errors.Is(err, coord.ErrStaleView):
 			// The nodes place keys by a newer configuration: one of
 			// them coordinates the read instead.
+			c.fenced()
 		case err != nil:
 			return Version{}, coordError(err)
 		default:
@@ -431,6 +459,7 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 			// The nodes place keys by a newer configuration: one of
 			// them coordinates the write instead, with the timestamp
 			// this one may already have reached replicas with.
+			c.fenced()
 			if rec.Timestamp == 0 && res.Timestamp != 0 {
 				rec.Timestamp, stampedHere = res.Timestamp, true
 			}
@@ -453,6 +482,14 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 		return WriteResult{Timestamp: resp.Current.Timestamp}, nil
 	}
 	return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
+}
+
+// fenced tells the observer that a node coordinates a request because
+// the client's configuration is behind.
+func (c *Client) fenced() {
+	if c.opts.Observer != nil {
+		c.opts.Observer.Fenced()
+	}
 }
 
 // probe pings nd in the background, bounded by timeout: its answer marks
