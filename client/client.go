@@ -500,7 +500,7 @@ func (c *Client) probe(nd config.Node, timeout time.Duration) {
 		defer cancel()
 		peer := c.peers.Peer(nd.ID)
 		if _, err := c.pool.Call(ctx, nd.BinaryAddr(), &wire.Request{Op: wire.OpPing}); err != nil {
-			if peerFault(err) {
+			if wire.PeerFault(err) {
 				peer.Failure()
 			}
 			return

@@ -58,7 +58,7 @@ func (r replica) call(ctx context.Context, req *wire.Request) (*wire.Response, e
 	}
 	resp, err := call(ctx, r.node.BinaryAddr(), req)
 	if err != nil {
-		if peerFault(err) {
+		if wire.PeerFault(err) {
 			if r.health.Failure() {
 				r.c.opts.Logger.Warn("node marked down: it did not answer in time; requests skip it until a probe answers",
 					"node", r.node.ID, "addr", r.node.BinaryAddr(), "err", err)
@@ -77,21 +77,6 @@ func (r replica) call(ctx context.Context, req *wire.Request) (*wire.Response, e
 	}
 	r.health.Success()
 	return resp, nil
-}
-
-// peerFault reports whether err says the node is in trouble in a way that
-// costs time: it did not answer before the deadline, or it said it is
-// shutting down or overloaded. Such a node is skipped until a probe
-// answers.
-func peerFault(err error) bool {
-	var we *wire.Error
-	switch {
-	case errors.As(err, &we):
-		return we.Code == wire.CodeShuttingDown || we.Code == wire.CodeOverloaded
-	case errors.Is(err, context.DeadlineExceeded):
-		return true
-	}
-	return false
 }
 
 func (r replica) Get(ctx context.Context, key []byte) (record.Record, bool, error) {

@@ -25,8 +25,8 @@ var allowed = map[string][]string{
 	"internal/programs":        {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/private", "internal/proxy", "internal/localcluster"},
 	"internal/cli":             {"internal/private"},
 	"internal/localcluster":    {"internal/auth", "internal/config", "internal/tlsconf"},
-	"internal/proxy":           {"client", "internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/httpapi", "internal/tlsconf"},
-	"internal/node":            {"internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/coord", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/record", "internal/store", "internal/tlsconf", "internal/wire"},
+	"internal/proxy":           {"client", "internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/coordmetrics", "internal/httpapi", "internal/tlsconf"},
+	"internal/node":            {"internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/coord", "internal/coordmetrics", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/record", "internal/store", "internal/tlsconf", "internal/wire"},
 	"internal/wire":            {"internal/gopool", "internal/record"},
 	"internal/coord":           {"internal/config", "internal/record"},
 	"internal/httpapi":         {"internal/auth", "internal/record"},
@@ -39,7 +39,8 @@ var allowed = map[string][]string{
 	"internal/store":           {"internal/keyhash", "internal/record"},
 	// internal/auth, internal/keyhash, internal/hlc, internal/health,
 	// internal/gopool, internal/buildinfo, internal/connlimit,
-	// internal/tlsconf, internal/private, internal/budget, internal/record:
+	// internal/tlsconf, internal/private, internal/budget, internal/record,
+	// internal/coordmetrics:
 	// no Tako package.
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/takodb/tako/internal/config"
@@ -618,7 +619,30 @@ func TestClusterStampedWriteFollowsAVersionAhead(t *testing.T) {
 	if err != nil || string(v.Value) != "after" || v.Timestamp != res.Timestamp {
 		t.Fatalf("read after: %+v %v", v, err)
 	}
-	if got := testutil.ToFloat64(c.nodes["n2"].metrics.writes.WithLabelValues("superseded")); got != 0 {
+	if got := gathered(t, c.nodes["n2"].registry, "tako_coordinated_writes_total", "outcome", "superseded"); got != 0 {
 		t.Errorf("%v writes superseded", got)
 	}
+}
+
+// gathered returns the value of the counter name{label="value"} in reg,
+// 0 when it has none.
+func gathered(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/coord"
@@ -271,25 +270,4 @@ func (n *Node) replicaOf(nd config.Node, forced bool) replica {
 	r := n.remote(nd)
 	r.force = forced
 	return r
-}
-
-// coordObserver counts what the node's coordinated requests did.
-type coordObserver struct{ m *nodeMetrics }
-
-func (o coordObserver) Read(outcome string, took time.Duration) {
-	o.m.reads.WithLabelValues(outcome).Inc()
-	if outcome == "ok" {
-		o.m.quorumLatency.WithLabelValues("read").Observe(took.Seconds())
-	}
-}
-
-func (o coordObserver) Write(outcome string, took time.Duration) {
-	o.m.writes.WithLabelValues(outcome).Inc()
-	if outcome == "ok" {
-		o.m.quorumLatency.WithLabelValues("write").Observe(took.Seconds())
-	}
-}
-
-func (o coordObserver) ReadRepair(outcome string) {
-	o.m.readRepairs.WithLabelValues(outcome).Inc()
 }

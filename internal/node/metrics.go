@@ -3,17 +3,16 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/takodb/tako/internal/coordmetrics"
 	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/store"
 )
 
 // nodeMetrics are the node's own metrics; the HTTP handler adds its own.
 type nodeMetrics struct {
-	writes        *prometheus.CounterVec
-	reads         *prometheus.CounterVec
-	readRepairs   *prometheus.CounterVec
-	quorumLatency *prometheus.HistogramVec
-	peerCalls     *prometheus.CounterVec
+	// coordinated counts what the requests the node coordinates did.
+	coordinated *coordmetrics.Metrics
+	peerCalls   *prometheus.CounterVec
 	// fenced counts fenced requests refused as placed by an older
 	// configuration.
 	fenced prometheus.Counter
@@ -38,23 +37,6 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 	m := &nodeMetrics{
 		refill:            newRecoveryMetrics(),
 		timestampsRefused: newTimestampsRefused(),
-		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tako_coordinated_writes_total",
-			Help: "Writes and deletes this node coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; no_space: not reached because replicas lack disk space (507); stamped_without_quorum counts writes the cluster stamped although too few replicas could say what they held, which are then ordered by the clocks alone).",
-		}, []string{"outcome"}),
-		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tako_coordinated_reads_total",
-			Help: "Reads this node coordinated, by outcome (ok, unavailable: the read quorum was not reached).",
-		}, []string{"outcome"}),
-		readRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tako_read_repairs_total",
-			Help: "Records written back to a replica that was behind, by outcome.",
-		}, []string{"outcome"}),
-		quorumLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "tako_quorum_duration_seconds",
-			Help:    "Time from sending a request to the replicas to reaching its quorum, by operation.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-		}, []string{"op"}),
 		peerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_peer_calls_total",
 			Help: "Calls to peer replicas over the binary protocol, by peer and outcome (ok; failed: the peer did not answer and is marked down; skipped: not sent because the peer is down; error: the peer refused the request).",
@@ -101,7 +83,8 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 		Help: "Bytes background repair exchanged with peers (protocol payload and frame headers), by direction (sent, received); added at the end of each pass.",
 	}, []string{"direction"})
 	reg.MustRegister(m.repairPasses, m.repairLastPass, m.repairProgress, m.repairRanges, m.repairKeys, m.repairMessages, m.repairBytes, m.repairItemErrors)
-	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.quorumLatency, m.peerCalls, peerUpCollector{peers, unreachable},
+	m.coordinated = coordmetrics.New(reg, "node")
+	reg.MustRegister(m.peerCalls, peerUpCollector{peers, unreachable},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tako_store_keys",
 			Help: "Records in the local store (approximate), tombstones included.",

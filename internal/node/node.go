@@ -280,7 +280,7 @@ func New(opts Options) (*Node, error) {
 		Now:      n.clock.Now,
 		Stored:   func(ts int64) error { return n.admit(doorStored, ts) },
 		Go:       n.goBackground,
-		Observer: coordObserver{n.metrics},
+		Observer: n.metrics.coordinated,
 		Logger:   logger,
 	})
 	reg.MustRegister(buildinfo.Collector("tako-node"))

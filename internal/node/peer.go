@@ -53,7 +53,7 @@ func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Respo
 	}
 	resp, err := call(ctx, r.node.BinaryAddr(), req)
 	if err != nil {
-		if peerFault(ctx, err) {
+		if wire.PeerFault(err) {
 			if r.health.Failure() {
 				r.n.logger.Warn("peer marked down: it did not answer in time; calls skip it until a probe answers",
 					"peer", r.node.ID, "addr", r.node.BinaryAddr(), "err", err)
@@ -73,23 +73,6 @@ func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Respo
 	}
 	r.n.metrics.peerCalls.WithLabelValues(r.node.ID, "ok").Inc()
 	return resp, nil
-}
-
-// peerFault reports whether err says the peer is in trouble in a way that
-// costs time: it did not answer before the deadline, or it said it is
-// shutting down or overloaded. Such a peer is skipped until a probe answers.
-// Fast failures (a refused or broken connection) are not marked: the
-// connection pool already fails fast while a dial is in backoff, and the
-// peer is used again the moment it accepts connections.
-func peerFault(ctx context.Context, err error) bool {
-	var we *wire.Error
-	switch {
-	case errors.As(err, &we):
-		return we.Code == wire.CodeShuttingDown || we.Code == wire.CodeOverloaded
-	case errors.Is(err, context.DeadlineExceeded):
-		return true
-	}
-	return false
 }
 
 func (r remoteReplica) Get(ctx context.Context, key []byte) (store.Record, bool, error) {

@@ -1,40 +1,17 @@
 package proxy_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/takodb/tako/internal/proxy"
-	"github.com/takodb/tako/internal/testcluster"
 )
 
 // TestTheProxyCountsTheRequestsItCoordinates: the proxy coordinates its
 // requests itself, so it, not a node, counts them on its /metrics, under
 // the names a node uses.
 func TestTheProxyCountsTheRequestsItCoordinates(t *testing.T) {
-	c, err := testcluster.Start(t.TempDir(), testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	p, err := proxy.New(proxy.Options{Config: c.Config, Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(5 * time.Second); p.Addr() == nil; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the proxy did not listen")
-		}
-	}
-	base := "http://" + p.Addr().String()
+	c, base := startProxy(t)
 	for range 3 {
 		resp, err := http.Post(base+"/values/k", "application/octet-stream", strings.NewReader("v"))
 		if err != nil || resp.StatusCode != 200 {

@@ -25,6 +25,7 @@ import (
 	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/connlimit"
+	"github.com/takodb/tako/internal/coordmetrics"
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/tlsconf"
 )
@@ -300,58 +301,24 @@ func (b backend) Where(ctx context.Context, key []byte) (httpapi.Placement, erro
 
 // replicaState is one replica's answer as /where shows it.
 // coordMetrics counts what the requests the proxy coordinates did, with
-// the names a node uses for those it coordinates.
+// the names a node uses for those it coordinates, and those a node
+// coordinated instead because the proxy's configuration was behind.
 type coordMetrics struct {
-	reads, writes, readRepairs *prometheus.CounterVec
-	latency                    *prometheus.HistogramVec
-	fenced                     prometheus.Counter
+	*coordmetrics.Metrics
+	fenced prometheus.Counter
 }
 
-func newCoordMetrics(reg prometheus.Registerer) *coordMetrics {
-	m := &coordMetrics{
-		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tako_coordinated_writes_total",
-			Help: "Writes and deletes this proxy coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; no_space: not reached because replicas lack disk space (507); stamped_without_quorum counts writes stamped although too few replicas could say what they held).",
-		}, []string{"outcome"}),
-		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tako_coordinated_reads_total",
-			Help: "Reads this proxy coordinated, by outcome (ok, unavailable: the read quorum was not reached).",
-		}, []string{"outcome"}),
-		readRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tako_read_repairs_total",
-			Help: "Records this proxy's reads wrote back to a replica that was behind, by outcome.",
-		}, []string{"outcome"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "tako_quorum_duration_seconds",
-			Help:    "Time from sending a request to the replicas to reaching its quorum, by operation.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-		}, []string{"op"}),
-		fenced: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tako_fenced_requests_total",
-			Help: "Requests a node refused because this proxy's configuration was behind the node's layout, which a node then coordinated. Many over a long time: the proxy does not hear from its coordinators.",
-		}),
-	}
-	reg.MustRegister(m.writes, m.reads, m.readRepairs, m.latency, m.fenced)
+func newCoordMetrics(reg prometheus.Registerer) coordMetrics {
+	m := coordMetrics{Metrics: coordmetrics.New(reg, "proxy"), fenced: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tako_fenced_requests_total",
+		Help: "Requests a node refused because this proxy's configuration was behind the node's layout, which a node then coordinated. Many over a long time: the proxy does not hear from its coordinators.",
+	})}
+	reg.MustRegister(m.fenced)
 	return m
 }
 
-func (m *coordMetrics) Read(outcome string, took time.Duration) {
-	m.reads.WithLabelValues(outcome).Inc()
-	if outcome == "ok" {
-		m.latency.WithLabelValues("read").Observe(took.Seconds())
-	}
-}
-
-func (m *coordMetrics) Write(outcome string, took time.Duration) {
-	m.writes.WithLabelValues(outcome).Inc()
-	if outcome == "ok" {
-		m.latency.WithLabelValues("write").Observe(took.Seconds())
-	}
-}
-
-func (m *coordMetrics) ReadRepair(outcome string) { m.readRepairs.WithLabelValues(outcome).Inc() }
-
-func (m *coordMetrics) Fenced() { m.fenced.Inc() }
+// Fenced counts a request a node coordinated instead.
+func (m coordMetrics) Fenced() { m.fenced.Inc() }
 
 func replicaState(r client.ReplicaRecord) httpapi.ReplicaState {
 	s := httpapi.ReplicaState{ID: r.NodeID, Binary: r.Addr, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted, BrokenTimestamp: r.BrokenTimestamp}

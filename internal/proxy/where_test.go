@@ -15,25 +15,7 @@ import (
 )
 
 func TestWhereThroughTheProxy(t *testing.T) {
-	c, err := testcluster.Start(t.TempDir(), testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 2}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	p, err := proxy.New(proxy.Options{Config: c.Config, Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(5 * time.Second); p.Addr() == nil; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the proxy did not listen")
-		}
-	}
-	base := "http://" + p.Addr().String()
+	_, base := startProxy(t)
 	req, _ := http.NewRequest("POST", base+"/values/a/b", strings.NewReader("v"))
 	req.Header.Set("X-Timestamp", "1700000000000000")
 	resp, err := http.DefaultClient.Do(req)
@@ -63,4 +45,30 @@ func TestWhereThroughTheProxy(t *testing.T) {
 			}
 		}
 	}
+}
+
+// startProxy starts a cluster of three in-process nodes (every key on
+// two) and a proxy in front of it, both stopped when the test ends, and
+// returns the cluster and the proxy's base URL.
+func startProxy(t *testing.T) (*testcluster.Cluster, string) {
+	t.Helper()
+	c, err := testcluster.Start(t.TempDir(), testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	p, err := proxy.New(proxy.Options{Config: c.Config, Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(5 * time.Second); p.Addr() == nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy did not listen")
+		}
+	}
+	return c, "http://" + p.Addr().String()
 }

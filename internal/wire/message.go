@@ -589,6 +589,23 @@ var (
 	ErrStaleConfig = &Error{Code: CodeStaleConfig}
 )
 
+// PeerFault reports whether err, from a call, says the peer is in trouble
+// in a way that costs time: it did not answer before the deadline, or it
+// said it is shutting down or overloaded. Callers skip such a peer until a
+// probe answers. Fast failures (a refused or broken connection) are not
+// faults: a Pool already fails fast while a dial is in backoff, and the
+// peer is used again the moment it accepts connections.
+func PeerFault(err error) bool {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Code == CodeShuttingDown || e.Code == CodeOverloaded
+	case errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	return false
+}
+
 // Errors of connections, pools and servers.
 var (
 	// ErrClosed is returned by Conn.Call and Pool.Call when the connection
