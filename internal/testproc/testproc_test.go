@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestPID finds a child by a unique argument, and refuses a match that no
@@ -22,7 +23,13 @@ func TestPID(t *testing.T) {
 		t.Skipf("cannot start tail: %v", err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// The new process's command line can read empty for a moment after
+	// Start (CI saw 0 matches once on a loaded machine): look again for
+	// up to 2 s; the match must still be that one process.
 	pid, err := PID(marker)
+	for deadline := time.Now().Add(2 * time.Second); err != nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		pid, err = PID(marker)
+	}
 	if err != nil || pid != cmd.Process.Pid {
 		t.Errorf("PID(%q) = %d, %v; want %d", marker, pid, err, cmd.Process.Pid)
 	}
