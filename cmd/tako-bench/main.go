@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +35,7 @@ func main() {
 	keys := fs.Int("keys", 100_000, "keyspace size")
 	op := fs.String("op", "mix", "workload: get, post, or mix (90% GET, 10% POST)")
 	prefill := fs.Bool("prefill", false, "write every key once before the run")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the load generator (and, with -cfg, the Go client in it) to `FILE` (go tool pprof)")
 	ceiling := fs.String("ceiling", "", "serve the ceiling (a map behind a mutex over net/http, no disk, no replication) on `ADDR` until stopped, instead of driving a cluster")
 	cli.Usage(fs, "tako-bench [-url BASE [-ca FILE] | -cfg FILE [-token-file FILE]] [-c N] [-d DURATION] [-size BYTES] [-keys N] [-op get|post|mix] [-prefill] | -ceiling ADDR", `
 Drives a running Tako cluster with N concurrent clients for a while and prints,
@@ -83,6 +85,17 @@ go run ./cmd/tako-cluster -tls:
 	if caFlag && !strings.HasPrefix(*url, "https://") {
 		cli.Exit(program, 2, fmt.Errorf("-ca verifies HTTPS: want an https:// -url, got %q", *url))
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			cli.Exit(program, 1, fmt.Errorf("-cpuprofile: %w", err))
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	var target loadgen.Target
 	desc := "HTTP " + *url
 	if *cfgFile != "" {
@@ -120,6 +133,7 @@ go run ./cmd/tako-cluster -tls:
 		failed = failed || r.Errors > 0
 	}
 	if failed {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
