@@ -69,8 +69,8 @@ type WriteResult struct {
 // Options configure a Client. The zero value is ready to use.
 type Options struct {
 	// Timeout bounds one attempt at one node when the client sends a
-	// request to a node that coordinates it (with a read token, see the
-	// package doc, and for Purge). Zero means the deployment's
+	// request to a node that coordinates it (Forward, a read token, a
+	// configuration the nodes refused, see the package doc, and Purge). Zero means the deployment's
 	// request_timeout plus a tenth: the coordinating node gives up on its
 	// own slow replicas after request_timeout and answers, so only a node
 	// that is itself down makes the attempt time out. Such a node is then
@@ -94,19 +94,15 @@ type Options struct {
 	// CoordinatorTLS, when not nil, verifies the coordinators that Dial
 	// asks over HTTPS; nil asks them over plain HTTP.
 	CoordinatorTLS *tls.Config
-	// Coordinate makes the client coordinate its reads and writes itself
-	// (see the package doc): one hop less, and a node that does not answer
-	// holds up no request that the other replicas can serve. The proxy
-	// does. Its requests carry the epoch of the client's configuration
-	// (Dial and SetConfigAt know it; 0 from a file), and a node that
-	// places keys by a newer configuration refuses them: the client then
-	// lets a node coordinate that request, and a client behind a live
-	// migration never completes a request on the replicas of a layout the
-	// cluster has left. It needs a token of the write role (a read token
-	// cannot write back what a read finds behind); without one, and off
-	// (the default), the client sends each request to one replica of the
-	// key, which coordinates it.
-	Coordinate bool
+	// Forward makes the client send each request to one replica of the
+	// key, which coordinates it across the key's replicas, instead of
+	// coordinating it itself (the default, see the package doc). Forwarding
+	// costs a hop, and a request waits for the replica it went to. A client
+	// without a token of the write role forwards whatever this says (a read
+	// token cannot write back what a read finds behind), and so does one
+	// whose configuration the nodes refused (see SetConfigAt), until it
+	// learns a newer one.
+	Forward bool
 	// Observer, when set, is told what the requests the client
 	// coordinated itself did (see Observer); nil tells nothing.
 	Observer Observer
@@ -118,7 +114,7 @@ type Options struct {
 }
 
 // Observer counts what the requests a client coordinates itself
-// (Options.Coordinate) did, for metrics. Its methods are called
+// (the default, see Options.Forward) did, for metrics. Its methods are called
 // concurrently and must not block.
 type Observer interface {
 	// Read is called once per coordinated read with its outcome ("ok",
@@ -160,6 +156,10 @@ type Client struct {
 	// stores cfg before epoch, and a request loads epoch before cfg, so a
 	// request never pairs an older configuration with a newer epoch.
 	epoch atomic.Int64
+	// refusedBelow is one more than the newest epoch whose requests the
+	// nodes refused (0: none): the client forwards every request while its
+	// epoch is below it, instead of paying for a refusal each time.
+	refusedBelow atomic.Int64
 	// env is what the coordinator of each request (coordinator) needs;
 	// clock stamps the writes the cluster stamps.
 	env   coord.Env
@@ -334,9 +334,10 @@ func (c *Client) SetConfig(cfg *config.Config) { c.SetConfigAt(cfg, 0) }
 
 // SetConfigAt makes the client follow cfg, the configuration a
 // coordinator serves as epoch. A client that coordinates its own requests
-// (Options.Coordinate) does so only with the epoch of its configuration
-// known: the nodes refuse its requests when they place keys by a newer
-// one, and it lets a node coordinate those.
+// places them by the epoch of its configuration: the nodes refuse them
+// when they place keys by a newer one, and the client then lets a node
+// coordinate each request until it follows a configuration of a newer
+// epoch than the one refused.
 func (c *Client) SetConfigAt(cfg *config.Config, epoch int64) {
 	c.cfg.Store(cfg)
 	c.epoch.Store(epoch)
@@ -374,13 +375,13 @@ func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 		return Version{}, err
 	}
 	coordinated := false
-	if c.coordinates(cfg) {
+	if c.coordinates(cfg, epoch) {
 		rec, found, err = c.coordinator(epoch).Read(ctx, cfg, key, cfg.Active.ReadRepair)
 		switch {
 		case errors.Is(err, coord.ErrStaleView):
 			// The nodes place keys by a newer configuration: one of
 			// them coordinates the read instead.
-			c.fenced()
+			c.fenced(epoch)
 		case err != nil:
 			return Version{}, coordError(err)
 		default:
@@ -444,7 +445,7 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 	// goes with that timestamp, and a newer version it meets is a write
 	// concurrent with this one, ordered after it (as in coord.Write).
 	stampedHere := false
-	if c.coordinates(cfg) {
+	if c.coordinates(cfg, epoch) {
 		if max := cfg.Active.MaxValueSize; int64(len(rec.Value)) > max {
 			return WriteResult{}, fmt.Errorf("%w: the value is %d bytes, larger than max_value_size (%d bytes)", ErrTooLarge, len(rec.Value), max)
 		}
@@ -459,7 +460,7 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 			// The nodes place keys by a newer configuration: one of
 			// them coordinates the write instead, with the timestamp
 			// this one may already have reached replicas with.
-			c.fenced()
+			c.fenced(epoch)
 			if rec.Timestamp == 0 && res.Timestamp != 0 {
 				rec.Timestamp, stampedHere = res.Timestamp, true
 			}
@@ -484,11 +485,24 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 	return WriteResult{}, fmt.Errorf("tako: unexpected outcome %v", resp.Outcome)
 }
 
-// fenced tells the observer that a node coordinates a request because
-// the client's configuration is behind.
-func (c *Client) fenced() {
+// fenced records that the nodes refused a request that the client placed
+// by the configuration of epoch, because they place keys by a newer one:
+// the client forwards every request until it follows a newer
+// configuration than that. The observer is told of each refusal.
+func (c *Client) fenced(epoch int64) {
 	if c.opts.Observer != nil {
 		c.opts.Observer.Fenced()
+	}
+	for {
+		below := c.refusedBelow.Load()
+		if below > epoch {
+			return
+		}
+		if c.refusedBelow.CompareAndSwap(below, epoch+1) {
+			c.opts.Logger.Info("the nodes place keys by a newer configuration than this client's: it lets a node coordinate each request until it follows a newer one",
+				"epoch", epoch)
+			return
+		}
 	}
 }
 
@@ -527,16 +541,17 @@ func (c *Client) check(key []byte) (int64, *config.Config, error) {
 	return epoch, c.cfg.Load(), nil
 }
 
-// coordinates reports whether the client coordinates its reads and
-// writes itself under cfg (Options.Coordinate): it sends each to every
-// replica of the key and waits for the quorum, with no node in between.
-// That takes writing to
-// single replicas (ReplicaPut: a write stamped by the client, and what a
-// read writes back), so with an auth section it needs a token of the
-// write role at least; with a read token the client sends each request to
-// one replica of the key, which coordinates it.
-func (c *Client) coordinates(cfg *config.Config) bool {
-	return c.opts.Coordinate && cfg.Auth.Holds(c.opts.Token, auth.Write) == nil
+// coordinates reports whether the client coordinates a request placed by
+// cfg, of epoch, itself: it sends it to every replica of the key and waits
+// for the quorum, with no node in between. Not with Options.Forward, nor
+// while the nodes refused a request of this epoch (see fenced), nor
+// without a token of the write role at least when cfg has an auth section:
+// coordinating takes writing to single replicas (FencedPut: a write
+// stamped by the client, and what a read writes back). Otherwise the
+// client sends each request to one replica of the key, which coordinates
+// it.
+func (c *Client) coordinates(cfg *config.Config, epoch int64) bool {
+	return !c.opts.Forward && epoch >= c.refusedBelow.Load() && cfg.Auth.Holds(c.opts.Token, auth.Write) == nil
 }
 
 // coordError is the client's error for what the coordinator of a

@@ -99,7 +99,7 @@ func TestClientUnavailableWhenTooManyReplicasAreDown(t *testing.T) {
 	cl.StopNode("n3")
 	for _, coordinate := range []bool{false, true} {
 		t.Run(fmt.Sprintf("coordinate=%v", coordinate), func(t *testing.T) {
-			c := client.New(cl.Config, client.Options{Coordinate: coordinate})
+			c := client.New(cl.Config, client.Options{Forward: !coordinate})
 			defer c.Close()
 			start := time.Now()
 			_, err := c.Put(context.Background(), []byte("k"), []byte("v"))

@@ -2,22 +2,23 @@
 // to the nodes, with no proxy in between.
 //
 // A Client holds the cluster's configuration, so it knows the replicas of
-// every key: it sends each request to one of them, which coordinates it
-// across all the key's replicas (quorum writes, quorum reads with read
-// repair), and tries another replica when that one does not answer. One
-// pipelined connection per node, re-dialled with backoff, carries every
-// request to that node. A Client is safe for concurrent use; create one per
-// process and share it.
+// every key, and coordinates each request itself, as a node does: it sends
+// it to every replica of the key at once and answers once the quorum has
+// (quorum writes stamped above what a read quorum holds, quorum reads with
+// read repair), with no node in between; a replica that does not answer in
+// time is marked down and skipped until a probe answers, and asked again,
+// forced, only when the quorum cannot be made without it. One pipelined
+// connection per node, re-dialled with backoff, carries every request to
+// that node. A Client is safe for concurrent use; create one per process
+// and share it.
 //
-// With Options.Coordinate the client coordinates each request itself, as
-// a node does: it sends it to every replica of the key at once and
-// answers once the quorum has, one hop less; a replica that does not
-// answer in time is marked down and skipped until a probe answers, and
-// asked again, forced, only when the quorum cannot be made without it.
-// Nodes refuse such requests when the client's configuration is older
-// than the layout they place keys by, and the client then lets a node
-// coordinate them (see Options.Coordinate). It needs a token of the write
-// role (a read token cannot write back what a read finds behind).
+// Nodes refuse such requests when the client's configuration is older than
+// the layout they place keys by (a client that missed a migration's step):
+// the client then sends each request to one replica of the key, which
+// coordinates it across all the key's replicas, and tries another replica
+// when that one does not answer, until it follows a newer configuration.
+// It does so always with Options.Forward, and with a token of the read role
+// (a read token cannot write back what a read finds behind).
 //
 // A Client starts from a coordinator (Dial), and then follows every change
 // of the configuration, or from a configuration file (Open):

@@ -26,7 +26,7 @@ import (
 func TestACoordinatingClientBehindTheNodesLetsANodeCoordinate(t *testing.T) {
 	cl := startCluster(t, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}, {"n3"}}, BucketsPerKey: 3})
 	ids := []string{"n1", "n2", "n3"}
-	c := client.New(cl.Config, client.Options{Coordinate: true})
+	c := client.New(cl.Config, client.Options{})
 	defer c.Close()
 	c.SetConfigAt(cl.Config, 10)
 	ctx := context.Background()
@@ -48,29 +48,38 @@ func TestACoordinatingClientBehindTheNodesLetsANodeCoordinate(t *testing.T) {
 	for _, id := range ids {
 		cl.Node(id).SetConfig(newer, 20)
 	}
-	for _, stamp := range []int64{0, 1} { // stamped by the cluster, then by the client
+	firstRefusal := 0.0
+	for stamp := range int64(4) { // stamped by the cluster, then by the client
 		ts := int64(0)
-		if stamp == 1 {
+		if stamp%2 == 1 {
 			ts = mustNow(t)
 		}
 		res, err := c.PutAt(ctx, []byte("behind"), []byte("v"+strconv.FormatInt(stamp, 10)), ts)
 		if err != nil || res.Superseded {
 			t.Fatalf("Put by a client behind the nodes (ts %d): %+v %v", ts, res, err)
 		}
+		if stamp == 0 {
+			firstRefusal = refused(t, cl, ids)
+		}
 	}
 	v, err := c.Get(ctx, []byte("behind"))
-	if err != nil || string(v.Value) != "v1" {
-		t.Fatalf("Get by a client behind the nodes: %q %v, want v1", v.Value, err)
+	if err != nil || string(v.Value) != "v3" {
+		t.Fatalf("Get by a client behind the nodes: %q %v, want v3", v.Value, err)
 	}
 	behind := refused(t, cl, ids)
 	if behind == 0 {
 		t.Fatal("no fenced request was refused although the client placed them by an older layout")
 	}
+	// Refused once, the client lets a node coordinate every request of
+	// that epoch, and pays for no more refusals.
+	if behind != firstRefusal {
+		t.Errorf("%v fenced requests refused after the first refusal (%v of the first request): the client kept coordinating with an epoch the nodes refused", behind-firstRefusal, firstRefusal)
+	}
 	// Placed by the nodes (write_quorum all), the writes are on every
 	// replica.
 	for _, id := range ids {
-		if got := localValue(t, cl, id, "behind"); got != "v1" {
-			t.Errorf("%s holds %q of the key written through a node, want v1", id, got)
+		if got := localValue(t, cl, id, "behind"); got != "v3" {
+			t.Errorf("%s holds %q of the key written through a node, want v3", id, got)
 		}
 	}
 

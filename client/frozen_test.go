@@ -102,7 +102,7 @@ func TestAForwardingClientNeverProbesAFrozenNodeWithAWrite(t *testing.T) {
 	if nd, _, _ := cfg.Node("n3"); nd.BinaryAddr() != f.ln.Addr().String() {
 		t.Fatalf("n3 is at %s in the client's configuration, want the freezer's %s", nd.BinaryAddr(), f.ln.Addr())
 	}
-	c := client.New(cfg, client.Options{Timeout: 300 * time.Millisecond})
+	c := client.New(cfg, client.Options{Timeout: 300 * time.Millisecond, Forward: true})
 	defer c.Close()
 	ctx := context.Background()
 	for i := range 10 { // connections to every node, through the freezer to n3

@@ -2,8 +2,8 @@
 # The performance table of docs/performance.md, in one run on this machine:
 # the benchmark cluster (examples/bench.yaml: 3 nodes, every key on 2, default
 # quorums, durable writes, one proxy) through the proxy and through the Go
-# client (forwarding each request to a node that coordinates it, and, with
-# client.Options.Coordinate, coordinating it itself), against the ceiling (tako-bench -ceiling: a map behind a mutex over
+# client (coordinating each request itself, and, with client.Options.Forward,
+# forwarding it to a node that coordinates it), against the ceiling (tako-bench -ceiling: a map behind a mutex over
 # net/http) and Redis (one instance, no persistence, redis-benchmark), at the
 # same concurrency and value size; and a node's own HTTP port (n1, which
 # coordinates every request it gets). Prints a Markdown table, then every
@@ -85,7 +85,7 @@ record() { [ "$5" = "n/a" ] || printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4"
 
 echo "Machine: $(nproc) cores, $(go version | cut -d' ' -f3), $(date -u '+%F %H:%M') UTC, ${secs} s a phase, $keys keys."
 echo
-echo "| op | clients | value | proxy ops/s (p50 / p99) | node HTTP ops/s (p50 / p99) | Go client ops/s (p50 / p99) | Go client, coordinating ops/s (p50 / p99) | ceiling ops/s (p50 / p99) | Redis ops/s | proxy / ceiling | node / ceiling | Go client / ceiling | coordinating Go client / ceiling | proxy / Redis | proxy p99 / ceiling p99 | node p99 / ceiling p99 | coordinating Go client p99 / ceiling p99 |"
+echo "| op | clients | value | proxy ops/s (p50 / p99) | node HTTP ops/s (p50 / p99) | Go client, forwarding ops/s (p50 / p99) | Go client (coordinating) ops/s (p50 / p99) | ceiling ops/s (p50 / p99) | Redis ops/s | proxy / ceiling | node / ceiling | forwarding Go client / ceiling | Go client / ceiling | proxy / Redis | proxy p99 / ceiling p99 | node p99 / ceiling p99 | Go client p99 / ceiling p99 |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for size in 100 4096; do
 	"$bin/tako-bench" -url http://127.0.0.1:8090 -prefill -op get -c 64 -d 1s -size $size -keys $keys >> "$raw" 2>&1
@@ -95,8 +95,8 @@ for size in 100 4096; do
 		for op in get post mix; do
 			read -r p_ops p_50 p_99 < <(bench -url http://127.0.0.1:8090 -op $op -c $c -d "${secs}s" -size $size -keys $keys)
 			read -r n_ops n_50 n_99 < <(bench -url http://127.0.0.1:5801 -op $op -c $c -d "${secs}s" -size $size -keys $keys)
-			read -r g_ops g_50 g_99 < <(bench -cfg examples/bench.yaml -op $op -c $c -d "${secs}s" -size $size -keys $keys)
-			read -r k_ops k_50 k_99 < <(bench -cfg examples/bench.yaml -coordinate -op $op -c $c -d "${secs}s" -size $size -keys $keys)
+			read -r g_ops g_50 g_99 < <(bench -cfg examples/bench.yaml -forward -op $op -c $c -d "${secs}s" -size $size -keys $keys)
+			read -r k_ops k_50 k_99 < <(bench -cfg examples/bench.yaml -op $op -c $c -d "${secs}s" -size $size -keys $keys)
 			read -r c_ops c_50 c_99 < <(bench -url http://127.0.0.1:8091 -op $op -c $c -d "${secs}s" -size $size -keys $keys)
 			case $op in
 			get) r_ops=$(redis get $c $size) ;;

@@ -28,7 +28,7 @@ func main() {
 	readCA := cli.CAFlag(fs, "CA certificate `FILE` to verify an https -url with (tako-cluster -tls prints it); without it, https is verified with the system's roots")
 	readToken := cli.TokenFlag(fs, "`FILE` holding the token the Go client presents to the nodes with -cfg, for a cluster with an auth section (write, for -op post or mix)")
 	cfgFile := fs.String("cfg", "", "configuration `FILE`: use the Go client straight to the nodes instead of HTTP (with the file's tls section, if any)")
-	coordinate := fs.Bool("coordinate", false, "with -cfg: the Go client coordinates each request itself (client.Options.Coordinate; from a file its epoch is 0, so nodes that follow a coordinator let a node coordinate every request)")
+	forward := fs.Bool("forward", false, "with -cfg: the Go client sends each request to one replica of the key, which coordinates it (client.Options.Forward), instead of coordinating it itself; a client from a file whose nodes follow a coordinator does that anyway once the nodes refuse its epoch 0")
 	clients := fs.Int("c", 16, "concurrent clients")
 	duration := fs.Duration("d", 10*time.Second, "how long to run each phase")
 	size := fs.Int("size", 100, "value size in bytes")
@@ -103,15 +103,15 @@ go run ./cmd/tako-cluster -tls:
 		if err != nil {
 			cli.Exit(program, 1, err)
 		}
-		c, err := client.Open(*cfgFile, client.Options{Token: token, Coordinate: *coordinate})
+		c, err := client.Open(*cfgFile, client.Options{Token: token, Forward: *forward})
 		if err != nil {
 			cli.Exit(program, 1, err)
 		}
 		defer c.Close()
 		target = loadgen.ClientTarget{C: c}
 		desc = "Go client, nodes of " + *cfgFile
-		if *coordinate {
-			desc += ", coordinating"
+		if *forward {
+			desc += ", forwarding"
 		}
 	} else {
 		target = loadgen.NewHTTPTarget(*url, *clients, caTLS)

@@ -98,7 +98,7 @@ func New(opts Options) (*Proxy, error) {
 		id:     opts.ID,
 		addr:   opts.Addr,
 		logger: opts.Logger,
-		client: client.New(opts.Config, client.Options{Logger: opts.Logger, Token: opts.Token, Coordinate: true,
+		client: client.New(opts.Config, client.Options{Logger: opts.Logger, Token: opts.Token,
 			Observer: newCoordMetrics(reg)}),
 		token: opts.Token,
 	}
