@@ -27,6 +27,7 @@ if [ "$1" = -ceiling ]; then
 	pids=$!
 	procs="$pids"
 	sleep 0.5
+	kill -0 "$pids" 2> /dev/null || { echo "the ceiling did not start (port 8091 taken?)" >&2; exit 1; }
 	set -- -url http://127.0.0.1:8091 -op get -c 64 -d 8s
 	"$bin/tako-bench" -url http://127.0.0.1:8091 -prefill -op get -c 16 -d 1s > /dev/null
 else
