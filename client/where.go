@@ -3,12 +3,11 @@ package client
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/takodb/tako/internal/config"
-	"github.com/takodb/tako/internal/hlc"
-	"github.com/takodb/tako/internal/keyhash"
+	"github.com/takodb/tako/internal/coord"
+	"github.com/takodb/tako/internal/record"
 	"github.com/takodb/tako/internal/wire"
 )
 
@@ -79,14 +78,22 @@ func (c *Client) Where(ctx context.Context, key []byte) (Placement, error) {
 		return Placement{}, fmt.Errorf("%w: the key is %d bytes, want 1 to %d", ErrBadRequest, len(key), wire.MaxKeySize)
 	}
 	cfg := c.cfg.Load()
-	records := c.replicaRecords(ctx, cfg.Replicas(nil, key), key, c.whereTimeout(cfg))
-	if err := ctx.Err(); err != nil {
-		return Placement{}, fmt.Errorf("tako: where %q: %w", key, err)
+	loc, err := coord.Locate(ctx, cfg, key, c.whereTimeout(cfg), c.askLocal, c.env.Stored)
+	if err != nil {
+		return Placement{}, fmt.Errorf("tako: %w", err)
 	}
-	p := Placement{Key: key, Hash: keyhash.Sum(key)}
-	p.Deployments = append(p.Deployments, layOut(cfg.Active, "active", p.Hash, records))
-	if cfg.Target != nil {
-		p.Deployments = append(p.Deployments, layOut(cfg.Target, "target", p.Hash, records))
+	p := Placement{Key: loc.Key, Hash: loc.Hash}
+	for _, d := range loc.Deployments {
+		dp := DeploymentPlacement{Name: d.Name, Role: d.Role}
+		for _, b := range d.Buckets {
+			bp := BucketPlacement{Name: b.Name, Replicas: make([]ReplicaRecord, 0, len(b.Replicas))}
+			for _, r := range b.Replicas {
+				bp.Replicas = append(bp.Replicas, ReplicaRecord{NodeID: r.Node.ID, Addr: r.Node.BinaryAddr(), Found: r.Found,
+					Timestamp: r.Record.Timestamp, Deleted: r.Record.Tombstone, BrokenTimestamp: r.BrokenTimestamp, Err: r.Err})
+			}
+			dp.Buckets = append(dp.Buckets, bp)
+		}
+		p.Deployments = append(p.Deployments, dp)
 	}
 	return p, nil
 }
@@ -103,54 +110,15 @@ func (c *Client) whereTimeout(cfg *config.Config) time.Duration {
 	return t
 }
 
-// replicaRecords asks each node for its own record of key, concurrently,
-// and returns the answers by node id.
-func (c *Client) replicaRecords(ctx context.Context, nodes []config.Node, key []byte, timeout time.Duration) map[string]ReplicaRecord {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	out := make([]ReplicaRecord, len(nodes))
-	var wg sync.WaitGroup
-	for i, nd := range nodes {
-		wg.Go(func() { out[i] = c.replicaRecord(ctx, nd, key) })
-	}
-	wg.Wait()
-	byID := make(map[string]ReplicaRecord, len(nodes))
-	for _, r := range out {
-		byID[r.NodeID] = r
-	}
-	return byID
-}
-
-// replicaRecord asks one node for its own record of key
-// (OpReplicaGetLocal: a recovering node answers what its store holds, not
-// what it would read through).
-func (c *Client) replicaRecord(ctx context.Context, nd config.Node, key []byte) ReplicaRecord {
-	r := ReplicaRecord{NodeID: nd.ID, Addr: nd.BinaryAddr()}
+// askLocal asks one node for its own record of key (OpReplicaGetLocal: a
+// recovering node answers what its store holds, not what it would read
+// through).
+func (c *Client) askLocal(ctx context.Context, nd config.Node, key []byte) (record.Record, bool, error) {
 	resp, err := c.pool.Call(ctx, nd.BinaryAddr(), &wire.Request{Op: wire.OpReplicaGetLocal, Key: key})
-	switch {
-	case err != nil:
-		r.Err = fmt.Errorf("replica %s at %s: %w", nd.ID, nd.BinaryAddr(), err)
-	case resp.Found:
-		r.Found, r.Timestamp, r.Deleted = true, resp.Record.Timestamp, resp.Record.Tombstone
-		if err := hlc.Check(r.Timestamp, time.Now().UnixMicro(), c.cfg.Load().Active.MaxTimestampAhead); err != nil {
-			r.BrokenTimestamp = err.Error()
-		}
+	if err != nil {
+		return record.Record{}, false, fmt.Errorf("replica %s at %s: %w", nd.ID, nd.BinaryAddr(), err)
 	}
-	return r
-}
-
-// layOut arranges the answers by the key's buckets in d, in ring order.
-func layOut(d *config.Deployment, role string, hash uint32, records map[string]ReplicaRecord) DeploymentPlacement {
-	dp := DeploymentPlacement{Name: d.Name, Role: role}
-	for _, bi := range d.Ring.LookupHash(nil, hash, d.BucketsPerKey) {
-		b := d.Buckets[bi]
-		bp := BucketPlacement{Name: b.Name, Replicas: make([]ReplicaRecord, 0, len(b.Nodes))}
-		for _, nd := range b.Nodes {
-			bp.Replicas = append(bp.Replicas, records[nd.ID])
-		}
-		dp.Buckets = append(dp.Buckets, bp)
-	}
-	return dp
+	return record.Record(resp.Record), resp.Found, nil
 }
 
 // Purge removes key from every one of its replicas, whatever their

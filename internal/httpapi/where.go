@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/takodb/tako/internal/coord"
 )
 
 // Locator is what a Backend may implement to serve GET /where/KEY: where a
@@ -88,9 +90,31 @@ type PurgeResult struct {
 
 // The roles of DeploymentPlacement.Role.
 const (
-	RoleActive = "active"
-	RoleTarget = "target"
+	RoleActive = coord.RoleActive
+	RoleTarget = coord.RoleTarget
 )
+
+// PlacementOf is the answer of GET /where/KEY for what coord.Locate found.
+func PlacementOf(loc coord.Location) Placement {
+	out := Placement{Key: string(loc.Key), Hash: loc.Hash}
+	for _, d := range loc.Deployments {
+		dp := DeploymentPlacement{Name: d.Name, Role: d.Role}
+		for _, b := range d.Buckets {
+			bp := BucketPlacement{Name: b.Name, Nodes: make([]ReplicaState, 0, len(b.Replicas))}
+			for _, r := range b.Replicas {
+				s := ReplicaState{ID: r.Node.ID, Binary: r.Node.BinaryAddr(), Found: r.Found,
+					Timestamp: r.Record.Timestamp, Deleted: r.Record.Tombstone, BrokenTimestamp: r.BrokenTimestamp}
+				if r.Err != nil {
+					s.Error = r.Err.Error()
+				}
+				bp.Nodes = append(bp.Nodes, s)
+			}
+			dp.Buckets = append(dp.Buckets, bp)
+		}
+		out.Deployments = append(out.Deployments, dp)
+	}
+	return out
+}
 
 // serveWhere answers GET|HEAD /where/KEY from the backend's Locator.
 func (h *Handler) serveWhere(w http.ResponseWriter, r *http.Request, loc Locator, key string) {
