@@ -23,6 +23,7 @@ import (
 	"github.com/takodb/tako/internal/buildinfo"
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/connlimit"
+	"github.com/takodb/tako/internal/httpserve"
 	"github.com/takodb/tako/internal/tlsconf"
 )
 
@@ -461,43 +462,33 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	// The limits of the active deployment when the coordinator starts.
 	limits := s.cur.Load().cfg.Active.Limits
-	conns := connlimit.New("http", limits.MaxConnections, true)
-	ln = conns.Listener(ln)
+	hopts := httpserve.Options{Handler: s.handler, Limits: limits, Conns: connlimit.New("http", limits.MaxConnections, true), Logger: s.log}
 	if s.tls != nil {
-		// HTTPS: the limiter's listener inside, TLS outside.
-		ln = tls.NewListener(ln, s.tls.HTTPServerConfig())
+		hopts.TLS = s.tls.HTTPServerConfig()
 	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: limits.HeaderTimeout,
-		ReadTimeout:       limits.BodyTimeout,
-		IdleTimeout:       limits.IdleTimeout,
-		ConnState:         conns.ConnState,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	srv := httpserve.New(ln, hopts)
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.follow(bgCtx) })
 	wg.Go(func() { s.collector.run(bgCtx) })
 	served := make(chan error, 1)
-	wg.Go(func() { served <- srv.Serve(ln) })
-	s.log.Info("coordinator serving", "coordinator", s.id, "version", buildinfo.Version(), "addr", ln.Addr().String(),
+	wg.Go(func() { served <- srv.Serve() })
+	s.log.Info("coordinator serving", "coordinator", s.id, "version", buildinfo.Version(), "addr", srv.Addr().String(),
 		"epoch", s.cur.Load().epoch, "config", s.path, "state", s.stateDir, "tls", s.tls != nil)
 
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-served:
-		err = fmt.Errorf("coordinator %s: serving on %s: %w", s.id, ln.Addr(), err)
+		err = fmt.Errorf("coordinator %s: serving on %s: %w", s.id, srv.Addr(), err)
 	}
 	close(s.stopping)
 	stopBackground()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(shutdownCtx); serr != nil {
-		s.log.Warn("requests still in flight at shutdown, closing their connections", "err", serr)
-		_ = srv.Close()
+		s.log.Warn("requests still in flight at shutdown: their connections were closed", "err", serr)
 	}
 	wg.Wait()
 	s.client.CloseIdleConnections()

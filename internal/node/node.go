@@ -15,7 +15,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +39,7 @@ import (
 	"github.com/takodb/tako/internal/health"
 	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/httpapi"
+	"github.com/takodb/tako/internal/httpserve"
 	"github.com/takodb/tako/internal/store"
 	"github.com/takodb/tako/internal/tlsconf"
 	"github.com/takodb/tako/internal/wire"
@@ -597,31 +597,25 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	wireSrv := wire.NewServer(wireOpts)
 	n.wireSrv.Store(wireSrv)
-	srv := &http.Server{
-		Handler:           n.api,
-		ReadHeaderTimeout: limits.HeaderTimeout,
-		ReadTimeout:       limits.BodyTimeout,
-		IdleTimeout:       limits.IdleTimeout,
-		ConnState:         n.httpConns.ConnState,
-		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
-	}
 	binLn = n.binaryConns.Listener(binLn)
+	var srv *httpserve.Server
 	if httpLn != nil {
-		httpLn = n.httpConns.Listener(httpLn)
+		// HTTPS with the binary port's certificate, which ReloadTLS
+		// reloads for both.
+		hopts := httpserve.Options{Handler: n.api, Limits: limits, Conns: n.httpConns, Logger: n.logger}
 		if n.tls != nil {
-			// HTTPS with the binary port's certificate, which ReloadTLS
-			// reloads for both; the limiter's listener stays inside.
-			httpLn = tls.NewListener(httpLn, n.tls.HTTPServerConfig())
+			hopts.TLS = n.tls.HTTPServerConfig()
 		}
+		srv = httpserve.New(httpLn, hopts)
 	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- fmt.Errorf("serving the binary protocol: %w", wireSrv.Serve(binLn)) }()
 	servers := 1
 	httpAddr := "none"
-	if httpLn != nil {
+	if srv != nil {
 		servers++
-		httpAddr = httpLn.Addr().String()
-		go func() { serveErr <- fmt.Errorf("serving HTTP: %w", srv.Serve(httpLn)) }()
+		httpAddr = srv.Addr().String()
+		go func() { serveErr <- fmt.Errorf("serving HTTP: %w", srv.Serve()) }()
 	}
 	n.goBackground(n.runRepair)
 	n.logger.Info("node serving", "node", n.id, "version", buildinfo.Version(), "http", httpAddr, "binary", binLn.Addr().String(),
@@ -644,8 +638,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.logger.Info("node shutting down", "node", n.id)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownWithin)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		n.logger.Warn("HTTP requests still in flight at shutdown were cut off", "node", n.id, "err", err)
+	if srv != nil {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			n.logger.Warn("HTTP requests still in flight at shutdown were cut off", "node", n.id, "err", err)
+		}
 	}
 	if err := wireSrv.Shutdown(shutdownCtx); err != nil {
 		n.logger.Warn("binary requests still in flight at shutdown were cut off", "node", n.id, "err", err)

@@ -6,7 +6,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +26,7 @@ import (
 	"github.com/takodb/tako/internal/connlimit"
 	"github.com/takodb/tako/internal/coordmetrics"
 	"github.com/takodb/tako/internal/httpapi"
+	"github.com/takodb/tako/internal/httpserve"
 	"github.com/takodb/tako/internal/tlsconf"
 )
 
@@ -190,24 +190,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.mu.Lock()
 	p.bound = ln.Addr()
 	p.mu.Unlock()
-	ln = p.conns.Listener(ln)
+	hopts := httpserve.Options{Handler: p.api, Limits: p.limits, Conns: p.conns, Logger: p.logger}
 	if p.tls != nil {
-		// HTTPS: the limiter's listener inside, TLS outside.
-		ln = tls.NewListener(ln, p.tls.HTTPServerConfig())
+		hopts.TLS = p.tls.HTTPServerConfig()
 	}
-	srv := &http.Server{
-		Handler:           p.api,
-		ReadHeaderTimeout: p.limits.HeaderTimeout,
-		ReadTimeout:       p.limits.BodyTimeout,
-		IdleTimeout:       p.limits.IdleTimeout,
-		ConnState:         p.conns.ConnState,
-		ErrorLog:          slog.NewLogLogger(p.logger.Handler(), slog.LevelWarn),
-	}
+	srv := httpserve.New(ln, hopts)
 	cfg := p.client.Config()
-	p.logger.Info("proxy serving", "proxy", p.id, "version", buildinfo.Version(), "http", ln.Addr().String(),
+	p.logger.Info("proxy serving", "proxy", p.id, "version", buildinfo.Version(), "http", srv.Addr().String(),
 		"deployment", cfg.Active.Name, "nodes", len(cfg.Nodes()), "epoch", p.epoch.Load(), "tls", p.tls != nil)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve() }()
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
