@@ -32,8 +32,6 @@ const (
 	splitWays = 16
 	// recordBatch is how many records one OpBatch pushes or pulls.
 	recordBatch = 64
-	// frameHeader is the size of a frame's header on the wire.
-	frameHeader = 13
 )
 
 // maxRefillRetries is how many refills in a row may leave units failed
@@ -545,10 +543,10 @@ func (n *Node) peerCall(ctx context.Context, peer remoteReplica, req *wire.Reque
 	cctx, cancel := context.WithTimeout(ctx, 4*n.settings(cfg).RequestTimeout)
 	defer cancel()
 	stats.messages++
-	// Every call is one frame each way: 4 bytes of length, 1 of op and 8
-	// of request id before the bodies counted by the callers.
-	stats.bytesSent += frameHeader
-	stats.bytesReceived += frameHeader
+	// Every call is one frame each way: a header before the bodies
+	// counted by the callers.
+	stats.bytesSent += wire.FrameHeaderSize
+	stats.bytesReceived += wire.FrameHeaderSize
 	n.metrics.repairMessages.Inc()
 	return peer.call(cctx, req)
 }

@@ -24,7 +24,7 @@ func BenchmarkEncodeDecodePut(b *testing.B) {
 	b.SetBytes(int64(len(encodeRequest(1, req))))
 	for i := range b.N {
 		f := encodeRequest(uint64(i+1), req)
-		got, err := decodeRequest(Op(f[4]), f[frameHeaderSize:])
+		got, err := decodeRequest(Op(f[4]), f[FrameHeaderSize:])
 		if err != nil || len(got.Record.Value) != 100 {
 			b.Fatal(got, err)
 		}

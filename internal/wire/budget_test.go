@@ -52,7 +52,7 @@ func TestFrameReaderReserves(t *testing.T) {
 		t.Errorf("released %d for frames that were returned", released)
 	}
 
-	cut := rawFrame(OpPut, 5, body)[:frameHeaderSize+1000]
+	cut := rawFrame(OpPut, 5, body)[:FrameHeaderSize+1000]
 	fr = newFrameReader(bufio.NewReaderSize(bytes.NewReader(cut), bufferSize), DefaultMaxFrameSize)
 	fr.reserve = func(n int) (int64, error) { return int64(n), nil }
 	fr.release = func(held int64) { released += held }
@@ -100,11 +100,11 @@ func TestFramesBeyondTheBudgetAreRefused(t *testing.T) {
 
 	// A Put whose body is the large share, of which 1 MiB is sent.
 	holder := encodeRequest(1, &Request{Op: OpPut, Key: []byte("k"), Record: Record{Timestamp: 1, Value: bytes.Repeat([]byte("h"), large-(keyHeaderSize+1)-recordHeaderSize)}})
-	if n := len(holder) - frameHeaderSize; n != large {
+	if n := len(holder) - FrameHeaderSize; n != large {
 		t.Fatalf("the holder's body is %d bytes, want %d", n, large)
 	}
 	hc, hfr := rawConn(t, ts.addr)
-	if _, err := hc.Write(holder[:frameHeaderSize+1<<20]); err != nil {
+	if _, err := hc.Write(holder[:FrameHeaderSize+1<<20]); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return ts.srv.Stats().BytesReserved == large }, "the Put to reserve %d bytes: %+v", large, ts.srv.Stats())
@@ -153,7 +153,7 @@ func TestFramesBeyondTheBudgetAreRefused(t *testing.T) {
 	waitFor(t, func() bool { st := ts.srv.Stats(); return st.OverBudget == 1 && st.BytesReserved == large },
 		"stats %+v: want 1 over budget, %d bytes reserved", ts.srv.Stats(), large)
 
-	if _, err := hc.Write(holder[frameHeaderSize+1<<20:]); err != nil {
+	if _, err := hc.Write(holder[FrameHeaderSize+1<<20:]); err != nil {
 		t.Fatal(err)
 	}
 	if f, err := hfr.next(); err != nil || f.id != 1 || f.op != OpPutResponse {

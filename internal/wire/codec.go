@@ -58,8 +58,9 @@ func FrameSizeFor(maxValueSize int64) int {
 // The layout of frames and bodies, drawn in the package doc. These constants
 // are part of the wire format.
 const (
-	// frameHeaderSize is the length field, the op and the request id.
-	frameHeaderSize = 4 + 1 + 8
+	// FrameHeaderSize is the size of every frame's header: the length
+	// field, the op and the request id.
+	FrameHeaderSize = 4 + 1 + 8
 	// frameLengthCounted is the part of the header that the length field
 	// counts: the op and the request id.
 	frameLengthCounted = 1 + 8
@@ -411,7 +412,7 @@ func appendFrameHeader(b []byte, bodySize int, op Op, id uint64) []byte {
 // allocation. req must pass checkRequest.
 func encodeRequest(id uint64, req *Request) []byte {
 	n := requestBodySize(req)
-	b := make([]byte, 0, frameHeaderSize+n)
+	b := make([]byte, 0, FrameHeaderSize+n)
 	b = appendFrameHeader(b, n, req.Op, id)
 	return appendRequestBody(b, req)
 }
@@ -420,7 +421,7 @@ func encodeRequest(id uint64, req *Request) []byte {
 // allocation.
 func encodeResponse(id uint64, r *Response) []byte {
 	n := responseBodySize(r)
-	b := make([]byte, 0, frameHeaderSize+n)
+	b := make([]byte, 0, FrameHeaderSize+n)
 	b = appendFrameHeader(b, n, r.kind(), id)
 	return appendResponseBody(b, r)
 }
@@ -626,11 +627,11 @@ func (d *decoder) batchItem(what string, i int) (Op, *decoder) {
 }
 
 // decodeRequest decodes the body of a request frame of kind op; the frame
-// offset of body[0] is frameHeaderSize. Keys and values alias body. A request
+// offset of body[0] is FrameHeaderSize. Keys and values alias body. A request
 // of an unknown op decodes, without its body, as a Request with only Op set:
 // the server answers it with CodeUnknownOp.
 func decodeRequest(op Op, body []byte) (Request, error) {
-	d := decoder{b: body, base: frameHeaderSize, opAt: 4}
+	d := decoder{b: body, base: FrameHeaderSize, opAt: 4}
 	req := d.request(op)
 	d.end(op)
 	if d.err != nil {
@@ -702,10 +703,10 @@ func (d *decoder) request(op Op) Request {
 }
 
 // decodeResponse decodes the body of a response frame of kind op; the frame
-// offset of body[0] is frameHeaderSize. Values alias body. Unknown ops are
+// offset of body[0] is FrameHeaderSize. Values alias body. Unknown ops are
 // protocol errors: a client must understand every answer to its requests.
 func decodeResponse(op Op, body []byte) (Response, error) {
-	d := decoder{b: body, base: frameHeaderSize, opAt: 4}
+	d := decoder{b: body, base: FrameHeaderSize, opAt: 4}
 	r := d.response(op)
 	d.end(op)
 	if d.err != nil {

@@ -520,7 +520,7 @@ func TestTruncatedEverywhere(t *testing.T) {
 				t.Fatalf("%s cut to %d of %d bytes: frame reader got %v", m.name, n, len(m.frame), err)
 			}
 		}
-		op, body := Op(m.frame[4]), m.frame[frameHeaderSize:]
+		op, body := Op(m.frame[4]), m.frame[FrameHeaderSize:]
 		for n := range len(body) {
 			var err error
 			if m.resp {
@@ -540,13 +540,13 @@ func TestTruncatedEverywhere(t *testing.T) {
 // gigabytes.
 func TestTruncatedLarge(t *testing.T) {
 	check := func(name string, frame []byte, resp bool) {
-		op, body := Op(frame[4]), frame[frameHeaderSize:]
+		op, body := Op(frame[4]), frame[FrameHeaderSize:]
 		for _, n := range []int{0, 1, 3, 4, 5, 12, len(body) / 2, len(body) - 17, len(body) - 8, len(body) - 1} {
 			if n < 0 || n >= len(body) {
 				continue
 			}
 			var perr *ProtocolError
-			if _, err := readFrame(frame[:frameHeaderSize+n], DefaultMaxFrameSize); !errors.As(err, &perr) {
+			if _, err := readFrame(frame[:FrameHeaderSize+n], DefaultMaxFrameSize); !errors.As(err, &perr) {
 				t.Errorf("%s cut to %d body bytes: frame reader got %v", name, n, err)
 			}
 			var err error

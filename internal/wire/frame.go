@@ -168,7 +168,7 @@ type frameReader struct {
 	// frame that next fails to read.
 	reserve func(n int) (int64, error)
 	release func(held int64)
-	hdr     [frameHeaderSize]byte
+	hdr     [FrameHeaderSize]byte
 }
 
 // errRefused is what frameReader.reserve returns to have a frame's body
@@ -209,18 +209,18 @@ func (fr *frameReader) next() (frame, error) {
 	if _, err := fr.fill(1, false); err != nil {
 		return frame{}, err
 	}
-	h, err := fr.fill(frameHeaderSize, true)
+	h, err := fr.fill(FrameHeaderSize, true)
 	if err != nil {
 		if !isEOF(err) {
 			return frame{}, err
 		}
 		return frame{}, &ProtocolError{
-			Reason: fmt.Sprintf("stream ended after %d of the %d bytes of a frame header", len(h), frameHeaderSize),
+			Reason: fmt.Sprintf("stream ended after %d of the %d bytes of a frame header", len(h), FrameHeaderSize),
 			Bytes:  bytes.Clone(h),
 		}
 	}
 	copy(fr.hdr[:], h)
-	_, _ = fr.r.Discard(frameHeaderSize) // buffered: cannot fail
+	_, _ = fr.r.Discard(FrameHeaderSize) // buffered: cannot fail
 	length := binary.BigEndian.Uint32(fr.hdr[:4])
 	switch {
 	case length < frameLengthCounted:

@@ -29,7 +29,7 @@ func requestBodySeeds() [][2][]byte {
 	var seeds [][2][]byte
 	for _, tt := range testRequests {
 		if b := encodeRequest(1, &tt.req); len(b) <= maxSeedSize {
-			seeds = append(seeds, [2][]byte{{b[4]}, b[frameHeaderSize:]})
+			seeds = append(seeds, [2][]byte{{b[4]}, b[FrameHeaderSize:]})
 		}
 	}
 	return seeds
@@ -41,7 +41,7 @@ func responseBodySeeds() [][2][]byte {
 	var seeds [][2][]byte
 	for _, tt := range testResponses {
 		if b := encodeResponse(1, &tt.resp); len(b) <= maxSeedSize {
-			seeds = append(seeds, [2][]byte{{b[4]}, b[frameHeaderSize:]})
+			seeds = append(seeds, [2][]byte{{b[4]}, b[FrameHeaderSize:]})
 		}
 	}
 	return seeds

@@ -52,7 +52,7 @@ type watchedConn struct {
 }
 
 func (c *watchedConn) Read(p []byte) (int, error) {
-	if c.read >= helloSize+frameHeaderSize && !c.reported {
+	if c.read >= helloSize+FrameHeaderSize && !c.reported {
 		c.reported = true
 		c.l.waiting.Add(1)
 	}
