@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -106,6 +107,10 @@ type Options struct {
 	// Observer, when set, is told what the requests the client
 	// coordinated itself did (see Observer); nil tells nothing.
 	Observer Observer
+	// Dial, when not nil, opens the client's connections to the nodes
+	// instead of TCP (a whole cluster in one process: internal/simnet).
+	// Nil dials TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// CacheDir is where a client made by Dial keeps the last
 	// configuration it adopted, to start from when no coordinator answers
 	// (as nodes and proxies do). Empty: a temporary directory, removed
@@ -185,7 +190,7 @@ func New(cfg *config.Config, opts Options) *Client {
 	}
 	c := &Client{opts: opts}
 	c.cfg.Store(cfg)
-	dial := wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger, TLS: opts.TLS, Token: opts.Token}
+	dial := wire.DialOptions{MaxFrameSize: frameSize(cfg), Logger: opts.Logger, TLS: opts.TLS, Token: opts.Token, Dial: opts.Dial}
 	if opts.TLS == nil && cfg.TLS != nil {
 		cert, key := cfg.TLS.For("client")
 		c.tls, c.tlsErr = tlsconf.Load(cfg.TLS.CA, cert, key)

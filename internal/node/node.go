@@ -82,9 +82,22 @@ type Options struct {
 	// default, 128 MiB (store.Options.MinFreeBytes).
 	MinFreeBytes int64
 
+	// Network, when not nil, carries the node's ports and its connections
+	// to peers instead of TCP: the in-memory network of a whole cluster in
+	// one process (internal/simnet). Nil: TCP.
+	Network Network
+
 	// storeFS, if not nil, is the file system the store lives on instead
 	// of the real disk: for tests that inject disk faults.
 	storeFS vfs.FS
+}
+
+// Network is what a node listens and dials on when it is not TCP.
+type Network interface {
+	// Listen listens on addr, HOST:PORT.
+	Listen(addr string) (net.Listener, error)
+	// Dial connects to addr, HOST:PORT.
+	Dial(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Node is one replica. Create it with New, serve with Run.
@@ -101,6 +114,7 @@ type Node struct {
 	api                    *httpapi.Handler
 	local                  localReplica
 	pool                   *wire.Pool // connections to peers
+	network                Network    // nil: TCP
 	peers                  health.Set // whether each peer answers
 	frame                  int        // the wire's frame size limit
 	// budget bounds the bytes of requests that both ports hold at once
@@ -265,7 +279,11 @@ func New(opts Options) (*Node, error) {
 	n.placementSince.Store(opts.Epoch)
 	n.frame = frameSize(opts.Config)
 	n.token = opts.Token
+	n.network = opts.Network
 	dial := wire.DialOptions{MaxFrameSize: n.frame, Logger: logger, Token: opts.Token}
+	if opts.Network != nil {
+		dial.Dial = opts.Network.Dial
+	}
 	if tlsr != nil {
 		dial.TLS = tlsr.ClientConfig()
 	}

@@ -268,7 +268,11 @@ var errShuttingDown = errors.New("node: shutting down")
 
 // listen binds addr for the named purpose, with an error an operator can act on.
 func (n *Node) listen(purpose, addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	listen := func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	if n.network != nil {
+		listen = n.network.Listen
+	}
+	ln, err := listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: listening for %s on %s: %w", n.id, purpose, addr, err)
 	}

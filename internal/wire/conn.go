@@ -48,6 +48,26 @@ type DialOptions struct {
 	// that a server's idle timeout (ServerOptions.IdleTimeout, 5m by
 	// default) does not close it. Zero means 1m; negative sends no pings.
 	PingInterval time.Duration
+	// Dial, when not nil, opens the connection to addr instead of TCP
+	// (the simulator's network, internal/simnet); TLS and the protocol's
+	// handshake then run over what it returns. Nil dials TCP, with
+	// keep-alive probes and a user timeout that break a connection to a
+	// vanished peer.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// dialTCP opens a TCP connection to addr. A connection whose peer vanished
+// (host gone, network cut) must break soon, so that the pool dials again
+// when the peer is back: keep-alive probes find it on an idle connection,
+// and the user timeout on one with requests in flight.
+func dialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			return setUserTimeout(c, deadPeerTimeout)
+		},
+	}
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // Validate reports every problem of the options, or nil.
@@ -153,17 +173,11 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 
-	d := net.Dialer{
-		// A connection whose peer vanished (host gone, network cut) must
-		// break soon, so that the pool dials again when the peer is back:
-		// keep-alive probes find it on an idle connection, and the user
-		// timeout on one with requests in flight.
-		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3},
-		Control: func(_, _ string, c syscall.RawConn) error {
-			return setUserTimeout(c, deadPeerTimeout)
-		},
+	dial := opts.Dial
+	if dial == nil {
+		dial = dialTCP
 	}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := dial(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
 	}

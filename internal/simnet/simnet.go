@@ -1,0 +1,209 @@
+// Package simnet is an in-memory network for running a whole Tako cluster
+// inside one process (issue 18's simulator, docs/simulator-design.md):
+// listeners and connections by address, carried by net.Pipe, between
+// hosts whose links can be cut and healed. The wire protocol, TLS and HTTP
+// run over it unchanged, so what a test or a simulation exercises is the
+// code that runs over TCP.
+//
+// It simulates what TCP shows an application: a connection delivers its
+// bytes in order or breaks. Cutting the link between two hosts breaks
+// every connection between them (in either direction: a TCP connection
+// needs both) and refuses new ones until the link is healed.
+package simnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+)
+
+// ErrUnreachable is what a dial across a cut link, or to an address
+// nobody listens on, fails with.
+var ErrUnreachable = errors.New("simnet: unreachable")
+
+// Network is a set of hosts that listen and dial by address. Its methods
+// are safe for concurrent use.
+type Network struct {
+	mu        sync.Mutex
+	listeners map[string]*listener // by address
+	cut       map[[2]string]bool   // host pairs, ordered, whose link is cut
+	links     map[*link]struct{}   // open connections
+}
+
+// New returns a network with no host and no cut link.
+func New() *Network {
+	return &Network{listeners: map[string]*listener{}, cut: map[[2]string]bool{}, links: map[*link]struct{}{}}
+}
+
+// Host returns the endpoint of the process called name: what it listens
+// and dials on. Hosts need no declaration; the same name is the same host.
+func (n *Network) Host(name string) *Host { return &Host{net: n, name: name} }
+
+// Cut breaks the link between hosts a and b: their connections break, and
+// new ones are refused, until Heal.
+func (n *Network) Cut(a, b string) {
+	n.mu.Lock()
+	n.cut[pair(a, b)] = true
+	var broken []*link
+	for k := range n.links {
+		if pair(k.client, k.server) == pair(a, b) {
+			broken = append(broken, k)
+			delete(n.links, k)
+		}
+	}
+	n.mu.Unlock()
+	for _, k := range broken {
+		k.close()
+	}
+}
+
+// Heal restores the link between hosts a and b.
+func (n *Network) Heal(a, b string) {
+	n.mu.Lock()
+	delete(n.cut, pair(a, b))
+	n.mu.Unlock()
+}
+
+// pair orders two host names, so that a link has one key.
+func pair(a, b string) [2]string {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]string{a, b}
+}
+
+// Host is one process's endpoint on a Network.
+type Host struct {
+	net  *Network
+	name string
+}
+
+// Name is the host's name.
+func (h *Host) Name() string { return h.name }
+
+// Listen listens on addr (any string; HOST:PORT by convention) for this
+// host. An address has one listener at a time.
+func (h *Host) Listen(addr string) (net.Listener, error) {
+	n := h.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.listeners[addr]; ok {
+		return nil, fmt.Errorf("simnet: listen %s: address already in use", addr)
+	}
+	l := &listener{net: n, host: h.name, addr: simAddr(addr), accept: make(chan net.Conn), closed: make(chan struct{})}
+	n.listeners[addr] = l
+	return l, nil
+}
+
+// Dial connects this host to the listener at addr. It fails with
+// ErrUnreachable when nobody listens there or the link between the two
+// hosts is cut, and with ctx's error when the listener does not accept in
+// time.
+func (h *Host) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	n := h.net
+	n.mu.Lock()
+	l, ok := n.listeners[addr]
+	switch {
+	case !ok:
+		n.mu.Unlock()
+		return nil, fmt.Errorf("simnet: dial %s from %s: nobody listens there: %w", addr, h.name, ErrUnreachable)
+	case n.cut[pair(h.name, l.host)]:
+		n.mu.Unlock()
+		return nil, fmt.Errorf("simnet: dial %s from %s: the link to %s is cut: %w", addr, h.name, l.host, ErrUnreachable)
+	}
+	// Registered before the lock is let go: a Cut from now on breaks it.
+	client, server := net.Pipe()
+	k := &link{net: n, client: h.name, server: l.host, ends: [2]net.Conn{client, server}}
+	c := &pipeEnd{Conn: client, link: k, laddr: simAddr(h.name), raddr: l.addr}
+	s := &pipeEnd{Conn: server, link: k, laddr: l.addr, raddr: simAddr(h.name)}
+	n.links[k] = struct{}{}
+	n.mu.Unlock()
+	select {
+	case l.accept <- s:
+	case <-l.closed:
+		k.drop()
+		return nil, fmt.Errorf("simnet: dial %s from %s: the listener closed: %w", addr, h.name, ErrUnreachable)
+	case <-ctx.Done():
+		k.drop()
+		return nil, fmt.Errorf("simnet: dial %s from %s: %w", addr, h.name, ctx.Err())
+	}
+	return c, nil
+}
+
+// link is one connection between two hosts.
+type link struct {
+	net            *Network
+	client, server string // the hosts that dialled and accepted
+	ends           [2]net.Conn
+}
+
+// close closes both ends.
+func (k *link) close() {
+	k.ends[0].Close()
+	k.ends[1].Close()
+}
+
+// drop forgets the link and closes both ends.
+func (k *link) drop() {
+	k.net.mu.Lock()
+	delete(k.net.links, k)
+	k.net.mu.Unlock()
+	k.close()
+}
+
+// pipeEnd is one end of a connection.
+type pipeEnd struct {
+	net.Conn
+	link         *link
+	laddr, raddr net.Addr
+}
+
+// Close closes the connection, both ends.
+func (p *pipeEnd) Close() error {
+	p.link.drop()
+	return nil
+}
+
+func (p *pipeEnd) LocalAddr() net.Addr  { return p.laddr }
+func (p *pipeEnd) RemoteAddr() net.Addr { return p.raddr }
+
+// listener accepts the connections dialled to its address.
+type listener struct {
+	net       *Network
+	host      string
+	addr      simAddr
+	accept    chan net.Conn
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.accept:
+		return c, nil
+	case <-l.closed:
+		return nil, fmt.Errorf("simnet: accept on %s: %w", l.addr, net.ErrClosed)
+	}
+}
+
+func (l *listener) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		l.net.mu.Lock()
+		if l.net.listeners[string(l.addr)] == l {
+			delete(l.net.listeners, string(l.addr))
+		}
+		l.net.mu.Unlock()
+	})
+	return nil
+}
+
+func (l *listener) Addr() net.Addr { return l.addr }
+
+// simAddr is an address on a Network.
+type simAddr string
+
+func (a simAddr) Network() string { return "simnet" }
+func (a simAddr) String() string  { return string(a) }
