@@ -43,7 +43,7 @@ func startDiskCluster(t *testing.T, fss map[string]vfs.FS, ids ...string) map[st
 	}
 	nodes := map[string]*diskNode{}
 	for _, id := range ids {
-		n, err := New(Options{ID: id, Config: cfg, DataDir: t.TempDir(), Logger: testLogger(t), MinFreeBytes: 1 << 20, storeFS: fss[id]})
+		n, err := New(Options{ID: id, Config: cfg, DataDir: t.TempDir(), Logger: testLogger(t), MinFreeBytes: 1 << 20, FS: fss[id]})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -87,9 +87,10 @@ type Options struct {
 	// one process (internal/simnet). Nil: TCP.
 	Network Network
 
-	// storeFS, if not nil, is the file system the store lives on instead
-	// of the real disk: for tests that inject disk faults.
-	storeFS vfs.FS
+	// FS, if not nil, is the file system the store lives on instead of
+	// the real disk: tests that inject disk faults, and a whole cluster in
+	// one process (Pebble's in-memory file systems).
+	FS vfs.FS
 }
 
 // Network is what a node listens and dials on when it is not TCP.
@@ -242,7 +243,7 @@ func New(opts Options) (*Node, error) {
 	}
 	storeFailed := make(chan error, 1)
 	writable := make(chan struct{}, 1)
-	st, err := store.Open(filepath.Clean(opts.DataDir), store.Options{FS: opts.storeFS, Logger: logger, NoSync: opts.NoSync, MinFreeBytes: opts.MinFreeBytes,
+	st, err := store.Open(filepath.Clean(opts.DataDir), store.Options{FS: opts.FS, Logger: logger, NoSync: opts.NoSync, MinFreeBytes: opts.MinFreeBytes,
 		OnFatal: func(err error) {
 			select {
 			case storeFailed <- err:
