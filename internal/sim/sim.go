@@ -80,27 +80,12 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 
 	network := simnet.New()
-	runCtx, stop := context.WithCancel(ctx)
-	var nodes sync.WaitGroup
-	var nodeErrs []error
-	var errMu sync.Mutex
-	defer func() {
-		stop()
-		nodes.Wait()
-	}()
+	c := &cluster{cfg: cfg, network: network, logger: opts.Logger, nodes: map[string]*simNode{}}
+	defer c.stopAll()
 	for _, id := range ids {
-		nd, err := node.New(node.Options{ID: id, Config: cfg, DataDir: "/" + id, FS: vfs.NewMem(), NoSync: true,
-			Logger: opts.Logger.With("node", id), Network: network.Host(id)})
-		if err != nil {
-			return res, fmt.Errorf("sim: seed %d: node %s: %w", opts.Seed, id, err)
+		if err := c.start(ctx, id, vfs.NewCrashableMem()); err != nil {
+			return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 		}
-		nodes.Go(func() {
-			if err := nd.Run(runCtx); err != nil {
-				errMu.Lock()
-				nodeErrs = append(nodeErrs, fmt.Errorf("node %s: %w", id, err))
-				errMu.Unlock()
-			}
-		})
 	}
 
 	keys := []string{"hot0", "hot1", "hot2"}
@@ -143,6 +128,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		close(done)
 	}()
 	hosts := append(append([]string(nil), ids...), clientHosts(len(clients))...)
+	c.hosts = hosts
 	var cut [][2]string
 	for faulting := true; faulting; {
 		select {
@@ -153,14 +139,14 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			return res, ctx.Err()
 		case <-time.After(time.Duration(2+rng.IntN(10)) * time.Millisecond):
 		}
-		switch {
-		case len(cut) > 0 && rng.IntN(2) == 0:
+		switch r := rng.IntN(8); {
+		case r < 2 && len(cut) > 0:
 			for _, l := range cut {
 				network.Heal(l[0], l[1])
 			}
 			res.Faults = append(res.Faults, "heal every link")
 			cut = nil
-		case rng.IntN(2) == 0:
+		case r < 4:
 			victim := ids[rng.IntN(len(ids))]
 			for _, h := range hosts {
 				if h != victim {
@@ -169,12 +155,43 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 				}
 			}
 			res.Faults = append(res.Faults, "cut "+victim+" off")
-		default:
+		case r < 5:
 			a, b := hosts[rng.IntN(len(hosts))], hosts[rng.IntN(len(hosts))]
 			if a != b {
 				network.Cut(a, b)
 				cut = append(cut, [2]string{a, b})
 				res.Faults = append(res.Faults, "cut "+a+" from "+b)
+			}
+		case r < 6:
+			// A crash: the node stops at once and comes back on what
+			// its file system had synced at that instant.
+			victim := ids[rng.IntN(len(ids))]
+			if !c.down(victim) {
+				if err := c.crash(ctx, victim); err != nil {
+					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
+				}
+				res.Faults = append(res.Faults, "crash "+victim)
+			}
+		default:
+			var down []string
+			for _, id := range ids {
+				if c.down(id) {
+					down = append(down, id)
+				}
+			}
+			if len(down) > 0 {
+				victim := down[rng.IntN(len(down))]
+				if err := c.restart(ctx, victim); err != nil {
+					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
+				}
+				res.Faults = append(res.Faults, "restart "+victim)
+			}
+		}
+	}
+	for _, id := range ids {
+		if c.down(id) {
+			if err := c.restart(ctx, id); err != nil {
+				return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 			}
 		}
 	}
@@ -198,14 +215,121 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	res.Ops = rec.Ops()
 	res.Verdict = history.Check(res.Ops)
-	stop()
-	nodes.Wait()
-	errMu.Lock()
-	defer errMu.Unlock()
-	if len(nodeErrs) > 0 {
-		return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, errors.Join(nodeErrs...))
+	if err := c.stopAll(); err != nil {
+		return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 	}
 	return res, nil
+}
+
+// cluster is the nodes of a run, each of which can crash and restart.
+type cluster struct {
+	cfg     *config.Config
+	network *simnet.Network
+	logger  *slog.Logger
+
+	mu    sync.Mutex
+	nodes map[string]*simNode
+	errs  []error  // of nodes that stopped with an error
+	hosts []string // every host of the network, set once the clients are
+}
+
+// simNode is one node's process and disk.
+type simNode struct {
+	fs   *vfs.MemFS
+	stop context.CancelFunc // nil while the node is down
+	done chan struct{}      // closed when its Run returned
+}
+
+// start runs node id on fs.
+func (c *cluster) start(ctx context.Context, id string, fs *vfs.MemFS) error {
+	nd, err := node.New(node.Options{ID: id, Config: c.cfg, DataDir: "/" + id, FS: fs,
+		Logger: c.logger.With("node", id), Network: c.network.Host(id)})
+	if err != nil {
+		return fmt.Errorf("node %s: %w", id, err)
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	sn := &simNode{fs: fs, stop: stop, done: make(chan struct{})}
+	c.mu.Lock()
+	c.nodes[id] = sn
+	c.mu.Unlock()
+	go func() {
+		defer close(sn.done)
+		if err := nd.Run(runCtx); err != nil {
+			c.mu.Lock()
+			c.errs = append(c.errs, fmt.Errorf("node %s: %w", id, err))
+			c.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// down reports whether node id is crashed.
+func (c *cluster) down(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id].stop == nil
+}
+
+// crash cuts node id off, takes what its disk has synced, stops it, and
+// keeps that copy of the disk for its restart: nothing it acknowledged
+// (a node acknowledges a write once it is synced) is missing from the
+// copy, and nothing it does after the copy is seen by anyone. A node
+// already down stays down.
+func (c *cluster) crash(ctx context.Context, id string) error {
+	c.mu.Lock()
+	sn := c.nodes[id]
+	c.mu.Unlock()
+	if sn.stop == nil {
+		return nil
+	}
+	for _, h := range c.hosts {
+		if h != id {
+			c.network.Cut(id, h)
+		}
+	}
+	synced := sn.fs.CrashClone(vfs.CrashCloneCfg{})
+	sn.stop()
+	select {
+	case <-sn.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	c.nodes[id] = &simNode{fs: synced}
+	c.mu.Unlock()
+	return nil
+}
+
+// restart starts node id again on the disk its crash left, with its links
+// healed.
+func (c *cluster) restart(ctx context.Context, id string) error {
+	c.mu.Lock()
+	fs := c.nodes[id].fs
+	c.mu.Unlock()
+	for _, h := range c.hosts {
+		c.network.Heal(id, h)
+	}
+	return c.start(ctx, id, fs)
+}
+
+// stopAll stops every node and returns the errors of those that stopped
+// with one.
+func (c *cluster) stopAll() error {
+	c.mu.Lock()
+	nodes := make([]*simNode, 0, len(c.nodes))
+	for _, sn := range c.nodes {
+		nodes = append(nodes, sn)
+	}
+	c.mu.Unlock()
+	for _, sn := range nodes {
+		if sn.stop != nil {
+			sn.stop()
+			<-sn.done
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return errors.Join(c.errs...)
 }
 
 // shape chooses the cluster: 3 to 5 buckets of one node each, each key on
