@@ -116,6 +116,7 @@ type Node struct {
 	local                  localReplica
 	pool                   *wire.Pool // connections to peers
 	network                Network    // nil: TCP
+	fs                     vfs.FS     // the store's, where the node's own files live too
 	peers                  health.Set // whether each peer answers
 	frame                  int        // the wire's frame size limit
 	// budget bounds the bytes of requests that both ports hold at once
@@ -243,6 +244,10 @@ func New(opts Options) (*Node, error) {
 	}
 	storeFailed := make(chan error, 1)
 	writable := make(chan struct{}, 1)
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
 	st, err := store.Open(filepath.Clean(opts.DataDir), store.Options{FS: opts.FS, Logger: logger, NoSync: opts.NoSync, MinFreeBytes: opts.MinFreeBytes,
 		OnFatal: func(err error) {
 			select {
@@ -266,7 +271,8 @@ func New(opts Options) (*Node, error) {
 		clock:       hlc.New(opts.Wall),
 		store:       st,
 		dataDir:     opts.DataDir,
-		ownership:   ownership{dir: opts.DataDir},
+		fs:          fs,
+		ownership:   ownership{fs: fs, dir: opts.DataDir},
 		tls:         tlsr,
 		storeFailed: storeFailed,
 		writable:    writable,
@@ -316,7 +322,7 @@ func New(opts Options) (*Node, error) {
 		return 0
 	}))
 	reg.MustRegister(refillCollectors(&n.refillProgress, n.metrics.refill)...)
-	rec, err := loadRecovery(opts.DataDir)
+	rec, err := loadRecovery(fs, opts.DataDir)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("node %s: %w", opts.ID, err)
@@ -475,7 +481,7 @@ func (n *Node) startRecoveringUnder(cfg *config.Config, why string, lost []hashR
 	if rec != nil {
 		rec.add(lost, units)
 	} else {
-		rec = newRecovery(n.dataDir, why, lost, units)
+		rec = newRecovery(n.fs, n.dataDir, why, lost, units)
 	}
 	if err := rec.save(); err != nil {
 		n.logger.Error("node recovering, but its progress cannot be saved: a restart will start the refill over", "node", n.id, "err", err)
@@ -497,7 +503,7 @@ func (n *Node) endRecovery(rec *recovery, gen int) bool {
 	if n.recovery.Load() != rec || rec.generation() != gen || rec.unmerged() > 0 {
 		return false
 	}
-	if err := removeRecoveryFile(n.dataDir); err != nil {
+	if err := removeRecoveryFile(n.fs, n.dataDir); err != nil {
 		n.logger.Error("the recovery ended but its state file stays: the next start resumes it, harmlessly", "node", n.id, "err", err)
 	}
 	n.recovery.Store(nil)

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/takodb/tako/internal/config"
 )
 
@@ -35,6 +35,7 @@ const ownershipFile = "TAKO-OWNED"
 // replica of a range whose replicas were all leaving suspect at once, with
 // no peer left to merge from.
 type ownership struct {
+	fs  vfs.FS // the store's file system; nil: the real disk
 	dir string
 
 	mu     sync.Mutex // guards the fields below
@@ -89,7 +90,11 @@ func (o *ownership) loadLocked() {
 		return
 	}
 	o.loaded = true
-	b, err := os.ReadFile(filepath.Join(o.dir, ownershipFile))
+	fs := o.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
+	b, err := readFile(fs, fs.PathJoin(o.dir, ownershipFile))
 	if err != nil {
 		return // none yet (a new store, or one from before this file)
 	}
@@ -131,7 +136,11 @@ func (o *ownership) save(cfg *config.Config, self string, logger *slog.Logger) {
 	}
 	b, err := json.Marshal(st)
 	if err == nil {
-		err = writeFileAtomic(o.dir, ownershipFile, b)
+		fs := o.fs
+		if fs == nil {
+			fs = vfs.Default
+		}
+		err = writeFileAtomic(fs, o.dir, ownershipFile, b)
 	}
 	if err != nil {
 		logger.Error("cannot save the ranges this node holds: after a restart it may trust records of ranges it was out of",

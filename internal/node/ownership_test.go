@@ -1,10 +1,14 @@
 package node
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/takodb/tako/internal/config"
 )
 
@@ -72,10 +76,34 @@ func TestOwnershipForgetsWhatAMigrationTookAway(t *testing.T) {
 	}
 	// A file from before Leaving was saved reads as before.
 	old := &ownership{dir: t.TempDir()}
-	if err := writeFileAtomic(old.dir, ownershipFile, []byte(`{"Held":[[0,4294967295]]}`)); err != nil {
+	if err := writeFileAtomic(vfs.Default, old.dir, ownershipFile, []byte(`{"Held":[[0,4294967295]]}`)); err != nil {
 		t.Fatal(err)
 	}
 	if got := old.gained(parse("two", "again", two, again), "n1"); len(got) != 0 {
 		t.Errorf("an old file holding everything: gained %v, want nothing", got)
+	}
+}
+
+// TestTheNodesOwnFilesLiveOnTheStoresFileSystem: with Options.FS, the
+// node's own files (what it owns) are written there, beside the store,
+// and nothing to the real disk at DataDir: a simulated crash of that file
+// system (internal/sim) treats them as it treats the store.
+func TestTheNodesOwnFilesLiveOnTheStoresFileSystem(t *testing.T) {
+	cfg, err := config.Parse([]byte("active_deployment: d\ndeployments:\n  d:\n    buckets:\n      b1: {n1: [127.0.0.1, 1]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := vfs.NewMem()
+	dir := filepath.Join(t.TempDir(), "n1")
+	n, err := New(Options{ID: "n1", Config: cfg, DataDir: dir, FS: fs, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := fs.Stat(fs.PathJoin(dir, ownershipFile)); err != nil {
+		t.Errorf("%s on the store's file system: %v", ownershipFile, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the real disk at DataDir: %v, want nothing there", err)
 	}
 }

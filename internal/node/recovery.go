@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Recovery. A node may lack data that the configuration gives it: its disk
@@ -169,6 +173,7 @@ func (r *hashRange) UnmarshalJSON(b []byte) error {
 
 // recovery is a node's recovery in progress.
 type recovery struct {
+	fs  vfs.FS // the store's file system
 	dir string // the store's directory, where recoveryFile lives
 
 	mu sync.Mutex // guards the fields below
@@ -193,10 +198,11 @@ func (r *recovery) generation() int {
 	return r.gen
 }
 
-// newRecovery starts a recovery of lost under cfg's arcs, to be saved in dir.
-func newRecovery(dir, reason string, lost []hashRange, units []refillUnit) *recovery {
+// newRecovery starts a recovery of lost under cfg's arcs, to be saved in dir
+// on fs.
+func newRecovery(fs vfs.FS, dir, reason string, lost []hashRange, units []refillUnit) *recovery {
 	set := union(lost, nil)
-	r := &recovery{dir: dir, lost: set, state: recoveryState{Reason: reason, Started: time.Now(), Lost: set, Units: units}}
+	r := &recovery{fs: fs, dir: dir, lost: set, state: recoveryState{Reason: reason, Started: time.Now(), Lost: set, Units: units}}
 	r.suspectsLocked()
 	return r
 }
@@ -249,10 +255,10 @@ func (r *recovery) unmerged() int {
 	return n
 }
 
-// loadRecovery reads the recovery state saved in dir, or returns nil, nil
-// when there is none.
-func loadRecovery(dir string) (*recovery, error) {
-	b, err := os.ReadFile(filepath.Join(dir, recoveryFile))
+// loadRecovery reads the recovery state saved in dir on fs, or returns
+// nil, nil when there is none.
+func loadRecovery(fs vfs.FS, dir string) (*recovery, error) {
+	b, err := readFile(fs, fs.PathJoin(dir, recoveryFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -263,7 +269,7 @@ func loadRecovery(dir string) (*recovery, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("reading the recovery state %s: %w (remove the file and start the node with -recover to refill all of its ranges)", filepath.Join(dir, recoveryFile), err)
 	}
-	r := &recovery{dir: dir, state: st, lost: union(st.Lost, nil)}
+	r := &recovery{fs: fs, dir: dir, state: st, lost: union(st.Lost, nil)}
 	r.state.Lost = r.lost
 	r.suspectsLocked()
 	return r, nil
@@ -343,31 +349,38 @@ func (r *recovery) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(r.dir, recoveryFile, b); err != nil {
+	if err := writeFileAtomic(r.fs, r.dir, recoveryFile, b); err != nil {
 		return fmt.Errorf("saving the recovery state: %w", err)
 	}
 	r.savedAt = time.Now()
 	return nil
 }
 
-// removeRecoveryFile removes the recovery state of dir: the recovery ended.
-func removeRecoveryFile(dir string) error {
-	err := os.Remove(filepath.Join(dir, recoveryFile))
+// removeRecoveryFile removes the recovery state of dir on fs: the
+// recovery ended.
+func removeRecoveryFile(fs vfs.FS, dir string) error {
+	err := fs.Remove(fs.PathJoin(dir, recoveryFile))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing the recovery state: %w", err)
 	}
 	return nil
 }
 
-// writeFileAtomic writes name in dir through a synced temporary file
+// tmpFiles numbers the temporary files of writeFileAtomic.
+var tmpFiles atomic.Uint64
+
+// writeFileAtomic writes name in dir on fs through a synced temporary file
 // renamed over it, then syncs dir, so that a crash leaves the old file or
-// the new one, whole.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, name+".tmp-*")
+// the new one, whole. The node's own files live on the store's file
+// system, so that a simulated crash (internal/sim) treats them as it
+// treats the store.
+func writeFileAtomic(fs vfs.FS, dir, name string, data []byte) error {
+	tmpName := fs.PathJoin(dir, fmt.Sprintf("%s.tmp-%d", name, tmpFiles.Add(1)))
+	tmp, err := fs.Create(tmpName, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	defer fs.Remove(tmpName) // fails harmlessly after the rename
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
@@ -379,13 +392,24 @@ func writeFileAtomic(dir, name string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+	if err := fs.Rename(tmpName, fs.PathJoin(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
+	d, err := fs.OpenDir(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// readFile returns the contents of path on fs; an error that is
+// os.ErrNotExist when there is no such file.
+func readFile(fs vfs.FS, path string) ([]byte, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/store"
 	"github.com/takodb/tako/internal/wire"
@@ -189,14 +190,14 @@ func TestRecoveringNodeDoesNotStreamWhatItLacks(t *testing.T) {
 // range arithmetic the recovery uses holds.
 func TestRecoveryStateRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	r := newRecovery(dir, "why", []hashRange{{10, 20}, {15, 30}, {40, 50}}, []refillUnit{{Lo: 10, Hi: 30}, {Lo: 40, Hi: 50}})
+	r := newRecovery(vfs.Default, dir, "why", []hashRange{{10, 20}, {15, 30}, {40, 50}}, []refillUnit{{Lo: 10, Hi: 30}, {Lo: 40, Hi: 50}})
 	if err := r.advance(0, []byte("cursor"), false, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.advance(1, nil, true, false); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadRecovery(dir)
+	got, err := loadRecovery(vfs.Default, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func TestRecoveryStateRoundTrip(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, recoveryFile), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadRecovery(dir); err == nil {
+	if _, err := loadRecovery(vfs.Default, dir); err == nil {
 		t.Error("a damaged state file loads")
 	}
 }

@@ -6,6 +6,8 @@
 // iteration, the scheduler's choices, math/rand's seed) from the host, so
 // the same module and seed give the same run, byte for byte.
 //
+// The module gets the seed as its first argument.
+//
 //	host MODULE.wasm SEED
 package main
 
@@ -56,7 +58,7 @@ func run(path string, seed uint64) error {
 	binary.LittleEndian.PutUint64(key[:], seed)
 	now := int64(1_700_000_000_000_000_000) // virtual nanoseconds since the Unix epoch
 	cfg := wazero.NewModuleConfig().
-		WithArgs("guest").
+		WithArgs("guest", strconv.FormatUint(seed, 10)).
 		WithStdout(os.Stdout).
 		WithStderr(os.Stderr).
 		WithRandSource(rand.NewChaCha8(key)).

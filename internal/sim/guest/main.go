@@ -1,0 +1,48 @@
+// Command guest runs one seed of the simulator (internal/sim) and prints
+// what happened: the faults, every request with its outcome, and the
+// verdict. Built for wasip1 and run under the deterministic host
+// (sim/feasibility/host; scripts/sim-replay.sh), the same seed prints the
+// same bytes; natively it runs the same seed with the Go scheduler's
+// interleaving.
+//
+//	guest SEED
+package main
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"strconv"
+
+	"github.com/takodb/tako/internal/sim"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: guest SEED")
+		os.Exit(2)
+	}
+	seed, err := strconv.ParseUint(os.Args[1], 10, 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guest: SEED:", err)
+		os.Exit(2)
+	}
+	res, err := sim.Run(context.Background(), sim.Options{Seed: seed})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guest:", err)
+		os.Exit(1)
+	}
+	h := fnv.New64a()
+	for _, f := range res.Faults {
+		fmt.Fprintln(h, f)
+	}
+	for _, o := range res.Ops {
+		fmt.Fprintf(h, "%d %v %s %q %v %d %v %v\n", o.Client, o.Kind, o.Key, o.Value, o.Outcome, o.Timestamp, o.Start.UnixNano(), o.End.UnixNano())
+	}
+	fmt.Printf("seed %d: %d requests, %d faults, history %016x, ok %v\n", seed, len(res.Ops), len(res.Faults), h.Sum64(), res.Verdict.OK())
+	if !res.Verdict.OK() {
+		fmt.Println(res.Verdict)
+		os.Exit(3)
+	}
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs seeds of the simulator (internal/sim) under the deterministic host
+# (sim/feasibility/host: wasip1, randomness from the seed, virtual clocks),
+# each twice, and checks that both runs print the same bytes: a seed is a
+# replay. See docs/simulator-design.md.
+#
+#   scripts/sim-replay.sh SEED...        (default: 1 2 3)
+#
+# Pebble v2.1.7 does not build for wasip1: the two shims of
+# sim/feasibility/shim fill the gaps in a vendored copy, in a temporary
+# directory, with go build -overlay.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+[ $# -gt 0 ] || set -- 1 2 3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git ls-files -z | xargs -0 -I{} cp --parents {} "$work/" 2>/dev/null || cp -r . "$work/"
+(cd "$work" && go mod vendor)
+pebble=$work/vendor/github.com/cockroachdb/pebble/v2
+cat > "$work/overlay.json" <<JSON
+{"Replace": {
+  "$pebble/internal/rawalloc/rawalloc_wasm.go": "$root/sim/feasibility/shim/rawalloc_wasm.go.in",
+  "$pebble/vfs/vfs_wasip1.go": "$root/sim/feasibility/shim/vfs_wasip1.go.in"
+}}
+JSON
+(cd "$work" && GOOS=wasip1 GOARCH=wasm go build -mod=vendor -overlay overlay.json -o guest.wasm ./internal/sim/guest)
+(cd sim/feasibility && go build -o "$work/host" ./host)
+failed=0
+for seed in "$@"; do
+	a=$("$work/host" "$work/guest.wasm" "$seed" 2>&1) || true
+	b=$("$work/host" "$work/guest.wasm" "$seed" 2>&1) || true
+	echo "$a" | head -1
+	if [ "$a" != "$b" ]; then
+		echo "seed $seed: two runs differ:" >&2
+		diff <(echo "$a") <(echo "$b") >&2 || true
+		failed=1
+	fi
+done
+[ $failed = 0 ] && echo "every seed ran the same twice"
+exit $failed
