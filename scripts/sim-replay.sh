@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs seeds of the simulator (internal/sim) under the deterministic host
 # (sim/feasibility/host: wasip1, randomness from the seed, virtual clocks),
-# each twice, and checks that both runs print the same bytes: a seed is a
-# replay. See docs/simulator-design.md.
+# each twice, and fails when a seed's history breaks a check or the two
+# runs print different bytes: a seed is a replay. See
+# docs/simulator-design.md.
 #
 #   scripts/sim-replay.sh SEED...        (default: 1 2 3)
 #
@@ -28,14 +29,20 @@ JSON
 (cd sim/feasibility && go build -o "$work/host" ./host)
 failed=0
 for seed in "$@"; do
-	a=$("$work/host" "$work/guest.wasm" "$seed" 2>&1) || true
+	rc=0
+	a=$("$work/host" "$work/guest.wasm" "$seed" 2>&1) || rc=$?
 	b=$("$work/host" "$work/guest.wasm" "$seed" 2>&1) || true
 	echo "$a" | head -1
+	if [ $rc != 0 ]; then
+		echo "seed $seed failed (exit $rc):" >&2
+		echo "$a" >&2
+		failed=1
+	fi
 	if [ "$a" != "$b" ]; then
 		echo "seed $seed: two runs differ:" >&2
 		diff <(echo "$a") <(echo "$b") >&2 || true
 		failed=1
 	fi
 done
-[ $failed = 0 ] && echo "every seed ran the same twice"
+[ $failed = 0 ] && echo "every seed passed its checks and ran the same twice"
 exit $failed
