@@ -113,7 +113,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 				default:
 					o.Kind = history.Delete
 				}
-				do(ctx, clients[c], &o)
+				apply(ctx, clients[c], &o)
 				rec.Add(o)
 				time.Sleep(time.Duration(crng.IntN(2000)) * time.Microsecond) // think time
 			}
@@ -205,7 +205,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	for i, key := range keys {
 		o := history.Op{Client: opts.Clients + 1 + i, Kind: history.Read, Key: key, Final: true}
 		for attempt := 0; attempt < 20; attempt++ {
-			do(ctx, final, &o)
+			apply(ctx, final, &o)
 			if o.Outcome != history.Failed {
 				break
 			}
@@ -370,10 +370,11 @@ func waitServing(ctx context.Context, c *client.Client) error {
 	}
 }
 
-// do sends o through c and records its outcome in o.
-func do(ctx context.Context, c *client.Client, o *history.Op) {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
+// Apply sends o (its Kind, Key and Value) through c, bounded by ctx, and
+// records in o when it started and ended, its outcome, the timestamp the
+// cluster reported and, when it failed, why (Note): one operation of a
+// history (internal/history) done by the Go client.
+func Apply(ctx context.Context, c *client.Client, o *history.Op) {
 	var (
 		res client.WriteResult
 		ver client.Version
@@ -382,11 +383,11 @@ func do(ctx context.Context, c *client.Client, o *history.Op) {
 	o.Start = time.Now()
 	switch o.Kind {
 	case history.Read:
-		ver, err = c.Get(cctx, []byte(o.Key))
+		ver, err = c.Get(ctx, []byte(o.Key))
 	case history.Write:
-		res, err = c.Put(cctx, []byte(o.Key), []byte(o.Value))
+		res, err = c.Put(ctx, []byte(o.Key), []byte(o.Value))
 	case history.Delete:
-		res, err = c.Delete(cctx, []byte(o.Key))
+		res, err = c.Delete(ctx, []byte(o.Key))
 	}
 	o.End = time.Now()
 	switch {
@@ -401,4 +402,12 @@ func do(ctx context.Context, c *client.Client, o *history.Op) {
 	default:
 		o.Outcome, o.Timestamp = history.OK, res.Timestamp
 	}
+}
+
+// apply is Apply bounded by 2 s: ten request timeouts of the simulated
+// cluster.
+func apply(ctx context.Context, c *client.Client, o *history.Op) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	Apply(ctx, c, o)
 }

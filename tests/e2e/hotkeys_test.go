@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/takodb/tako/client"
 	"github.com/takodb/tako/internal/history"
+	"github.com/takodb/tako/internal/sim"
 )
 
 // TestHotKeysAreLinearizable runs many clients on a few hot keys of a
@@ -198,32 +198,10 @@ func httpOp(hc *http.Client, base string, o *history.Op, ts int64) {
 func goOp(gc *client.Client, o *history.Op) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	o.Note = "go client"
-	o.Start = time.Now()
-	var (
-		res client.WriteResult
-		ver client.Version
-		err error
-	)
-	switch o.Kind {
-	case history.Read:
-		ver, err = gc.Get(ctx, []byte(o.Key))
-	case history.Write:
-		res, err = gc.Put(ctx, []byte(o.Key), []byte(o.Value))
-	case history.Delete:
-		res, err = gc.Delete(ctx, []byte(o.Key))
-	}
-	o.End = time.Now()
-	switch {
-	case o.Kind == history.Read && err == nil:
-		o.Outcome, o.Value, o.Timestamp = history.OK, string(ver.Value), ver.Timestamp
-	case o.Kind == history.Read && errors.Is(err, client.ErrNotFound):
-		o.Outcome, o.Timestamp = history.Absent, ver.Timestamp
-	case err != nil:
-		o.Outcome, o.Note = history.Failed, fmt.Sprintf("go client: %v", err)
-	case res.Superseded:
-		o.Outcome, o.Timestamp = history.LostRace, res.Timestamp
-	default:
-		o.Outcome, o.Timestamp = history.OK, res.Timestamp
+	sim.Apply(ctx, gc, o)
+	if o.Note != "" {
+		o.Note = "go client: " + o.Note
+	} else {
+		o.Note = "go client"
 	}
 }
