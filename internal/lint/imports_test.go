@@ -20,16 +20,19 @@ var allowed = map[string][]string{
 	"cmd/tako-coordinator":     {"internal/programs"},
 	"cmd/tako":                 {"internal/tako"},
 	"internal/tako":            {"internal/auth", "internal/cli", "internal/config", "internal/coordinator", "internal/httpapi", "internal/tlsconf"},
-	"internal/coordinator":     {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/tlsconf"},
+	"internal/coordinator":     {"internal/auth", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/httpserve", "internal/tlsconf"},
 	"cmd/tako-bench":           {"client", "internal/cli", "internal/loadgen"},
 	"internal/programs":        {"internal/cli", "internal/config", "internal/coordinator", "internal/node", "internal/private", "internal/proxy", "internal/localcluster"},
 	"internal/cli":             {"internal/private"},
 	"internal/localcluster":    {"internal/auth", "internal/config", "internal/tlsconf"},
-	"internal/proxy":           {"client", "internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/coordmetrics", "internal/httpapi", "internal/tlsconf"},
-	"internal/node":            {"internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/coord", "internal/coordmetrics", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/keyhash", "internal/record", "internal/store", "internal/tlsconf", "internal/wire"},
+	"internal/proxy":           {"client", "internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/coordmetrics", "internal/httpapi", "internal/httpserve", "internal/tlsconf"},
+	"internal/node":            {"internal/auth", "internal/budget", "internal/buildinfo", "internal/config", "internal/connlimit", "internal/coord", "internal/coordmetrics", "internal/gopool", "internal/health", "internal/hlc", "internal/httpapi", "internal/httpserve", "internal/keyhash", "internal/record", "internal/store", "internal/tlsconf", "internal/wire"},
 	"internal/wire":            {"internal/gopool", "internal/record"},
-	"internal/coord":           {"internal/config", "internal/record"},
-	"internal/httpapi":         {"internal/auth", "internal/record"},
+	"internal/coord":           {"internal/config", "internal/keyhash", "internal/record"},
+	"internal/httpapi":         {"internal/auth", "internal/coord", "internal/record"},
+	"internal/httpserve":       {"internal/config", "internal/connlimit"},
+	"internal/sim":             {"client", "internal/config", "internal/history", "internal/node", "internal/simnet"},
+	"internal/sim/guest":       {"internal/sim"},
 	"internal/testcluster":     {"internal/config", "internal/node", "internal/tlsconf"},
 	"internal/testcoordinator": {"internal/coordinator", "internal/testcluster"},
 	"internal/loadgen":         {"client"},
@@ -40,7 +43,7 @@ var allowed = map[string][]string{
 	// internal/auth, internal/keyhash, internal/hlc, internal/health,
 	// internal/gopool, internal/buildinfo, internal/connlimit,
 	// internal/tlsconf, internal/private, internal/budget, internal/record,
-	// internal/coordmetrics:
+	// internal/coordmetrics, internal/simnet, internal/history:
 	// no Tako package.
 }
 
