@@ -100,20 +100,20 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 
 	rec := &history.Recorder{}
 	var work sync.WaitGroup
-	for c := range opts.Clients {
-		crng := rand.New(rand.NewPCG(opts.Seed, uint64(c)+1))
+	for id := range opts.Clients {
+		crng := rand.New(rand.NewPCG(opts.Seed, uint64(id)+1))
 		work.Go(func() {
 			for seq := range opts.Requests {
-				o := history.Op{Client: c, Key: keys[crng.IntN(len(keys))]}
+				o := history.Op{Client: id, Key: keys[crng.IntN(len(keys))]}
 				switch r := crng.IntN(10); {
 				case r < 5:
 					o.Kind = history.Read
 				case r < 9:
-					o.Kind, o.Value = history.Write, fmt.Sprintf("c%d-%d", c, seq)
+					o.Kind, o.Value = history.Write, fmt.Sprintf("c%d-%d", id, seq)
 				default:
 					o.Kind = history.Delete
 				}
-				apply(ctx, clients[c], &o)
+				apply(ctx, clients[id], &o)
 				rec.Add(o)
 				time.Sleep(time.Duration(crng.IntN(2000)) * time.Microsecond) // think time
 			}
@@ -136,6 +136,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			faulting = false
 			continue
 		case <-ctx.Done():
+			<-done // the clients' requests fail at once with ctx
 			return res, ctx.Err()
 		case <-time.After(time.Duration(2+rng.IntN(10)) * time.Millisecond):
 		}
