@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/takodb/tako/internal/auth"
@@ -39,7 +40,9 @@ func TestNodeNeedsAnAdminToken(t *testing.T) {
 		}
 	}
 
-	var logs bytes.Buffer
+	// The store's background work logs too (its ballast file): the
+	// buffer is read while it may be written.
+	var logs lockedBuffer
 	n, err := New(Options{ID: "n1", Config: withAuth, DataDir: t.TempDir(), Token: tokens["admin"],
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -87,4 +90,22 @@ func TestNodeNeedsAnAdminToken(t *testing.T) {
 	if !strings.Contains(logs.String(), "does not list this node's token as an admin token") {
 		t.Errorf("a configuration without the node's token was not logged as an error:\n%s", logs.String())
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that may be written and read at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
