@@ -107,11 +107,11 @@ type Options struct {
 	// Observer, when set, is told what the requests the client
 	// coordinated itself did (see Observer); nil tells nothing.
 	Observer Observer
-	// Dial, when not nil, opens the client's connections to the nodes
+	// Dial (the option, not the function), when not nil, opens the client's connections to the nodes
 	// instead of TCP (a whole cluster in one process: internal/simnet).
 	// Nil dials TCP.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
-	// CacheDir is where a client made by Dial keeps the last
+	// CacheDir is where a client made by the function Dial keeps the last
 	// configuration it adopted, to start from when no coordinator answers
 	// (as nodes and proxies do). Empty: a temporary directory, removed
 	// by Close, so that such a client needs a coordinator to start.
