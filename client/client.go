@@ -116,6 +116,10 @@ type Options struct {
 	// (as nodes and proxies do). Empty: a temporary directory, removed
 	// by Close, so that such a client needs a coordinator to start.
 	CacheDir string
+	// Wall is the wall clock that the client's timestamps follow when it
+	// stamps the writes it coordinates. Nil: time.Now. A simulated
+	// cluster gives each client a clock of its own, to jump it.
+	Wall func() time.Time
 }
 
 // Observer counts what the requests a client coordinates itself
@@ -201,7 +205,7 @@ func New(cfg *config.Config, opts Options) *Client {
 		}
 	}
 	c.pool = wire.NewPool(dial)
-	c.clock = hlc.New(nil)
+	c.clock = hlc.New(opts.Wall)
 	c.bg, c.bgCancel = context.WithCancel(context.Background())
 	c.env = coord.Env{
 		Now: c.clock.Now,

@@ -15,10 +15,10 @@ import (
 // Garbage collection runs after a clean repair pass. Repair itself does not
 // spread a tombstone older than the grace to a replica that has no record
 // of the key: such a replica cannot bring the key back, and the tombstone
-// is on its way out. It drops two kinds of
-// records, each only once every current replica of the key has confirmed
-// that it holds the record or a newer one (the configuration alone is
-// never enough to drop data):
+// is on its way out. It drops two kinds of records, each only once the
+// nodes that could bring back what it drops have confirmed that they hold
+// the record or a newer one (the configuration alone is never enough to
+// drop data):
 //   - records of keys this node is no longer a replica of (after a
 //     migration was promoted, or a node left); a replica that lacks the
 //     record is sent it first (hand-off), and it is dropped on a later pass;
@@ -26,6 +26,10 @@ import (
 //     deleted key stays deleted on every replica, even one that was down
 //     for longer than the grace: its tombstone is kept until that replica
 //     too holds it.
+// A value is confirmed by the key's current replicas; a tombstone by every
+// node of the cluster, replica or not, for a node that holds an older
+// value of a key it no longer replicates would hand it back to replicas
+// that dropped the tombstone (found by the simulator, internal/sim).
 
 // gcBatch is how many records one garbage collection round considers.
 const gcBatch = 256
@@ -116,9 +120,11 @@ func keyHashOrder(a, b []byte) int {
 	return bytes.Compare(a, b)
 }
 
-// gcRound asks every current replica of each candidate whether it holds the
-// record or a newer one; drops the candidates all of them confirm, and
-// hands the record to the replicas that lack it.
+// gcRound asks every current replica of each candidate value, and every
+// node of the cluster for each candidate tombstone, whether it holds the
+// record or a newer one (for a tombstone, no record will do); drops the
+// candidates all of them confirm, and hands the record to those that lack
+// it.
 func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandidate, kind string, dropped *int, stats *gcStats) error {
 	if len(batch) == 0 {
 		return nil
@@ -126,8 +132,20 @@ func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandid
 	perPeer := map[string][]int{}
 	nodes := map[string]config.Node{}
 	need := make([]int, len(batch))
+	everyNode := cfg.Nodes()
 	for i, c := range batch {
-		for _, nd := range cfg.Replicas(nil, c.key) {
+		// A value is confirmed by the key's current replicas. A
+		// tombstone by every node of the cluster: a node that is not a
+		// replica of the key may still hold an older value of it (it was
+		// one before a configuration change, and its own collection
+		// hands such records to the replicas that lack them); once the
+		// tombstone is gone from the replicas, that hand-off would bring
+		// the deleted key back. So such a node gets the tombstone first.
+		peers := everyNode
+		if !c.rec.Tombstone {
+			peers = cfg.Replicas(nil, c.key)
+		}
+		for _, nd := range peers {
 			if nd.ID == n.id {
 				continue
 			}
@@ -161,13 +179,15 @@ func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandid
 					failed = append(failed, fmt.Errorf("%q: %w", batch[i].key, r.Err))
 				case r.Err == nil && r.Found && store.Compare(fromWire(r.Record), batch[i].rec) >= 0:
 					confirmed[i]++
-				case r.Err == nil && !r.Found && kind == "tombstone":
-					// A replica with no record of the key cannot bring it
+				case r.Err == nil && !r.Found && batch[i].rec.Tombstone:
+					// A node with no record of the key cannot bring it
 					// back: it never had it, lost its disk (a recovering
 					// node answers with an error instead), or dropped the
-					// tombstone itself after every replica had it. Only a
-					// replica holding an older value must get the
-					// tombstone first.
+					// tombstone itself after every node had it. Only a
+					// node holding an older value must get the tombstone
+					// first. (Handing a tombstone this node does not own
+					// to replicas that dropped it would only make them
+					// collect it again, pass after pass.)
 					confirmed[i]++
 				case r.Err == nil:
 					handoff = append(handoff, string(batch[i].key))

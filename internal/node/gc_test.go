@@ -108,6 +108,59 @@ func TestTombstonesAreDroppedOnlyOnceEveryReplicaHasThem(t *testing.T) {
 	}
 }
 
+// TestATombstoneWaitsForNodesThatAreNotReplicas: a node that is not a
+// replica of a key but still holds an older value of it (it was one before
+// a configuration change) hands that value to the replicas that lack it.
+// If the replicas dropped the key's tombstone without asking that node,
+// its hand-off brought the deleted key back (found by the simulator,
+// internal/sim). Now a tombstone waits for every node of the cluster.
+func TestATombstoneWaitsForNodesThatAreNotReplicas(t *testing.T) {
+	extra := "    background_repair_interval: 1s\n    tombstone_grace: 1s\n"
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 2, extra)
+	ctx := context.Background()
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprintf("k%d", i); !contains(c.replicaIDs(k), "n3") {
+			key = k
+		}
+	}
+	// The key's old value on every node, n3 (not a replica) included.
+	old := store.Record{Timestamp: time.Now().Add(-time.Minute).UnixMicro(), Value: []byte("old")}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if _, err := c.nodes[id].store.Put(ctx, []byte(key), old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.stop(t, "n3") // before its collection hands the value over or drops it
+	if _, err := c.nodes["n1"].Delete(ctx, []byte(key), 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // past the grace, two passes
+	for _, id := range []string{"n1", "n2"} {
+		if rec, found := c.localRecord(t, id, key); !found || !rec.Tombstone {
+			t.Fatalf("%s dropped the tombstone while n3 (with an older value, not a replica) was down: %+v %v", id, rec, found)
+		}
+	}
+	c.start(t, "n3")
+	waitFor(t, "the key gone from every node", func() bool {
+		gone := true
+		for _, id := range []string{"n1", "n2", "n3"} {
+			rec, found := c.localRecord(t, id, key)
+			if found && !rec.Tombstone && id != "n3" {
+				t.Fatalf("the deleted key came back on %s: %+v", id, rec)
+			}
+			gone = gone && !found
+		}
+		return gone
+	})
+	time.Sleep(2 * time.Second) // two more passes: nothing hands the value back
+	for _, id := range []string{"n1", "n2"} {
+		if v, err := c.nodes[id].Get(ctx, []byte(key)); err == nil && !v.Deleted {
+			t.Fatalf("the deleted key came back on %s: %+v", id, v)
+		}
+	}
+}
+
 // reconfigure returns a configuration with the same nodes (same ports) as
 // c, laid out in the given buckets.
 func reconfigure(t *testing.T, c *testCluster, buckets [][]string, bpk int, extra string) *config.Config {

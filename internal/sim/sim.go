@@ -19,11 +19,15 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/takodb/tako/client"
 	"github.com/takodb/tako/internal/config"
@@ -54,12 +58,57 @@ type Result struct {
 	Ops []history.Op
 	// Verdict is the check of Ops.
 	Verdict history.Verdict
+	// Unsettled lists what was wrong once the faults had healed and the
+	// cluster had time to settle (see Run): replicas of a key that still
+	// disagreed, a replica that settled on another version than the final
+	// read returned (a deleted key back), a tombstone that garbage
+	// collection left past its grace. Empty when all is well.
+	Unsettled []string
 }
 
+// OK reports whether the run found nothing wrong.
+func (r Result) OK() bool { return r.Verdict.OK() && len(r.Unsettled) == 0 }
+
+// The keys of a run: the cluster stamps the writes of hotKeys, the clients
+// stamp those of stampedKeys (PutAt, DeleteAt), so that newest timestamp
+// wins is checked beside the linearizable register.
+var (
+	hotKeys     = []string{"hot0", "hot1", "hot2"}
+	stampedKeys = []string{"ts0", "ts1"}
+)
+
+const (
+	// repairInterval and tombstoneGrace are the simulated deployment's,
+	// short so that repair, refill and garbage collection run many
+	// times in a run.
+	repairInterval = 50 * time.Millisecond
+	tombstoneGrace = 150 * time.Millisecond
+	// repairSpacing is the least time between a node's repair passes,
+	// whatever the interval (node.waitToRepair).
+	repairSpacing = time.Second
+	// maxClockOffset bounds how far a host's clock jumps from the true
+	// time, either way.
+	maxClockOffset = 400 * time.Millisecond
+)
+
 // Run builds the cluster of opts.Seed, runs its requests and faults, heals
-// every fault, reads every key once more, and checks the history. It fails
-// when the cluster cannot be built or ctx ends; a history with anomalies
-// is a Result whose Verdict is not OK.
+// every fault, reads every key once more, and checks the history. Then it
+// lets the cluster settle and checks that every replica of every key holds
+// the version the final read returned, and that garbage collection removed
+// every tombstone of it within two repair passes after its grace. It fails
+// when the cluster cannot be built or ctx ends; a run that found an anomaly
+// is a Result that is not OK.
+//
+// The faults: a node cut off from every other host, a link between two
+// hosts cut, all healed; a node crashed (it loses what it had not synced)
+// and restarted; one node's disk lost (it restarts empty and refills from
+// its peers: the contract promises to survive the loss of any one node's
+// disk); a host's clock jumping forward or back, by at most maxClockOffset
+// from the true time. The shape: 3 to 5 nodes, each key on 2 or 3, read
+// and write quorums chosen at random (write quorum at least 2, so that one
+// lost disk loses nothing acknowledged; a majority read quorum); once,
+// a migration that adds or removes a node, started while the faults go
+// on, then promoted once converged, or abandoned.
 func Run(ctx context.Context, opts Options) (Result, error) {
 	if opts.Clients == 0 {
 		opts.Clients = 4
@@ -72,15 +121,20 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x7a6b0))
 	var res Result
-	ids, yaml := shape(rng)
-	res.Config = yaml
-	cfg, err := config.Parse([]byte(yaml))
+	first := shape(rng)
+	spare := fmt.Sprintf("n%d", len(first.nodes)+1) // the node a migration may add
+	ids := append([]string(nil), first.nodes...)    // the nodes of the configuration
+	res.Config = configYAML(first, nil)
+	cfg, err := config.Parse([]byte(res.Config))
 	if err != nil {
 		return res, fmt.Errorf("sim: seed %d: the configuration it chose: %w", opts.Seed, err)
 	}
 
 	network := simnet.New()
-	c := &cluster{cfg: cfg, network: network, logger: opts.Logger, nodes: map[string]*simNode{}}
+	clientIDs := clientHosts(opts.Clients + 1) // the last one makes the final reads
+	hosts := append(append(append([]string(nil), ids...), spare), clientIDs...)
+	c := &cluster{cfg: cfg, network: network, logger: opts.Logger, nodes: map[string]*simNode{},
+		hosts: hosts, clocks: newClocks(hosts)}
 	defer c.stopAll()
 	for _, id := range ids {
 		if err := c.start(ctx, id, vfs.NewCrashableMem()); err != nil {
@@ -88,23 +142,46 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 	}
 
-	keys := []string{"hot0", "hot1", "hot2"}
-	clients := make([]*client.Client, opts.Clients+1) // the last one makes the final reads
-	for i := range clients {
-		clients[i] = client.New(cfg, client.Options{Dial: network.Host(fmt.Sprintf("client%d", i)).Dial})
+	clients := make([]*client.Client, len(clientIDs))
+	for i, h := range clientIDs {
+		clients[i] = client.New(cfg, client.Options{Dial: network.Host(h).Dial, Wall: c.clocks.wall(h)})
 		defer clients[i].Close()
 	}
+	c.clients = clients
 	if err := waitServing(ctx, clients[0]); err != nil {
 		return res, fmt.Errorf("sim: seed %d: the cluster did not start: %w", opts.Seed, err)
 	}
 
+	// Each client sends opts.Requests requests while the faults go on,
+	// then more (up to ten times as many) while the faults heal and a
+	// migration under way converges and is promoted or abandoned.
 	rec := &history.Recorder{}
-	var work sync.WaitGroup
+	var work, reached sync.WaitGroup
+	var more atomic.Bool
+	more.Store(true)
+	reached.Add(opts.Clients)
 	for id := range opts.Clients {
 		crng := rand.New(rand.NewPCG(opts.Seed, uint64(id)+1))
+		wall := c.clocks.wall(clientIDs[id])
 		work.Go(func() {
-			for seq := range opts.Requests {
-				o := history.Op{Client: id, Key: keys[crng.IntN(len(keys))]}
+			counted := false
+			defer func() {
+				if !counted {
+					reached.Done()
+				}
+			}()
+			for seq := 0; seq < opts.Requests || more.Load() && seq < 10*opts.Requests; seq++ {
+				if seq == opts.Requests {
+					reached.Done()
+					counted = true
+				}
+				o := history.Op{Client: id}
+				stamped := crng.IntN(5) == 0
+				if stamped {
+					o.Key = stampedKeys[crng.IntN(len(stampedKeys))]
+				} else {
+					o.Key = hotKeys[crng.IntN(len(hotKeys))]
+				}
 				switch r := crng.IntN(10); {
 				case r < 5:
 					o.Kind = history.Read
@@ -113,23 +190,49 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 				default:
 					o.Kind = history.Delete
 				}
-				apply(ctx, clients[id], &o)
+				var ts int64
+				if stamped && o.Kind != history.Read {
+					// Its own clock, up to 2 ms off, so that clients
+					// race and some writes lose.
+					ts = wall().UnixMicro() + crng.Int64N(4000) - 2000
+					o.ClientTimestamp = true
+				}
+				applyAt(ctx, clients[id], &o, ts)
 				rec.Add(o)
 				time.Sleep(time.Duration(crng.IntN(2000)) * time.Microsecond) // think time
 			}
 		})
 	}
+	defer work.Wait()
+	defer more.Store(false)
 
-	// Faults while the clients run: a node cut off from every other host,
-	// or the links of a random pair, then healed.
 	done := make(chan struct{})
 	go func() {
-		work.Wait()
+		reached.Wait()
 		close(done)
 	}()
-	hosts := append(append([]string(nil), ids...), clientHosts(len(clients))...)
-	c.hosts = hosts
 	var cut [][2]string
+	diskLost := false
+	var mig *migration // the migration under way, if any
+	migrated := false  // one migration per run
+	// finish promotes the migration under way, or abandons it.
+	finish := func(abandon bool) (string, error) {
+		final, leaving, what := mig.to, mig.removed, "promote "+mig.String()
+		if abandon {
+			final, leaving, what = mig.from, mig.added, "abandon "+mig.String()
+		}
+		if err := c.configure(ctx, rng, configYAML(final, nil)); err != nil {
+			return "", err
+		}
+		if leaving != "" {
+			ids = slices.DeleteFunc(ids, func(id string) bool { return id == leaving })
+			if err := c.stop(ctx, leaving); err != nil {
+				return "", err
+			}
+		}
+		mig = nil
+		return what, nil
+	}
 	for faulting := true; faulting; {
 		select {
 		case <-done:
@@ -140,13 +243,41 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			return res, ctx.Err()
 		case <-time.After(time.Duration(2+rng.IntN(10)) * time.Millisecond):
 		}
-		switch r := rng.IntN(8); {
+		var fault string
+		switch r := rng.IntN(14); {
+		case r == 12 && mig == nil && !migrated:
+			mig = newMigration(rng, first, spare)
+			if mig == nil {
+				break
+			}
+			migrated = true
+			if err := c.configure(ctx, rng, configYAML(mig.from, &mig.to)); err != nil {
+				return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
+			}
+			mig.epoch = c.epoch
+			if mig.added != "" {
+				ids = append(ids, mig.added)
+				if err := c.start(ctx, mig.added, vfs.NewCrashableMem()); err != nil {
+					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
+				}
+			}
+			fault = "start " + mig.String()
+		case r == 13 && mig != nil:
+			// Promote once every node finished a clean repair pass under
+			// the migration (as the coordinator requires), or, a third
+			// of the time, abandon it whatever its progress.
+			abandon := rng.IntN(3) == 0
+			if !abandon && !c.converged(ids, mig.epoch) {
+				break
+			}
+			if fault, err = finish(abandon); err != nil {
+				return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
+			}
 		case r < 2 && len(cut) > 0:
 			for _, l := range cut {
 				network.Heal(l[0], l[1])
 			}
-			res.Faults = append(res.Faults, "heal every link")
-			cut = nil
+			fault, cut = "heal every link", nil
 		case r < 4:
 			victim := ids[rng.IntN(len(ids))]
 			for _, h := range hosts {
@@ -155,24 +286,37 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 					cut = append(cut, [2]string{victim, h})
 				}
 			}
-			res.Faults = append(res.Faults, "cut "+victim+" off")
+			fault = "cut " + victim + " off"
 		case r < 5:
 			a, b := hosts[rng.IntN(len(hosts))], hosts[rng.IntN(len(hosts))]
 			if a != b {
 				network.Cut(a, b)
 				cut = append(cut, [2]string{a, b})
-				res.Faults = append(res.Faults, "cut "+a+" from "+b)
+				fault = "cut " + a + " from " + b
 			}
 		case r < 6:
 			// A crash: the node stops at once and comes back on what
 			// its file system had synced at that instant.
-			victim := ids[rng.IntN(len(ids))]
-			if !c.down(victim) {
+			if victim := ids[rng.IntN(len(ids))]; !c.down(victim) {
 				if err := c.crash(ctx, victim); err != nil {
 					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 				}
-				res.Faults = append(res.Faults, "crash "+victim)
+				fault = "crash " + victim
 			}
+		case r < 7:
+			// One lost disk per run: the node stops, and comes back
+			// (at its restart) on an empty one.
+			if victim := ids[rng.IntN(len(ids))]; !diskLost && !c.down(victim) {
+				if err := c.crash(ctx, victim); err != nil {
+					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
+				}
+				c.loseDisk(victim)
+				diskLost, fault = true, "lose the disk of "+victim
+			}
+		case r < 8:
+			h := hosts[rng.IntN(len(hosts))]
+			to := time.Duration(rng.Int64N(int64(2*maxClockOffset))) - maxClockOffset
+			fault = fmt.Sprintf("clock of %s jumps by %v to %v", h, c.clocks.set(h, to), to)
 		default:
 			var down []string
 			for _, id := range ids {
@@ -185,8 +329,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 				if err := c.restart(ctx, victim); err != nil {
 					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 				}
-				res.Faults = append(res.Faults, "restart "+victim)
+				fault = "restart " + victim
 			}
+		}
+		if fault != "" {
+			res.Faults = append(res.Faults, fault)
 		}
 	}
 	for _, id := range ids {
@@ -200,9 +347,32 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		network.Heal(l[0], l[1])
 	}
 
+	// With every fault healed, a migration under way converges (every
+	// node finishes a clean repair pass under it) while the clients go
+	// on, and is promoted, or a third of the time abandoned.
+	if mig != nil {
+		deadline := time.Now().Add(10 * time.Second)
+		for !c.converged(ids, mig.epoch) && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(repairInterval / 2)
+		}
+		if c.converged(ids, mig.epoch) {
+			fault, err := finish(rng.IntN(3) == 0)
+			if err != nil {
+				return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
+			}
+			res.Faults = append(res.Faults, fault+" (faults healed)")
+		} else {
+			res.Unsettled = append(res.Unsettled, mig.String()+" did not converge within 10 s of every fault healing")
+		}
+	}
+	more.Store(false)
+	work.Wait()
+
 	// Every key read once more, with every link healed: what was
 	// acknowledged must be there.
 	final := clients[len(clients)-1]
+	keys := append(append([]string(nil), hotKeys...), stampedKeys...)
+	finals := map[string]history.Op{}
 	for i, key := range keys {
 		o := history.Op{Client: opts.Clients + 1 + i, Kind: history.Read, Key: key, Final: true}
 		for attempt := 0; attempt < 20; attempt++ {
@@ -213,43 +383,154 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		rec.Add(o)
+		finals[key] = o
 	}
 	res.Ops = rec.Ops()
 	res.Verdict = history.Check(res.Ops)
+	res.Unsettled = append(res.Unsettled, settle(ctx, final, keys, finals)...)
 	if err := c.stopAll(); err != nil {
 		return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 	}
 	return res, nil
 }
 
+// settle waits, once every fault has healed, until every replica of every
+// key holds the version that the key's final read returned (repair brings
+// the laggards), and until garbage collection removed the key's tombstone
+// from every replica when that version is one: within two repair passes of
+// the tombstone's grace, give or take the clocks' offsets. It returns what
+// was still wrong at the deadline.
+func settle(ctx context.Context, c *client.Client, keys []string, finals map[string]history.Op) []string {
+	wrong := make([]string, len(keys))
+	var wg sync.WaitGroup
+	for i, key := range keys {
+		f := finals[key]
+		if f.Outcome == history.Failed {
+			wrong[i] = fmt.Sprintf("%s: the final read failed: %s", key, f.Note)
+			continue
+		}
+		// Repair passes come at most once a second, whatever the
+		// interval (node.waitToRepair): a laggard is brought within two.
+		// A tombstone is collected once its grace has passed on the
+		// clock of the replica that collects it, which may be behind
+		// by maxClockOffset while the tombstone was stamped by a clock
+		// ahead by as much; then a pass to confirm, a pass to drop.
+		by := time.Now().Add(3 * repairSpacing)
+		if f.Outcome == history.Absent && f.Timestamp != 0 {
+			by = time.UnixMicro(f.Timestamp).Add(tombstoneGrace + 2*maxClockOffset + 3*repairSpacing)
+		}
+		wg.Go(func() {
+			for {
+				problem := unsettled(ctx, c, key, f)
+				if problem == "" {
+					return
+				}
+				if time.Now().After(by) || ctx.Err() != nil {
+					wrong[i] = key + ": " + problem
+					return
+				}
+				time.Sleep(repairInterval)
+			}
+		})
+	}
+	wg.Wait()
+	return slices.DeleteFunc(wrong, func(w string) bool { return w == "" })
+}
+
+// unsettled says what keeps key from having settled on the version of its
+// final read f: a replica that did not answer or holds another version,
+// or, when f read a tombstone, a replica that still holds it. Empty once
+// settled.
+func unsettled(ctx context.Context, c *client.Client, key string, f history.Op) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	p, err := c.Where(ctx, []byte(key))
+	if err != nil {
+		return "where: " + err.Error()
+	}
+	for _, d := range p.Deployments {
+		for _, b := range d.Buckets {
+			for _, r := range b.Replicas {
+				switch {
+				case r.Err != nil:
+					return fmt.Sprintf("%s did not answer: %v", r.NodeID, r.Err)
+				case r.Found && r.Timestamp != f.Timestamp:
+					return fmt.Sprintf("%s holds version %d (deleted %v), the final read returned %v at %d", r.NodeID, r.Timestamp, r.Deleted, f.Outcome, f.Timestamp)
+				case f.Outcome == history.OK && !r.Found:
+					return fmt.Sprintf("%s lacks version %d that the final read returned", r.NodeID, f.Timestamp)
+				case f.Outcome == history.Absent && r.Found:
+					return fmt.Sprintf("%s still holds the tombstone %d past its grace", r.NodeID, r.Timestamp)
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // cluster is the nodes of a run, each of which can crash and restart.
 type cluster struct {
+	// cfg and epoch are the configuration every node and client follows
+	// (the coordinator's, had the run one): a node starts with them.
 	cfg     *config.Config
+	epoch   int64
+	clients []*client.Client
 	network *simnet.Network
 	logger  *slog.Logger
 
+	hosts  []string // every host of the network: nodes and clients
+	clocks *clocks
+
 	mu    sync.Mutex
 	nodes map[string]*simNode
-	errs  []error  // of nodes that stopped with an error
-	hosts []string // every host of the network, set once the clients are
+	errs  []error // of nodes that stopped with an error
+}
+
+// clocks is every host's clock: the true time plus an offset that a fault
+// sets.
+type clocks struct {
+	offsets map[string]*atomic.Int64 // nanoseconds; the map is read-only
+}
+
+func newClocks(hosts []string) *clocks {
+	k := &clocks{offsets: map[string]*atomic.Int64{}}
+	for _, h := range hosts {
+		k.offsets[h] = new(atomic.Int64)
+	}
+	return k
+}
+
+// wall returns host's clock.
+func (k *clocks) wall(host string) func() time.Time {
+	off := k.offsets[host]
+	return func() time.Time { return time.Now().Add(time.Duration(off.Load())) }
+}
+
+// set puts host's clock at offset from the true time, and returns by how
+// much it jumped.
+func (k *clocks) set(host string, offset time.Duration) time.Duration {
+	return offset - time.Duration(k.offsets[host].Swap(int64(offset)))
 }
 
 // simNode is one node's process and disk.
 type simNode struct {
-	fs   *vfs.MemFS
-	stop context.CancelFunc // nil while the node is down
-	done chan struct{}      // closed when its Run returned
+	fs       *vfs.MemFS
+	node     *node.Node
+	registry *prometheus.Registry
+	stop     context.CancelFunc // nil while the node is down
+	done     chan struct{}      // closed when its Run returned
 }
 
 // start runs node id on fs.
 func (c *cluster) start(ctx context.Context, id string, fs *vfs.MemFS) error {
-	nd, err := node.New(node.Options{ID: id, Config: c.cfg, DataDir: "/" + id, FS: fs,
-		Logger: c.logger.With("node", id), Network: c.network.Host(id)})
+	registry := prometheus.NewRegistry()
+	nd, err := node.New(node.Options{ID: id, Config: c.cfg, Epoch: c.epoch, DataDir: "/" + id, FS: fs,
+		Logger: c.logger.With("node", id), Network: c.network.Host(id), Wall: c.clocks.wall(id),
+		Registry: registry})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", id, err)
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	sn := &simNode{fs: fs, stop: stop, done: make(chan struct{})}
+	sn := &simNode{fs: fs, node: nd, registry: registry, stop: stop, done: make(chan struct{})}
 	c.mu.Lock()
 	c.nodes[id] = sn
 	c.mu.Unlock()
@@ -301,6 +582,96 @@ func (c *cluster) crash(ctx context.Context, id string) error {
 	return nil
 }
 
+// stop stops node id for good (a migration took it out), if it is up.
+func (c *cluster) stop(ctx context.Context, id string) error {
+	c.mu.Lock()
+	sn := c.nodes[id]
+	c.mu.Unlock()
+	if sn.stop == nil {
+		return nil
+	}
+	sn.stop()
+	select {
+	case <-sn.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.mu.Lock()
+	c.nodes[id] = &simNode{fs: sn.fs}
+	c.mu.Unlock()
+	return nil
+}
+
+// configure makes yaml the configuration, under the next epoch, and hands
+// it to the nodes that are up and to the clients one at a time, in an
+// order the seed chooses, as a coordinator's watchers would: for a while
+// some follow the new one and the others the old.
+func (c *cluster) configure(ctx context.Context, rng *rand.Rand, yaml string) error {
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		return fmt.Errorf("the configuration it chose: %w\n%s", err, yaml)
+	}
+	c.mu.Lock()
+	c.cfg, c.epoch = cfg, c.epoch+1
+	epoch := c.epoch
+	var follow []func()
+	for _, sn := range c.nodes {
+		if sn.stop != nil {
+			follow = append(follow, func() { sn.node.SetConfig(cfg, epoch) })
+		}
+	}
+	c.mu.Unlock()
+	for _, cl := range c.clients {
+		follow = append(follow, func() { cl.SetConfigAt(cfg, epoch) })
+	}
+	rng.Shuffle(len(follow), func(i, j int) { follow[i], follow[j] = follow[j], follow[i] })
+	for _, f := range follow {
+		f()
+		select {
+		case <-time.After(time.Duration(rng.IntN(3)) * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// converged reports whether every node of ids is up and has finished a
+// clean repair pass with its peers under epoch or a later one: what the
+// coordinator asks of a migration before it promotes it.
+func (c *cluster) converged(ids []string, epoch int64) bool {
+	for _, id := range ids {
+		c.mu.Lock()
+		sn := c.nodes[id]
+		c.mu.Unlock()
+		if sn.stop == nil || syncedEpoch(sn.registry) < epoch {
+			return false
+		}
+	}
+	return true
+}
+
+// syncedEpoch reads tako_repair_synced_epoch from a node's registry.
+func syncedEpoch(r *prometheus.Registry) int64 {
+	families, err := r.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, f := range families {
+		if f.GetName() == "tako_repair_synced_epoch" && len(f.GetMetric()) == 1 {
+			return int64(f.GetMetric()[0].GetGauge().GetValue())
+		}
+	}
+	return -1
+}
+
+// loseDisk gives node id, which must be down, an empty disk to restart on.
+func (c *cluster) loseDisk(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[id] = &simNode{fs: vfs.NewCrashableMem()}
+}
+
 // restart starts node id again on the disk its crash left, with its links
 // healed.
 func (c *cluster) restart(ctx context.Context, id string) error {
@@ -333,19 +704,107 @@ func (c *cluster) stopAll() error {
 	return errors.Join(c.errs...)
 }
 
-// shape chooses the cluster: 3 to 5 buckets of one node each, each key on
-// 2 or 3 of them, default quorums, short timeouts and repair intervals.
-func shape(rng *rand.Rand) (ids []string, yaml string) {
-	n := 3 + rng.IntN(3)
-	perKey := 2 + rng.IntN(2)
-	var b strings.Builder
-	fmt.Fprintf(&b, "active_deployment: sim\ndeployments:\n  sim:\n    request_timeout: 200ms\n    hash: {buckets_per_key: %d}\n    buckets:\n", perKey)
-	for i := 1; i <= n; i++ {
-		id := fmt.Sprintf("n%d", i)
-		ids = append(ids, id)
-		fmt.Fprintf(&b, "      b%d: {%s: [%s, 1]}\n", i, id, id)
+// deployment is one layout of the simulated cluster: a bucket of one node
+// per node, each key on perKey of them.
+type deployment struct {
+	name        string
+	nodes       []string
+	perKey      int
+	write, read string // the quorums, as the configuration writes them
+}
+
+// yaml writes d as a deployment of the configuration.
+func (d deployment) yaml(b *strings.Builder) {
+	fmt.Fprintf(b, "  %s:\n    request_timeout: 200ms\n", d.name)
+	fmt.Fprintf(b, "    background_repair_interval: %v\n    tombstone_grace: %v\n", repairInterval, tombstoneGrace)
+	fmt.Fprintf(b, "    write_quorum: %s\n    read_quorum: %s\n", d.write, d.read)
+	fmt.Fprintf(b, "    hash: {buckets_per_key: %d}\n    buckets:\n", d.perKey)
+	for _, id := range d.nodes {
+		fmt.Fprintf(b, "      b%s: {%s: [%s, 1]}\n", id, id, id)
 	}
-	return ids, b.String()
+}
+
+// configYAML is the configuration of active, migrating to target when it
+// is not nil.
+func configYAML(active deployment, target *deployment) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "active_deployment: %s\n", active.name)
+	if target != nil {
+		fmt.Fprintf(&b, "target_deployment: %s\n", target.name)
+	}
+	b.WriteString("deployments:\n")
+	active.yaml(&b)
+	if target != nil {
+		target.yaml(&b)
+	}
+	return b.String()
+}
+
+// shape chooses the cluster: 3 to 5 buckets of one node each, each key on
+// 2 or 3 of them, a write quorum of at least 2 and a read quorum that is a
+// majority (each named or given as a number): the contract's linearizable
+// register needs a majority read quorum (docs/contract-notes.md: with a
+// smaller one, reads may go back after a write that failed half-way).
+func shape(rng *rand.Rand) deployment {
+	n := 3 + rng.IntN(3)
+	d := deployment{name: "d1", perKey: 2 + rng.IntN(2)}
+	w := 2 + rng.IntN(d.perKey-1)
+	majority := d.perKey/2 + 1
+	r := majority + rng.IntN(d.perKey-majority+1)
+	d.write, d.read = quorumName(rng, w, d.perKey), quorumName(rng, r, d.perKey)
+	for i := 1; i <= n; i++ {
+		d.nodes = append(d.nodes, fmt.Sprintf("n%d", i))
+	}
+	return d
+}
+
+// quorumName writes q of a key's n replicas as the configuration may: by
+// its name when it has one, half the time, else as a number.
+func quorumName(rng *rand.Rand, q, n int) string {
+	if rng.IntN(2) == 0 {
+		switch {
+		case q == 1:
+			return "one"
+		case q == n:
+			return "all"
+		case q == n/2+1:
+			return "quorum"
+		}
+	}
+	return strconv.Itoa(q)
+}
+
+// migration is a change of deployment: one node added or one removed.
+type migration struct {
+	from, to       deployment
+	added, removed string // the node it adds or removes
+	epoch          int64  // of the configuration that started it
+}
+
+// newMigration chooses a migration from d: add spare as a bucket of its
+// own, or remove one node when enough stay for each key's replicas (and
+// at least 3); nil when it chose to remove one and none can go.
+func newMigration(rng *rand.Rand, d deployment, spare string) *migration {
+	m := &migration{from: d, to: d}
+	m.to.name = "d2"
+	if rng.IntN(2) == 0 {
+		m.added = spare
+		m.to.nodes = append(slices.Clone(d.nodes), spare)
+		return m
+	}
+	if len(d.nodes)-1 < max(3, d.perKey) {
+		return nil
+	}
+	m.removed = d.nodes[rng.IntN(len(d.nodes))]
+	m.to.nodes = slices.DeleteFunc(slices.Clone(d.nodes), func(id string) bool { return id == m.removed })
+	return m
+}
+
+func (m *migration) String() string {
+	if m.added != "" {
+		return "the migration adding " + m.added
+	}
+	return "the migration removing " + m.removed
 }
 
 // clientHosts names the clients' hosts on the network.
@@ -375,19 +834,27 @@ func waitServing(ctx context.Context, c *client.Client) error {
 // records in o when it started and ended, its outcome, the timestamp the
 // cluster reported and, when it failed, why (Note): one operation of a
 // history (internal/history) done by the Go client.
-func Apply(ctx context.Context, c *client.Client, o *history.Op) {
+func Apply(ctx context.Context, c *client.Client, o *history.Op) { ApplyAt(ctx, c, o, 0) }
+
+// ApplyAt is Apply with the timestamp ts for a write or delete (PutAt,
+// DeleteAt); 0 lets the cluster stamp it.
+func ApplyAt(ctx context.Context, c *client.Client, o *history.Op, ts int64) {
 	var (
 		res client.WriteResult
 		ver client.Version
 		err error
 	)
 	o.Start = time.Now()
-	switch o.Kind {
-	case history.Read:
+	switch k := o.Kind; {
+	case k == history.Read:
 		ver, err = c.Get(ctx, []byte(o.Key))
-	case history.Write:
+	case k == history.Write && ts != 0:
+		res, err = c.PutAt(ctx, []byte(o.Key), []byte(o.Value), ts)
+	case k == history.Write:
 		res, err = c.Put(ctx, []byte(o.Key), []byte(o.Value))
-	case history.Delete:
+	case k == history.Delete && ts != 0:
+		res, err = c.DeleteAt(ctx, []byte(o.Key), ts)
+	case k == history.Delete:
 		res, err = c.Delete(ctx, []byte(o.Key))
 	}
 	o.End = time.Now()
@@ -407,8 +874,11 @@ func Apply(ctx context.Context, c *client.Client, o *history.Op) {
 
 // apply is Apply bounded by 2 s: ten request timeouts of the simulated
 // cluster.
-func apply(ctx context.Context, c *client.Client, o *history.Op) {
+func apply(ctx context.Context, c *client.Client, o *history.Op) { applyAt(ctx, c, o, 0) }
+
+// applyAt is ApplyAt bounded by 2 s.
+func applyAt(ctx context.Context, c *client.Client, o *history.Op, ts int64) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	Apply(ctx, c, o)
+	ApplyAt(ctx, c, o, ts)
 }

@@ -14,6 +14,7 @@ import (
 	"hash/fnv"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/takodb/tako/internal/sim"
 )
@@ -40,9 +41,16 @@ func main() {
 	for _, o := range res.Ops {
 		fmt.Fprintf(h, "%d %v %s %q %v %d %v %v\n", o.Client, o.Kind, o.Key, o.Value, o.Outcome, o.Timestamp, o.Start.UnixNano(), o.End.UnixNano())
 	}
-	fmt.Printf("seed %d: %d requests, %d faults, history %016x, ok %v\n", seed, len(res.Ops), len(res.Faults), h.Sum64(), res.Verdict.OK())
-	if !res.Verdict.OK() {
+	for _, u := range res.Unsettled {
+		fmt.Fprintln(h, u)
+	}
+	fmt.Printf("seed %d: %d requests, %d faults, history %016x, ok %v\n", seed, len(res.Ops), len(res.Faults), h.Sum64(), res.OK())
+	if !res.OK() {
+		fmt.Println("faults:", strings.Join(res.Faults, ", "))
 		fmt.Println(res.Verdict)
+		for _, u := range res.Unsettled {
+			fmt.Println("once settled:", u)
+		}
 		os.Exit(3)
 	}
 }
