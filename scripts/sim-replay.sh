@@ -7,6 +7,8 @@
 #
 #   scripts/sim-replay.sh SEED...        (default: 1 2 3)
 #   SIM_ONCE=1 scripts/sim-replay.sh ... runs each seed once (a search)
+#   SIM_TRACE=1 scripts/sim-replay.sh SEED  runs it once and prints the
+#                                        trace of every message and fault
 #
 # Pebble v2.1.7 does not build for wasip1: the two shims of
 # sim/feasibility/shim fill the gaps in a vendored copy, in a temporary
@@ -28,6 +30,12 @@ cat > "$work/overlay.json" <<JSON
 JSON
 (cd "$work" && GOOS=wasip1 GOARCH=wasm go build -mod=vendor -overlay overlay.json -o guest.wasm ./internal/sim/guest)
 (cd sim/feasibility && go build -o "$work/host" ./host)
+if [ -n "${SIM_TRACE:-}" ]; then
+	for seed in "$@"; do
+		"$work/host" "$work/guest.wasm" "$seed" -trace 2>&1
+	done
+	exit 0
+fi
 failed=0
 for seed in "$@"; do
 	rc=0

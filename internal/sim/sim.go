@@ -14,9 +14,11 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -34,6 +36,7 @@ import (
 	"github.com/takodb/tako/internal/history"
 	"github.com/takodb/tako/internal/node"
 	"github.com/takodb/tako/internal/simnet"
+	"github.com/takodb/tako/internal/wire"
 )
 
 // Options configure a run.
@@ -46,6 +49,10 @@ type Options struct {
 	Requests int
 	// Logger receives the nodes' logs; nil discards them.
 	Logger *slog.Logger
+	// Trace, when not nil, receives a line for every message that crosses
+	// the network (who sent it to whom, and what it carries:
+	// wire.DescribeFrame) and for every fault, as they happen.
+	Trace io.Writer
 }
 
 // Result is what a run did and what the check of its history found.
@@ -131,6 +138,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 
 	network := simnet.New()
+	tr := newTracer(opts.Trace)
+	if tr != nil {
+		network.SetTrace(tr.message)
+	}
 	clientIDs := clientHosts(opts.Clients + 1) // the last one makes the final reads
 	hosts := append(append(append([]string(nil), ids...), spare), clientIDs...)
 	c := &cluster{cfg: cfg, network: network, logger: opts.Logger, nodes: map[string]*simNode{},
@@ -334,6 +345,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 		if fault != "" {
 			res.Faults = append(res.Faults, fault)
+			tr.event(fault)
 		}
 	}
 	for _, id := range ids {
@@ -361,6 +373,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 				return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 			}
 			res.Faults = append(res.Faults, fault+" (faults healed)")
+			tr.event(fault + " (faults healed)")
 		} else {
 			res.Unsettled = append(res.Unsettled, mig.String()+" did not converge within 10 s of every fault healing")
 		}
@@ -703,6 +716,64 @@ func (c *cluster) stopAll() error {
 	defer c.mu.Unlock()
 	return errors.Join(c.errs...)
 }
+
+// tracer writes the trace of a run (Options.Trace): every message, as the
+// frames written on each connection decode, and every fault.
+type tracer struct {
+	w     io.Writer
+	start time.Time
+	mu    sync.Mutex
+	// partial holds, per connection and direction, the bytes of a frame
+	// not yet whole.
+	partial map[traceStream][]byte
+}
+
+type traceStream struct {
+	conn uint64
+	from string
+}
+
+// newTracer returns a tracer writing to w; nil when w is.
+func newTracer(w io.Writer) *tracer {
+	if w == nil {
+		return nil
+	}
+	return &tracer{w: w, start: time.Now(), partial: map[traceStream][]byte{}}
+}
+
+// message is the network's simnet.Tracer.
+func (t *tracer) message(conn uint64, from, to string, p []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at := ms(time.Since(t.start))
+	k := traceStream{conn, from}
+	buf := append(t.partial[k], p...)
+	for {
+		desc, n := wire.DescribeFrame(buf)
+		if n == 0 {
+			break
+		}
+		fmt.Fprintf(t.w, "%10.3f ms  %s -> %s  conn %d  %s\n", at, from, to, conn, desc)
+		buf = buf[n:]
+	}
+	if len(buf) == 0 {
+		delete(t.partial, k)
+	} else {
+		t.partial[k] = bytes.Clone(buf)
+	}
+}
+
+// event writes a fault; a nil tracer writes nothing.
+func (t *tracer) event(what string) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.w, "%10.3f ms  fault: %s\n", ms(time.Since(t.start)), what)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // deployment is one layout of the simulated cluster: a bucket of one node
 // per node, each key on perKey of them.

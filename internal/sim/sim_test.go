@@ -113,3 +113,27 @@ func TestSeedsPassTheChecks(t *testing.T) {
 	}
 	t.Logf("%d seeds from %d, %d failed", count, first, failed)
 }
+
+// TestTheTraceShowsEveryMessageAndFault runs one seed with a trace and
+// finds in it the messages of the replica logic, decoded, and the faults.
+func TestTheTraceShowsEveryMessageAndFault(t *testing.T) {
+	var trace strings.Builder
+	res, err := Run(context.Background(), Options{Seed: 1, Trace: &trace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := trace.String()
+	for _, want := range []string{"client0 -> n", "FencedPut \"hot", "RecordResponse", "PutResponse written", "Digest"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the trace has no %q", want)
+		}
+	}
+	for _, f := range res.Faults {
+		if !strings.Contains(out, "fault: "+f) {
+			t.Errorf("the trace does not show the fault %q", f)
+		}
+	}
+	if t.Failed() {
+		t.Logf("the trace's first lines:\n%s", out[:min(len(out), 3000)])
+	}
+}

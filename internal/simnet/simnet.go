@@ -30,6 +30,22 @@ type Network struct {
 	listeners map[string]*listener // by address
 	cut       map[[2]string]bool   // host pairs, ordered, whose link is cut
 	links     map[*link]struct{}   // open connections
+	nextLink  uint64               // the id of the next connection
+	trace     Tracer               // nil: none
+}
+
+// Tracer is told every write on every connection of a network: the
+// connection's id, the hosts it goes from and to, and the bytes written
+// (valid during the call only). It is called from the writing goroutine,
+// concurrently for different connections, and must not block.
+type Tracer func(conn uint64, from, to string, p []byte)
+
+// SetTrace makes t the network's tracer, for the connections dialled from
+// now on; nil stops tracing them.
+func (n *Network) SetTrace(t Tracer) {
+	n.mu.Lock()
+	n.trace = t
+	n.mu.Unlock()
 }
 
 // New returns a network with no host and no cut link.
@@ -115,9 +131,10 @@ func (h *Host) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	// Registered before the lock is let go: a Cut from now on breaks it.
 	client, server := net.Pipe()
-	k := &link{net: n, client: h.name, server: l.host, ends: [2]net.Conn{client, server}}
-	c := &pipeEnd{Conn: client, link: k, laddr: simAddr(h.name), raddr: l.addr}
-	s := &pipeEnd{Conn: server, link: k, laddr: l.addr, raddr: simAddr(h.name)}
+	n.nextLink++
+	k := &link{net: n, id: n.nextLink, client: h.name, server: l.host, ends: [2]net.Conn{client, server}, trace: n.trace}
+	c := &pipeEnd{Conn: client, link: k, from: h.name, to: l.host, laddr: simAddr(h.name), raddr: l.addr}
+	s := &pipeEnd{Conn: server, link: k, from: l.host, to: h.name, laddr: l.addr, raddr: simAddr(h.name)}
 	n.links[k] = struct{}{}
 	n.mu.Unlock()
 	select {
@@ -135,8 +152,10 @@ func (h *Host) Dial(ctx context.Context, addr string) (net.Conn, error) {
 // link is one connection between two hosts.
 type link struct {
 	net            *Network
+	id             uint64
 	client, server string // the hosts that dialled and accepted
 	ends           [2]net.Conn
+	trace          Tracer // nil: none
 }
 
 // close closes both ends.
@@ -157,7 +176,18 @@ func (k *link) drop() {
 type pipeEnd struct {
 	net.Conn
 	link         *link
+	from, to     string // this end's host, and the other end's
 	laddr, raddr net.Addr
+}
+
+// Write writes to the other end, and tells the network's tracer what it
+// wrote.
+func (p *pipeEnd) Write(b []byte) (int, error) {
+	n, err := p.Conn.Write(b)
+	if t := p.link.trace; t != nil && n > 0 {
+		t(p.link.id, p.from, p.to, b[:n])
+	}
+	return n, err
 }
 
 // Close closes the connection, both ends.

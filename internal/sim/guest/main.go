@@ -5,7 +5,10 @@
 // same bytes; natively it runs the same seed with the Go scheduler's
 // interleaving.
 //
-//	guest SEED
+//	guest SEED [-trace]
+//
+// -trace writes every message and fault to stderr as they happen
+// (sim.Options.Trace).
 package main
 
 import (
@@ -20,8 +23,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: guest SEED")
+	if len(os.Args) < 2 || len(os.Args) > 3 || len(os.Args) == 3 && os.Args[2] != "-trace" {
+		fmt.Fprintln(os.Stderr, "usage: guest SEED [-trace]")
 		os.Exit(2)
 	}
 	seed, err := strconv.ParseUint(os.Args[1], 10, 64)
@@ -29,7 +32,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "guest: SEED:", err)
 		os.Exit(2)
 	}
-	res, err := sim.Run(context.Background(), sim.Options{Seed: seed})
+	opts := sim.Options{Seed: seed}
+	if len(os.Args) == 3 {
+		opts.Trace = os.Stderr
+	}
+	res, err := sim.Run(context.Background(), opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "guest:", err)
 		os.Exit(1)

@@ -6,9 +6,10 @@
 // iteration, the scheduler's choices, math/rand's seed) from the host, so
 // the same module and seed give the same run, byte for byte.
 //
-// The module gets the seed as its first argument.
+// The module gets the seed as its first argument, and the host's further
+// arguments after it.
 //
-//	host MODULE.wasm SEED
+//	host MODULE.wasm SEED [ARG...]
 package main
 
 import (
@@ -25,8 +26,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: host MODULE.wasm SEED")
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: host MODULE.wasm SEED [ARG...]")
 		os.Exit(2)
 	}
 	seed, err := strconv.ParseUint(os.Args[2], 10, 64)
@@ -34,13 +35,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "host: SEED:", err)
 		os.Exit(2)
 	}
-	if err := run(os.Args[1], seed); err != nil {
+	if err := run(os.Args[1], seed, os.Args[3:]); err != nil {
 		fmt.Fprintln(os.Stderr, "host:", err)
 		os.Exit(1)
 	}
 }
 
-func run(path string, seed uint64) error {
+func run(path string, seed uint64, args []string) error {
 	module, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -58,7 +59,7 @@ func run(path string, seed uint64) error {
 	binary.LittleEndian.PutUint64(key[:], seed)
 	now := int64(1_700_000_000_000_000_000) // virtual nanoseconds since the Unix epoch
 	cfg := wazero.NewModuleConfig().
-		WithArgs("guest", strconv.FormatUint(seed, 10)).
+		WithArgs(append([]string{"guest", strconv.FormatUint(seed, 10)}, args...)...).
 		WithStdout(os.Stdout).
 		WithStderr(os.Stderr).
 		WithRandSource(rand.NewChaCha8(key)).
