@@ -30,6 +30,26 @@ type Group struct {
 	Deployment string
 }
 
+// SettleNeed is how many of the group's replicas hold the version a
+// quorum read returns before it answers (settle, NeedSettled):
+//   - replicas − read quorum + 1, so that every later read quorum meets
+//     one of them;
+//   - the write quorum, but never every replica (one replica down must not
+//     make a key unreadable for good after a write that failed half-way),
+//     and at least two of them: so that the version, like an acknowledged
+//     write, survives the loss of one replica's disk (with one copy, the
+//     lost disk could be the only one that had it: with 2 replicas and
+//     the default quorums, a read could return a version only one replica
+//     held, that replica lose its disk, and the next read return the
+//     version before).
+//
+// 2 of 2 replicas with the defaults (a read that finds a version on one
+// writes it to the other, which answered the same read), 2 of 3, 3 of 4.
+func (g Group) SettleNeed() int {
+	n := len(g.Members)
+	return max(n-g.ReadNeed+1, min(g.WriteNeed, n-1), min(2, n))
+}
+
 // PlacementOf returns where key lives under cfg.
 func PlacementOf(cfg *config.Config, key []byte) Placement {
 	var p Placement
@@ -86,10 +106,10 @@ const (
 	// target nodes that are still being filled (recovering) cannot hold it
 	// up.
 	NeedRead
-	// NeedSettled is replicas − read quorum + 1 of the active deployment:
-	// where a read puts the version it returns before it answers (settle),
-	// so that every later read quorum of the active deployment meets one
-	// of them and sees it (2 of 3 replicas, 1 of 2, with the defaults).
+	// NeedSettled is Group.SettleNeed of the active deployment: where a
+	// read puts the version it returns before it answers (settle), so
+	// that every later read quorum of the active deployment meets one of
+	// them and sees it, even after one of them lost its disk.
 	NeedSettled
 )
 
@@ -105,7 +125,7 @@ func (p Placement) Satisfied(ok []bool, need Need) bool {
 		case NeedRead:
 			want = g.ReadNeed
 		case NeedSettled:
-			want = len(g.Members) - g.ReadNeed + 1
+			want = g.SettleNeed()
 		}
 		for _, m := range g.Members {
 			if ok[m] {

@@ -576,6 +576,20 @@ func TestReadPutsWhatItReturnsOnAWriteQuorum(t *testing.T) {
 		waitFor(t, "the nodes to finish recovering", func() bool { return !n.Recovering() })
 	}
 	ctx := context.Background()
+	// A key on every node first: a node that restarts with an empty store
+	// takes it for a lost disk and recovers (its reads then need both
+	// other replicas: TestARecoveringReplicaAnswersOnlyWithEnoughOthers).
+	if _, err := c.nodes["n1"].Put(ctx, []byte("other"), []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the other key on every node", func() bool {
+		for id := range c.nodes {
+			if _, found := c.localRecord(t, id, "other"); !found {
+				return false
+			}
+		}
+		return true
+	})
 	// Only n3 holds the version, as if its write failed after one replica.
 	half := store.Record{Timestamp: time.Now().UnixMicro(), Value: []byte("half-written")}
 	if _, err := c.nodes["n3"].store.Put(ctx, []byte("k"), half); err != nil {

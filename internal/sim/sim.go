@@ -49,6 +49,11 @@ type Options struct {
 	Requests int
 	// Logger receives the nodes' logs; nil discards them.
 	Logger *slog.Logger
+	// Patience is how long the cluster has to settle once every fault has
+	// healed (a migration to converge, replicas to agree, a tombstone to
+	// be collected once its grace is over) before Run reports what did
+	// not (Result.Unsettled). 0 means 5 s: five repair passes.
+	Patience time.Duration
 	// Trace, when not nil, receives a line for every message that crosses
 	// the network (who sent it to whom, and what it carries:
 	// wire.DescribeFrame) and for every fault, as they happen.
@@ -107,7 +112,7 @@ const (
 // is a Result that is not OK.
 //
 // The faults: a node cut off from every other host, a link between two
-// hosts cut, all healed; a node crashed (it loses what it had not synced)
+// hosts cut (both ways, or one way), a link slowed, all healed; a node crashed (it loses what it had not synced)
 // and restarted; one node's disk lost (it restarts empty and refills from
 // its peers: the contract promises to survive the loss of any one node's
 // disk); a host's clock jumping forward or back, by at most maxClockOffset
@@ -125,6 +130,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Patience == 0 {
+		opts.Patience = 5 * repairSpacing
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x7a6b0))
 	var res Result
@@ -224,6 +232,23 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}()
 	var cut [][2]string
 	diskLost := false
+	lostDisk := "" // the node that lost its disk
+	// refilling: while the node that lost its disk is down or refilling,
+	// no other node is taken from it (see docs/simulator-design.md,
+	// "Found": a refilling replica answers with what the replicas it
+	// reaches hold, however few; with the only other holder of a version
+	// out of reach, a read can go back in time. Open.)
+	refilling := func() bool {
+		return lostDisk != "" && (c.down(lostDisk) || c.recovering(lostDisk))
+	}
+	nodesCut := func() bool { // a link between two nodes is cut
+		for _, l := range cut {
+			if isNode(l[0]) && isNode(l[1]) {
+				return true
+			}
+		}
+		return false
+	}
 	var mig *migration // the migration under way, if any
 	migrated := false  // one migration per run
 	// finish promotes the migration under way, or abandons it.
@@ -255,7 +280,22 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		case <-time.After(time.Duration(2+rng.IntN(10)) * time.Millisecond):
 		}
 		var fault string
-		switch r := rng.IntN(14); {
+		switch r := rng.IntN(16); {
+		case r == 14:
+			a, b := hosts[rng.IntN(len(hosts))], hosts[rng.IntN(len(hosts))]
+			if a != b && !(refilling() && isNode(a) && isNode(b)) {
+				network.CutOneWay(a, b)
+				cut = append(cut, [2]string{a, b})
+				fault = "cut " + a + " -> " + b + " one way"
+			}
+		case r == 15:
+			a, b := hosts[rng.IntN(len(hosts))], hosts[rng.IntN(len(hosts))]
+			if a != b {
+				d := time.Duration(1+rng.IntN(30)) * time.Millisecond
+				network.SetDelay(a, b, d)
+				cut = append(cut, [2]string{a, b})
+				fault = fmt.Sprintf("slow the link %s - %s by %v", a, b, d)
+			}
 		case r == 12 && mig == nil && !migrated:
 			mig = newMigration(rng, first, spare)
 			if mig == nil {
@@ -287,10 +327,14 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		case r < 2 && len(cut) > 0:
 			for _, l := range cut {
 				network.Heal(l[0], l[1])
+				network.SetDelay(l[0], l[1], 0)
 			}
 			fault, cut = "heal every link", nil
 		case r < 4:
 			victim := ids[rng.IntN(len(ids))]
+			if refilling() && victim != lostDisk {
+				break
+			}
 			for _, h := range hosts {
 				if h != victim {
 					network.Cut(victim, h)
@@ -300,7 +344,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			fault = "cut " + victim + " off"
 		case r < 5:
 			a, b := hosts[rng.IntN(len(hosts))], hosts[rng.IntN(len(hosts))]
-			if a != b {
+			if a != b && !(refilling() && isNode(a) && isNode(b)) {
 				network.Cut(a, b)
 				cut = append(cut, [2]string{a, b})
 				fault = "cut " + a + " from " + b
@@ -308,7 +352,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		case r < 6:
 			// A crash: the node stops at once and comes back on what
 			// its file system had synced at that instant.
-			if victim := ids[rng.IntN(len(ids))]; !c.down(victim) {
+			if victim := ids[rng.IntN(len(ids))]; !c.down(victim) && !(refilling() && victim != lostDisk) {
 				if err := c.crash(ctx, victim); err != nil {
 					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 				}
@@ -317,11 +361,14 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		case r < 7:
 			// One lost disk per run: the node stops, and comes back
 			// (at its restart) on an empty one.
-			if victim := ids[rng.IntN(len(ids))]; !diskLost && !c.down(victim) {
+			// Only with every node up and no link between two nodes
+			// cut (see refilling).
+			if victim := ids[rng.IntN(len(ids))]; !diskLost && c.allUp(ids) && !nodesCut() {
 				if err := c.crash(ctx, victim); err != nil {
 					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 				}
 				c.loseDisk(victim)
+				lostDisk = victim
 				diskLost, fault = true, "lose the disk of "+victim
 			}
 		case r < 8:
@@ -357,13 +404,15 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	for _, l := range cut {
 		network.Heal(l[0], l[1])
+		network.SetDelay(l[0], l[1], 0)
 	}
+	healed := time.Now()
 
 	// With every fault healed, a migration under way converges (every
 	// node finishes a clean repair pass under it) while the clients go
 	// on, and is promoted, or a third of the time abandoned.
 	if mig != nil {
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(2 * opts.Patience)
 		for !c.converged(ids, mig.epoch) && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(repairInterval / 2)
 		}
@@ -375,7 +424,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			res.Faults = append(res.Faults, fault+" (faults healed)")
 			tr.event(fault + " (faults healed)")
 		} else {
-			res.Unsettled = append(res.Unsettled, mig.String()+" did not converge within 10 s of every fault healing")
+			res.Unsettled = append(res.Unsettled, fmt.Sprintf("%s did not converge within %v of every fault healing", mig, 2*opts.Patience))
 		}
 	}
 	more.Store(false)
@@ -400,20 +449,28 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	res.Ops = rec.Ops()
 	res.Verdict = history.Check(res.Ops)
-	res.Unsettled = append(res.Unsettled, settle(ctx, final, keys, finals)...)
+	failedWrites := map[string]bool{}
+	for _, o := range res.Ops {
+		if o.Kind != history.Read && o.Outcome == history.Failed {
+			failedWrites[o.Key] = true
+		}
+	}
+	res.Unsettled = append(res.Unsettled, settle(ctx, final, keys, finals, failedWrites, healed, opts.Patience)...)
 	if err := c.stopAll(); err != nil {
 		return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 	}
 	return res, nil
 }
 
-// settle waits, once every fault has healed, until every replica of every
-// key holds the version that the key's final read returned (repair brings
-// the laggards), and until garbage collection removed the key's tombstone
-// from every replica when that version is one: within two repair passes of
-// the tombstone's grace, give or take the clocks' offsets. It returns what
-// was still wrong at the deadline.
-func settle(ctx context.Context, c *client.Client, keys []string, finals map[string]history.Op) []string {
+// settle waits, once every fault has healed, until the replicas of every
+// key agree on the version that the key's final read returned (repair
+// brings the laggards; a newer one only when a write of the key failed),
+// and until garbage collection removed it from every replica when it is a
+// tombstone. Each key has patience from
+// when the faults healed, or from when its tombstone's grace ended
+// (give or take the clocks' offsets), whichever is later. It returns what
+// was still wrong then.
+func settle(ctx context.Context, c *client.Client, keys []string, finals map[string]history.Op, failedWrites map[string]bool, healed time.Time, patience time.Duration) []string {
 	wrong := make([]string, len(keys))
 	var wg sync.WaitGroup
 	for i, key := range keys {
@@ -422,19 +479,20 @@ func settle(ctx context.Context, c *client.Client, keys []string, finals map[str
 			wrong[i] = fmt.Sprintf("%s: the final read failed: %s", key, f.Note)
 			continue
 		}
-		// Repair passes come at most once a second, whatever the
-		// interval (node.waitToRepair): a laggard is brought within two.
 		// A tombstone is collected once its grace has passed on the
-		// clock of the replica that collects it, which may be behind
-		// by maxClockOffset while the tombstone was stamped by a clock
-		// ahead by as much; then a pass to confirm, a pass to drop.
-		by := time.Now().Add(3 * repairSpacing)
+		// clock of the replica that collects it, which may be behind by
+		// maxClockOffset while the tombstone was stamped by a clock
+		// ahead by as much.
+		from := healed
 		if f.Outcome == history.Absent && f.Timestamp != 0 {
-			by = time.UnixMicro(f.Timestamp).Add(tombstoneGrace + 2*maxClockOffset + 3*repairSpacing)
+			if due := time.UnixMicro(f.Timestamp).Add(tombstoneGrace + 2*maxClockOffset); due.After(from) {
+				from = due
+			}
 		}
+		by := from.Add(patience)
 		wg.Go(func() {
 			for {
-				problem := unsettled(ctx, c, key, f)
+				problem := unsettled(ctx, c, key, f, failedWrites[key])
 				if problem == "" {
 					return
 				}
@@ -450,34 +508,65 @@ func settle(ctx context.Context, c *client.Client, keys []string, finals map[str
 	return slices.DeleteFunc(wrong, func(w string) bool { return w == "" })
 }
 
-// unsettled says what keeps key from having settled on the version of its
-// final read f: a replica that did not answer or holds another version,
-// or, when f read a tombstone, a replica that still holds it. Empty once
-// settled.
-func unsettled(ctx context.Context, c *client.Client, key string, f history.Op) string {
+// unsettled says what keeps key from having settled: a replica that did
+// not answer, replicas that disagree, a version older than the one its
+// final read f returned (or newer, unless a write of the key failed: a
+// failed write may take effect later), f's value missing, or a tombstone
+// not yet collected. Empty once settled.
+func unsettled(ctx context.Context, c *client.Client, key string, f history.Op, failedWrites bool) string {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	p, err := c.Where(ctx, []byte(key))
 	if err != nil {
 		return "where: " + err.Error()
 	}
+	var agreed *replicaState
 	for _, d := range p.Deployments {
 		for _, b := range d.Buckets {
 			for _, r := range b.Replicas {
-				switch {
-				case r.Err != nil:
+				if r.Err != nil {
 					return fmt.Sprintf("%s did not answer: %v", r.NodeID, r.Err)
-				case r.Found && r.Timestamp != f.Timestamp:
-					return fmt.Sprintf("%s holds version %d (deleted %v), the final read returned %v at %d", r.NodeID, r.Timestamp, r.Deleted, f.Outcome, f.Timestamp)
-				case f.Outcome == history.OK && !r.Found:
-					return fmt.Sprintf("%s lacks version %d that the final read returned", r.NodeID, f.Timestamp)
-				case f.Outcome == history.Absent && r.Found:
-					return fmt.Sprintf("%s still holds the tombstone %d past its grace", r.NodeID, r.Timestamp)
+				}
+				st := replicaState{Node: r.NodeID, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted}
+				if agreed == nil {
+					agreed = &st
+				} else if st.Found != agreed.Found || st.Timestamp != agreed.Timestamp || st.Deleted != agreed.Deleted {
+					return fmt.Sprintf("replicas disagree: %s holds %v, %s holds %v", agreed.Node, *agreed, st.Node, st)
 				}
 			}
 		}
 	}
+	switch {
+	case agreed == nil:
+		return ""
+	case agreed.Found && agreed.Timestamp < f.Timestamp:
+		return fmt.Sprintf("every replica holds %v, older than what the final read returned (%v at %d)", *agreed, f.Outcome, f.Timestamp)
+	case agreed.Found && agreed.Timestamp > f.Timestamp && !failedWrites:
+		return fmt.Sprintf("every replica holds %v, newer than what the final read returned (%v at %d), and no write of the key failed", *agreed, f.Outcome, f.Timestamp)
+	case !agreed.Found && f.Outcome == history.OK:
+		return fmt.Sprintf("no replica holds the version %d that the final read returned", f.Timestamp)
+	case agreed.Found && agreed.Deleted:
+		return fmt.Sprintf("every replica still holds the tombstone %d past its grace", agreed.Timestamp)
+	}
 	return ""
+}
+
+// replicaState is what one replica holds of a key, as settle compares it.
+type replicaState struct {
+	Node      string
+	Found     bool
+	Timestamp int64
+	Deleted   bool
+}
+
+func (s replicaState) String() string {
+	switch {
+	case !s.Found:
+		return "no record"
+	case s.Deleted:
+		return fmt.Sprintf("the tombstone %d", s.Timestamp)
+	}
+	return fmt.Sprintf("the value %d", s.Timestamp)
 }
 
 // cluster is the nodes of a run, each of which can crash and restart.
@@ -677,6 +766,27 @@ func syncedEpoch(r *prometheus.Registry) int64 {
 	}
 	return -1
 }
+
+// recovering reports whether node id is up and recovering lost data.
+func (c *cluster) recovering(id string) bool {
+	c.mu.Lock()
+	sn := c.nodes[id]
+	c.mu.Unlock()
+	return sn.stop != nil && sn.node.Recovering()
+}
+
+// allUp reports whether every node of ids is up.
+func (c *cluster) allUp(ids []string) bool {
+	for _, id := range ids {
+		if c.down(id) {
+			return false
+		}
+	}
+	return true
+}
+
+// isNode reports whether host h is a node (n1, n2, ...), not a client.
+func isNode(h string) bool { return strings.HasPrefix(h, "n") }
 
 // loseDisk gives node id, which must be down, an empty disk to restart on.
 func (c *cluster) loseDisk(id string) {

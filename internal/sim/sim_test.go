@@ -31,8 +31,9 @@ func TestSeedsPassTheChecks(t *testing.T) {
 	if testing.Short() {
 		count = 8
 	}
+	var patience time.Duration // Run's default
 	if raceDetector {
-		count, parallel = 6, 2
+		count, parallel, patience = 6, 2, 30*time.Second
 	}
 	if r := os.Getenv("SIM_SEEDS"); r != "" {
 		if _, err := fmt.Sscanf(r, "%d-%d", &first, &count); err != nil || count < first {
@@ -64,7 +65,7 @@ func TestSeedsPassTheChecks(t *testing.T) {
 			defer func() { <-slots }()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			opts := Options{Seed: first + uint64(i), Logger: logger}
+			opts := Options{Seed: first + uint64(i), Logger: logger, Patience: patience}
 			if dir := os.Getenv("SIM_LOGDIR"); dir != "" {
 				f, err := os.Create(fmt.Sprintf("%s/seed-%d.log", dir, opts.Seed))
 				if err != nil {

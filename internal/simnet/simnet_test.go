@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -191,4 +193,63 @@ deployments:
 		}
 		return nil
 	})
+}
+
+// TestAOneWayCutHoldsOneDirectionAndASlowLinkDelays: with the link from
+// client to server cut one way, the client's writes are held until their
+// deadline while the server's still arrive, and no new connection opens;
+// healed, both flow. A slow link delays each write by its delay.
+func TestAOneWayCutHoldsOneDirectionAndASlowLinkDelays(t *testing.T) {
+	n := simnet.New()
+	ln, err := n.Host("server").Listen("server:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	ctx := context.Background()
+	cc, err := n.Host("client").Dial(ctx, "server:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	sc := <-accepted
+	defer sc.Close()
+
+	n.CutOneWay("client", "server")
+	cc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := cc.Write([]byte("ping")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a write across the one-way cut: %v, want the deadline exceeded", err)
+	}
+	go sc.Write([]byte("pong"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(cc, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("the other direction: %q, %v", buf, err)
+	}
+	if _, err := n.Host("client").Dial(ctx, "server:1"); !errors.Is(err, simnet.ErrUnreachable) {
+		t.Fatalf("a new connection across a one-way cut: %v, want refused", err)
+	}
+
+	n.Heal("server", "client")
+	cc.SetWriteDeadline(time.Time{})
+	go cc.Write([]byte("ping"))
+	if _, err := io.ReadFull(sc, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("healed: %q, %v", buf, err)
+	}
+
+	n.SetDelay("server", "client", 30*time.Millisecond)
+	start := time.Now()
+	go cc.Write([]byte("slow"))
+	if _, err := io.ReadFull(sc, buf); err != nil || string(buf) != "slow" {
+		t.Fatalf("a slow link: %q, %v", buf, err)
+	}
+	if took := time.Since(start); took < 30*time.Millisecond {
+		t.Fatalf("a write over a link slowed by 30 ms took %v", took)
+	}
 }
