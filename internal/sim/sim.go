@@ -671,7 +671,12 @@ func (c *cluster) crash(ctx context.Context, id string) error {
 			c.network.Cut(id, h)
 		}
 	}
-	synced := sn.fs.CrashClone(vfs.CrashCloneCfg{})
+	return c.halt(ctx, id, sn, sn.fs.CrashClone(vfs.CrashCloneCfg{}))
+}
+
+// halt stops sn, node id's process, and keeps fs as its disk while it is
+// down.
+func (c *cluster) halt(ctx context.Context, id string, sn *simNode, fs *vfs.MemFS) error {
 	sn.stop()
 	select {
 	case <-sn.done:
@@ -679,7 +684,7 @@ func (c *cluster) crash(ctx context.Context, id string) error {
 		return ctx.Err()
 	}
 	c.mu.Lock()
-	c.nodes[id] = &simNode{fs: synced}
+	c.nodes[id] = &simNode{fs: fs}
 	c.mu.Unlock()
 	return nil
 }
@@ -692,16 +697,7 @@ func (c *cluster) stop(ctx context.Context, id string) error {
 	if sn.stop == nil {
 		return nil
 	}
-	sn.stop()
-	select {
-	case <-sn.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	c.mu.Lock()
-	c.nodes[id] = &simNode{fs: sn.fs}
-	c.mu.Unlock()
-	return nil
+	return c.halt(ctx, id, sn, sn.fs)
 }
 
 // configure makes yaml the configuration, under the next epoch, and hands
