@@ -551,10 +551,22 @@ func TestStatusPage(t *testing.T) {
 		}
 	}
 	getStatus(t, fx.url)
-	_, _, metrics := get(t, http.DefaultClient, fx.url+"/metrics")
-	for _, want := range []string{`path="/"`, `path="/status"`} {
-		if !strings.Contains(metrics, "tako_coordinator_requests_total{code=\"200\","+want+"}") {
-			t.Errorf("/metrics does not count %s:\n%s", want, metrics)
+	// A request is counted once its handler returned, which can be a
+	// moment after its client read the answer.
+	var metrics string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, _, metrics = get(t, http.DefaultClient, fx.url+"/metrics")
+		missing := ""
+		for _, want := range []string{`path="/"`, `path="/status"`} {
+			if !strings.Contains(metrics, "tako_coordinator_requests_total{code=\"200\","+want+"}") {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics does not count %s:\n%s", missing, metrics)
 		}
 	}
 }
