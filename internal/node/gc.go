@@ -78,7 +78,7 @@ func (n *Node) collectGarbage(ctx context.Context, cfg *config.Config) (gcStats,
 					if after != nil && keyHashOrder(key, after) <= 0 || !want(rec) {
 						return nil
 					}
-					batch = append(batch, gcCandidate{bytes.Clone(key), store.Record{Timestamp: rec.Timestamp, Tombstone: rec.Tombstone, Value: bytes.Clone(rec.Value)}})
+					batch = append(batch, gcCandidate{bytes.Clone(key), rec.Clone()})
 					if len(batch) == gcBatch {
 						return errBatchFull
 					}
@@ -177,7 +177,7 @@ func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandid
 				switch {
 				case r.Err != nil:
 					failed = append(failed, fmt.Errorf("%q: %w", batch[i].key, r.Err))
-				case r.Err == nil && r.Found && store.Compare(fromWire(r.Record), batch[i].rec) >= 0:
+				case r.Err == nil && r.Found && store.Compare(r.Record, batch[i].rec) >= 0:
 					confirmed[i]++
 				case r.Err == nil && !r.Found && batch[i].rec.Tombstone:
 					// A node with no record of the key cannot bring it

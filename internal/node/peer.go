@@ -80,7 +80,7 @@ func (r remoteReplica) Get(ctx context.Context, key []byte) (store.Record, bool,
 	if err != nil {
 		return store.Record{}, false, err
 	}
-	return fromWire(resp.Record), resp.Found, nil
+	return resp.Record, resp.Found, nil
 }
 
 // Stat asks the peer for its record of key without the value
@@ -96,7 +96,7 @@ func (r remoteReplica) Stat(ctx context.Context, key []byte) (store.Record, bool
 	if err != nil {
 		return store.Record{}, false, err
 	}
-	return fromWire(resp.Record), resp.Found, nil
+	return resp.Record, resp.Found, nil
 }
 
 // getLocal asks the peer for its own record of key, without a
@@ -107,11 +107,11 @@ func (r remoteReplica) getLocal(ctx context.Context, key []byte) (store.Record, 
 	if err != nil {
 		return store.Record{}, false, err
 	}
-	return fromWire(resp.Record), resp.Found, nil
+	return resp.Record, resp.Found, nil
 }
 
 func (r remoteReplica) Put(ctx context.Context, key []byte, rec store.Record) (store.PutResult, error) {
-	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaPut, Key: key, Record: toWire(rec)})
+	resp, err := r.call(ctx, &wire.Request{Op: wire.OpReplicaPut, Key: key, Record: rec})
 	if err != nil {
 		return store.PutResult{}, err
 	}
@@ -120,14 +120,6 @@ func (r remoteReplica) Put(ctx context.Context, key []byte, rec store.Record) (s
 		return store.PutResult{}, fmt.Errorf("replica %s: %w", r.node.ID, err)
 	}
 	return res, nil
-}
-
-func toWire(r store.Record) wire.Record {
-	return wire.Record{Timestamp: r.Timestamp, Tombstone: r.Tombstone, Value: r.Value}
-}
-
-func fromWire(r wire.Record) store.Record {
-	return store.Record{Timestamp: r.Timestamp, Tombstone: r.Tombstone, Value: r.Value}
 }
 
 // wireHandler serves the binary port: the internal operations touch only the
@@ -155,19 +147,19 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		if err != nil {
 			return errorResponse(err)
 		}
-		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: rec}
 	case wire.OpReplicaStat:
 		rec, found, err := n.local.Stat(ctx, req.Key)
 		if err != nil {
 			return errorResponse(err)
 		}
-		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: rec}
 	case wire.OpReplicaGetLocal:
 		rec, found, err := n.local.getLocal(ctx, req.Key)
 		if err != nil {
 			return errorResponse(err)
 		}
-		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: rec}
 	case wire.OpRangeStream:
 		return n.serveRangeStream(ctx, req)
 	case wire.OpReplicaPurge:
@@ -183,7 +175,7 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		}
 		return &wire.Response{Op: wire.OpRecordResponse, Found: res.Held}
 	case wire.OpReplicaPut:
-		rec := fromWire(req.Record)
+		rec := req.Record
 		if err := n.admit(doorReplica, rec.Timestamp); err != nil {
 			return errorResponse(fmt.Errorf("replica put: %w: %w", err, httpapi.ErrBadRequest))
 		}
@@ -191,7 +183,7 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		if err != nil {
 			return errorResponse(err)
 		}
-		return &wire.Response{Op: wire.OpPutResponse, Outcome: wire.OutcomeOf(res.Outcome), Current: toWire(res.Current)}
+		return &wire.Response{Op: wire.OpPutResponse, Outcome: wire.OutcomeOf(res.Outcome), Current: res.Current}
 	case wire.OpDigest:
 		resp := &wire.Response{Op: wire.OpDigestResponse, Digests: make([]wire.RangeDigest, len(req.Ranges))}
 		for i, r := range req.Ranges {
@@ -222,12 +214,12 @@ func (h wireHandler) Handle(ctx context.Context, req *wire.Request) *wire.Respon
 		if err != nil {
 			return errorResponse(err)
 		}
-		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: toWire(rec)}
+		return &wire.Response{Op: wire.OpRecordResponse, Found: found, Record: rec}
 	case wire.OpPut:
 		if size := int64(len(req.Record.Value)); size > n.MaxValueSize() {
 			return &wire.Response{Err: &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("value of %d bytes is larger than max_value_size (%d bytes)", size, n.MaxValueSize())}}
 		}
-		res, err := n.writeRecord(ctx, doorBinary, req.Key, fromWire(req.Record))
+		res, err := n.writeRecord(ctx, doorBinary, req.Key, req.Record)
 		if err != nil {
 			return errorResponse(err)
 		}

@@ -502,7 +502,7 @@ func (n *Node) dropSuspects(ctx context.Context, u refillUnit, stream []wire.Str
 			return errPastSpan
 		}
 		if rec.Timestamp < u.SuspectBefore && !held[string(key)] {
-			drop = append(drop, doomed{bytes.Clone(key), store.Record{Timestamp: rec.Timestamp, Tombstone: rec.Tombstone, Value: bytes.Clone(rec.Value)}})
+			drop = append(drop, doomed{bytes.Clone(key), rec.Clone()})
 		}
 		return nil
 	})
@@ -573,7 +573,7 @@ func (n *Node) applyStream(ctx context.Context, u refillUnit, stream []wire.Stre
 			// Counted; the source keeps it until an operator purges it.
 			continue
 		}
-		entries = append(entries, store.Entry{Key: e.Key, Record: fromWire(e.Record)})
+		entries = append(entries, store.Entry{Key: e.Key, Record: e.Record})
 		size += len(e.Key) + len(e.Record.Value)
 		if len(entries) == applyKeys || size >= applyBytes {
 			if err := flush(); err != nil {
@@ -621,8 +621,7 @@ func (n *Node) serveRangeStream(ctx context.Context, req *wire.Request) *wire.Re
 			}
 			size += s
 			last = bytes.Clone(key)
-			resp.Stream = append(resp.Stream, wire.StreamEntry{Key: last, Record: toWire(store.Record{
-				Timestamp: rec.Timestamp, Tombstone: rec.Tombstone, Value: bytes.Clone(rec.Value)})})
+			resp.Stream = append(resp.Stream, wire.StreamEntry{Key: last, Record: rec.Clone()})
 			return nil
 		})
 		if err != nil && !errors.Is(err, errSummaryFull) {

@@ -427,7 +427,7 @@ func (n *Node) pushRecords(ctx context.Context, peer remoteReplica, keys []strin
 			if !found || suspect {
 				continue // removed meanwhile, or the refill merges it first (recovery.go)
 			}
-			req.Batch = append(req.Batch, wire.Request{Op: wire.OpReplicaPut, Key: []byte(k), Record: toWire(rec)})
+			req.Batch = append(req.Batch, wire.Request{Op: wire.OpReplicaPut, Key: []byte(k), Record: rec})
 			stats.bytesSent += len(k) + len(rec.Value) + 16
 		}
 		if len(req.Batch) == 0 {
@@ -499,7 +499,7 @@ func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []strin
 			if !r.Found {
 				continue // removed meanwhile
 			}
-			rec := fromWire(r.Record)
+			rec := r.Record
 			stats.bytesReceived += len(rec.Value) + 16
 			if err := n.admit(doorRepair, rec.Timestamp); err != nil {
 				failed = append(failed, fmt.Errorf("%q: %w", req.Batch[i].Key, err))

@@ -25,6 +25,14 @@ type Record struct {
 	Value []byte
 }
 
+// Clone returns a copy of r whose Value does not alias r's: what a caller
+// keeps of a record read from a store or a message, whose bytes are
+// reused.
+func (r Record) Clone() Record {
+	r.Value = bytes.Clone(r.Value)
+	return r
+}
+
 // Compare orders two records of one key by which one wins: the newest
 // timestamp first; on equal timestamps a tombstone wins over a live value;
 // then the value bytes (bytes.Compare, the larger wins). It returns a

@@ -9,18 +9,12 @@ import (
 	"github.com/takodb/tako/internal/record"
 )
 
-// Record is one version of a key: what a replica stores and what Get and Put
-// carry.
-type Record struct {
-	// Timestamp is in microseconds since the Unix epoch. In an OpPut
-	// request, 0 asks the node to stamp the record itself.
-	Timestamp int64
-	// Tombstone marks a delete. A tombstone has no value: its Value is not
-	// sent, and decodes as nil.
-	Tombstone bool
-	// Value is the value's bytes; empty values are valid and decode as nil.
-	Value []byte
-}
+// Record is one version of a key, as every layer of Tako speaks of it
+// (internal/record): what a replica stores and what Get and Put carry. In
+// an OpPut request, a Timestamp of 0 asks the node to stamp the record
+// itself. A tombstone's Value is not sent, and decodes as nil; so does an
+// empty value.
+type Record = record.Record
 
 // Outcome says what a Put did. Its values are part of the wire format.
 type Outcome uint8
