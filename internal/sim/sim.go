@@ -172,7 +172,8 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 
 	// Each client sends opts.Requests requests while the faults go on,
-	// then more (up to ten times as many) while the faults heal and a
+	// then more (up to four times as many in all: a longer history can take
+	// Porcupine too long) while the faults heal and a
 	// migration under way converges and is promoted or abandoned.
 	rec := &history.Recorder{}
 	var work, reached sync.WaitGroup
@@ -189,7 +190,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 					reached.Done()
 				}
 			}()
-			for seq := 0; seq < opts.Requests || more.Load() && seq < 10*opts.Requests; seq++ {
+			for seq := 0; seq < opts.Requests || more.Load() && seq < 4*opts.Requests; seq++ {
 				if seq == opts.Requests {
 					reached.Done()
 					counted = true
@@ -437,12 +438,13 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	finals := map[string]history.Op{}
 	for i, key := range keys {
 		o := history.Op{Client: opts.Clients + 1 + i, Kind: history.Read, Key: key, Final: true}
-		for attempt := 0; attempt < 20; attempt++ {
+		// Retried until the cluster's patience runs out: a replica may
+		// still be refilling a lost disk.
+		for deadline := time.Now().Add(opts.Patience); ; time.Sleep(50 * time.Millisecond) {
 			apply(ctx, final, &o)
-			if o.Outcome != history.Failed {
+			if o.Outcome != history.Failed || time.Now().After(deadline) || ctx.Err() != nil {
 				break
 			}
-			time.Sleep(50 * time.Millisecond)
 		}
 		rec.Add(o)
 		finals[key] = o
@@ -492,9 +494,16 @@ func settle(ctx context.Context, c *client.Client, keys []string, finals map[str
 		by := from.Add(patience)
 		wg.Go(func() {
 			for {
-				problem := unsettled(ctx, c, key, f, failedWrites[key])
+				problem, tombstone := unsettled(ctx, c, key, f, failedWrites[key])
 				if problem == "" {
 					return
+				}
+				// A newer tombstone (a failed delete that took effect
+				// later) has a grace of its own.
+				if tombstone != 0 {
+					if due := time.UnixMicro(tombstone).Add(tombstoneGrace + 2*maxClockOffset + patience); due.After(by) {
+						by = due
+					}
 				}
 				if time.Now().After(by) || ctx.Err() != nil {
 					wrong[i] = key + ": " + problem
@@ -510,45 +519,52 @@ func settle(ctx context.Context, c *client.Client, keys []string, finals map[str
 
 // unsettled says what keeps key from having settled: a replica that did
 // not answer, replicas that disagree, a version older than the one its
-// final read f returned (or newer, unless a write of the key failed: a
-// failed write may take effect later), f's value missing, or a tombstone
-// not yet collected. Empty once settled.
-func unsettled(ctx context.Context, c *client.Client, key string, f history.Op, failedWrites bool) string {
+// final read f returned (or newer, or f's value gone, unless a write or
+// delete of the key failed: a failed one may take effect later), or a
+// tombstone not yet collected. Empty once settled. tombstone is the
+// timestamp of the newest tombstone a replica holds, 0 when none.
+func unsettled(ctx context.Context, c *client.Client, key string, f history.Op, failedWrites bool) (problem string, tombstone int64) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	p, err := c.Where(ctx, []byte(key))
 	if err != nil {
-		return "where: " + err.Error()
+		return "where: " + err.Error(), 0
 	}
 	var agreed *replicaState
 	for _, d := range p.Deployments {
 		for _, b := range d.Buckets {
 			for _, r := range b.Replicas {
 				if r.Err != nil {
-					return fmt.Sprintf("%s did not answer: %v", r.NodeID, r.Err)
+					return fmt.Sprintf("%s did not answer: %v", r.NodeID, r.Err), tombstone
+				}
+				if r.Found && r.Deleted {
+					tombstone = max(tombstone, r.Timestamp)
 				}
 				st := replicaState{Node: r.NodeID, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted}
 				if agreed == nil {
 					agreed = &st
 				} else if st.Found != agreed.Found || st.Timestamp != agreed.Timestamp || st.Deleted != agreed.Deleted {
-					return fmt.Sprintf("replicas disagree: %s holds %v, %s holds %v", agreed.Node, *agreed, st.Node, st)
+					problem = fmt.Sprintf("replicas disagree: %s holds %v, %s holds %v", agreed.Node, *agreed, st.Node, st)
 				}
 			}
 		}
 	}
+	if problem != "" {
+		return problem, tombstone
+	}
 	switch {
 	case agreed == nil:
-		return ""
+		return "", 0
 	case agreed.Found && agreed.Timestamp < f.Timestamp:
-		return fmt.Sprintf("every replica holds %v, older than what the final read returned (%v at %d)", *agreed, f.Outcome, f.Timestamp)
+		return fmt.Sprintf("every replica holds %v, older than what the final read returned (%v at %d)", *agreed, f.Outcome, f.Timestamp), tombstone
 	case agreed.Found && agreed.Timestamp > f.Timestamp && !failedWrites:
-		return fmt.Sprintf("every replica holds %v, newer than what the final read returned (%v at %d), and no write of the key failed", *agreed, f.Outcome, f.Timestamp)
-	case !agreed.Found && f.Outcome == history.OK:
-		return fmt.Sprintf("no replica holds the version %d that the final read returned", f.Timestamp)
+		return fmt.Sprintf("every replica holds %v, newer than what the final read returned (%v at %d), and no write of the key failed", *agreed, f.Outcome, f.Timestamp), tombstone
+	case !agreed.Found && f.Outcome == history.OK && !failedWrites:
+		return fmt.Sprintf("no replica holds the version %d that the final read returned, and no delete of the key failed", f.Timestamp), tombstone
 	case agreed.Found && agreed.Deleted:
-		return fmt.Sprintf("every replica still holds the tombstone %d past its grace", agreed.Timestamp)
+		return fmt.Sprintf("every replica still holds the tombstone %d past its grace", agreed.Timestamp), tombstone
 	}
-	return ""
+	return "", tombstone
 }
 
 // replicaState is what one replica holds of a key, as settle compares it.
