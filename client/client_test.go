@@ -172,6 +172,19 @@ func TestWriteAfterAClockAheadWins(t *testing.T) {
 	}
 }
 
+// TestTheClientStampsByItsWall: the writes a client stamps follow its
+// Options.Wall, not the process's clock (a simulated cluster jumps each
+// client's clock with it).
+func TestTheClientStampsByItsWall(t *testing.T) {
+	cl := startCluster(t, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}}, BucketsPerKey: 2})
+	c := client.New(cl.Config, client.Options{Wall: func() time.Time { return time.Now().Add(5 * time.Second) }})
+	defer c.Close()
+	res, err := c.Put(context.Background(), []byte("k"), []byte("v"))
+	if err != nil || res.Timestamp < time.Now().Add(4*time.Second).UnixMicro() {
+		t.Fatalf("a write stamped by a client whose clock runs 5 s ahead: %+v %v, want a timestamp 5 s ahead", res, err)
+	}
+}
+
 // TestDialFollowsTheCoordinator: a client made by Dial starts from the
 // coordinator's configuration and adopts a new one that the coordinator
 // serves, as nodes do; with no coordinator answering, Dial gives up when

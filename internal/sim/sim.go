@@ -232,8 +232,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		close(done)
 	}()
 	var cut [][2]string
-	diskLost := false
-	lostDisk := "" // the node that lost its disk
+	lostDisk := "" // the node that lost its disk, once one has (one per run)
 	// refilling: while the node that lost its disk is down or refilling,
 	// no other node is taken from it (see docs/simulator-design.md,
 	// "Found": a refilling replica answers with what the replicas it
@@ -364,13 +363,12 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			// (at its restart) on an empty one.
 			// Only with every node up and no link between two nodes
 			// cut (see refilling).
-			if victim := ids[rng.IntN(len(ids))]; !diskLost && c.allUp(ids) && !nodesCut() {
+			if victim := ids[rng.IntN(len(ids))]; lostDisk == "" && c.allUp(ids) && !nodesCut() {
 				if err := c.crash(ctx, victim); err != nil {
 					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 				}
 				c.loseDisk(victim)
-				lostDisk = victim
-				diskLost, fault = true, "lose the disk of "+victim
+				lostDisk, fault = victim, "lose the disk of "+victim
 			}
 		case r < 8:
 			h := hosts[rng.IntN(len(hosts))]

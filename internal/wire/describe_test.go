@@ -30,6 +30,10 @@ func TestDescribeFrameNamesWhatAFrameCarries(t *testing.T) {
 	if len(got) != 2 || got[0] != want[0] || !strings.HasPrefix(got[1], want[1]) || !strings.Contains(got[1], "recovering") {
 		t.Fatalf("described %q, want %q (the error's message included)", got, want)
 	}
+	auth := encodeRequest(9, &Request{Op: OpAuth, Key: []byte("secret-token")})
+	if desc, _ := DescribeFrame(auth); strings.Contains(desc, "secret") || !strings.Contains(desc, "Auth") {
+		t.Fatalf("an Auth frame described as %q: it must name the op and not show the token", desc)
+	}
 	if desc, n := DescribeFrame(put[:len(put)-1]); n != 0 || desc != "" {
 		t.Fatalf("a frame cut short described as %q, %d bytes", desc, n)
 	}
