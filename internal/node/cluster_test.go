@@ -125,6 +125,20 @@ func (c *testCluster) stop(t testing.TB, id string) {
 	delete(c.nodes, id)
 }
 
+// waitOnEveryNode waits until every running node's own store holds a
+// record of key.
+func (c *testCluster) waitOnEveryNode(t *testing.T, key string) {
+	t.Helper()
+	waitFor(t, key+" on every node", func() bool {
+		for id := range c.nodes {
+			if _, found := c.localRecord(t, id, key); !found {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // localRecord reads a node's own store, bypassing coordination.
 func (c *testCluster) localRecord(t *testing.T, id string, key string) (store.Record, bool) {
 	t.Helper()
@@ -582,14 +596,7 @@ func TestReadPutsWhatItReturnsOnAWriteQuorum(t *testing.T) {
 	if _, err := c.nodes["n1"].Put(ctx, []byte("other"), []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the other key on every node", func() bool {
-		for id := range c.nodes {
-			if _, found := c.localRecord(t, id, "other"); !found {
-				return false
-			}
-		}
-		return true
-	})
+	c.waitOnEveryNode(t, "other")
 	// Only n3 holds the version, as if its write failed after one replica.
 	half := store.Record{Timestamp: time.Now().UnixMicro(), Value: []byte("half-written")}
 	if _, err := c.nodes["n3"].store.Put(ctx, []byte("k"), half); err != nil {

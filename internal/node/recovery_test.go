@@ -73,14 +73,7 @@ func TestARecoveringReplicaAnswersOnlyWithEnoughOthers(t *testing.T) {
 	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("before"), 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first version on every node", func() bool {
-		for id := range c.nodes {
-			if _, found := c.localRecord(t, id, "k"); !found {
-				return false
-			}
-		}
-		return true
-	})
+	c.waitOnEveryNode(t, "k")
 	after := store.Record{Timestamp: time.Now().UnixMicro(), Value: []byte("after")}
 	for _, id := range []string{"n1", "n2"} { // acknowledged by a write quorum
 		if _, err := c.nodes[id].store.Put(ctx, []byte("k"), after); err != nil {
