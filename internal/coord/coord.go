@@ -156,7 +156,7 @@ func (c *Coordinator) Read(ctx context.Context, cfg *config.Config, key []byte, 
 	if repair {
 		late = func(ctx context.Context, all []answer) { c.readRepair(ctx, key, p, all) }
 	}
-	got, err := c.ask(ctx, p, key, false, late)
+	got, err := c.ask(ctx, p, key, false, NeedRead, late)
 	if err != nil {
 		c.env.Observer.Read("unavailable", time.Since(start))
 		return record.Record{}, false, err
@@ -175,19 +175,22 @@ func (c *Coordinator) Read(ctx context.Context, cfg *config.Config, key []byte, 
 // Write stores rec for key on its replicas under cfg. When it fails after
 // it sent the record, the result's Timestamp is the record's (stamped).
 //
-// A write that the cluster stamps (rec.Timestamp 0) first asks a read
-// quorum of the key's replicas for their versions' timestamps and stamps
-// itself above all of them and above the clock (for this key alone: the
-// clock does not move). Read and write quorums intersect, so every
-// version acknowledged (or returned by a read) before this write started
-// is below it: the write is ordered after everything that finished before
+// A write that the cluster stamps (rec.Timestamp 0) first asks enough of
+// the key's replicas for their versions' timestamps to see every version
+// a client may have seen (NeedStamp: Group.SeenNeed, never more than a
+// read quorum), and stamps itself above all of them and above the clock
+// (for this key alone: the clock does not move). So every version
+// acknowledged (or returned by a read) before this write started is below
+// it: the write is ordered after everything that finished before
 // it, even when the clock that stamped those versions runs ahead. A
 // replica that holds a newer version then (Stale) holds a write concurrent
 // with this one, ordered after it: the write counts that replica toward
 // its quorum and succeeds, overwritten. So such a write is sent once with
 // one timestamp, is never visible, hidden, then visible again, and never
 // answers Superseded. It fails with record.ErrUnavailable when too few
-// replicas answer, or when the key's current version breaks the timestamp
+// replicas answer either round (with a read quorum that is a majority; with
+// a smaller one the first round's shortfall only stamps the write by the
+// clock, see Write's body), or when the key's current version breaks the timestamp
 // rule (only tako purge removes it).
 //
 // A write with the client's own timestamp (which the caller held to the
@@ -197,17 +200,26 @@ func (c *Coordinator) Write(ctx context.Context, cfg *config.Config, key []byte,
 	if rec.Timestamp != 0 {
 		return c.writeOnce(ctx, p, key, rec, false)
 	}
-	got, err := c.ask(ctx, p, key, true, nil)
+	got, err := c.ask(ctx, p, key, true, NeedStamp, nil)
 	switch {
 	case ctx.Err() != nil:
 		return WriteResult{}, ctx.Err()
 	case errors.Is(err, ErrStaleView):
 		return WriteResult{}, fmt.Errorf("write: nothing sent: %w", err)
-	case err != nil:
+	case err != nil && p.QuorumReads():
 		// Too few replicas could say what they hold (down, or refilling
-		// what they lost): the write goes on, stamped by the clock above
-		// what those that answered hold. It is then ordered after the
-		// writes that finished before it as far as the clocks agree.
+		// what they lost) to be sure to see every version a client may
+		// have seen: stamped by the clock, the write could be ordered
+		// before one of them, and the key would not behave as a
+		// register. It fails, as a read would, and nothing is sent.
+		c.env.Observer.Write("unavailable", 0)
+		return WriteResult{}, fmt.Errorf("write: %w: too few replicas could say what they hold to order the write after the versions before it: %w", record.ErrNothingWritten, err)
+	case err != nil:
+		// A read quorum that is not a majority: the operator chose
+		// availability over that promise. The write goes on, stamped by
+		// the clock above what those that answered hold, and is then
+		// ordered after the writes that finished before it as far as the
+		// clocks agree.
 		c.env.Observer.Write("stamped_without_quorum", 0)
 	}
 	rec.Timestamp = c.env.Now()
@@ -223,12 +235,12 @@ func (c *Coordinator) Write(ctx context.Context, cfg *config.Config, key []byte,
 }
 
 // ask asks every replica of p for its record of key (only the timestamp
-// with statOnly) and returns the answers once the read quorum of the
-// active deployment answered; or the answers it got and an error when
-// that quorum cannot be met. The answers still to come are awaited in the
+// with statOnly) and returns the answers once the active deployment's
+// replicas meet need (NeedRead or NeedStamp); or the answers it got and an
+// error when they cannot. The answers still to come are awaited in the
 // background (each bounded by the request timeout); then, when the quorum
 // was met, late gets every answer, early and late.
-func (c *Coordinator) ask(ctx context.Context, p Placement, key []byte, statOnly bool, late func(ctx context.Context, all []answer)) ([]answer, error) {
+func (c *Coordinator) ask(ctx context.Context, p Placement, key []byte, statOnly bool, need Need, late func(ctx context.Context, all []answer)) ([]answer, error) {
 	// Room for every replica twice: one send, and one forced send again.
 	answers := make(chan answer, 2*len(p.Nodes))
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.Timeout)
@@ -249,7 +261,7 @@ func (c *Coordinator) ask(ctx context.Context, p Placement, key []byte, statOnly
 	for i := range p.Nodes {
 		send(i, false)
 	}
-	q := newQuorumWait(p, NeedRead)
+	q := newQuorumWait(p, need)
 	got := make([]answer, 0, len(p.Nodes))
 	for q.pending() > 0 {
 		var a answer

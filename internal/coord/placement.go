@@ -50,6 +50,36 @@ func (g Group) SettleNeed() int {
 	return max(n-g.ReadNeed+1, min(g.WriteNeed, n-1), min(2, n))
 }
 
+// SeenNeed is how many of the group's replicas must answer so that their
+// answers show every version a client may have seen: an acknowledged write
+// is on the write quorum, a version a quorum read returned on SettleNeed,
+// so every such version is on at least min(write quorum, SettleNeed)
+// replicas, and replicas − min(write quorum, SettleNeed) + 1 answers meet
+// every such set. Never more than the read quorum (read and write quorums
+// intersect, and SettleNeed meets every read quorum). The first round of a
+// write that the cluster stamps needs that many (NeedStamp): 1 of 2
+// replicas with the defaults, 2 of 3.
+func (g Group) SeenNeed() int {
+	n := len(g.Members)
+	return n - min(g.WriteNeed, g.SettleNeed()) + 1
+}
+
+// RecoveringNeed is how many of the group's replicas other than a
+// recovering one (a replica that may have lost data: its disk was lost,
+// or it comes back to ranges it did not hold) must answer before that
+// replica's read-through answer counts: SeenNeed, so that it never hands
+// on a version older than one a client has seen, but never more than the
+// other replicas (memberRecovers: the recovering replica is one of the
+// group's). 2 of the other 2 with 3 replicas and the defaults, 1 of 1
+// with 2.
+func (g Group) RecoveringNeed(memberRecovers bool) int {
+	others := len(g.Members)
+	if memberRecovers {
+		others--
+	}
+	return max(min(g.SeenNeed(), others), 0)
+}
+
 // PlacementOf returns where key lives under cfg.
 func PlacementOf(cfg *config.Config, key []byte) Placement {
 	var p Placement
@@ -111,6 +141,10 @@ const (
 	// that every later read quorum of the active deployment meets one of
 	// them and sees it, even after one of them lost its disk.
 	NeedSettled
+	// NeedStamp is Group.SeenNeed of the active deployment: what the
+	// first round of a write that the cluster stamps needs to see every
+	// version a client may have seen, so that it stamps itself above them.
+	NeedStamp
 )
 
 // Satisfied reports whether ok[i] (per node of p) meets every group's need.
@@ -126,6 +160,8 @@ func (p Placement) Satisfied(ok []bool, need Need) bool {
 			want = g.ReadNeed
 		case NeedSettled:
 			want = g.SettleNeed()
+		case NeedStamp:
+			want = g.SeenNeed()
 		}
 		for _, m := range g.Members {
 			if ok[m] {

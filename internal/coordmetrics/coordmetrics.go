@@ -22,7 +22,7 @@ func New(reg prometheus.Registerer, who string) *Metrics {
 	m := &Metrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_writes_total",
-			Help: "Writes and deletes this " + who + " coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; no_space: not reached because replicas lack disk space (507); stamped_without_quorum counts writes the cluster stamped although too few replicas could say what they held, which are then ordered by the clocks alone).",
+			Help: "Writes and deletes this " + who + " coordinated, by outcome (ok, superseded, unavailable: the write quorum was not reached; no_space: not reached because replicas lack disk space (507); stamped_without_quorum counts writes the cluster stamped although too few replicas could say what they held, which are then ordered by the clocks alone: only with a read quorum that is not a majority).",
 		}, []string{"outcome"}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tako_coordinated_reads_total",

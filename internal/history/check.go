@@ -70,8 +70,9 @@ type Options struct {
 type Verdict struct {
 	// Ops counts the operations checked; Acknowledged, Failed and
 	// LostRaces count writes and deletes by outcome; FailedReads counts
-	// the reads dropped.
-	Ops, Acknowledged, Failed, LostRaces, FailedReads int
+	// the reads dropped, Refused the writes and deletes dropped (they
+	// failed before any replica received them).
+	Ops, Acknowledged, Failed, LostRaces, FailedReads, Refused int
 	// Keys counts the keys; Linearizable those Porcupine proved
 	// linearizable.
 	Keys, Linearizable int
@@ -122,8 +123,8 @@ func (v *Verdict) report(a Anomaly, key, format string, args ...any) {
 // String summarises the verdict, with its examples.
 func (v Verdict) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d operations on %d keys (%d writes and deletes acknowledged, %d failed, %d lost a race; %d failed reads dropped); linearizable: %d keys",
-		v.Ops, v.Keys, v.Acknowledged, v.Failed, v.LostRaces, v.FailedReads, v.Linearizable)
+	fmt.Fprintf(&b, "%d operations on %d keys (%d writes and deletes acknowledged, %d failed, %d lost a race; %d failed reads and %d refused writes dropped); linearizable: %d keys",
+		v.Ops, v.Keys, v.Acknowledged, v.Failed, v.LostRaces, v.FailedReads, v.Refused, v.Linearizable)
 	if len(v.Unknown) > 0 {
 		fmt.Fprintf(&b, ", UNKNOWN (check timed out): %q", v.Unknown)
 	}
@@ -203,6 +204,9 @@ func (o Options) Check(ops []Op) Verdict {
 			switch {
 			case op.Kind == Read && !op.answered():
 				v.FailedReads++
+				continue
+			case op.Kind != Read && op.Outcome == Refused:
+				v.Refused++
 				continue
 			case op.acknowledged():
 				v.Acknowledged++

@@ -113,6 +113,16 @@ func TestCheckFindsEachAnomaly(t *testing.T) {
 			excerpt: "no write wrote this value",
 		},
 		{
+			name: "a read of the value of a write refused before it was sent",
+			ops: []Op{
+				write(0, "a", 0, 10, OK, 100),
+				write(1, "b", 20, 30, Refused, 0),
+				read(2, 40, 50, "b", 200),
+			},
+			want:    map[Anomaly]int{PhantomValue: 1, NotLinearizable: 1},
+			excerpt: "no write wrote this value",
+		},
+		{
 			name: "a read of a value before its write was sent",
 			ops: []Op{
 				read(1, 0, 10, "a", 100),

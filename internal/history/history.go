@@ -94,6 +94,10 @@ const (
 	// LostRace: a write or delete answered 409: a newer version of the
 	// key existed, and nothing changed.
 	LostRace
+	// Refused: a write or delete failed before any replica received it
+	// (record.ErrNothingWritten): it certainly did not take effect. The
+	// checks leave it out, as they leave out failed reads.
+	Refused
 )
 
 func (o Outcome) String() string {
@@ -106,6 +110,8 @@ func (o Outcome) String() string {
 		return "absent"
 	case LostRace:
 		return "lost-race"
+	case Refused:
+		return "refused"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/store"
+	"github.com/takodb/tako/internal/wire"
 )
 
 // The Node is the httpapi.Backend of its own HTTP port.
@@ -120,11 +121,18 @@ func (l localReplica) Put(ctx context.Context, key []byte, rec store.Record) (st
 // record (OpReplicaGetLocal, which never reads through in turn), waits for
 // their answers (at most half the request timeout), keeps the newest record
 // it saw in its store and answers with it. A replica that lost its data
-// and holds what one live replica holds is then as good as that replica.
-// With no record anywhere, "not found" is an answer only when enough of
-// the active deployment's replicas that are not recovering said so that
-// every write quorum includes one of them (replicas - write quorum + 1);
-// otherwise it is errRecovering.
+// and holds what the live replicas hold is then as good as any of them.
+//
+// Its answer, found or not, counts only once enough of the active
+// deployment's other replicas answered that they meet every set of
+// replicas that may hold a version a client has seen (RecoveringNeed), or
+// every one of them answered (some that recover the key too: then no
+// replica that is merely out of reach holds a newer version, and what
+// the lost disks alone held is gone for good): else it is errRecovering.
+// Answering with what fewer of them hold would let a read go back in time:
+// with the only other holder of the newest version down, the replica would
+// hand on the version before as its own, and the version come back with
+// that holder (the simulator found this, docs/simulator-design.md).
 func (n *Node) readThrough(ctx context.Context, key []byte, local store.Record, found bool) (store.Record, bool, error) {
 	cfg := n.cfg.Load()
 	p := coord.PlacementOf(cfg, key)
@@ -152,41 +160,51 @@ func (n *Node) readThrough(ctx context.Context, key []byte, local store.Record, 
 		}
 	}
 	active := p.Groups[0]
+	member := slices.ContainsFunc(active.Members, func(i int) bool { return p.Nodes[i].ID == n.id })
+	need := active.RecoveringNeed(member)
+	others := len(active.Members)
+	if member {
+		others--
+	}
 	newest, have := local, found
-	notFound := 0
+	heard, unsure := 0, 0
 	for range asked {
 		a := <-answers
-		switch {
-		case a.err != nil:
-		case a.found:
-			if !have || store.Compare(a.rec, newest) > 0 {
-				newest, have = a.rec, true
+		inActive := slices.Contains(active.Members, a.i)
+		if a.err != nil {
+			if inActive && errors.Is(a.err, wire.ErrUnavailable) {
+				unsure++ // it answered: it recovers the key too, or does not serve
 			}
-		case slices.Contains(active.Members, a.i):
-			notFound++
+			continue
 		}
+		if inActive {
+			heard++
+		}
+		if a.found && (!have || store.Compare(a.rec, newest) > 0) {
+			newest, have = a.rec, true
+		}
+	}
+	if have && (!found || store.Compare(newest, local) > 0) && n.admit(doorReadThrough, newest.Timestamp) == nil {
+		// Keep it, in the background, even when it is no answer yet: it
+		// is a version the key had. The answer need not wait for this
+		// store's write (which a refill may be slowing).
+		n.goBackground(func(bg context.Context) {
+			if _, err := n.store.Put(bg, key, newest); err != nil {
+				n.logger.Debug("keeping a record read through failed; the refill brings it", "key", string(key), "err", err)
+			}
+		})
+	}
+	if heard < need && heard+unsure < others {
+		n.metrics.refill.readThroughs.WithLabelValues("unavailable").Inc()
+		return store.Record{}, false, fmt.Errorf("%w: %d of the other replicas of %q that are not recovering answered, fewer than the %d that meet every copy of its newest version, and %d did not answer",
+			errRecovering, heard, key, need, others-heard-unsure)
 	}
 	if have {
 		n.metrics.refill.readThroughs.WithLabelValues("found").Inc()
-		if (!found || store.Compare(newest, local) > 0) && n.admit(doorReadThrough, newest.Timestamp) == nil {
-			// Keep it, in the background: the answer is what the other
-			// replicas hold, and need not wait for this store's write
-			// (which a refill may be slowing).
-			n.goBackground(func(bg context.Context) {
-				if _, err := n.store.Put(bg, key, newest); err != nil {
-					n.logger.Debug("keeping a record read through failed; the refill brings it", "key", string(key), "err", err)
-				}
-			})
-		}
 		return newest, true, nil
 	}
-	if need := len(active.Members) - active.WriteNeed + 1; notFound >= need {
-		n.metrics.refill.readThroughs.WithLabelValues("not_found").Inc()
-		return store.Record{}, false, nil
-	}
-	n.metrics.refill.readThroughs.WithLabelValues("unavailable").Inc()
-	return store.Record{}, false, fmt.Errorf("%w: no other replica of %q holds it, and %d of them that are not recovering said so, fewer than %d",
-		errRecovering, key, notFound, len(active.Members)-active.WriteNeed+1)
+	n.metrics.refill.readThroughs.WithLabelValues("not_found").Inc()
+	return store.Record{}, false, nil
 }
 
 // settings returns the deployment whose settings this node follows.

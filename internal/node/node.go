@@ -115,10 +115,13 @@ type Node struct {
 	api                    *httpapi.Handler
 	local                  localReplica
 	pool                   *wire.Pool // connections to peers
-	network                Network    // nil: TCP
-	fs                     vfs.FS     // the store's, where the node's own files live too
-	peers                  health.Set // whether each peer answers
-	frame                  int        // the wire's frame size limit
+	// dialOpts are the pool's, for a connection of its own outside the
+	// pool (newcluster.go).
+	dialOpts wire.DialOptions
+	network  Network    // nil: TCP
+	fs       vfs.FS     // the store's, where the node's own files live too
+	peers    health.Set // whether each peer answers
+	frame    int        // the wire's frame size limit
 	// budget bounds the bytes of requests that both ports hold at once
 	// (limits.max_bytes_in_flight); nil: no bound.
 	budget *budget.Budget
@@ -295,6 +298,7 @@ func New(opts Options) (*Node, error) {
 		dial.TLS = tlsr.ClientConfig()
 	}
 	n.pool = wire.NewPool(dial)
+	n.dialOpts = dial
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 	n.metrics = newNodeMetrics(reg, st, &n.peers, func(peer string) bool {
 		nd, _, ok := n.cfg.Load().Node(peer)
@@ -335,8 +339,16 @@ func New(opts Options) (*Node, error) {
 			"node", opts.ID, "why", rec.state.Reason, "since", rec.state.Started.Format(time.RFC3339), "units_left", len(rec.pending()))
 	case opts.Recover && len(replicated) > 0:
 		n.startRecovering("the operator says that its store lost data or may be an old copy (-recover)", replicated, true)
-	case st.Stats().Keys == 0 && len(replicated) > 0:
-		n.startRecovering("its store is empty where the configuration gives it keys (a new node, or a lost disk)", replicated, false)
+	case st.Created() && len(replicated) > 0:
+		// A store left by a previous run, even an empty one, lost
+		// nothing: it missed what was written while the node was down,
+		// as any replica that was down did.
+		n.startRecovering("its store is new where the configuration gives it keys (a new node, or a lost disk)", replicated, false)
+		if rec := n.recovery.Load(); rec != nil {
+			if err := rec.setMayBeNew(true); err != nil {
+				logger.Error("node recovering, but its progress cannot be saved: a restart will start the refill over", "node", opts.ID, "err", err)
+			}
+		}
 	}
 	if gained := n.ownership.gained(opts.Config, opts.ID); len(gained) > 0 && st.Stats().Keys > 0 {
 		n.startRecovering("it holds hash ranges that it did not hold when it last ran (it was out of the deployment, or its ranges moved)", gained, true)

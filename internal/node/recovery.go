@@ -26,7 +26,9 @@ import (
 //   - its "not found" for a key of a lost range is no answer: asked for
 //     such a key, it first fetches the key from the key's other replicas
 //     (read-through, see readThrough), keeps what it found, and answers
-//     with that; only when too few of them could answer does it refuse;
+//     with that once enough of them answered to be sure to see the newest
+//     version a client may have seen; else it refuses (a node that starts
+//     on an empty store in a new cluster does not recover: newcluster.go);
 //   - it refills the lost ranges in bulk: for each part of them (a unit:
 //     a lost range cut at the rings' arcs, so that one set of peers holds
 //     all of it) it asks one peer that holds the part and is not recovering
@@ -156,6 +158,10 @@ type recoveryState struct {
 	Started time.Time
 	Lost    []hashRange
 	Units   []refillUnit
+	// MayBeNew is set while a recovery that began on an empty store has
+	// not been judged: the node may be new in a new cluster (nothing to
+	// recover) or have lost its disk (judgeEmptyStart).
+	MayBeNew bool `json:",omitempty"`
 }
 
 // MarshalJSON writes a hash range as [lo, hi].
@@ -291,6 +297,22 @@ func (r *recovery) add(lost []hashRange, units []refillUnit) {
 	r.state.Units = append(r.state.Units, units...)
 	r.suspectsLocked()
 	r.gen++
+}
+
+// mayBeNew reports whether the recovery began on an empty store and has
+// not been judged yet.
+func (r *recovery) mayBeNew() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state.MayBeNew
+}
+
+// setMayBeNew sets or clears MayBeNew and saves the state.
+func (r *recovery) setMayBeNew(v bool) error {
+	r.mu.Lock()
+	r.state.MayBeNew = v
+	r.mu.Unlock()
+	return r.save()
 }
 
 // pending returns the indexes of the units not done.

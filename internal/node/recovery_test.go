@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/store"
 	"github.com/takodb/tako/internal/wire"
@@ -57,17 +58,9 @@ func (c *testCluster) wipe(t testing.TB, id string) {
 // loses its disk and n2 is down. n1, reading the key through, hears only
 // n3, which holds the version before: answering with it would make a read
 // of n1 and n3 return what the acknowledged write replaced (the simulator,
-// internal/sim, found the read that went back in time). It should answer
+// internal/sim, found the read that went back in time). It answers
 // "recovering" instead, so that the read fails until n2 is back.
-//
-// Open (docs/simulator-design.md, "Found"): a replica that answers only
-// once enough others answered also refuses every read of a new cluster
-// with one node down (every node of a new cluster starts empty, as after a
-// lost disk), and with it the first round of cluster-stamped writes, which
-// then stamp by the clock alone. It needs a node to tell a new cluster
-// from a lost disk first.
 func TestARecoveringReplicaAnswersOnlyWithEnoughOthers(t *testing.T) {
-	t.Skip("open: a recovering replica answers with what the replicas it heard hold, however few (docs/simulator-design.md, Found)")
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
 	ctx := context.Background()
 	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("before"), 0); err != nil {
@@ -466,5 +459,46 @@ func TestAMergeDuringAReadDoesNotLetASuspectOut(t *testing.T) {
 	// The merge deleted the record.
 	if _, err := n2.store.Get(ctx, key); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("n2's store after the merge: %v, want not found", err)
+	}
+}
+
+// TestANewClusterWithANodeDownServesAtOnce: every node of a new cluster
+// starts on an empty store, as after a lost disk. With one node down, the
+// others must not wait for it to judge their empty stores (a recovering
+// replica's answer needs every other replica here): they find that no
+// node holds any record, so they lost nothing, and serve at once.
+func TestANewClusterWithANodeDownServesAtOnce(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
+	ctx := context.Background()
+	c.stop(t, "n3")
+	c.wipe(t, "n1")
+	c.wipe(t, "n2")
+	waitFor(t, "n1 and n2 to judge their empty stores new", func() bool {
+		return !c.nodes["n1"].Recovering() && !c.nodes["n2"].Recovering()
+	})
+	if _, err := c.nodes["n1"].Get(ctx, []byte("absent")); !errors.Is(err, httpapi.ErrNotFound) {
+		t.Fatalf("a read of an absent key with n3 down: %v, want not found", err)
+	}
+	if _, err := c.nodes["n2"].Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+		t.Fatalf("a write with n3 down: %v", err)
+	}
+	v, err := c.nodes["n1"].Get(ctx, []byte("k"))
+	if err != nil || string(v.Value) != "v" {
+		t.Fatalf("read back with n3 down: %q, %v", v.Value, err)
+	}
+	// Now the cluster holds data: a node that loses its disk recovers.
+	c.start(t, "n3")
+	c.wipe(t, "n2")
+	if !c.nodes["n2"].Recovering() {
+		t.Fatal("n2 does not recover after losing its disk in a cluster that holds data")
+	}
+	waitFor(t, "n2 to judge its empty store", func() bool {
+		rec := c.nodes["n2"].recovery.Load()
+		return rec == nil || !rec.mayBeNew()
+	})
+	// Judged new, its recovery would have ended before any refill or
+	// repair pass (those wait for the judgement), without k.
+	if _, found := c.localRecord(t, "n2", "k"); !c.nodes["n2"].Recovering() && !found {
+		t.Fatal("n2 judged its lost disk new: it stopped recovering without the cluster's data")
 	}
 }

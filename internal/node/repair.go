@@ -50,9 +50,13 @@ type passStats struct {
 
 // runRepair makes background repair passes until ctx ends.
 func (n *Node) runRepair(ctx context.Context) {
-	// The first pass waits a little, so that a cluster starting up does
-	// not meet peers that are not listening yet.
-	if !n.waitToRepair(ctx, time.Now(), 2*time.Second) {
+	// A node that started on an empty store first finds out whether the
+	// cluster is new (newcluster.go). The first pass waits a little, so
+	// that a cluster starting up does not meet peers that are not
+	// listening yet.
+	begun := time.Now()
+	n.judgeAtStart(ctx, 2*time.Second)
+	if !n.waitToRepair(ctx, begun, 2*time.Second) {
 		return
 	}
 	// refillRetries counts the refills in a row that left units failed.
@@ -67,6 +71,17 @@ func (n *Node) runRepair(ctx context.Context) {
 		if (d.BackgroundRepair || recovering) && n.Ready() {
 			pace := d.BackgroundRepairInterval
 			gen := 0
+			if recovering && !n.judgeEmptyStart(ctx) {
+				// No other node answered whether the cluster holds data:
+				// the refill could not reach one either.
+				if !n.waitToRepair(ctx, time.Now(), 0) {
+					return
+				}
+				continue
+			}
+			if rec != n.recovery.Load() {
+				continue // judged new: nothing to recover
+			}
 			if recovering {
 				pace = 0 // recover as fast as possible
 				gen = rec.generation()

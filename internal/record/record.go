@@ -102,4 +102,8 @@ var (
 	// ErrInsufficientStorage: a replica refused a write because its disk
 	// is (nearly) full.
 	ErrInsufficientStorage = errors.New("insufficient storage")
+	// ErrNothingWritten: a write failed before any replica received it,
+	// so it certainly did not take effect (a write whose fate is unknown
+	// does not carry it).
+	ErrNothingWritten = errors.New("nothing written")
 )

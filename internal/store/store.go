@@ -115,6 +115,7 @@ type Stats struct {
 // Store is a node's record store. Its methods are safe for concurrent use.
 type Store struct {
 	db        *pebble.DB
+	created   bool // Open made a new database: the directory held none
 	dir       string
 	logger    *slog.Logger
 	writeOpts *pebble.WriteOptions
@@ -241,6 +242,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Levels after the first inherit the policy.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 
+	// A directory without a database (missing, or empty) gets a new one:
+	// the node may have lost its disk (Created).
+	created := true
+	if desc, err := pebble.Peek(dir, fs); err == nil && desc.Exists {
+		created = false
+	}
 	var db *pebble.DB
 	if err := fate.guard(func() (err error) {
 		db, err = pebble.Open(dir, popts)
@@ -250,6 +257,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db:        db,
+		created:   created,
 		dir:       dir,
 		logger:    logger,
 		writeOpts: pebble.Sync,
@@ -645,3 +653,8 @@ func eventListener(l *slog.Logger, stall *stalls, events *eventLog, sp *space) *
 		},
 	}
 }
+
+// Created reports whether Open made a new database because the directory
+// held none (a new node, or one whose disk was lost or wiped), rather than
+// opening one that a previous run left, empty or not.
+func (s *Store) Created() bool { return s.created }

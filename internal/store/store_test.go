@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -669,5 +670,33 @@ func TestCrashableMemNoSyncLoses(t *testing.T) {
 	}
 	if lost == 0 {
 		t.Errorf("a crash after %d unsynced Puts lost none of them; the crash test cannot tell synced from unsynced", n)
+	}
+}
+
+// TestCreatedTellsANewDatabaseFromAnEmptyOne: a directory without a
+// database gets a new one (Created: the node may have lost its disk); a
+// database that a previous run left, even empty, is not new.
+func TestCreatedTellsANewDatabaseFromAnEmptyOne(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s, err := Open(dir, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Created() {
+		t.Error("a store opened in a missing directory is not Created")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Created() {
+		t.Error("an empty store left by a previous run is Created again")
+	}
+	if n := s.Stats().Keys; n != 0 {
+		t.Errorf("%d keys, want 0", n)
 	}
 }
