@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"internal/coord":           {"internal/config", "internal/keyhash", "internal/record"},
 	"internal/httpapi":         {"internal/auth", "internal/coord", "internal/record"},
 	"internal/httpserve":       {"internal/config", "internal/connlimit"},
-	"internal/sim":             {"client", "internal/config", "internal/history", "internal/node", "internal/simnet", "internal/wire"},
+	"internal/sim":             {"client", "internal/config", "internal/history", "internal/node", "internal/record", "internal/simnet", "internal/wire"},
 	"internal/sim/guest":       {"internal/sim"},
 	"internal/testcluster":     {"internal/config", "internal/node", "internal/tlsconf"},
 	"internal/testcoordinator": {"internal/coordinator", "internal/testcluster"},

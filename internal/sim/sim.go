@@ -35,6 +35,7 @@ import (
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/history"
 	"github.com/takodb/tako/internal/node"
+	"github.com/takodb/tako/internal/record"
 	"github.com/takodb/tako/internal/simnet"
 	"github.com/takodb/tako/internal/wire"
 )
@@ -112,10 +113,11 @@ const (
 // is a Result that is not OK.
 //
 // The faults: a node cut off from every other host, a link between two
-// hosts cut (both ways, or one way), a link slowed, all healed; a node crashed (it loses what it had not synced)
-// and restarted; one node's disk lost (it restarts empty and refills from
-// its peers: the contract promises to survive the loss of any one node's
-// disk); a host's clock jumping forward or back, by at most maxClockOffset
+// hosts cut (both ways, or one way), a link slowed, a node's disk slowed
+// (its syncs), all healed; a node crashed (it loses what it had not
+// synced) and restarted; once, one node's disk lost (it restarts empty and
+// refills from its peers: the contract promises to survive the loss of any
+// one node's disk), whatever else is down or cut; a host's clock jumping forward or back, by at most maxClockOffset
 // from the true time. The shape: 3 to 5 nodes, each key on 2 or 3, read
 // and write quorums chosen at random (write quorum at least 2, so that one
 // lost disk loses nothing acknowledged; a majority read quorum); once,
@@ -137,6 +139,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x7a6b0))
 	var res Result
 	first := shape(rng)
+	active := first                                 // the active deployment, as settings changes and the migration leave it
 	spare := fmt.Sprintf("n%d", len(first.nodes)+1) // the node a migration may add
 	ids := append([]string(nil), first.nodes...)    // the nodes of the configuration
 	res.Config = configYAML(first, nil)
@@ -153,7 +156,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	clientIDs := clientHosts(opts.Clients + 1) // the last one makes the final reads
 	hosts := append(append(append([]string(nil), ids...), spare), clientIDs...)
 	c := &cluster{cfg: cfg, network: network, logger: opts.Logger, nodes: map[string]*simNode{},
-		hosts: hosts, clocks: newClocks(hosts)}
+		hosts: hosts, clocks: newClocks(hosts), disks: map[string]*atomic.Int64{}}
+	for _, h := range hosts {
+		c.disks[h] = new(atomic.Int64)
+	}
 	defer c.stopAll()
 	for _, id := range ids {
 		if err := c.start(ctx, id, vfs.NewCrashableMem()); err != nil {
@@ -232,31 +238,17 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		close(done)
 	}()
 	var cut [][2]string
-	lostDisk := "" // the node that lost its disk, once one has (one per run)
-	// refilling: while the node that lost its disk is down or refilling,
-	// no other node is taken from it (see docs/simulator-design.md,
-	// "Found": a refilling replica answers with what the replicas it
-	// reaches hold, however few; with the only other holder of a version
-	// out of reach, a read can go back in time. Open.)
-	refilling := func() bool {
-		return lostDisk != "" && (c.down(lostDisk) || c.recovering(lostDisk))
-	}
-	nodesCut := func() bool { // a link between two nodes is cut
-		for _, l := range cut {
-			if isNode(l[0]) && isNode(l[1]) {
-				return true
-			}
-		}
-		return false
-	}
-	var mig *migration // the migration under way, if any
-	migrated := false  // one migration per run
+	var slowed []string // nodes whose disks are slow
+	lostDisk := ""      // the node that lost its disk, once one has (one per run)
+	var mig *migration  // the migration under way, if any
+	migrated := false   // one migration per run
 	// finish promotes the migration under way, or abandons it.
 	finish := func(abandon bool) (string, error) {
 		final, leaving, what := mig.to, mig.removed, "promote "+mig.String()
 		if abandon {
 			final, leaving, what = mig.from, mig.added, "abandon "+mig.String()
 		}
+		active = final
 		if err := c.configure(ctx, rng, configYAML(final, nil)); err != nil {
 			return "", err
 		}
@@ -280,10 +272,28 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		case <-time.After(time.Duration(2+rng.IntN(10)) * time.Millisecond):
 		}
 		var fault string
-		switch r := rng.IntN(16); {
+		switch r := rng.IntN(18); {
+		case r == 17 && mig == nil:
+			// A change of settings: other quorums and another request
+			// timeout for the active deployment, handed to the nodes
+			// and clients one at a time like any configuration.
+			next := resettle(rng, active)
+			if err := c.configure(ctx, rng, configYAML(next, nil)); err != nil {
+				return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
+			}
+			active = next
+			fault = fmt.Sprintf("change the settings: write quorum %s, read quorum %s, request timeout %v", next.write, next.read, next.timeout)
+		case r == 16:
+			// A slow disk: the node's syncs, and so its acknowledged
+			// writes, take 1-20 ms longer until healed.
+			victim := ids[rng.IntN(len(ids))]
+			d := time.Duration(1+rng.IntN(20)) * time.Millisecond
+			c.disks[victim].Store(int64(d))
+			slowed = append(slowed, victim)
+			fault = fmt.Sprintf("slow the disk of %s by %v", victim, d)
 		case r == 14:
 			a, b := hosts[rng.IntN(len(hosts))], hosts[rng.IntN(len(hosts))]
-			if a != b && !(refilling() && isNode(a) && isNode(b)) {
+			if a != b {
 				network.CutOneWay(a, b)
 				cut = append(cut, [2]string{a, b})
 				fault = "cut " + a + " -> " + b + " one way"
@@ -297,7 +307,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 				fault = fmt.Sprintf("slow the link %s - %s by %v", a, b, d)
 			}
 		case r == 12 && mig == nil && !migrated:
-			mig = newMigration(rng, first, spare)
+			mig = newMigration(rng, active, spare)
 			if mig == nil {
 				break
 			}
@@ -324,17 +334,17 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			if fault, err = finish(abandon); err != nil {
 				return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 			}
-		case r < 2 && len(cut) > 0:
+		case r < 2 && len(cut)+len(slowed) > 0:
 			for _, l := range cut {
 				network.Heal(l[0], l[1])
 				network.SetDelay(l[0], l[1], 0)
 			}
-			fault, cut = "heal every link", nil
+			for _, id := range slowed {
+				c.disks[id].Store(0)
+			}
+			fault, cut, slowed = "heal every link and disk", nil, nil
 		case r < 4:
 			victim := ids[rng.IntN(len(ids))]
-			if refilling() && victim != lostDisk {
-				break
-			}
 			for _, h := range hosts {
 				if h != victim {
 					network.Cut(victim, h)
@@ -344,7 +354,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			fault = "cut " + victim + " off"
 		case r < 5:
 			a, b := hosts[rng.IntN(len(hosts))], hosts[rng.IntN(len(hosts))]
-			if a != b && !(refilling() && isNode(a) && isNode(b)) {
+			if a != b {
 				network.Cut(a, b)
 				cut = append(cut, [2]string{a, b})
 				fault = "cut " + a + " from " + b
@@ -352,7 +362,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		case r < 6:
 			// A crash: the node stops at once and comes back on what
 			// its file system had synced at that instant.
-			if victim := ids[rng.IntN(len(ids))]; !c.down(victim) && !(refilling() && victim != lostDisk) {
+			if victim := ids[rng.IntN(len(ids))]; !c.down(victim) {
 				if err := c.crash(ctx, victim); err != nil {
 					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 				}
@@ -360,10 +370,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			}
 		case r < 7:
 			// One lost disk per run: the node stops, and comes back
-			// (at its restart) on an empty one.
-			// Only with every node up and no link between two nodes
-			// cut (see refilling).
-			if victim := ids[rng.IntN(len(ids))]; lostDisk == "" && c.allUp(ids) && !nodesCut() {
+			// (at its restart) on an empty one, whatever else is down
+			// or cut.
+			if victim := ids[rng.IntN(len(ids))]; lostDisk == "" && !c.down(victim) {
 				if err := c.crash(ctx, victim); err != nil {
 					return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 				}
@@ -404,6 +413,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	for _, l := range cut {
 		network.Heal(l[0], l[1])
 		network.SetDelay(l[0], l[1], 0)
+	}
+	for _, id := range slowed {
+		c.disks[id].Store(0)
 	}
 	healed := time.Now()
 
@@ -595,6 +607,9 @@ type cluster struct {
 
 	hosts  []string // every host of the network: nodes and clients
 	clocks *clocks
+	// disks are how much longer each node's syncs take (nanoseconds; a
+	// fault sets them); the map is read-only.
+	disks map[string]*atomic.Int64
 
 	mu    sync.Mutex
 	nodes map[string]*simNode
@@ -639,7 +654,7 @@ type simNode struct {
 // start runs node id on fs.
 func (c *cluster) start(ctx context.Context, id string, fs *vfs.MemFS) error {
 	registry := prometheus.NewRegistry()
-	nd, err := node.New(node.Options{ID: id, Config: c.cfg, Epoch: c.epoch, DataDir: "/" + id, FS: fs,
+	nd, err := node.New(node.Options{ID: id, Config: c.cfg, Epoch: c.epoch, DataDir: "/" + id, FS: slowDisk{FS: fs, delay: c.disks[id]},
 		Logger: c.logger.With("node", id), Network: c.network.Host(id), Wall: c.clocks.wall(id),
 		Registry: registry})
 	if err != nil {
@@ -777,27 +792,6 @@ func syncedEpoch(r *prometheus.Registry) int64 {
 	return -1
 }
 
-// recovering reports whether node id is up and recovering lost data.
-func (c *cluster) recovering(id string) bool {
-	c.mu.Lock()
-	sn := c.nodes[id]
-	c.mu.Unlock()
-	return sn.stop != nil && sn.node.Recovering()
-}
-
-// allUp reports whether every node of ids is up.
-func (c *cluster) allUp(ids []string) bool {
-	for _, id := range ids {
-		if c.down(id) {
-			return false
-		}
-	}
-	return true
-}
-
-// isNode reports whether host h is a node (n1, n2, ...), not a client.
-func isNode(h string) bool { return strings.HasPrefix(h, "n") }
-
 // loseDisk gives node id, which must be down, an empty disk to restart on.
 func (c *cluster) loseDisk(id string) {
 	c.mu.Lock()
@@ -901,12 +895,14 @@ type deployment struct {
 	name        string
 	nodes       []string
 	perKey      int
+	w, r        int    // the quorums
 	write, read string // the quorums, as the configuration writes them
+	timeout     time.Duration
 }
 
 // yaml writes d as a deployment of the configuration.
 func (d deployment) yaml(b *strings.Builder) {
-	fmt.Fprintf(b, "  %s:\n    request_timeout: 200ms\n", d.name)
+	fmt.Fprintf(b, "  %s:\n    request_timeout: %v\n", d.name, d.timeout)
 	fmt.Fprintf(b, "    background_repair_interval: %v\n    tombstone_grace: %v\n", repairInterval, tombstoneGrace)
 	fmt.Fprintf(b, "    write_quorum: %s\n    read_quorum: %s\n", d.write, d.read)
 	fmt.Fprintf(b, "    hash: {buckets_per_key: %d}\n    buckets:\n", d.perKey)
@@ -938,15 +934,37 @@ func configYAML(active deployment, target *deployment) string {
 // smaller one, reads may go back after a write that failed half-way).
 func shape(rng *rand.Rand) deployment {
 	n := 3 + rng.IntN(3)
-	d := deployment{name: "d1", perKey: 2 + rng.IntN(2)}
-	w := 2 + rng.IntN(d.perKey-1)
+	d := deployment{name: "d1", perKey: 2 + rng.IntN(2), timeout: 200 * time.Millisecond}
+	d.w = 2 + rng.IntN(d.perKey-1)
 	majority := d.perKey/2 + 1
-	r := majority + rng.IntN(d.perKey-majority+1)
-	d.write, d.read = quorumName(rng, w, d.perKey), quorumName(rng, r, d.perKey)
+	d.r = majority + rng.IntN(d.perKey-majority+1)
+	d.write, d.read = quorumName(rng, d.w, d.perKey), quorumName(rng, d.r, d.perKey)
 	for i := 1; i <= n; i++ {
 		d.nodes = append(d.nodes, fmt.Sprintf("n%d", i))
 	}
 	return d
+}
+
+// resettle returns d with other settings: quorums that still meet d's
+// both ways (while some nodes and clients follow d and others the new
+// settings, a read under either meets a write under either), a write
+// quorum of at least 2 and a majority read quorum as in shape, and a
+// request timeout of 150 to 300 ms.
+func resettle(rng *rand.Rand, d deployment) deployment {
+	next := d
+	var choices [][2]int
+	for w := 2; w <= d.perKey; w++ {
+		for r := d.perKey/2 + 1; r <= d.perKey; r++ {
+			if r+d.w > d.perKey && d.r+w > d.perKey && r+w > d.perKey {
+				choices = append(choices, [2]int{w, r})
+			}
+		}
+	}
+	c := choices[rng.IntN(len(choices))] // d's own quorums are always a choice
+	next.w, next.r = c[0], c[1]
+	next.write, next.read = quorumName(rng, next.w, d.perKey), quorumName(rng, next.r, d.perKey)
+	next.timeout = time.Duration(150+50*rng.IntN(4)) * time.Millisecond
+	return next
 }
 
 // quorumName writes q of a key's n replicas as the configuration may: by
@@ -1054,6 +1072,8 @@ func ApplyAt(ctx context.Context, c *client.Client, o *history.Op, ts int64) {
 		o.Outcome, o.Value, o.Timestamp = history.OK, string(ver.Value), ver.Timestamp
 	case o.Kind == history.Read && errors.Is(err, client.ErrNotFound):
 		o.Outcome, o.Timestamp = history.Absent, ver.Timestamp
+	case o.Kind != history.Read && errors.Is(err, record.ErrNothingWritten):
+		o.Outcome, o.Note = history.Refused, err.Error()
 	case err != nil:
 		o.Outcome, o.Note = history.Failed, err.Error()
 	case res.Superseded:
