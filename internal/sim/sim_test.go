@@ -25,6 +25,7 @@ import (
 //	                      also runs 6 seeds by default)
 //	SIM_LOG=1             prints the nodes' logs (one seed at a time)
 //	SIM_LOGDIR=DIR        writes each seed's nodes' logs to DIR/seed-N.log
+//	SIM_PROGRESS=1        prints a line every 1,000 seeds (a long run)
 func TestSeedsPassTheChecks(t *testing.T) {
 	first, count := uint64(1), uint64(48)
 	parallel := 8
@@ -52,41 +53,24 @@ func TestSeedsPassTheChecks(t *testing.T) {
 		parallel = 1
 	}
 
-	type outcome struct {
-		res Result
-		err error
-	}
-	results := make([]outcome, count)
-	slots := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for i := range results {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			opts := Options{Seed: first + uint64(i), Logger: logger, Patience: patience}
-			if dir := os.Getenv("SIM_LOGDIR"); dir != "" {
-				f, err := os.Create(fmt.Sprintf("%s/seed-%d.log", dir, opts.Seed))
-				if err != nil {
-					results[i].err = err
-					return
-				}
-				defer f.Close()
-				opts.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			}
-			results[i].res, results[i].err = Run(ctx, opts)
-		})
-	}
-	wg.Wait()
-
-	failed, idle := 0, 0
-	for i, r := range results {
-		seed, res := first+uint64(i), r.res
-		if r.err != nil {
-			t.Errorf("seed %d: %v", seed, r.err)
+	// Each seed is judged as it ends and only its verdict kept, so that a
+	// long run does not hold every history in memory.
+	var (
+		mu                 sync.Mutex
+		failed, idle, done int
+		started            = time.Now()
+	)
+	judge := func(seed uint64, res Result, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		done++
+		if progress := os.Getenv("SIM_PROGRESS"); progress != "" && done%1000 == 0 {
+			fmt.Fprintf(os.Stderr, "sim: %d of %d seeds done, %d failed, %.1f seeds/s\n", done, count, failed, float64(done)/time.Since(started).Seconds())
+		}
+		if err != nil {
+			t.Errorf("seed %d: %v", seed, err)
 			failed++
-			continue
+			return
 		}
 		acked, failedOps := 0, 0
 		for _, o := range res.Ops {
@@ -116,6 +100,30 @@ func TestSeedsPassTheChecks(t *testing.T) {
 			t.Logf("replay: SIM_SEEDS=%d-%d SIM_LOG=1 go test -count=1 -run TestSeedsPassTheChecks -v ./internal/sim", seed, seed)
 		}
 	}
+	slots := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i := range count {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			opts := Options{Seed: first + i, Logger: logger, Patience: patience}
+			if dir := os.Getenv("SIM_LOGDIR"); dir != "" {
+				f, err := os.Create(fmt.Sprintf("%s/seed-%d.log", dir, opts.Seed))
+				if err != nil {
+					judge(opts.Seed, Result{}, err)
+					return
+				}
+				defer f.Close()
+				opts.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
+			res, err := Run(ctx, opts)
+			judge(opts.Seed, res, err)
+		})
+	}
+	wg.Wait()
+
 	if idle > 0 && uint64(idle)*4 >= count {
 		t.Errorf("%d of %d seeds acknowledged no write or injected no fault: the simulator exercises nothing", idle, count)
 	}
