@@ -456,8 +456,14 @@ func (v *Verdict) checkFinalReads(key string, ops []*Op, clientTS bool) {
 		}
 		if clientTS {
 			// Newest timestamp wins: a collected tombstone is right only
-			// if the newest acknowledged version is a delete.
-			if r.collected && newest != nil && newest.Kind == Write {
+			// if the newest acknowledged version is a delete, or a delete
+			// that failed (whose timestamp, the client's, may be newer
+			// than every acknowledged one) may have taken effect and been
+			// collected since.
+			mayHaveDeleted := slices.ContainsFunc(ops, func(d *Op) bool {
+				return d.Kind == Delete && d.indeterminate() && d.Start.Before(r.End)
+			})
+			if r.collected && newest != nil && newest.Kind == Write && !mayHaveDeleted {
 				v.report(LostWrite, key, "%s\n  misses %s, the newest acknowledged version", r.format(v.t0), newest.format(v.t0))
 			}
 			continue

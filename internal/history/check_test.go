@@ -322,6 +322,17 @@ func TestCheckPassesGoodHistories(t *testing.T) {
 			},
 		},
 		{
+			// The failed delete's timestamp, the client's, may be newer
+			// than the write's: it may have taken effect, and its
+			// tombstone been collected.
+			name: "client timestamps: a collected tombstone after a delete that failed",
+			ops: []Op{
+				clientTS(write(0, "a", 0, 10, OK, 100)),
+				clientTS(del(1, 20, 30, Failed, 0)),
+				final(absent(9, 100, 110, 0)),
+			},
+		},
+		{
 			name: "client timestamps: the newest wins, older ones lose with 409",
 			ops: []Op{
 				clientTS(write(0, "a", 0, 10, OK, 300)),

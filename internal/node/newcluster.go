@@ -23,15 +23,21 @@ import (
 //   - one does: the cluster holds data, and this node may have held some
 //     of it: it recovers (a lost disk, or a node that joins a cluster in
 //     use, which refills from the others like one);
-//   - none of those that answered does, and at least one answered (or the
-//     node is alone): nothing was ever written that this node could have
-//     lost, and its recovery ends at once;
-//   - none answered: it asks again in a moment, recovering meanwhile.
+//   - none of those that answered does, and with this node they are a
+//     majority of the cluster's nodes (or the node is alone): nothing was
+//     ever written that this node could have lost, and its recovery ends
+//     at once;
+//   - else (too few answered yet): it asks again in a moment, recovering
+//     meanwhile.
 //
-// What this trusts: that the nodes that answer would hold some record of
-// a cluster that has data. Only a cluster whose every record lived on this
-// node and on nodes that are down is judged new by mistake; that takes
-// more than the one lost disk the contract covers.
+// Why a majority: after several disks were lost at once and every node
+// restarted, the nodes on new stores open fast and answer first, empty,
+// while those with data still replay their logs; a node that trusted the
+// first answers would judge a cluster with data new (the lost-disks drill,
+// TestClusterKeepsEverythingThroughLostDisks, found this). What this
+// trusts: that a majority of the nodes did not lose their disks at once,
+// and that nodes that answer would hold some record of a cluster that has
+// data. A new cluster with one node down still judges itself new.
 
 // judgeEvery is how often a node that started on an empty store asks the
 // others whether the cluster holds data, until one answers.
@@ -78,7 +84,7 @@ func (n *Node) judgeEmptyStart(ctx context.Context) bool {
 		n.logger.Warn("node recovering: the cluster holds data (at least "+holding+" does), so this node's empty store may have lost some: it refills, and its answers count once enough of the other replicas of a key answered",
 			"node", n.id)
 		return true
-	case answered > 0 || len(others) == 0:
+	case len(others) == 0 || answered > 0 && 2*(answered+1) > len(others)+1:
 		if n.endRecovery(rec, gen) {
 			n.logger.Info("node new: no other node holds any record, so its empty store lost nothing; it serves without recovering",
 				"node", n.id, "nodes_answered", answered, "nodes", len(others))
