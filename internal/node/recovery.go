@@ -357,6 +357,22 @@ func (r *recovery) advance(i int, after []byte, done, merged bool) error {
 	return nil
 }
 
+// markEmpty marks unit i done, and merged when merged, without saving:
+// a unit with nothing to stream is cheap to do again after a restart, so
+// the caller saves once for all of them (a lost disk's recovery has
+// hundreds of units, and saving after each rewrote the whole state
+// hundreds of times).
+func (r *recovery) markEmpty(i int, merged bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := &r.state.Units[i]
+	u.Done = true
+	if merged && u.SuspectBefore != 0 && !u.Merged {
+		u.Merged = true
+		r.suspectsLocked()
+	}
+}
+
 // save writes the state to recoveryFile.
 func (r *recovery) save() error {
 	r.mu.Lock()

@@ -328,6 +328,7 @@ func (n *Node) estimateRefill(ctx context.Context, cfg *config.Config, rec *reco
 			nodes[srcs[0].ID] = srcs[0]
 		}
 	}
+	marked := false // units found empty, to save once at the end
 	for id, units := range byPeer {
 		if up, _ := n.peers.Peer(id).Up(); !up {
 			continue
@@ -360,9 +361,15 @@ func (n *Node) estimateRefill(ctx context.Context, cfg *config.Config, rec *reco
 					if !merged {
 						merged = n.dropSuspects(ctx, u, nil, nil) == nil
 					}
-					_ = rec.advance(part[j], nil, true, merged)
+					rec.markEmpty(part[j], merged)
+					marked = true
 				}
 			}
+		}
+	}
+	if marked {
+		if err := rec.save(); err != nil {
+			n.logger.Warn("saving the recovery state failed: a restart looks at the empty parts of the lost ranges again", "node", n.id, "err", err)
 		}
 	}
 }
