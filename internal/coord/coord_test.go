@@ -773,7 +773,11 @@ func TestAWriteDuringAMigrationNeedsTheWriteQuorumOfBothDeployments(t *testing.T
 		{name: "two of the target's replicas are down", down: []string{"n5", "n6"}, wantErr: record.ErrUnavailable},
 		{name: "one of the target's replicas is down", down: []string{"n6"}},
 		{name: "two of the active's replicas are down", down: []string{"n2", "n3"}, wantErr: record.ErrUnavailable},
-		{name: "a read needs only the active quorum", read: true, down: []string{"n4", "n5", "n6"}},
+		// A read answers from the active's read quorum, but puts what it
+		// returns on enough of the target's replicas too (settle): once
+		// promoted, the target's reads must see it.
+		{name: "a read settles in the target too", read: true, down: []string{"n6"}},
+		{name: "a read cannot settle with the target down", read: true, down: []string{"n4", "n5", "n6"}, wantErr: record.ErrUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -949,4 +953,30 @@ func TestAStampedWriteThatCannotSeeEveryVersionFails(t *testing.T) {
 	if h.obs.count("write", "unavailable") != 1 || h.obs.count("write", "stamped_without_quorum") != 0 {
 		t.Errorf("observer counted %v, want one write unavailable", &h.obs)
 	}
+}
+
+// TestAReadDuringAMigrationSettlesInTheTargetToo: a version a read
+// returns during a migration must be on enough of the target's replicas
+// too when the read answers, or once the target is promoted a read of its
+// replicas could miss it and go back in time (the simulator, seed 12170 of
+// a long run: a failed write read once, settled on the active replicas
+// only; after the promotion a read answered the delete before it).
+func TestAReadDuringAMigrationSettlesInTheTargetToo(t *testing.T) {
+	h := newHarness(t, migration)
+	v := rec(100, "v")
+	// A write that reached two active replicas and no target replica,
+	// and failed: settled in the active deployment already.
+	h.r("n1").set(key, v)
+	h.r("n2").set(key, v)
+	got, found, err := h.c.Read(t.Context(), h.cfg, key, false)
+	if err != nil || !found || !same(got, v) {
+		t.Fatalf("Read = %+v, %v, %v; want %+v", got, found, err, v)
+	}
+	if n := h.holders(v, "n4", "n5", "n6"); n < 2 {
+		t.Errorf("when the read answered, %d of the target's replicas held it, want at least 2 (its settle count)", n)
+	}
+	if n := h.holders(v, "n1", "n2", "n3"); n < 2 {
+		t.Errorf("when the read answered, %d of the active replicas held it, want at least 2", n)
+	}
+	h.finish()
 }

@@ -136,10 +136,15 @@ const (
 	// target nodes that are still being filled (recovering) cannot hold it
 	// up.
 	NeedRead
-	// NeedSettled is Group.SettleNeed of the active deployment: where a
-	// read puts the version it returns before it answers (settle), so
-	// that every later read quorum of the active deployment meets one of
-	// them and sees it, even after one of them lost its disk.
+	// NeedSettled is Group.SettleNeed of every deployment (active and,
+	// during a migration, target): where a read puts the version it
+	// returns before it answers (settle), so that every later read quorum
+	// meets one of them and sees it, even after one of them lost its
+	// disk, and also once the target is promoted (settled in the active
+	// deployment only, a version a read returned during a migration could
+	// be missed by the reads after the promotion: the simulator found
+	// such a read going back in time). Like a write, a read that must
+	// settle during a migration needs the target's replicas to take it.
 	NeedSettled
 	// NeedStamp is Group.SeenNeed of the active deployment: what the
 	// first round of a write that the cluster stamps needs to see every
@@ -150,7 +155,7 @@ const (
 // Satisfied reports whether ok[i] (per node of p) meets every group's need.
 func (p Placement) Satisfied(ok []bool, need Need) bool {
 	groups := p.Groups
-	if need != NeedWrite {
+	if need != NeedWrite && need != NeedSettled {
 		groups = groups[:1]
 	}
 	for _, g := range groups {

@@ -397,11 +397,18 @@ func TestMigrationWriteNeedsAQuorumInBothDeployments(t *testing.T) {
 	if _, err := c.nodes["n1"].Put(ctx, []byte("k2"), []byte("v"), 0); err == nil {
 		t.Fatal("a write was acknowledged without a quorum of the target deployment")
 	}
-	// Reads need the read quorum of the active deployment only, where
-	// every acknowledged write has its write quorum.
-	if v, err := c.nodes["n2"].Get(ctx, []byte("k")); err != nil || string(v.Value) != "v" {
-		t.Fatalf("a read with the active deployment's quorum up: %+v %v", v, err)
+	// A read answers from the read quorum of the active deployment, where
+	// every acknowledged write has its write quorum, but puts what it
+	// returns on the target's settle count too (2 of 2 here), so that the
+	// reads after the promotion see it: with n4 down it cannot.
+	if v, err := c.nodes["n2"].Get(ctx, []byte("k")); err == nil {
+		t.Fatalf("a read returned %q though the target (n4 down) could not take it", v.Value)
 	}
+	c.start(t, "n4")
+	waitFor(t, "a read with the active deployment's quorum and the target up", func() bool {
+		v, err := c.nodes["n2"].Get(ctx, []byte("k"))
+		return err == nil && string(v.Value) == "v"
+	})
 	c.stop(t, "n1")
 	if _, err := c.nodes["n2"].Get(ctx, []byte("k")); err == nil {
 		t.Fatal("a read succeeded without the active deployment's read quorum (2 of 2, n1 down)")
