@@ -885,7 +885,7 @@ func TestMigrationFillRate(t *testing.T) {
 	// each read checked, and 2 writers of small values elsewhere.
 	ctx, cancel := context.WithCancel(context.Background())
 	var reads, readFails, writes, writeFails atomic.Int64
-	var lastWriteFail atomic.Int64 // Unix nanoseconds
+	var lastWriteFail, lastReadFail atomic.Int64 // Unix nanoseconds
 	var wg sync.WaitGroup
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: 30 * time.Second}
 	for r := range 2 {
@@ -894,9 +894,13 @@ func TestMigrationFillRate(t *testing.T) {
 				k := keys[i%len(keys)]
 				code, body, err := httpGet(hc, m.base+"/values/"+k)
 				reads.Add(1)
-				if err != nil || code != 200 || sha256.Sum256(body) != ld.sums[k] {
+				switch {
+				case err == nil && code == 200 && sha256.Sum256(body) != ld.sums[k]:
+					t.Errorf("GET %s during the migration: %d bytes that are not the value written", k, len(body))
+				case err != nil || code != 200:
+					lastReadFail.Store(time.Now().UnixNano())
 					if readFails.Add(1) <= 5 {
-						t.Errorf("GET %s during the migration: %d %v, %d bytes", k, code, err, len(body))
+						t.Logf("GET %s during the migration: %d %v, %d bytes", k, code, err, len(body))
 					}
 				}
 				time.Sleep(5 * time.Millisecond)
@@ -952,13 +956,21 @@ func TestMigrationFillRate(t *testing.T) {
 		checked, len(keys), run.bytes/1e6, run.bytes/1e6, run.refilled.Seconds(), run.rate(), run.recovered.Seconds(), run.bytes/1e6/run.recovered.Seconds(),
 		converged.Seconds(), reads.Load(), readFails.Load(), writes.Load(), writeFails.Load())
 	t.Logf("n3's log: %s", run.line)
-	if readFails.Load() > 0 {
-		t.Errorf("%d of %d reads failed during the migration", readFails.Load(), reads.Load())
+	// Reads and writes may fail for an instant when the migration begins:
+	// the new node binds its ports only once a configuration names it, a
+	// write needs a quorum in the target too, and a read puts what it
+	// returns on the target's settle count (docs/contract-notes.md,
+	// "Reads during a migration"). None may fail once it has served for a
+	// while.
+	if f := readFails.Load(); f > 0 {
+		serving := logTime(t, m.nodes["n3"], "node serving")
+		last := time.Unix(0, lastReadFail.Load())
+		t.Logf("%d of %d reads failed, the last %v after n3 began serving (%v after the reload)",
+			f, reads.Load(), last.Sub(serving).Round(time.Millisecond), last.Sub(t0).Round(time.Millisecond))
+		if last.Sub(serving) > 2*time.Second {
+			t.Errorf("a read failed %v after n3 began serving", last.Sub(serving).Round(time.Millisecond))
+		}
 	}
-	// Writes may fail for an instant when the migration begins: the new
-	// node binds its ports only once a configuration names it, and a
-	// write needs a quorum in the target too. None may fail once it has
-	// served for a while.
 	if f := writeFails.Load(); f > 0 {
 		serving := logTime(t, m.nodes["n3"], "node serving")
 		last := time.Unix(0, lastWriteFail.Load())
