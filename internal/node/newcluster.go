@@ -39,8 +39,8 @@ import (
 // and that nodes that answer would hold some record of a cluster that has
 // data. A new cluster with one node down still judges itself new.
 
-// judgeEvery is how often a node that started on an empty store asks the
-// others whether the cluster holds data, until one answers.
+// judgeEvery is how often a node that started on a new store asks the
+// others whether the cluster holds data, until enough of them answered.
 const judgeEvery = 100 * time.Millisecond
 
 // judgeEmptyStart judges a recovery that began on an empty store (see
@@ -86,8 +86,8 @@ func (n *Node) judgeEmptyStart(ctx context.Context) bool {
 		return true
 	case len(others) == 0 || answered > 0 && 2*(answered+1) > len(others)+1:
 		if n.endRecovery(rec, gen) {
-			n.logger.Info("node new: no other node holds any record, so its empty store lost nothing; it serves without recovering",
-				"node", n.id, "nodes_answered", answered, "nodes", len(others))
+			n.logger.Info("node new: none of the nodes that answered (with this one, a majority of the cluster) holds any record, so its empty store lost nothing; it serves without recovering",
+				"node", n.id, "nodes_answered", answered, "other_nodes", len(others))
 		}
 		return true
 	}
