@@ -72,8 +72,8 @@ func (n *Node) runRepair(ctx context.Context) {
 			pace := d.BackgroundRepairInterval
 			gen := 0
 			if recovering && !n.judgeEmptyStart(ctx) {
-				// No other node answered whether the cluster holds data:
-				// the refill could not reach one either.
+				// Too few nodes answered whether the cluster holds data
+				// (newcluster.go): ask again before refilling.
 				if !n.waitToRepair(ctx, time.Now(), 0) {
 					return
 				}
