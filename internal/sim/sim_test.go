@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,11 @@ import (
 //	SIM_PARALLEL=N        runs N at once (default 8; 2 under -race, which
 //	                      also runs 6 seeds by default)
 //	SIM_LOG=1             prints the nodes' logs (one seed at a time)
-//	SIM_LOGDIR=DIR        writes each seed's nodes' logs to DIR/seed-N.log
+//	SIM_LOGDIR=DIR        writes the nodes' logs of each seed that fails to
+//	                      DIR/seed-N.log, ending with its faults and verdict
+//	                      (a long run reproduces its own failures: natively
+//	                      the schedule, and so a seed's faults, depend on
+//	                      the machine's load)
 //	SIM_PROGRESS=1        prints a line every 1,000 seeds (a long run)
 func TestSeedsPassTheChecks(t *testing.T) {
 	first, count := uint64(1), uint64(48)
@@ -109,16 +114,18 @@ func TestSeedsPassTheChecks(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			opts := Options{Seed: first + i, Logger: logger, Patience: patience}
-			if dir := os.Getenv("SIM_LOGDIR"); dir != "" {
-				f, err := os.Create(fmt.Sprintf("%s/seed-%d.log", dir, opts.Seed))
-				if err != nil {
-					judge(opts.Seed, Result{}, err)
-					return
-				}
-				defer f.Close()
-				opts.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			dir := os.Getenv("SIM_LOGDIR")
+			var logs lockedBuffer
+			if dir != "" {
+				opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			}
 			res, err := Run(ctx, opts)
+			if dir != "" && (err != nil || !res.OK()) {
+				fmt.Fprintf(&logs, "seed %d: faults: %s\nerror: %v\nverdict: %s\nunsettled: %q\n", opts.Seed, strings.Join(res.Faults, ", "), err, res.Verdict, res.Unsettled)
+				if werr := os.WriteFile(fmt.Sprintf("%s/seed-%d.log", dir, opts.Seed), logs.Bytes(), 0o644); werr != nil {
+					t.Errorf("seed %d: keeping its logs: %v", opts.Seed, werr)
+				}
+			}
 			judge(opts.Seed, res, err)
 		})
 	}
@@ -168,4 +175,24 @@ func TestTheTraceShowsEveryMessageAndFault(t *testing.T) {
 	if t.Failed() {
 		t.Logf("the first trace's first lines:\n%s", first[:min(len(first), 3000)])
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that the nodes of a seed may write their
+// logs to at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Bytes returns what was written so far.
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf.Bytes()...)
 }
