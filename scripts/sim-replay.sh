@@ -6,6 +6,8 @@
 # docs/simulator-design.md.
 #
 #   scripts/sim-replay.sh SEED...        (default: 1 2 3)
+#   scripts/sim-replay.sh scenarios      the scripted scenarios
+#                                        (sim.Scenarios) instead of a seed
 #   SIM_ONCE=1 scripts/sim-replay.sh ... runs each seed once (a search)
 #   SIM_TRACE=1 scripts/sim-replay.sh SEED  runs it once and prints the
 #                                        trace of every message and fault
@@ -39,10 +41,12 @@ fi
 failed=0
 for seed in "$@"; do
 	rc=0
-	a=$("$work/host" "$work/guest.wasm" "$seed" 2>&1) || rc=$?
+	args=("$seed")
+	[ "$seed" != scenarios ] || args=(1 scenarios)
+	a=$("$work/host" "$work/guest.wasm" "${args[@]}" 2>&1) || rc=$?
 	b=$a
-	[ -n "${SIM_ONCE:-}" ] || b=$("$work/host" "$work/guest.wasm" "$seed" 2>&1) || true
-	echo "$a" | head -1
+	[ -n "${SIM_ONCE:-}" ] || b=$("$work/host" "$work/guest.wasm" "${args[@]}" 2>&1) || true
+	if [ "$seed" = scenarios ]; then echo "$a"; else echo "$a" | head -1; fi
 	if [ $rc != 0 ]; then
 		echo "seed $seed failed (exit $rc):" >&2
 		echo "$a" >&2

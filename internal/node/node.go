@@ -14,6 +14,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,6 +92,12 @@ type Options struct {
 	// the real disk: tests that inject disk faults, and a whole cluster in
 	// one process (Pebble's in-memory file systems).
 	FS vfs.FS
+
+	// MinRepairSpacing is the least time between the starts of two
+	// background repair passes, whatever background_repair_interval
+	// says; 0 means a second. Scripted scenarios of the simulator
+	// (internal/sim) shorten it so that many passes fit in a short run.
+	MinRepairSpacing time.Duration
 }
 
 // Network is what a node listens and dials on when it is not TCP.
@@ -118,10 +125,13 @@ type Node struct {
 	// dialOpts are the pool's, for a connection of its own outside the
 	// pool (newcluster.go).
 	dialOpts wire.DialOptions
-	network  Network    // nil: TCP
-	fs       vfs.FS     // the store's, where the node's own files live too
-	peers    health.Set // whether each peer answers
-	frame    int        // the wire's frame size limit
+	network  Network // nil: TCP
+	fs       vfs.FS  // the store's, where the node's own files live too
+	// repairSpacing is the least time between two repair passes
+	// (Options.MinRepairSpacing).
+	repairSpacing time.Duration
+	peers         health.Set // whether each peer answers
+	frame         int        // the wire's frame size limit
 	// budget bounds the bytes of requests that both ports hold at once
 	// (limits.max_bytes_in_flight); nil: no bound.
 	budget *budget.Budget
@@ -290,6 +300,7 @@ func New(opts Options) (*Node, error) {
 	n.frame = frameSize(opts.Config)
 	n.token = opts.Token
 	n.network = opts.Network
+	n.repairSpacing = cmp.Or(opts.MinRepairSpacing, time.Second)
 	dial := wire.DialOptions{MaxFrameSize: n.frame, Logger: logger, Token: opts.Token}
 	if opts.Network != nil {
 		dial.Dial = opts.Network.Dial

@@ -149,16 +149,17 @@ func (n *Node) runRepair(ctx context.Context) {
 }
 
 // waitToRepair waits until the next pass is due: one repair interval after
-// the last one started (at least a second after, and at least first), at
-// once (after 200 ms) when recovery starts, and re-reading the interval
-// whenever the configuration changes. It returns false when ctx ends.
+// the last one started (or first, when that is shorter and not 0), never
+// sooner than Options.MinRepairSpacing after it; at once (after 200 ms)
+// when recovery starts; re-reading the interval whenever the configuration
+// changes. It returns false when ctx ends.
 func (n *Node) waitToRepair(ctx context.Context, last time.Time, first time.Duration) bool {
 	for {
 		interval := n.settings(n.cfg.Load()).BackgroundRepairInterval
 		if first > 0 {
 			interval = min(interval, first)
 		}
-		wait := max(interval-time.Since(last), time.Second-time.Since(last))
+		wait := max(interval, n.repairSpacing) - time.Since(last)
 		if n.Recovering() {
 			wait = min(wait, 200*time.Millisecond)
 		}

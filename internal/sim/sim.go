@@ -617,6 +617,9 @@ type cluster struct {
 	// disks are how much longer each node's syncs take (nanoseconds; a
 	// fault sets them); the map is read-only.
 	disks map[string]*atomic.Int64
+	// repairSpacing is the nodes' node.Options.MinRepairSpacing; 0: a
+	// node's own.
+	repairSpacing time.Duration
 
 	mu    sync.Mutex
 	nodes map[string]*simNode
@@ -658,12 +661,21 @@ type simNode struct {
 	done     chan struct{}      // closed when its Run returned
 }
 
-// start runs node id on fs.
+// start runs node id on fs, under the cluster's configuration.
 func (c *cluster) start(ctx context.Context, id string, fs *vfs.MemFS) error {
+	c.mu.Lock()
+	cfg, epoch := c.cfg, c.epoch
+	c.mu.Unlock()
+	return c.startWith(ctx, id, fs, cfg, epoch)
+}
+
+// startWith runs node id on fs, starting from cfg at epoch (a node that
+// was down while the configuration changed starts from the one it had).
+func (c *cluster) startWith(ctx context.Context, id string, fs *vfs.MemFS, cfg *config.Config, epoch int64) error {
 	registry := prometheus.NewRegistry()
-	nd, err := node.New(node.Options{ID: id, Config: c.cfg, Epoch: c.epoch, DataDir: "/" + id, FS: slowDisk{FS: fs, delay: c.disks[id]},
+	nd, err := node.New(node.Options{ID: id, Config: cfg, Epoch: epoch, DataDir: "/" + id, FS: slowDisk{FS: fs, delay: c.disks[id]},
 		Logger: c.logger.With("node", id), Network: c.network.Host(id), Wall: c.clocks.wall(id),
-		Registry: registry})
+		Registry: registry, MinRepairSpacing: c.repairSpacing})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", id, err)
 	}
@@ -810,12 +822,29 @@ func (c *cluster) loseDisk(id string) {
 // healed.
 func (c *cluster) restart(ctx context.Context, id string) error {
 	c.mu.Lock()
+	cfg, epoch := c.cfg, c.epoch
+	c.mu.Unlock()
+	return c.restartWith(ctx, id, cfg, epoch)
+}
+
+// restartWith starts node id again on the disk its crash or stop left,
+// with its links healed, from cfg at epoch rather than the cluster's
+// configuration (see follow).
+func (c *cluster) restartWith(ctx context.Context, id string, cfg *config.Config, epoch int64) error {
+	c.mu.Lock()
 	fs := c.nodes[id].fs
 	c.mu.Unlock()
 	for _, h := range c.hosts {
 		c.network.Heal(id, h)
 	}
-	return c.start(ctx, id, fs)
+	return c.startWith(ctx, id, fs, cfg, epoch)
+}
+
+// follow hands node id, which is up, the cluster's configuration.
+func (c *cluster) follow(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[id].node.SetConfig(c.cfg, c.epoch)
 }
 
 // stopAll stops every node and returns the errors of those that stopped
@@ -905,12 +934,16 @@ type deployment struct {
 	w, r        int    // the quorums
 	write, read string // the quorums, as the configuration writes them
 	timeout     time.Duration
+	noRepair    bool // background_repair: no (scenarios only)
 }
 
 // yaml writes d as a deployment of the configuration.
 func (d deployment) yaml(b *strings.Builder) {
 	fmt.Fprintf(b, "  %s:\n    request_timeout: %v\n", d.name, d.timeout)
 	fmt.Fprintf(b, "    background_repair_interval: %v\n    tombstone_grace: %v\n", repairInterval, tombstoneGrace)
+	if d.noRepair {
+		b.WriteString("    background_repair: no\n")
+	}
 	fmt.Fprintf(b, "    write_quorum: %s\n    read_quorum: %s\n", d.write, d.read)
 	fmt.Fprintf(b, "    hash: {buckets_per_key: %d}\n    buckets:\n", d.perKey)
 	for _, id := range d.nodes {

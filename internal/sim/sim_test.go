@@ -196,3 +196,24 @@ func (b *lockedBuffer) Bytes() []byte {
 	defer b.mu.Unlock()
 	return append([]byte(nil), b.buf.Bytes()...)
 }
+
+// TestScenarios runs every scripted scenario (scenario.go) natively, each
+// on a lab of its own.
+func TestScenarios(t *testing.T) {
+	for _, s := range Scenarios() {
+		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
+			var logger *slog.Logger
+			if os.Getenv("SIM_LOG") != "" {
+				logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			if err := RunScenario(ctx, s.Name, logger); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("took %v", time.Since(start).Round(time.Millisecond))
+		})
+	}
+}

@@ -5,10 +5,13 @@
 // same bytes; natively it runs the same seed with the Go scheduler's
 // interleaving.
 //
-//	guest SEED [-trace]
+//	guest SEED [-trace | scenarios]
 //
 // -trace writes every message and fault to stderr as they happen
-// (sim.Options.Trace).
+// (sim.Options.Trace). "scenarios" runs every scripted scenario
+// (sim.Scenarios) instead of the seed's run, one after the other, and
+// prints a line for each (under the host, SEED then only seeds the
+// host's randomness).
 package main
 
 import (
@@ -23,14 +26,17 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 || len(os.Args) > 3 || len(os.Args) == 3 && os.Args[2] != "-trace" {
-		fmt.Fprintln(os.Stderr, "usage: guest SEED [-trace]")
+	if len(os.Args) < 2 || len(os.Args) > 3 || len(os.Args) == 3 && os.Args[2] != "-trace" && os.Args[2] != "scenarios" {
+		fmt.Fprintln(os.Stderr, "usage: guest SEED [-trace | scenarios]")
 		os.Exit(2)
 	}
 	seed, err := strconv.ParseUint(os.Args[1], 10, 64)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "guest: SEED:", err)
 		os.Exit(2)
+	}
+	if len(os.Args) == 3 && os.Args[2] == "scenarios" {
+		os.Exit(runScenarios())
 	}
 	opts := sim.Options{Seed: seed}
 	if len(os.Args) == 3 {
@@ -60,4 +66,19 @@ func main() {
 		}
 		os.Exit(3)
 	}
+}
+
+// runScenarios runs every scenario and returns the exit code: 3 when one
+// failed.
+func runScenarios() int {
+	code := 0
+	for _, s := range sim.Scenarios() {
+		if err := sim.RunScenario(context.Background(), s.Name, nil); err != nil {
+			fmt.Printf("scenario %s: FAILED: %v\n", s.Name, err)
+			code = 3
+			continue
+		}
+		fmt.Printf("scenario %s: ok\n", s.Name)
+	}
+	return code
 }
