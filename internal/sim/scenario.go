@@ -402,6 +402,9 @@ func tombstoneWaitsForANonReplica(ctx context.Context, l *Lab) error {
 	if err := l.passes(ctx, 20); err != nil {
 		return err
 	}
+	if err := l.noValue(ctx, key, "n1", "n2"); err != nil {
+		return err
+	}
 	l.c.follow("n3")
 	if err := l.goneEverywhere(ctx, key); err != nil {
 		return err
@@ -410,14 +413,8 @@ func tombstoneWaitsForANonReplica(ctx context.Context, l *Lab) error {
 	if err := l.passes(ctx, 20); err != nil {
 		return err
 	}
-	held, err := l.holds(ctx, key)
-	if err != nil {
+	if err := l.noValue(ctx, key, l.nodes...); err != nil {
 		return err
-	}
-	for id, s := range held {
-		if s.Found {
-			return fmt.Errorf("the deleted key is back on %s: %v", id, s)
-		}
 	}
 	return l.readAbsent(ctx, key)
 }
