@@ -40,6 +40,7 @@ var allowed = map[string][]string{
 	"internal/config":          {"internal/auth", "internal/keyhash", "internal/ring"},
 	"internal/ring":            {"internal/keyhash"},
 	"internal/store":           {"internal/keyhash", "internal/record"},
+	"internal/archive":         {"internal/keyhash", "internal/record"},
 	// internal/auth, internal/keyhash, internal/hlc, internal/health,
 	// internal/gopool, internal/buildinfo, internal/connlimit,
 	// internal/tlsconf, internal/private, internal/budget, internal/record,
