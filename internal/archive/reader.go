@@ -76,7 +76,6 @@ func NewReader(r io.Reader) (*Reader, error) {
 // Header returns the archive's header.
 func (r *Reader) Header() Header { return r.h }
 
-
 // Next returns the next frame. After the end frame it returns io.EOF; at
 // the end of the input without one, an error that wraps ErrIncomplete; on
 // damage, a *CorruptError. Nothing a frame holds should be acted on before
