@@ -53,7 +53,10 @@ type Options struct {
 	// Patience is how long the cluster has to settle once every fault has
 	// healed (a migration to converge, replicas to agree, a tombstone to
 	// be collected once its grace is over) before Run reports what did
-	// not (Result.Unsettled). 0 means 5 s: five repair passes.
+	// not (Result.Unsettled). 0 means 15 s: fifteen repair passes. A
+	// seed that settles ends as soon as it has, so patience costs only
+	// the seeds that fail; it is generous because natively a loaded
+	// machine (a long run, 20 seeds at once on 2 cores) slows every pass.
 	Patience time.Duration
 	// Trace, when not nil, receives a line for every message that crosses
 	// the network (who sent it to whom, and what it carries:
@@ -134,7 +137,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Patience == 0 {
-		opts.Patience = 5 * repairSpacing
+		opts.Patience = 15 * repairSpacing
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x7a6b0))
 	var res Result
