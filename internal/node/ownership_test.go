@@ -107,3 +107,38 @@ func TestTheNodesOwnFilesLiveOnTheStoresFileSystem(t *testing.T) {
 		t.Errorf("the real disk at DataDir: %v, want nothing there", err)
 	}
 }
+
+// TestAnEndedRecoveryStaysEndedAfterACrash: the recovery state's removal
+// is synced, so that a crash right after a recovery ended (or a new store
+// was judged new) does not bring the recovery back.
+func TestAnEndedRecoveryStaysEndedAfterACrash(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	if err := fs.MkdirAll("/n1", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := fs.OpenDir("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Sync(); err != nil { // so that /n1 survives a crash
+		t.Fatal(err)
+	}
+	root.Close()
+	if err := writeFileAtomic(fs, "/n1", recoveryFile, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeRecoveryFile(fs, "/n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.CrashClone(vfs.CrashCloneCfg{}).Stat("/n1"); err != nil {
+		t.Fatalf("the directory is lost in a crash: %v", err)
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
+	if _, err := crashed.Stat(crashed.PathJoin("/n1", recoveryFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after a crash the removed recovery state is back: %v", err)
+	}
+	// Removing what is not there is no error.
+	if err := removeRecoveryFile(fs, "/n1"); err != nil {
+		t.Fatal(err)
+	}
+}

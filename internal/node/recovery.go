@@ -394,12 +394,27 @@ func (r *recovery) saveLocked() error {
 	return nil
 }
 
-// removeRecoveryFile removes the recovery state of dir on fs: the
-// recovery ended.
+// removeRecoveryFile removes the recovery state of dir on fs, durably:
+// the recovery ended. Without the directory's sync a crash could bring
+// the file back, and with it a recovery the node had ended (or judged
+// needless: a new cluster) while it went on serving as a replica that
+// lost nothing (the simulator found it: a node judged new, crashed a
+// moment later, and came back recovering).
 func removeRecoveryFile(fs vfs.FS, dir string) error {
 	err := fs.Remove(fs.PathJoin(dir, recoveryFile))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("removing the recovery state: %w", err)
+	}
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("removing the recovery state: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("removing the recovery state: syncing its directory: %w", err)
 	}
 	return nil
 }
