@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/takodb/tako/internal/config"
+	"github.com/takodb/tako/internal/ring"
 )
 
 // hashRange is an inclusive range [lo, hi] of the 32-bit key-hash space.
@@ -84,16 +85,7 @@ func forEachArc(cfg *config.Config, f func(r hashRange, owner uint32)) {
 		slices.Sort(bounds)
 		bounds = slices.Compact(bounds)
 	}
-	if len(bounds) == 0 {
-		return
-	}
-	f(hashRange{0, bounds[0]}, bounds[0])
-	for i := 1; i < len(bounds); i++ {
-		f(hashRange{bounds[i-1] + 1, bounds[i]}, bounds[i])
-	}
-	if last := bounds[len(bounds)-1]; last != ^uint32(0) {
-		f(hashRange{last + 1, ^uint32(0)}, bounds[0])
-	}
+	ring.Arcs(bounds, func(lo, hi, owner uint32) { f(hashRange{lo, hi}, owner) })
 }
 
 // gainedRanges returns the ranges whose keys node self holds under next,

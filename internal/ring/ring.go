@@ -116,3 +116,22 @@ func (r *Ring) Boundaries() []uint32 {
 	}
 	return out
 }
+
+// Arcs calls f with every arc of the hash space that bounds (distinct
+// hashes in increasing order, such as Boundaries returns, or the union of
+// two rings' boundaries) cut it into, in increasing order: [lo, hi] and a
+// hash, owner, that every hash of the arc shares its buckets with. The arc
+// that wraps around 2^32 comes as two: [0, bounds[0]] first, and
+// [last+1, 2^32-1] last, both owned by bounds[0]. No bounds: no arc.
+func Arcs(bounds []uint32, f func(lo, hi, owner uint32)) {
+	if len(bounds) == 0 {
+		return
+	}
+	f(0, bounds[0], bounds[0])
+	for i := 1; i < len(bounds); i++ {
+		f(bounds[i-1]+1, bounds[i], bounds[i])
+	}
+	if last := bounds[len(bounds)-1]; last != ^uint32(0) {
+		f(last+1, ^uint32(0), bounds[0])
+	}
+}
