@@ -30,6 +30,8 @@ import (
 //	                      (a long run reproduces its own failures: natively
 //	                      the schedule, and so a seed's faults, depend on
 //	                      the machine's load)
+//	SIM_TRACEDIR=DIR      writes the trace (Options.Trace: every message and
+//	                      fault) of each seed that fails to DIR/seed-N.trace
 //	SIM_PROGRESS=1        prints a line every 1,000 seeds (a long run)
 func TestSeedsPassTheChecks(t *testing.T) {
 	first, count := uint64(1), uint64(48)
@@ -114,16 +116,28 @@ func TestSeedsPassTheChecks(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			opts := Options{Seed: first + i, Logger: logger, Patience: patience}
-			dir := os.Getenv("SIM_LOGDIR")
-			var logs lockedBuffer
+			dir, traceDir := os.Getenv("SIM_LOGDIR"), os.Getenv("SIM_TRACEDIR")
+			var logs, trace lockedBuffer
 			if dir != "" {
 				opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			}
+			if traceDir != "" {
+				opts.Trace = &trace
+			}
 			res, err := Run(ctx, opts)
-			if dir != "" && (err != nil || !res.OK()) {
-				fmt.Fprintf(&logs, "seed %d: faults: %s\nerror: %v\nverdict: %s\nunsettled: %q\n", opts.Seed, strings.Join(res.Faults, ", "), err, res.Verdict, res.Unsettled)
-				if werr := os.WriteFile(fmt.Sprintf("%s/seed-%d.log", dir, opts.Seed), logs.Bytes(), 0o644); werr != nil {
-					t.Errorf("seed %d: keeping its logs: %v", opts.Seed, werr)
+			if err != nil || !res.OK() {
+				ending := fmt.Sprintf("seed %d: faults: %s\nerror: %v\nverdict: %s\nunsettled: %q\n", opts.Seed, strings.Join(res.Faults, ", "), err, res.Verdict, res.Unsettled)
+				for _, keep := range []struct {
+					dir, ext string
+					buf      *lockedBuffer
+				}{{dir, "log", &logs}, {traceDir, "trace", &trace}} {
+					if keep.dir == "" {
+						continue
+					}
+					fmt.Fprint(keep.buf, ending)
+					if werr := os.WriteFile(fmt.Sprintf("%s/seed-%d.%s", keep.dir, opts.Seed, keep.ext), keep.buf.Bytes(), 0o644); werr != nil {
+						t.Errorf("seed %d: keeping its %s: %v", opts.Seed, keep.ext, werr)
+					}
 				}
 			}
 			judge(opts.Seed, res, err)
