@@ -77,6 +77,14 @@ func (w *Writer) Header() Header { return w.h }
 // Offset is how many bytes of the archive are written.
 func (w *Writer) Offset() int64 { return w.off }
 
+// Done reports whether range i was ended (RangeDone, or found done by the
+// Scan that AppendWriter resumes).
+func (w *Writer) Done(i int) bool { return w.done[i] }
+
+// Cursor returns the last key written of range i: where a backup goes on
+// with it (nil: at its start). The caller must not modify it.
+func (w *Writer) Cursor(i int) []byte { return w.last[i] }
+
 // Summary is what was written so far.
 func (w *Writer) Summary() Summary { return w.sum }
 

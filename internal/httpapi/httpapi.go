@@ -223,18 +223,19 @@ func NewHandler(opts Options) *Handler {
 
 // Operation names used in metric labels.
 const (
-	opGet     = "get"
-	opHead    = "head"
-	opPut     = "put"
-	opDelete  = "delete"
-	opStat    = "stat"
-	opWhere   = "where"
-	opPurge   = "purge"
-	opHealth  = "health"
-	opMetrics = "metrics"
-	opOther   = "other"
-	opShed    = "shed"
-	opDenied  = "denied"
+	opGet      = "get"
+	opHead     = "head"
+	opPut      = "put"
+	opDelete   = "delete"
+	opStat     = "stat"
+	opWhere    = "where"
+	opPurge    = "purge"
+	opSnapshot = "snapshot"
+	opHealth   = "health"
+	opMetrics  = "metrics"
+	opOther    = "other"
+	opShed     = "shed"
+	opDenied   = "denied"
 )
 
 // ServeHTTP routes a request by hand rather than through http.ServeMux,
@@ -304,6 +305,9 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 	case strings.HasPrefix(path, "/purge/"):
 		h.routePurge(w, r, path[len("/purge/"):])
 		return opPurge
+	case path == "/snapshot":
+		h.routeSnapshot(w, r)
+		return opSnapshot
 	case path == "/health":
 		if h.backend.Ready() {
 			body := "ok"
@@ -321,7 +325,7 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 		h.metrics.ServeHTTP(w, r)
 		return opMetrics
 	}
-	textReply(w, http.StatusNotFound, "no such endpoint: use /values/KEY, /stat/KEY, /where/KEY, /purge/KEY, /health or /metrics")
+	textReply(w, http.StatusNotFound, "no such endpoint: use /values/KEY, /stat/KEY, /where/KEY, /purge/KEY, /snapshot, /health or /metrics")
 	return opOther
 }
 
@@ -329,7 +333,7 @@ func (h *Handler) route(w *statusRecorder, r *http.Request) string {
 // configuration to answer.
 // neededRole is the role a request needs when authentication is on.
 func neededRole(r *http.Request) auth.Role {
-	if strings.HasPrefix(r.URL.Path, "/purge/") {
+	if strings.HasPrefix(r.URL.Path, "/purge/") || r.URL.Path == "/snapshot" {
 		return auth.Admin
 	}
 	if strings.HasPrefix(r.URL.Path, "/values/") {
