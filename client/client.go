@@ -451,8 +451,8 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 	}
 	// stampedHere is set when the client stamped the write and it may
 	// have reached replicas: if a node must coordinate it after all, it
-	// goes with that timestamp, and a newer version it meets is a write
-	// concurrent with this one, ordered after it (as in coord.Write).
+	// goes with that timestamp (so that it is one version, wherever it
+	// landed).
 	stampedHere := false
 	if c.coordinates(cfg, epoch) {
 		if max := cfg.Active.MaxValueSize; int64(len(rec.Value)) > max {
@@ -483,9 +483,23 @@ func (c *Client) write(ctx context.Context, key []byte, rec wire.Record) (WriteR
 	if err != nil {
 		return WriteResult{}, err
 	}
+	return forwardedResult(resp, rec, stampedHere)
+}
+
+// forwardedResult is what a write that a node coordinated did, from the
+// node's answer. A write the client stamped (stampedHere) that meets a
+// newer version fails: the node coordinated it as a write with its own
+// timestamp and stored it nowhere, and the newer version may be that of a
+// write that failed, held by one replica, and lost with it; reporting
+// success would acknowledge a write no replica holds (the simulator found
+// it, docs/simulator-design.md). Whether the write landed on a replica
+// before the node refused the client's view is unknown: an unknown
+// outcome, as any failed write.
+func forwardedResult(resp *wire.Response, rec wire.Record, stampedHere bool) (WriteResult, error) {
 	switch {
 	case resp.Outcome == wire.OutcomeStale && stampedHere:
-		return WriteResult{Timestamp: rec.Timestamp}, nil
+		return WriteResult{}, fmt.Errorf("%w: the write, stamped %d before the nodes' configuration changed, met a newer version (%d) when a node coordinated it; its outcome is unknown: write again",
+			ErrUnavailable, rec.Timestamp, resp.Current.Timestamp)
 	case resp.Outcome == wire.OutcomeStale:
 		return WriteResult{Timestamp: resp.Current.Timestamp, Superseded: true}, nil
 	case resp.Outcome == wire.OutcomeWritten, resp.Outcome == wire.OutcomeUnchanged:
