@@ -95,8 +95,9 @@ type Header struct {
 	// every write acknowledged before the backup started has a timestamp
 	// below it and is in the archive (or in its chain).
 	AsOf int64 `json:"as_of"`
-	// Since, for an incremental archive, is its parent's AsOf: it holds
-	// only the versions stamped after it. 0 for a full backup.
+	// Since, for an incremental archive, is its parent's AsOf less an
+	// overlap for the clocks' differences: it holds only the versions
+	// stamped after it. 0 for a full backup.
 	Since int64 `json:"since,omitempty"`
 	// Parent is the ID of the archive an incremental one follows.
 	Parent string `json:"parent,omitempty"`

@@ -19,13 +19,6 @@ import (
 	"github.com/takodb/tako/internal/record"
 )
 
-// DefaultOverlap is how far before its parent's point an incremental
-// backup reaches back: a write acknowledged after the parent started may
-// carry a timestamp a little behind the parent's clock (the clocks of the
-// nodes and of the machine that took the backup differ by up to the
-// cluster's skew bound, max_timestamp_ahead).
-const DefaultOverlap = 5 * time.Minute
-
 // Options configure a backup.
 type Options struct {
 	// Config is the cluster's configuration: its active deployment's
@@ -67,17 +60,26 @@ type Progress struct {
 }
 
 // NewHeader returns the header of a backup of cfg taken now: a full one,
-// or, when parent is not nil, an incremental one after parent.
-func NewHeader(cfg *config.Config, now time.Time, parent *archive.Header) archive.Header {
+// or, when parent is not nil, an incremental one after parent, holding
+// the versions stamped after parent's point less overlap. The overlap
+// covers the clocks: a write acknowledged after the parent started may be
+// stamped by a node whose clock is behind the machine that took it; the
+// cluster tolerates clocks apart by up to max_timestamp_ahead, the
+// default overlap (DefaultOverlap).
+func NewHeader(cfg *config.Config, now time.Time, parent *archive.Header, overlap time.Duration) archive.Header {
 	var id [8]byte
 	_, _ = rand.Read(id[:]) // never fails (crypto/rand)
 	h := archive.Header{ID: hex.EncodeToString(id[:]), Created: now.UTC(), AsOf: now.UnixMicro(),
 		Source: "deployment " + cfg.Active.Name, Ranges: ranges(plan(cfg))}
 	if parent != nil {
-		h.Since, h.Parent = parent.AsOf, parent.ID
+		h.Since, h.Parent = max(parent.AsOf-overlap.Microseconds(), 1), parent.ID
 	}
 	return h
 }
+
+// DefaultOverlap is how far before its parent's point an incremental
+// backup of cfg reaches: the active deployment's max_timestamp_ahead.
+func DefaultOverlap(cfg *config.Config) time.Duration { return cfg.Active.MaxTimestampAhead }
 
 // Run copies the cluster into w, whose header (NewHeader) says what to
 // copy, range by range, and writes its end. w may resume an interrupted
@@ -97,9 +99,7 @@ func Run(ctx context.Context, opts Options, w *archive.Writer) (archive.Summary,
 	if b.opts.Logger == nil {
 		b.opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if h.Since > 0 {
-		b.since = h.Since - DefaultOverlap.Microseconds()
-	}
+	b.since = h.Since
 	var todo []int
 	for i := range units {
 		if !w.Done(i) {
@@ -160,7 +160,7 @@ type backup struct {
 	opts  Options
 	units []unit
 	start time.Time
-	since int64 // keep only versions stamped after it (an incremental); 0: all
+	since int64 // keep only versions stamped after it (an incremental, Header.Since); 0: all
 
 	mu         sync.Mutex // guards w and what follows
 	w          *archive.Writer

@@ -144,7 +144,7 @@ func (f *fakeNodes) write(cfg *config.Config, key string, rec record.Record, n i
 func takeBackup(t *testing.T, cfg *config.Config, f *fakeNodes, parent *archive.Header, opts Options) ([]byte, map[string]record.Record) {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := archive.NewWriter(&buf, NewHeader(cfg, time.Now(), parent))
+	w, err := archive.NewWriter(&buf, NewHeader(cfg, time.Now(), parent, time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestABackupFailsWhenTooFewReplicasAnswer(t *testing.T) {
 	f := newFakeNodes()
 	f.write(cfg, "k", record.Record{Timestamp: 1, Value: []byte("v")}, 0)
 	f.down["n1"], f.down["n2"] = true, true
-	w, err := archive.NewWriter(io.Discard, NewHeader(cfg, time.Now(), nil))
+	w, err := archive.NewWriter(io.Discard, NewHeader(cfg, time.Now(), nil, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
@@ -98,7 +99,7 @@ type progressLine struct {
 }
 
 func newProgressLine(w io.Writer) *progressLine {
-	p := &progressLine{w: w}
+	p := &progressLine{w: w, last: time.Now()} // the first line after 10 s, or 200 ms on a terminal
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			p.terminal = true
@@ -148,6 +149,7 @@ func runBackup(ctx context.Context, r *runner, args []string) error {
 	var since string
 	var resume bool
 	var parallel int
+	var overlap time.Duration
 	fs := r.commandFlags("backup", "FILE", `
 Copies the whole cluster, while it serves, into the archive FILE: range by
 range, each range streamed from as many of its replicas as meet every write
@@ -175,6 +177,7 @@ Example:
 	fs.StringVar(&since, "since", "", "take an incremental backup after the archive `PARENT`")
 	fs.BoolVar(&resume, "resume", false, "go on with the interrupted backup in FILE")
 	fs.IntVar(&parallel, "parallel", 4, "how many ranges to copy at once")
+	fs.DurationVar(&overlap, "overlap", -1, "with -since: how far before PARENT's point to reach back, for the clocks' differences (default: the deployment's max_timestamp_ahead)")
 	pos, err := r.parseCommand(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -207,7 +210,10 @@ Example:
 			return &codedError{code: exitError, err: fmt.Errorf("%s exists: give another file, or -resume to go on with an interrupted backup", file)}
 		}
 		if err == nil {
-			w, err = archive.NewWriter(f, backup.NewHeader(cfg, time.Now(), parent))
+			if overlap < 0 {
+				overlap = backup.DefaultOverlap(cfg)
+			}
+			w, err = archive.NewWriter(f, backup.NewHeader(cfg, time.Now(), parent, overlap))
 		}
 	}
 	if err != nil {
@@ -220,7 +226,8 @@ Example:
 
 	progress := newProgressLine(r.stderr)
 	started := time.Now()
-	sum, err := backup.Run(ctx, backup.Options{Config: cfg, Nodes: nodes, Parallel: parallel, Progress: func(p backup.Progress) {
+	logger := slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sum, err := backup.Run(ctx, backup.Options{Config: cfg, Nodes: nodes, Parallel: parallel, Logger: logger, Progress: func(p backup.Progress) {
 		line := fmt.Sprintf("backup: %d of %d ranges, %s read", p.RangesDone, p.Ranges, humanBytes(int64(p.Read)))
 		if p.Estimate > 0 && p.Read > 0 {
 			left := time.Duration(float64(p.Elapsed) * (float64(p.Estimate)/float64(p.Read) - 1))
@@ -244,7 +251,7 @@ Example:
 	}
 	fmt.Fprintf(r.stdout, "%s: archive %s (%s), as of %s: %d records (%d tombstones), %s of keys and values in %s of archive, in %s (%s)\n",
 		file, h.ID, kind, formatTime(h.AsOf), sum.Records, sum.Tombstones, humanBytes(int64(sum.Bytes)), humanBytes(w.Offset()),
-		humanDuration(took), rate(sum.Bytes, took))
+		took.Round(time.Millisecond), rate(sum.Bytes, took))
 	return nil
 }
 
@@ -436,7 +443,7 @@ Example:
 	took := time.Since(started)
 	if len(stats.Archives) > 0 {
 		fmt.Fprintf(r.stdout, "restored %s: %d records read, %d left out (prefix, -as-of); replicas: %d written, %d already there, %d kept a newer version; %d keys reverted; in %s\n",
-			strings.Join(stats.Archives, ", "), stats.Records, stats.Skipped, stats.Written, stats.Unchanged, stats.Older, stats.Reverted, humanDuration(took))
+			strings.Join(stats.Archives, ", "), stats.Records, stats.Skipped, stats.Written, stats.Unchanged, stats.Older, stats.Reverted, took.Round(time.Millisecond))
 	}
 	if err != nil {
 		return &codedError{code: exitError, err: err}
