@@ -47,8 +47,8 @@ func TestOperationsGuideWorksAsWritten(t *testing.T) {
 		}
 	}
 	blocks := docBlocks(t, "operations.md")
-	if len(blocks) != 9 {
-		t.Fatalf("docs/operations.md has %d sh blocks; this test follows 9 (build, start, change, coordinator down, add a bucket, promote, remove a bucket, lost disk, stop)", len(blocks))
+	if len(blocks) != 10 {
+		t.Fatalf("docs/operations.md has %d sh blocks; this test follows 10 (build, start, change, coordinator down, add a bucket, promote, remove a bucket, lost disk, backups, stop)", len(blocks))
 	}
 	dir := t.TempDir()
 	if err := os.Symlink(binDir, filepath.Join(dir, "bin")); err != nil {
@@ -198,7 +198,20 @@ func TestOperationsGuideWorksAsWritten(t *testing.T) {
 	run(7, blocks[7])
 	readAll("after replacing n5's lost disk")
 
-	run(8, blocks[8])
+	// Backups: a backup, a mistake undone by a point-in-time restore, a
+	// node's snapshot.
+	out = run(8, blocks[8])
+	for _, want := range []string{"monday.tako: archive", "monday.tako: ok", "keys reverted", "by hand", "snapshot of"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the backups block printed no %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "n3-snapshot", "TAKO-OWNED")); err != nil {
+		t.Fatalf("the snapshot of n3: %v", err)
+	}
+	readAll("after a backup and a point-in-time restore")
+
+	run(9, blocks[9])
 	waitFor(t, "every process stopped", func() bool {
 		for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:5703", "127.0.0.1:4710", "127.0.0.1:4711", "127.0.0.1:4700"} {
 			if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
