@@ -17,6 +17,7 @@ import (
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/record"
+	"github.com/takodb/tako/internal/wire"
 )
 
 // Options configure a backup.
@@ -92,7 +93,7 @@ func Run(ctx context.Context, opts Options, w *archive.Writer) (archive.Summary,
 	if !slices.Equal(ranges(units), h.Ranges) {
 		return archive.Summary{}, errors.New("backup: the cluster's layout is not the one the archive was started on (its ranges differ): start a new backup")
 	}
-	b := &backup{opts: opts, units: units, w: w, start: time.Now()}
+	b := &backup{opts: opts, units: units, w: w, start: time.Now(), failedNodes: map[string]int{}}
 	b.opts.Parallel = cmp.Or(b.opts.Parallel, 4)
 	b.opts.PartBytes = cmp.Or(b.opts.PartBytes, 4<<20)
 	b.opts.Attempts = cmp.Or(b.opts.Attempts, 5)
@@ -165,7 +166,10 @@ type backup struct {
 	mu         sync.Mutex // guards w and what follows
 	w          *archive.Writer
 	rangesDone int
-	total      uint64 // the estimate of the bytes to read
+	// failedNodes counts each node's failures in this backup: the ranges
+	// ask the others first.
+	failedNodes map[string]int
+	total       uint64 // the estimate of the bytes to read
 	read       uint64 // the bytes read
 }
 
@@ -220,11 +224,16 @@ func (b *backup) copyUnit(ctx context.Context, i int) error {
 		return fmt.Errorf("backup: range %d-%d has %d replicas, fewer than the %d it needs", u.r.Lo, u.r.Hi, len(u.replicas), u.need)
 	}
 	// The replicas, starting at one that depends on the range, so that
-	// the units spread over the nodes.
+	// the units spread over the nodes; those that failed this backup last.
 	order := make([]int, len(u.replicas))
 	for k := range order {
 		order[k] = (k + i) % len(u.replicas)
 	}
+	b.mu.Lock()
+	slices.SortStableFunc(order, func(x, y int) int {
+		return cmp.Compare(b.failedNodes[u.replicas[x].ID], b.failedNodes[u.replicas[y].ID])
+	})
+	b.mu.Unlock()
 	slots := make([]*slot, u.need)
 	for k := range slots {
 		slots[k] = &slot{replica: order[k], after: after}
@@ -246,6 +255,9 @@ func (b *backup) copyUnit(ctx context.Context, i int) error {
 				}
 				if ctx.Err() != nil {
 					return ctx.Err()
+				}
+				if refused(err) {
+					return fmt.Errorf("backup: %w: a backup needs a token of the admin role (-token, $TAKO_TOKEN)", err)
 				}
 				failed[s.replica] = err
 				if !b.replace(u, s, slots, order, failed) {
@@ -290,14 +302,27 @@ func (b *backup) replace(u unit, s *slot, slots []*slot, order []int, failed map
 		if _, bad := failed[r]; bad || slices.ContainsFunc(slots, func(o *slot) bool { return o.replica == r }) {
 			continue
 		}
-		b.opts.Logger.Warn("backup: a replica failed; another one goes on from the same key",
-			"range", fmt.Sprintf("%d-%d", u.r.Lo, u.r.Hi), "failed", u.replicas[s.replica].ID, "instead", u.replicas[r].ID, "err", failed[s.replica])
+		id := u.replicas[s.replica].ID
+		b.mu.Lock()
+		b.failedNodes[id]++
+		first := b.failedNodes[id] == 1
+		b.mu.Unlock()
+		if first {
+			b.opts.Logger.Warn("backup: a replica failed; another one goes on from the same key, and the other ranges ask it last",
+				"range", fmt.Sprintf("%d-%d", u.r.Lo, u.r.Hi), "failed", id, "instead", u.replicas[r].ID, "err", failed[s.replica])
+		}
 		s.replica = r
 		return true
 	}
 	// Every other replica is in use or failed: s stays on its replica
 	// (which failed) until the next attempt clears the failures.
 	return false
+}
+
+// refused reports whether err is a node's refusal of the token: no other
+// replica would take it either.
+func refused(err error) bool {
+	return errors.Is(err, wire.ErrUnauthorized) || errors.Is(err, wire.ErrForbidden)
 }
 
 func mapValues(m map[int]error) []error {

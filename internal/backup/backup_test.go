@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/record"
+	"github.com/takodb/tako/internal/wire"
 )
 
 // fakeNodes is an in-memory cluster for the unit tests of this package:
@@ -27,6 +29,9 @@ type fakeNodes struct {
 	calls map[string]int // Stream calls per node
 	// failAfter makes a node fail once it has answered that many streams.
 	failAfter map[string]int
+	// refuse makes every node refuse every call, as a node refuses a
+	// token without the admin role.
+	refuse bool
 }
 
 func newFakeNodes() *fakeNodes {
@@ -47,6 +52,9 @@ func (f *fakeNodes) put(node, key string, rec record.Record) {
 func (f *fakeNodes) Stream(ctx context.Context, node config.Node, r archive.Range, after []byte, limit int) (Part, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse {
+		return Part{}, fmt.Errorf("node %s: %w", node.ID, wire.ErrForbidden)
+	}
 	if f.down[node.ID] {
 		return Part{}, fmt.Errorf("node %s is down", node.ID)
 	}
@@ -84,6 +92,9 @@ func (f *fakeNodes) Stream(ctx context.Context, node config.Node, r archive.Rang
 func (f *fakeNodes) Put(ctx context.Context, node config.Node, entries []archive.Entry) ([]record.PutResult, []error, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse {
+		return nil, nil, fmt.Errorf("node %s: %w", node.ID, wire.ErrForbidden)
+	}
 	if f.down[node.ID] {
 		return nil, nil, fmt.Errorf("node %s is down", node.ID)
 	}
@@ -466,5 +477,37 @@ func TestAResumedBackupHoldsEveryKeyOnce(t *testing.T) {
 	}
 	if got := readArchive(t, buf.Bytes()); len(got) != 3000 {
 		t.Fatalf("the resumed archive holds %d keys, want 3000", len(got))
+	}
+}
+
+// TestWithoutTheAdminRoleNothingHappens: nodes that refuse the token make
+// a backup and a restore fail at once, saying that they need the admin
+// role, and a restore writes nothing.
+func TestWithoutTheAdminRoleNothingHappens(t *testing.T) {
+	cfg := testConfig(t, 2, "all")
+	f := newFakeNodes()
+	for i := range 100 {
+		f.write(cfg, fmt.Sprintf("k%d", i), record.Record{Timestamp: 1, Value: []byte("v")}, 0)
+	}
+	data, _ := takeBackup(t, cfg, f, nil, Options{})
+	g := newFakeNodes()
+	g.refuse = true
+	w, err := archive.NewWriter(io.Discard, NewHeader(cfg, time.Now(), nil, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := Run(context.Background(), Options{Config: cfg, Nodes: g}, w); err == nil || !strings.Contains(err.Error(), "admin role") {
+		t.Fatalf("a backup refused by the nodes: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a refused backup took %v: it should not retry a refusal", took)
+	}
+	_, err = Restore(context.Background(), RestoreOptions{Config: cfg, Nodes: g}, []Source{source("x", data)})
+	if err == nil || !strings.Contains(err.Error(), "admin role") {
+		t.Fatalf("a restore refused by the nodes: %v", err)
+	}
+	if len(g.data) != 0 {
+		t.Fatal("a refused restore wrote records")
 	}
 }

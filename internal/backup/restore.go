@@ -142,7 +142,9 @@ func Restore(ctx context.Context, opts RestoreOptions, sources []Source) (Restor
 	if err != nil {
 		return stats, fmt.Errorf("restore: %w", err)
 	}
-	r := &restorer{opts: opts, stats: &stats, progress: total, start: time.Now(), revert: map[string]archive.Entry{}}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &restorer{opts: opts, stats: &stats, progress: total, start: time.Now(), revert: map[string]archive.Entry{}, cancel: cancel}
 	r.opts.Parallel = cmp.Or(r.opts.Parallel, 8)
 	r.opts.BatchBytes = cmp.Or(r.opts.BatchBytes, 1<<20)
 	if r.opts.Now == nil {
@@ -162,11 +164,14 @@ func Restore(ctx context.Context, opts RestoreOptions, sources []Source) (Restor
 		if err := r.restoreOne(ctx, sources[i]); err != nil {
 			close(r.work)
 			wg.Wait()
-			return stats, err
+			return stats, cmp.Or(r.fatal, err)
 		}
 	}
 	close(r.work)
 	wg.Wait()
+	if r.fatal != nil {
+		return stats, r.fatal
+	}
 	if err := ctx.Err(); err != nil {
 		return stats, err
 	}
@@ -208,8 +213,12 @@ type restorer struct {
 	work  chan batch
 	start time.Time
 
+	cancel context.CancelFunc // stops the restore (fatal)
+
 	mu       sync.Mutex // guards what follows
 	stats    *RestoreStats
+	// fatal is set when a node refused the token: no batch will pass.
+	fatal error
 	progress RestoreProgress
 	// revert holds, per key, the newest archived version (as of AsOf)
 	// that a replica found older than one it holds stamped after AsOf.
@@ -303,6 +312,10 @@ func (r *restorer) send(ctx context.Context, b batch) {
 	}
 	if err != nil {
 		fail(len(b.entries), err)
+		if refused(err) && r.fatal == nil {
+			r.fatal = fmt.Errorf("restore: %w: a restore needs a token of the admin role (-token, $TAKO_TOKEN)", err)
+			r.cancel()
+		}
 	} else {
 		for k, res := range results {
 			switch {

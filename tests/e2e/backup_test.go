@@ -427,4 +427,32 @@ func TestABackupSurvivesANodeKilledMidway(t *testing.T) {
 		}
 	}
 	t.Logf("n2 killed 150 ms into the backup; every one of %d keys in it: %s", keys, strings.TrimSpace(out.String()))
+
+	// A backup interrupted (its process killed) goes on with -resume and
+	// ends with every key once.
+	file2 := filepath.Join(dir, "b.tako")
+	cmd = exec.Command(bin("tako"), "backup", "-cfg", a.cfg, "-parallel", "1", file2)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	cmd.Process.Kill()
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("the backup ended before it was killed; the test needs more data")
+	}
+	if code, out := takoCmd(t, dir, "backup", "verify", file2); code != 1 || !strings.Contains(out, "BAD") {
+		t.Fatalf("tako backup verify of an interrupted backup: exit %d: %s", code, out)
+	}
+	if code, out := takoCmd(t, dir, "backup", "-cfg", a.cfg, file2); code != 2 || !strings.Contains(out, "-resume") {
+		t.Fatalf("tako backup into an existing file: exit %d: %s, want a refusal naming -resume", code, out)
+	}
+	if code, out := takoCmd(t, dir, "backup", "-cfg", a.cfg, "-resume", file2); code != 0 {
+		t.Fatalf("tako backup -resume: exit %d: %s", code, out)
+	} else {
+		t.Logf("resumed: %s", strings.TrimSpace(out))
+	}
+	got = readArchiveFile(t, file2)
+	if len(got) != keys {
+		t.Fatalf("the resumed archive holds %d keys, want %d", len(got), keys)
+	}
 }
