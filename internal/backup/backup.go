@@ -170,7 +170,7 @@ type backup struct {
 	// ask the others first.
 	failedNodes map[string]int
 	total       uint64 // the estimate of the bytes to read
-	read       uint64 // the bytes read
+	read        uint64 // the bytes read
 }
 
 // estimate asks one replica of each unit to do how much the units hold,

@@ -215,10 +215,10 @@ type restorer struct {
 
 	cancel context.CancelFunc // stops the restore (fatal)
 
-	mu       sync.Mutex // guards what follows
-	stats    *RestoreStats
+	mu    sync.Mutex // guards what follows
+	stats *RestoreStats
 	// fatal is set when a node refused the token: no batch will pass.
-	fatal error
+	fatal    error
 	progress RestoreProgress
 	// revert holds, per key, the newest archived version (as of AsOf)
 	// that a replica found older than one it holds stamped after AsOf.
