@@ -207,6 +207,45 @@ type batch struct {
 	bytes   int
 }
 
+// batches gathers records per node into batches of at most wire.MaxBatch
+// records and about maxBytes of keys and values (a larger record goes
+// alone).
+type batches struct {
+	pending  map[string]*batch
+	maxBytes int
+}
+
+func newBatches(maxBytes int) *batches {
+	return &batches{pending: map[string]*batch{}, maxBytes: maxBytes}
+}
+
+// add appends e to node nd's batch, and returns that batch once it is
+// full (the next add starts another).
+func (bs *batches) add(nd config.Node, e archive.Entry) *batch {
+	b := bs.pending[nd.ID]
+	if b == nil {
+		b = &batch{node: nd}
+		bs.pending[nd.ID] = b
+	}
+	b.entries = append(b.entries, e)
+	b.bytes += len(e.Key) + len(e.Record.Value)
+	if len(b.entries) >= wire.MaxBatch || b.bytes >= bs.maxBytes {
+		delete(bs.pending, nd.ID)
+		return b
+	}
+	return nil
+}
+
+// rest returns the batches that are not full, and forgets them.
+func (bs *batches) rest() []*batch {
+	out := make([]*batch, 0, len(bs.pending))
+	for _, b := range bs.pending {
+		out = append(out, b)
+	}
+	clear(bs.pending)
+	return out
+}
+
 // restorer is one run of Restore.
 type restorer struct {
 	opts  RestoreOptions
@@ -238,10 +277,8 @@ func (r *restorer) restoreOne(ctx context.Context, src Source) error {
 	if err != nil {
 		return fmt.Errorf("restore: %s: %w", src.Name, err)
 	}
-	pending := map[string]*batch{}
-	flush := func(id string) error {
-		b := pending[id]
-		delete(pending, id)
+	bs := newBatches(r.opts.BatchBytes)
+	send := func(b *batch) error {
 		select {
 		case r.work <- *b:
 			return nil
@@ -270,15 +307,8 @@ func (r *restorer) restoreOne(ctx context.Context, src Source) error {
 			e = archive.Entry{Key: bytes.Clone(e.Key), Record: e.Record.Clone()}
 			replicas = r.opts.Config.Replicas(replicas[:0], e.Key)
 			for _, nd := range replicas {
-				b := pending[nd.ID]
-				if b == nil {
-					b = &batch{node: nd}
-					pending[nd.ID] = b
-				}
-				b.entries = append(b.entries, e)
-				b.bytes += len(e.Key) + len(e.Record.Value)
-				if len(b.entries) >= wire.MaxBatch || b.bytes >= r.opts.BatchBytes {
-					if err := flush(nd.ID); err != nil {
+				if full := bs.add(nd, e); full != nil {
+					if err := send(full); err != nil {
 						return err
 					}
 				}
@@ -291,8 +321,8 @@ func (r *restorer) restoreOne(ctx context.Context, src Source) error {
 		r.progress.Bytes += readBytes
 		r.mu.Unlock()
 	}
-	for id := range pending {
-		if err := flush(id); err != nil {
+	for _, b := range bs.rest() {
+		if err := send(b); err != nil {
 			return err
 		}
 	}
@@ -357,39 +387,29 @@ func (r *restorer) revertAll(ctx context.Context) {
 	}
 	slices.Sort(keys)
 	now := r.opts.Now().UnixMicro()
-	pending := map[string]*batch{}
+	bs := newBatches(r.opts.BatchBytes)
+	var ready []*batch
 	var replicas []config.Node
 	for _, k := range keys {
 		e := r.revert[k]
 		e.Record.Timestamp = max(now, r.newest[k]+1)
 		replicas = r.opts.Config.Replicas(replicas[:0], e.Key)
 		for _, nd := range replicas {
-			b := pending[nd.ID]
-			if b == nil {
-				b = &batch{node: nd}
-				pending[nd.ID] = b
+			if full := bs.add(nd, e); full != nil {
+				ready = append(ready, full)
 			}
-			b.entries = append(b.entries, e)
 		}
 	}
+	ready = append(ready, bs.rest()...)
 	r.stats.Reverted = uint64(len(keys))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, r.opts.Parallel)
-	for _, b := range pending {
-		for start := 0; start < len(b.entries); {
-			end, size := start, 0
-			for end < len(b.entries) && end-start < wire.MaxBatch && (end == start || size < r.opts.BatchBytes) {
-				size += len(b.entries[end].Key) + len(b.entries[end].Record.Value)
-				end++
-			}
-			part := batch{node: b.node, entries: b.entries[start:end]}
-			start = end
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				r.send(ctx, part)
-			})
-		}
+	for _, b := range ready {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r.send(ctx, *b)
+		})
 	}
 	wg.Wait()
 }

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"path/filepath"
 )
@@ -51,8 +50,5 @@ func (h *Handler) routeSnapshot(w http.ResponseWriter, r *http.Request) {
 		h.backendError(w, r, err)
 		return
 	}
-	body, _ := json.Marshal(res)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(append(body, '\n'))
+	jsonReply(w, res)
 }

@@ -160,7 +160,16 @@ func (h *Handler) routePurge(w http.ResponseWriter, r *http.Request, key string)
 		h.backendError(w, r, err)
 		return
 	}
-	body, _ := json.Marshal(res)
+	jsonReply(w, res)
+}
+
+// jsonReply answers 200 with v as JSON, a line.
+func jsonReply(w http.ResponseWriter, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		textReply(w, http.StatusInternalServerError, "encoding the answer: "+err.Error())
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	w.Write(append(body, '\n'))
