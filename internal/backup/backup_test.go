@@ -92,8 +92,12 @@ func (f *fakeNodes) Stream(ctx context.Context, node config.Node, r archive.Rang
 func (f *fakeNodes) Put(ctx context.Context, node config.Node, entries []archive.Entry) ([]record.PutResult, []error, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.refuse {
-		return nil, nil, fmt.Errorf("node %s: %w", node.ID, wire.ErrForbidden)
+	if f.refuse { // per item, as a node decides the items of a batch
+		errs := make([]error, len(entries))
+		for i := range errs {
+			errs[i] = fmt.Errorf("node %s: %w", node.ID, wire.ErrForbidden)
+		}
+		return make([]record.PutResult, len(entries)), errs, nil
 	}
 	if f.down[node.ID] {
 		return nil, nil, fmt.Errorf("node %s is down", node.ID)

@@ -340,17 +340,24 @@ func (r *restorer) send(ctx context.Context, b batch) {
 			r.stats.Errors = append(r.stats.Errors, err)
 		}
 	}
-	if err != nil {
-		fail(len(b.entries), err)
+	// A refused token fails the whole restore at once: no batch will pass
+	// (a node decides each item of a batch on its own, so the refusal may
+	// come per record).
+	refuse := func(err error) {
 		if refused(err) && r.fatal == nil {
 			r.fatal = fmt.Errorf("restore: %w: a restore needs a token of the admin role (-token, $TAKO_TOKEN)", err)
 			r.cancel()
 		}
+	}
+	if err != nil {
+		fail(len(b.entries), err)
+		refuse(err)
 	} else {
 		for k, res := range results {
 			switch {
 			case errs[k] != nil:
 				fail(1, errs[k])
+				refuse(errs[k])
 			case res.Outcome == record.Written:
 				r.stats.Written++
 			case res.Outcome == record.Unchanged:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -139,6 +140,26 @@ deployments:
 		t.Fatalf("POST through the proxy with the write token: %d %v, want 2xx (the nodes replicate with their admin token)", code, err)
 	}
 	checkBinaryPortTokens(t, cfg, tokens)
+
+	// Backups need the admin role: with it a backup
+	// from the coordinator's configuration works; a restore with a write
+	// token is refused at once, saying so, and writes nothing.
+	archiveFile := filepath.Join(dir, "auth.tako")
+	if code, _, _, err := httpDo(t.Context(), "POST", proxyURL+"/values/backed-up", []byte("v"), map[string]string{"Authorization": "Bearer " + tokens["write"]}); err != nil || code/100 != 2 {
+		t.Fatalf("POST with the write token: %d %v", code, err)
+	}
+	if code, out := takoCmd(t, dir, "-token", tokens["admin"], "-s", coord, "backup", archiveFile); code != 0 {
+		t.Fatalf("tako backup with the admin token: exit %d: %s", code, out)
+	}
+	if code, _, _, err := httpDo(t.Context(), "DELETE", proxyURL+"/values/backed-up", nil, map[string]string{"Authorization": "Bearer " + tokens["write"]}); err != nil || code/100 != 2 {
+		t.Fatalf("DELETE with the write token: %d %v", code, err)
+	}
+	if code, out := takoCmd(t, dir, "-token", tokens["write"], "restore", "-cfg", cfg, archiveFile); code != 2 || !strings.Contains(out, "admin role") {
+		t.Fatalf("tako restore with a write token: exit %d: %s, want a refusal naming the admin role", code, out)
+	}
+	if code, _, _, err := httpDo(t.Context(), "GET", proxyURL+"/values/backed-up", nil, map[string]string{"Authorization": "Bearer " + tokens["write"]}); err != nil || code != http.StatusNotFound {
+		t.Fatalf("GET of the deleted key after a refused restore: %d %v, want 404 (nothing restored)", code, err)
+	}
 
 	// A node whose token is not an admin token the configuration lists
 	// refuses to start, saying why, rather than be refused by its peers.
