@@ -250,11 +250,15 @@ func (l *Lab) waitFor(ctx context.Context, what string, patience time.Duration, 
 	}
 }
 
+// labGrace is the tombstone grace of a lab's deployments: short, since a
+// lab's clocks do not jump.
+const labGrace = 150 * time.Millisecond
+
 // threeNodes is a lab's first deployment: n1, n2, n3 in buckets of their
 // own, each key on perKey, quorums of a majority.
 func threeNodes(perKey int) deployment {
 	return deployment{name: "d1", nodes: []string{"n1", "n2", "n3"}, perKey: perKey,
-		write: "quorum", read: "quorum", timeout: 200 * time.Millisecond}
+		write: "quorum", read: "quorum", timeout: 200 * time.Millisecond, grace: labGrace}
 }
 
 // holdsTombstone checks that each of ids holds a tombstone of key.
@@ -317,7 +321,7 @@ func tombstoneWaitsForADownReplica(ctx context.Context, l *Lab) error {
 		return err
 	}
 	// Well past the grace, many passes.
-	if err := l.passes(ctx, int(tombstoneGrace/repairInterval)+10); err != nil {
+	if err := l.passes(ctx, int(labGrace/repairInterval)+10); err != nil {
 		return err
 	}
 	if err := l.holdsTombstone(ctx, key, "n1", "n2"); err != nil {
@@ -379,7 +383,7 @@ func tombstoneWaitsForANonReplica(ctx context.Context, l *Lab) error {
 	if err := l.delete(ctx, key); err != nil {
 		return err
 	}
-	if err := l.passes(ctx, int(tombstoneGrace/repairInterval)+10); err != nil {
+	if err := l.passes(ctx, int(labGrace/repairInterval)+10); err != nil {
 		return err
 	}
 	if err := l.holdsTombstone(ctx, key, "n1", "n2"); err != nil {
@@ -424,7 +428,7 @@ func tombstoneWaitsForANonReplica(ctx context.Context, l *Lab) error {
 // replicate to the new node, and drop them only once it holds them. In
 // the end every key is on exactly its one replica.
 func collectionHandsOffThenDrops(ctx context.Context, l *Lab) error {
-	d := deployment{name: "d1", nodes: []string{"n1", "n2"}, perKey: 1, write: "all", read: "all", timeout: 200 * time.Millisecond}
+	d := deployment{name: "d1", nodes: []string{"n1", "n2"}, perKey: 1, write: "all", read: "all", timeout: 200 * time.Millisecond, grace: labGrace}
 	if err := l.deploy(ctx, d); err != nil {
 		return err
 	}
