@@ -275,6 +275,17 @@ func (l *Lab) holdsTombstone(ctx context.Context, key string, ids ...string) err
 	return nil
 }
 
+// heldEverywhere waits until n1, n2 and n3 each hold a record of key.
+func (l *Lab) heldEverywhere(ctx context.Context, key string) error {
+	return l.waitFor(ctx, "a record of "+key+" on n1, n2 and n3", 5*time.Second, func() (bool, string) {
+		held, err := l.holds(ctx, key)
+		if err != nil {
+			return false, err.Error()
+		}
+		return held["n1"].Found && held["n2"].Found && held["n3"].Found, fmt.Sprint(held)
+	})
+}
+
 // goneEverywhere waits until no node that is up holds any record of key.
 func (l *Lab) goneEverywhere(ctx context.Context, key string) error {
 	return l.waitFor(ctx, "the key "+key+" gone from every node", 5*time.Second, func() (bool, string) {
@@ -305,13 +316,7 @@ func tombstoneWaitsForADownReplica(ctx context.Context, l *Lab) error {
 	if err := l.put(ctx, key, "v"); err != nil {
 		return err
 	}
-	if err := l.waitFor(ctx, "the value on every replica", 5*time.Second, func() (bool, string) {
-		held, err := l.holds(ctx, key)
-		if err != nil {
-			return false, err.Error()
-		}
-		return held["n1"].Found && held["n2"].Found && held["n3"].Found, fmt.Sprint(held)
-	}); err != nil {
+	if err := l.heldEverywhere(ctx, key); err != nil {
 		return err
 	}
 	if err := l.stop(ctx, "n3"); err != nil { // n3 keeps the value
@@ -363,13 +368,7 @@ func tombstoneWaitsForANonReplica(ctx context.Context, l *Lab) error {
 	if err := l.put(ctx, key, "old"); err != nil {
 		return err
 	}
-	if err := l.waitFor(ctx, "the old value on every node", 5*time.Second, func() (bool, string) {
-		held, err := l.holds(ctx, key)
-		if err != nil {
-			return false, err.Error()
-		}
-		return held["n1"].Found && held["n2"].Found && held["n3"].Found, fmt.Sprint(held)
-	}); err != nil {
+	if err := l.heldEverywhere(ctx, key); err != nil {
 		return err
 	}
 	// n3 goes down before its collection hands the value over or drops
