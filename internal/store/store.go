@@ -129,8 +129,13 @@ type Store struct {
 
 	// stripes serialise the read-compare-write of Put and Remove: each
 	// guards the records of the keys whose hash is its index modulo
-	// numStripes.
-	stripes [numStripes]sync.Mutex
+	// numStripes. A write holds its stripe until its write-ahead log
+	// record is synced, and Get takes the stripe shared: Pebble makes a
+	// write visible to readers before its sync completes, and a record
+	// read from the store must be one that a crash cannot take back (a
+	// read that answered with it made it seen; the simulator found
+	// versions read once and gone after a crash, on a slow disk).
+	stripes [numStripes]sync.RWMutex
 
 	// mu guards closed. Calls hold it shared only while they register in
 	// ops, so Close never waits on a call for mu, and a call that another
@@ -312,7 +317,7 @@ func (s *Store) enter() error {
 func (s *Store) exit() { s.ops.Done() }
 
 // stripe returns the lock of the keys whose hash is h.
-func (s *Store) stripe(h uint32) *sync.Mutex {
+func (s *Store) stripe(h uint32) *sync.RWMutex {
 	return &s.stripes[h%numStripes]
 }
 
@@ -407,7 +412,12 @@ func (s *Store) Get(ctx context.Context, key []byte) (Record, error) {
 	}
 	defer s.exit()
 
-	rec, found, err := s.get(encodeKey(keyhash.Sum(key), key))
+	h := keyhash.Sum(key)
+	mu := s.stripe(h)
+	// Wait for a write of the key under way to be synced (see stripes).
+	mu.RLock()
+	rec, found, err := s.get(encodeKey(h, key))
+	mu.RUnlock()
 	if err != nil {
 		return Record{}, fmt.Errorf("store: getting %q: %w", key, err)
 	}
