@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,9 @@ func testEntries(n int, seed uint64) [][]Entry {
 			rec.Tombstone = true
 		} else {
 			rec.Value = bytes.Repeat([]byte{byte(i)}, rng.IntN(300))
+			if rng.IntN(4) == 0 {
+				rec.ExpiresAt = rec.Timestamp + int64(1+rng.IntN(1<<30))
+			}
 		}
 		h := keyhash.Sum(key)
 		for r, rg := range testRanges {
@@ -280,4 +284,49 @@ func FuzzScan(f *testing.F) {
 			t.Fatalf("an error (%v) and complete", err)
 		}
 	})
+}
+
+// TestEntriesWrittenBeforeExpiriesStillRead decodes entries in the layout
+// archives had before records could expire (flags bit 1 unknown then), and
+// checks that an entry without expiry is still written that way.
+func TestEntriesWrittenBeforeExpiriesStillRead(t *testing.T) {
+	old := []byte{
+		3,               // range index
+		1, 'a', 0x14, 0, // key "a", timestamp 10, flags 0
+		2, 'h', 'i', // value "hi"
+		1, 'b', 0x16, 1, 0, // key "b", timestamp 11, a tombstone
+	}
+	idx, entries, err := decodeEntries(old)
+	if err != nil || idx != 3 || len(entries) != 2 {
+		t.Fatalf("decodeEntries(old) = %d, %d entries, %v", idx, len(entries), err)
+	}
+	want := []Entry{
+		{Key: []byte("a"), Record: record.Record{Timestamp: 10, Value: []byte("hi")}},
+		{Key: []byte("b"), Record: record.Record{Timestamp: 11, Tombstone: true}},
+	}
+	var again []byte
+	again = binary.AppendUvarint(again, 3)
+	for i, e := range entries {
+		if !bytes.Equal(e.Key, want[i].Key) || record.Compare(e.Record, want[i].Record) != 0 || e.Record.ExpiresAt != 0 {
+			t.Errorf("entry %d = %q %+v, want %q %+v", i, e.Key, e.Record, want[i].Key, want[i].Record)
+		}
+		again = appendEntry(again, e)
+	}
+	if !bytes.Equal(again, old) {
+		t.Errorf("entries without expiry encode as %x, want the old layout %x", again, old)
+	}
+	// With an expiry, and what is refused.
+	exp := appendEntry(binary.AppendUvarint(nil, 0), Entry{Key: []byte("c"), Record: record.Record{Timestamp: 5, Value: []byte("v"), ExpiresAt: 9}})
+	if _, es, err := decodeEntries(exp); err != nil || es[0].Record.ExpiresAt != 9 {
+		t.Errorf("an entry that expires decodes as %+v, %v", es, err)
+	}
+	for name, bad := range map[string][]byte{
+		"expiry of 0":              {0, 1, 'c', 0x0a, 2, 0, 0},
+		"tombstone with an expiry": {0, 1, 'c', 0x0a, 3, 0x12, 0},
+		"unknown flag":             {0, 1, 'c', 0x0a, 4, 0},
+	} {
+		if _, _, err := decodeEntries(bad); err == nil {
+			t.Errorf("%s: decodeEntries(%x) took it", name, bad)
+		}
+	}
 }

@@ -18,15 +18,24 @@ const MaxKeySize = 4096
 // In a records frame, once decompressed, the range's index (uvarint)
 // comes first, then each entry: the key's length (uvarint, 1 to
 // MaxKeySize), the key, the timestamp (varint, microseconds), a flags
-// byte (bit 0: a tombstone; the others 0), the value's length (uvarint; 0
-// for a tombstone) and the value.
+// byte (bit 0: a tombstone; bit 1: the value expires; the others 0), the
+// expiry (varint, microseconds, never 0; only with bit 1), the value's
+// length (uvarint; 0 for a tombstone) and the value. Archives written
+// before expiries existed never set bit 1 and read as before.
 type Entry struct {
 	Key    []byte
 	Record record.Record
 }
 
-// flagTombstone marks a delete in an entry's flags.
-const flagTombstone = 1
+// The bits of an entry's flags.
+const (
+	// flagTombstone marks a delete.
+	flagTombstone = 1 << 0
+	// flagExpires marks a value that expires: its expiry follows.
+	flagExpires = 1 << 1
+	// entryFlagsKnown are the bits an entry's flags may have.
+	entryFlagsKnown = flagTombstone | flagExpires
+)
 
 // appendEntry appends e's encoding to b.
 func appendEntry(b []byte, e Entry) []byte {
@@ -37,7 +46,12 @@ func appendEntry(b []byte, e Entry) []byte {
 		b = append(b, flagTombstone)
 		return binary.AppendUvarint(b, 0)
 	}
-	b = append(b, 0)
+	if e.Record.ExpiresAt != 0 {
+		b = append(b, flagExpires)
+		b = binary.AppendVarint(b, e.Record.ExpiresAt)
+	} else {
+		b = append(b, 0)
+	}
 	b = binary.AppendUvarint(b, uint64(len(e.Record.Value)))
 	return append(b, e.Record.Value...)
 }
@@ -65,11 +79,20 @@ func decodeEntries(p []byte) (int, []Entry, error) {
 		}
 		p = p[n:]
 		e.Record.Timestamp = ts
-		if len(p) == 0 || p[0]&^flagTombstone != 0 {
+		if len(p) == 0 || p[0]&^entryFlagsKnown != 0 || p[0] == flagTombstone|flagExpires {
 			return 0, nil, fmt.Errorf("entry %d (key %q): bad flags", len(entries), e.Key)
 		}
 		e.Record.Tombstone = p[0]&flagTombstone != 0
+		expires := p[0]&flagExpires != 0
 		p = p[1:]
+		if expires {
+			exp, n := binary.Varint(p)
+			if n <= 0 || exp == 0 {
+				return 0, nil, fmt.Errorf("entry %d (key %q): bad expiry", len(entries), e.Key)
+			}
+			e.Record.ExpiresAt = exp
+			p = p[n:]
+		}
 		vlen, n := binary.Uvarint(p)
 		if n <= 0 || uint64(len(p)-n) < vlen || e.Record.Tombstone && vlen != 0 {
 			return 0, nil, fmt.Errorf("entry %d (key %q): bad value length", len(entries), e.Key)

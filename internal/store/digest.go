@@ -33,10 +33,12 @@ const (
 // Fingerprint is a stable 64-bit hash of one record of one key: FNV-1a 64
 // over
 //
-//	uint32 BE len(key) | key | int64 BE timestamp | flags byte (bit 0 tombstone) | value
+//	uint32 BE len(key) | key | int64 BE timestamp | flags byte (bit 0 tombstone, bit 1 expires) | value [| int64 BE expiry]
 //
-// finished with MurmurHash3's fmix64. A tombstone's Value is ignored, as Put
-// ignores it, so records that Compare finds identical have equal
+// finished with MurmurHash3's fmix64; the expiry only for a value that
+// expires, so a record without one has the fingerprint it had before
+// expiries existed. A tombstone's Value and expiry are ignored, as Put
+// ignores them, so records that Compare finds identical have equal
 // fingerprints, on every node.
 func Fingerprint(key []byte, rec Record) uint64 {
 	var buf [8]byte
@@ -48,12 +50,19 @@ func Fingerprint(key []byte, rec Record) uint64 {
 	h = fnv1a(h, buf[:])
 	var flags byte
 	value := rec.Value
-	if rec.Tombstone {
+	switch {
+	case rec.Tombstone:
 		flags = flagTombstone
 		value = nil
+	case rec.ExpiresAt != 0:
+		flags = flagExpires
 	}
 	h = (h ^ uint64(flags)) * fnvPrime64
 	h = fnv1a(h, value)
+	if flags&flagExpires != 0 {
+		binary.BigEndian.PutUint64(buf[:], uint64(rec.ExpiresAt))
+		h = fnv1a(h, buf[:])
+	}
 	return fmix64(h)
 }
 

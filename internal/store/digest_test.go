@@ -82,6 +82,9 @@ func TestFingerprintFields(t *testing.T) {
 		{"empty value", base, keyed{"key", live(100, "")}, false},
 		{"tombstone", base, keyed{"key", Record{Timestamp: 100, Tombstone: true, Value: []byte("value")}}, false},
 		{"tombstone and empty value", keyed{"k", tomb(5)}, keyed{"k", live(5, "")}, false},
+		{"an expiry", base, keyed{"key", Record{Timestamp: 100, Value: []byte("value"), ExpiresAt: 200}}, false},
+		{"another expiry", keyed{"key", Record{Timestamp: 100, Value: []byte("value"), ExpiresAt: 201}}, keyed{"key", Record{Timestamp: 100, Value: []byte("value"), ExpiresAt: 200}}, false},
+		{"a tombstone's expiry", keyed{"k", tomb(5)}, keyed{"k", Record{Timestamp: 5, Tombstone: true, ExpiresAt: 9}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,11 +7,14 @@
 // # Records and which one wins
 //
 // A Record is a timestamp (microseconds since the Unix epoch), a tombstone
-// flag (the record is a delete) and a value. Compare orders two records of
-// one key by which one wins: the newer timestamp; on equal timestamps a
-// tombstone over a live value; then the larger value bytes. Every replica
-// applies the same rule, so replicas that have been given the same records
-// hold the same winner whatever order the records arrived in.
+// flag (the record is a delete), a value and when it expires (0: never).
+// Compare orders two records of one key by which one wins: the newer
+// timestamp; on equal timestamps a tombstone over a live value; then the
+// larger value bytes; then the earlier expiry (any over none). Every
+// replica applies the same rule, so replicas that have been given the same
+// records hold the same winner whatever order the records arrived in. The
+// store keeps an expired value like any other record: what expiry means
+// to a client, as what a tombstone means, is the caller's business.
 //
 // Put is a read-compare-write, atomic per key: it stores the record only if
 // it wins over the stored one and reports what happened as an Outcome
@@ -70,16 +73,20 @@
 // keys, from the 4-byte key lo up to (excluding) the 4-byte key hi+1. Scan
 // walks such runs; RangeDigest summarises them.
 //
-// A Pebble value is a 10-byte header followed by the value bytes:
+// A Pebble value is a 10-byte header followed by the value bytes; a value
+// that expires has its expiry between them:
 //
-//	+---------+---------+-----------------------+---------------------+
-//	| version | flags   | timestamp             | value               |
-//	| 1 byte  | 1 byte  | int64, big-endian, µs | 0 or more bytes     |
-//	+---------+---------+-----------------------+---------------------+
-//	0         1         2                       10                    10+len(value)
+//	+---------+---------+-----------------------+-----------------------+---------------------+
+//	| version | flags   | timestamp             | expiry (flags bit 1)  | value               |
+//	| 1 byte  | 1 byte  | int64, big-endian, µs | int64, big-endian, µs | 0 or more bytes     |
+//	+---------+---------+-----------------------+-----------------------+---------------------+
+//	0         1         2                       10                      10 or 18
 //
 //	version  1 (formatVersion). Any other version is ErrCorrupt.
-//	flags    bit 0: tombstone. Bits 1-7 are zero; a set one is ErrCorrupt.
+//	flags    bit 0: tombstone; bit 1: the value expires. Bits 2-7 are zero;
+//	         a set one, or both bits 0 and 1, is ErrCorrupt.
+//	expiry   only with bit 1: Record.ExpiresAt, never 0. Records written
+//	         before expiries existed have bit 1 clear and read as before.
 //	value    empty for a tombstone; a tombstone with value bytes is ErrCorrupt.
 //
 // A value shorter than the header is ErrCorrupt too.
@@ -97,12 +104,14 @@
 // then mixes the result with MurmurHash3's fmix64:
 //
 //	+--------------------+-----------+-----------------------+---------+-----------------+
-//	| len(key)           | key       | timestamp             | flags   | value           |
-//	| uint32, big-endian | len bytes | int64, big-endian, µs | 1 byte  | 0 or more bytes |
+//	| len(key)           | key       | timestamp             | flags   | value           | [expiry]
+//	| uint32, big-endian | len bytes | int64, big-endian, µs | 1 byte  | 0 or more bytes | [int64, BE]
 //	+--------------------+-----------+-----------------------+---------+-----------------+
 //
-//	flags    bit 0: tombstone; bits 1-7 are zero.
+//	flags    bit 0: tombstone; bit 1: the value expires; bits 2-7 are zero.
 //	value    empty for a tombstone, whatever Record.Value holds.
+//	expiry   only with bit 1 (a value whose ExpiresAt is set), so a record
+//	         without one has the fingerprint it had before expiries existed.
 //
 // The length prefix keeps the key and value apart: ("ab", "c") and
 // ("a", "bc") hash differently.

@@ -38,11 +38,17 @@ const (
 	formatVersion = 1
 	// flagTombstone is the flags bit of a tombstone.
 	flagTombstone = 1 << 0
+	// flagExpires is the flags bit of a value that expires: its expiry
+	// follows the timestamp.
+	flagExpires = 1 << 1
 	// flagsKnown are the flags bits this version defines.
-	flagsKnown = flagTombstone
+	flagsKnown = flagTombstone | flagExpires
 	// headerLen is the length of a Pebble value before the value bytes:
-	// version, flags and timestamp.
+	// version, flags and timestamp; a value that expires has its expiry
+	// (expiryLen more bytes) between them.
 	headerLen = 1 + 1 + 8
+	// expiryLen is the length of a value's expiry.
+	expiryLen = 8
 )
 
 // encodeKey returns the Pebble key of key, whose hash is h.
@@ -67,20 +73,29 @@ func decodeKey(k []byte) ([]byte, error) {
 	return k[hashLen:len(k):len(k)], nil
 }
 
-// encodeValue returns the Pebble value of rec. A tombstone's Value is
-// dropped.
+// encodeValue returns the Pebble value of rec. A tombstone's Value and
+// ExpiresAt are dropped. A record without expiry has the layout it had
+// before expiries existed.
 func encodeValue(rec Record) []byte {
 	var flags byte
 	value := rec.Value
-	if rec.Tombstone {
+	head := headerLen
+	switch {
+	case rec.Tombstone:
 		flags |= flagTombstone
 		value = nil
+	case rec.ExpiresAt != 0:
+		flags |= flagExpires
+		head += expiryLen
 	}
-	v := make([]byte, headerLen+len(value))
+	v := make([]byte, head+len(value))
 	v[0] = formatVersion
 	v[1] = flags
 	binary.BigEndian.PutUint64(v[2:], uint64(rec.Timestamp))
-	copy(v[headerLen:], value)
+	if flags&flagExpires != 0 {
+		binary.BigEndian.PutUint64(v[headerLen:], uint64(rec.ExpiresAt))
+	}
+	copy(v[head:], value)
 	return v
 }
 
@@ -102,11 +117,25 @@ func decodeValue(v []byte) (Record, error) {
 		Tombstone: flags&flagTombstone != 0,
 	}
 	if rec.Tombstone {
+		if flags&flagExpires != 0 {
+			return Record{}, fmt.Errorf("%w: tombstone with an expiry", ErrCorrupt)
+		}
 		if len(v) > headerLen {
 			return Record{}, fmt.Errorf("%w: tombstone with %d value bytes", ErrCorrupt, len(v)-headerLen)
 		}
 		return rec, nil
 	}
-	rec.Value = v[headerLen:len(v):len(v)]
+	head := headerLen
+	if flags&flagExpires != 0 {
+		if len(v) < headerLen+expiryLen {
+			return Record{}, fmt.Errorf("%w: value of %d bytes with an expiry, want at least %d", ErrCorrupt, len(v), headerLen+expiryLen)
+		}
+		rec.ExpiresAt = int64(binary.BigEndian.Uint64(v[headerLen:]))
+		if rec.ExpiresAt == 0 {
+			return Record{}, fmt.Errorf("%w: expiry flag set with an expiry of 0", ErrCorrupt)
+		}
+		head += expiryLen
+	}
+	rec.Value = v[head:len(v):len(v)]
 	return rec, nil
 }

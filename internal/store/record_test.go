@@ -13,7 +13,7 @@ import (
 // sameRecord reports whether a and b are the same record, value bytes
 // included (an empty Value equals a nil one).
 func sameRecord(a, b Record) bool {
-	return a.Timestamp == b.Timestamp && a.Tombstone == b.Tombstone && bytes.Equal(a.Value, b.Value)
+	return a.Timestamp == b.Timestamp && a.Tombstone == b.Tombstone && bytes.Equal(a.Value, b.Value) && a.ExpiresAt == b.ExpiresAt
 }
 
 func live(ts int64, value string) Record { return Record{Timestamp: ts, Value: []byte(value)} }
@@ -112,6 +112,8 @@ func TestEncodeValueLayout(t *testing.T) {
 		{"tombstone", tomb(2), []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 2}},
 		{"tombstone drops its value", Record{Timestamp: 2, Tombstone: true, Value: []byte("x")}, []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 2}},
 		{"negative timestamp", live(-1, ""), []byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+		{"expiring", Record{Timestamp: 3, Value: []byte("v"), ExpiresAt: 0x0a0b}, []byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b, 'v'}},
+		{"tombstone drops its expiry", Record{Timestamp: 2, Tombstone: true, ExpiresAt: 9}, []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,6 +138,8 @@ func TestValueRoundTrip(t *testing.T) {
 		{"negative timestamp", live(-12345, "n")},
 		{"max timestamp", tomb(math.MaxInt64)},
 		{"min timestamp", live(math.MinInt64, "m")},
+		{"expiring", Record{Timestamp: 5, Value: []byte("e"), ExpiresAt: 1800000000000000}},
+		{"expiring, empty value", Record{Timestamp: 5, ExpiresAt: 6}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,8 +165,11 @@ func TestDecodeValueCorrupt(t *testing.T) {
 		{"one byte short of a header", []byte{1, 0, 0, 0, 0, 0, 0, 0, 0}},
 		{"version 0", []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 1}},
 		{"version 2", []byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'v'}},
-		{"unknown flag", []byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 1}},
+		{"unknown flag", []byte{1, 4, 0, 0, 0, 0, 0, 0, 0, 1}},
 		{"tombstone with a value", []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 'v'}},
+		{"expiry flag without an expiry", []byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 'v'}},
+		{"expiry of 0", []byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}},
+		{"tombstone with an expiry", []byte{1, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,7 +181,29 @@ func TestDecodeValueCorrupt(t *testing.T) {
 	}
 }
 
+// TestValuesWrittenBeforeExpiriesStillRead decodes values in the layout
+// stores wrote before records could expire (flags bit 1 unknown then):
+// they read as they did, with no expiry, and encode to the same bytes.
+func TestValuesWrittenBeforeExpiriesStillRead(t *testing.T) {
+	for _, tt := range []struct {
+		v    []byte
+		want Record
+	}{
+		{[]byte{1, 0, 0, 6, 0x0a, 0x5f, 0x3b, 0x2c, 0x10, 0x00, 'o', 'l', 'd'}, Record{Timestamp: 0x00060a5f3b2c1000, Value: []byte("old")}},
+		{[]byte{1, 1, 0, 6, 0x0a, 0x5f, 0x3b, 0x2c, 0x10, 0x00}, Record{Timestamp: 0x00060a5f3b2c1000, Tombstone: true}},
+	} {
+		got, err := decodeValue(tt.v)
+		if err != nil || !sameRecord(got, tt.want) || got.ExpiresAt != 0 {
+			t.Errorf("decodeValue(%x) = %+v, %v; want %+v", tt.v, got, err, tt.want)
+		}
+		if again := encodeValue(got); !bytes.Equal(again, tt.v) {
+			t.Errorf("encodeValue(%+v) = %x, want the old bytes %x", got, again, tt.v)
+		}
+	}
+}
+
 func FuzzDecodeValue(f *testing.F) {
+	f.Add(encodeValue(Record{Timestamp: 4, Value: []byte("x"), ExpiresAt: 7}))
 	f.Add(encodeValue(live(1, "hello")))
 	f.Add(encodeValue(tomb(2)))
 	f.Add(encodeValue(live(-1, "")))

@@ -72,8 +72,13 @@ const (
 	recordHeaderSize = 1 + 8 + 4
 	// flagTombstone is the record flags bit of a tombstone.
 	flagTombstone = 1 << 0
+	// flagExpires is the record flags bit of a value that expires: its
+	// expiry follows the timestamp.
+	flagExpires = 1 << 1
+	// expirySize is a record's expiry.
+	expirySize = 8
 	// recordFlagsKnown are the record flags bits this version defines.
-	recordFlagsKnown = flagTombstone
+	recordFlagsKnown = flagTombstone | flagExpires
 	// batchHeaderSize is a batch's count.
 	batchHeaderSize = 2
 	// batchItemHeaderSize is a batch item's length and op.
@@ -207,8 +212,11 @@ func requestBodySize(req *Request) int {
 }
 
 func recordSize(r *Record) int {
-	if r.Tombstone {
+	switch {
+	case r.Tombstone:
 		return recordHeaderSize
+	case r.ExpiresAt != 0:
+		return recordHeaderSize + expirySize + len(r.Value)
 	}
 	return recordHeaderSize + len(r.Value)
 }
@@ -265,12 +273,18 @@ func appendKey(b, key []byte) []byte {
 func appendRecord(b []byte, r *Record) []byte {
 	var flags byte
 	value := r.Value
-	if r.Tombstone {
+	switch {
+	case r.Tombstone:
 		flags |= flagTombstone
 		value = nil
+	case r.ExpiresAt != 0:
+		flags |= flagExpires
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Timestamp))
+	if flags&flagExpires != 0 {
+		b = binary.BigEndian.AppendUint64(b, uint64(r.ExpiresAt))
+	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(value)))
 	return append(b, value...)
 }
@@ -535,6 +549,18 @@ func (d *decoder) record() Record {
 		d.failAt(at, "record flags %#02x have unknown bits set", flags)
 	}
 	ts := int64(d.u64("record timestamp"))
+	var expires int64
+	if flags&flagExpires != 0 {
+		eat := d.off
+		expires = int64(d.u64("record expiry"))
+		switch {
+		case d.err != nil:
+		case flags&flagTombstone != 0:
+			d.failAt(at, "tombstone with an expiry")
+		case expires == 0:
+			d.failAt(eat, "expiry flag set with an expiry of 0")
+		}
+	}
 	vat := d.off
 	n := d.u32("value length")
 	if d.err != nil {
@@ -553,7 +579,7 @@ func (d *decoder) record() Record {
 	if n == 0 {
 		v = nil
 	}
-	return Record{Timestamp: ts, Tombstone: tombstone, Value: v}
+	return Record{Timestamp: ts, Tombstone: tombstone, Value: v, ExpiresAt: expires}
 }
 
 // batchCount reads a batch's count and checks it against MaxBatch and what

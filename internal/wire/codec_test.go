@@ -117,6 +117,7 @@ var (
 	someRec  = Record{Timestamp: 1_700_000_000_000_000, Value: []byte("hello")}
 	tombRec  = Record{Timestamp: 42, Tombstone: true, Value: []byte("ignored")}
 	emptyRec = Record{Timestamp: -1, Value: []byte{}}
+	ttlRec   = Record{Timestamp: 1_700_000_000_000_000, Value: []byte("expires"), ExpiresAt: 1_700_000_060_000_000}
 )
 
 // manyRanges returns n ranges that cut the hash space into n parts.
@@ -217,6 +218,8 @@ var testRequests = []struct {
 	{"fenced get", Request{Op: OpFencedGet, Key: []byte("k"), Epoch: 1796271973452260}},
 	{"fenced stat of epoch 0", Request{Op: OpFencedStat, Key: maxKey}},
 	{"fenced put", Request{Op: OpFencedPut, Key: []byte("k"), Record: someRec, Epoch: 7}},
+	{"fenced put that expires", Request{Op: OpFencedPut, Key: []byte("k"), Record: ttlRec, Epoch: 7}},
+	{"replica put that expires", Request{Op: OpReplicaPut, Key: []byte("k"), Record: ttlRec}},
 	{"fenced delete", Request{Op: OpFencedPut, Key: []byte("k"), Record: Record{Timestamp: 9, Tombstone: true}, Epoch: -1}},
 	{"batch of fenced", Request{Op: OpBatch, Batch: []Request{
 		{Op: OpFencedGet, Key: []byte("a"), Epoch: 3},
@@ -232,6 +235,8 @@ var testResponses = []struct {
 	{"record found", Response{Op: OpRecordResponse, Found: true, Record: someRec}},
 	{"record found empty", Response{Op: OpRecordResponse, Found: true, Record: emptyRec}},
 	{"record tombstone", Response{Op: OpRecordResponse, Found: true, Record: tombRec}},
+	{"record that expires", Response{Op: OpRecordResponse, Found: true, Record: ttlRec}},
+	{"put that expires, stale", Response{Op: OpPutResponse, Outcome: OutcomeStale, Current: ttlRec}},
 	{"record not found", Response{Op: OpRecordResponse}},
 	{"put written", Response{Op: OpPutResponse, Outcome: OutcomeWritten, Current: someRec}},
 	{"put unchanged", Response{Op: OpPutResponse, Outcome: OutcomeUnchanged, Current: tombRec}},
@@ -384,7 +389,10 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "value beyond frame", op: OpPut, body: cat(getBody([]byte("k")), rec(0, 1, 100, []byte("short"))), want: "value length 100 exceeds the 5 bytes left"},
 		{name: "value length huge", op: OpPut, body: cat(getBody([]byte("k")), rec(0, 1, 0xffffffff, nil)), want: "value length 4294967295 exceeds"},
 		{name: "record cut", op: OpReplicaPut, body: cat(getBody([]byte("k")), []byte{0, 0, 0}), want: "record timestamp needs 8 bytes"},
-		{name: "unknown record flag", op: OpPut, body: cat(getBody([]byte("k")), rec(2, 1, 0, nil)), want: "unknown bits"},
+		{name: "unknown record flag", op: OpPut, body: cat(getBody([]byte("k")), rec(4, 1, 0, nil)), want: "unknown bits"},
+		{name: "expiry of 0", op: OpPut, body: cat(getBody([]byte("k")), []byte{2}, u64(1), u64(0), u32(0)), want: "expiry of 0"},
+		{name: "tombstone with an expiry", op: OpPut, body: cat(getBody([]byte("k")), []byte{3}, u64(1), u64(5), u32(0)), want: "tombstone with an expiry"},
+		{name: "expiry cut", op: OpPut, body: cat(getBody([]byte("k")), []byte{2}, u64(1), []byte{0, 0}), want: "record expiry needs 8 bytes"},
 		{name: "tombstone with value", op: OpPut, body: cat(getBody([]byte("k")), rec(1, 1, 1, []byte("v"))), want: "tombstone with a value"},
 		{name: "batch too long", op: OpBatch, body: cat(u16(MaxBatch+1), bytes.Repeat(item(OpPing, nil), MaxBatch+1)), want: "exceeds MaxBatch"},
 		{name: "batch count beyond frame", op: OpBatch, body: cat(u16(3), item(OpPing, nil)), want: "cannot fit"},

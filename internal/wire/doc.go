@@ -66,9 +66,14 @@
 // Bodies are built from these parts:
 //
 //	key:     | length uint16 | key bytes |                           length <= MaxKeySize (4096)
-//	record:  | flags uint8 | timestamp int64 | length uint32 | value bytes |
-//	         flags bit 0: tombstone; bits 1-7: zero. A tombstone has length 0.
-//	         timestamp: microseconds since the Unix epoch.
+//	record:  | flags uint8 | timestamp int64 | [expiry int64] | length uint32 | value bytes |
+//	         flags bit 0: tombstone; bit 1: the value expires, and its expiry
+//	         (microseconds since the Unix epoch, never 0) follows the
+//	         timestamp; bits 2-7: zero. A tombstone has length 0 and no
+//	         expiry. timestamp: microseconds since the Unix epoch. A record
+//	         without expiry is encoded as before bit 1 existed; a peer that
+//	         predates it refuses one with an expiry as a protocol error, so
+//	         every node is upgraded before clients write with a TTL.
 //	batch:   | count uint16 | count × item |                     count <= MaxBatch (1024)
 //	item:    | length uint32 | op uint8 | body |                 length counts op and body
 //	error:   | code uint16 | length uint16 | message bytes |     length <= MaxErrorMessageSize (4096)
