@@ -25,7 +25,8 @@ import (
 
 // Errors returned by the Client's methods.
 var (
-	// ErrNotFound: the key has no version, or its newest version is a delete.
+	// ErrNotFound: the key has no version, or its newest version is a
+	// delete or a value that expired.
 	ErrNotFound = errors.New("tako: not found")
 	// ErrUnavailable: no replica of the key could reach its quorum.
 	ErrUnavailable = errors.New("tako: too few replicas available")
@@ -53,6 +54,12 @@ type Version struct {
 	Timestamp int64 // microseconds since the Unix epoch
 	Deleted   bool  // the key was deleted at Timestamp
 	Value     []byte
+	// ExpiresAt is when the value expires (microseconds since the Unix
+	// epoch); 0: never.
+	ExpiresAt int64
+	// Expired says the value expired (by the client's clock) before the
+	// read: the key is absent.
+	Expired bool
 }
 
 // WriteResult is the outcome of a Put or Delete.
@@ -375,7 +382,10 @@ func (c *Client) Close() error {
 func frameSize(cfg *config.Config) int { return wire.FrameSizeFor(cfg.LargestMaxValueSize()) }
 
 // Get returns the newest version of key. For a deleted key it returns the
-// tombstone's Version (Deleted set) together with ErrNotFound.
+// tombstone's Version (Deleted set) together with ErrNotFound; for a key
+// whose value expired (by the client's clock: see docs/contract-notes.md,
+// "Keys that expire") the expired Version (Expired set, its Value nil)
+// together with ErrNotFound.
 func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 	var rec record.Record
 	var found bool
@@ -407,8 +417,11 @@ func (c *Client) Get(ctx context.Context, key []byte) (Version, error) {
 	if !found {
 		return Version{}, ErrNotFound
 	}
-	v := Version{Timestamp: rec.Timestamp, Deleted: rec.Tombstone, Value: rec.Value}
-	if v.Deleted {
+	v := Version{Timestamp: rec.Timestamp, Deleted: rec.Tombstone, Value: rec.Value, ExpiresAt: rec.ExpiresAt}
+	if rec.Expired(c.clock.Wall()) {
+		v.Expired, v.Value = true, nil
+	}
+	if v.Deleted || v.Expired {
 		return v, ErrNotFound
 	}
 	return v, nil
@@ -428,6 +441,36 @@ func (c *Client) Put(ctx context.Context, key, value []byte) (WriteResult, error
 // timestamp of the caller's loses to a newer version (Superseded).
 func (c *Client) PutAt(ctx context.Context, key, value []byte, ts int64) (WriteResult, error) {
 	return c.write(ctx, key, wire.Record{Timestamp: ts, Value: value})
+}
+
+// Now returns the client's clock (Options.Wall, else the machine's), in
+// microseconds since the Unix epoch: the clock that turns a TTL into an
+// expiry and judges whether a value read has expired.
+func (c *Client) Now() int64 { return c.clock.Wall() }
+
+// PutTTL stores value under key, stamped by the cluster as Put, to expire
+// ttl after now by the client's clock: from then on every read answers
+// the key as absent (ErrNotFound, Expired set), until a newer write. A
+// newer write without a TTL makes the key permanent again. ttl must be
+// positive and at most the deployment's max_ttl (else ErrBadRequest).
+func (c *Client) PutTTL(ctx context.Context, key, value []byte, ttl time.Duration) (WriteResult, error) {
+	if ttl <= 0 {
+		return WriteResult{}, fmt.Errorf("%w: a TTL of %s: want a positive one", ErrBadRequest, ttl)
+	}
+	return c.PutExpiring(ctx, key, value, 0, c.clock.Wall()+ttl.Microseconds())
+}
+
+// PutExpiring stores value under key at timestamp ts (0: stamped by the
+// cluster, as Put) to expire at expiresAt, microseconds since the Unix
+// epoch (0: never, as PutAt). An expiry that is not after now, or further
+// ahead than the deployment's max_ttl, is refused with ErrBadRequest.
+func (c *Client) PutExpiring(ctx context.Context, key, value []byte, ts, expiresAt int64) (WriteResult, error) {
+	if expiresAt != 0 {
+		if err := hlc.CheckExpiry(expiresAt, c.clock.Wall(), c.cfg.Load().Active.MaxTTL); err != nil {
+			return WriteResult{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		}
+	}
+	return c.write(ctx, key, wire.Record{Timestamp: ts, Value: value, ExpiresAt: expiresAt})
 }
 
 // Delete deletes key with a tombstone stamped by the cluster, as Put.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/httpapi"
 	"os"
 	"strings"
 	"testing"
@@ -138,7 +139,7 @@ func TestWriteAfterAClockAheadWins(t *testing.T) {
 	ctx := context.Background()
 	for i := range 20 {
 		key := []byte(fmt.Sprintf("k%d", i))
-		ahead, err := cl.Node("n1").Put(ctx, key, []byte("from n1"), 0)
+		ahead, err := cl.Node("n1").Put(ctx, key, []byte("from n1"), 0, httpapi.Expiry{})
 		if err != nil || ahead.Timestamp < time.Now().Add(4*time.Second).UnixMicro() {
 			t.Fatalf("write through n1 (clock 5 s ahead): %+v %v", ahead, err)
 		}
@@ -150,14 +151,14 @@ func TestWriteAfterAClockAheadWins(t *testing.T) {
 			t.Fatalf("%s: read %q %v, want the later write", key, v.Value, err)
 		}
 		// A node coordinates a write stamped by its own clock the same way.
-		if _, err := cl.Node("n1").Put(ctx, key, []byte("from n1 again"), 0); err != nil {
+		if _, err := cl.Node("n1").Put(ctx, key, []byte("from n1 again"), 0, httpapi.Expiry{}); err != nil {
 			t.Fatal(err)
 		}
 		other := "n2"
 		if i%2 == 0 {
 			other = "n3"
 		}
-		nres, err := cl.Node(other).Put(ctx, key, []byte("later through "+other), 0)
+		nres, err := cl.Node(other).Put(ctx, key, []byte("later through "+other), 0, httpapi.Expiry{})
 		if err != nil || nres.Superseded {
 			t.Fatalf("%s: a later write through %s: %+v %v", key, other, nres, err)
 		}

@@ -53,6 +53,9 @@ type ReplicaRecord struct {
 	Timestamp int64
 	// Deleted reports that the record is a tombstone.
 	Deleted bool
+	// ExpiresAt is when the record's value expires (microseconds since
+	// the Unix epoch); 0 when it never does.
+	ExpiresAt int64
 	// BrokenTimestamp says why the record's timestamp breaks the rule
 	// every timestamp must follow to come in (1 ≤ ts ≤ now +
 	// max_timestamp_ahead): it was stored before the rule, or by a peer
@@ -89,7 +92,7 @@ func (c *Client) Where(ctx context.Context, key []byte) (Placement, error) {
 			bp := BucketPlacement{Name: b.Name, Replicas: make([]ReplicaRecord, 0, len(b.Replicas))}
 			for _, r := range b.Replicas {
 				bp.Replicas = append(bp.Replicas, ReplicaRecord{NodeID: r.Node.ID, Addr: r.Node.BinaryAddr(), Found: r.Found,
-					Timestamp: r.Record.Timestamp, Deleted: r.Record.Tombstone, BrokenTimestamp: r.BrokenTimestamp, Err: r.Err})
+					Timestamp: r.Record.Timestamp, Deleted: r.Record.Tombstone, ExpiresAt: r.Record.ExpiresAt, BrokenTimestamp: r.BrokenTimestamp, Err: r.Err})
 			}
 			dp.Buckets = append(dp.Buckets, bp)
 		}

@@ -145,6 +145,10 @@ type Deployment struct {
 	// MaxTimestampAhead is how far in the future of the local clock a
 	// client-supplied timestamp may be; positive. Default 10m.
 	MaxTimestampAhead time.Duration
+	// MaxTTL is the longest time to live a write may ask for (X-TTL, or an
+	// X-Expires-At that far ahead of the receiver's clock); positive.
+	// Default 3650d (ten years).
+	MaxTTL time.Duration
 	// TombstoneGrace is how long a delete's tombstone is kept at least,
 	// and then only dropped once every replica of its key holds it;
 	// positive. Default 10 × BackgroundRepairInterval.

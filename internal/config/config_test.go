@@ -759,6 +759,7 @@ deployments:
 		RequestTimeout:           2 * time.Second,
 		MaxValueSize:             64 << 20,
 		MaxTimestampAhead:        10 * time.Minute,
+		MaxTTL:                   3650 * 24 * time.Hour,
 		TombstoneGrace:           240 * time.Hour,
 		RepairBandwidth:          64 << 20,
 		Limits: Limits{MaxConnections: 4096, MaxRequestsInFlight: 1024, MaxRequestsPerConnection: 256, MaxBytesInFlight: 256 << 20,
@@ -823,6 +824,7 @@ deployments:
     request_timeout: 1500ms
     max_value_size: 1 KiB
     max_timestamp_ahead: 30
+    max_ttl: 2h
     hash: {buckets_per_key: 9, points_per_bucket: 7}
     buckets:
       1: {2: ["::1", "8080", 3]}
@@ -844,6 +846,7 @@ deployments:
 		{"RequestTimeout", d.RequestTimeout, 1500 * time.Millisecond},
 		{"MaxValueSize", d.MaxValueSize, int64(1024)},
 		{"MaxTimestampAhead", d.MaxTimestampAhead, 30 * time.Second},
+		{"MaxTTL", d.MaxTTL, 2 * time.Hour},
 		{"BucketsPerKey", d.BucketsPerKey, 9},
 		{"PointsPerBucket", d.PointsPerBucket, 7},
 		{"bucket names", d.Ring.Buckets(), []string{"1", "b2"}},

@@ -37,6 +37,7 @@
 //	        body_timeout: 1m                   # to send a whole request
 //	        idle_timeout: 2m                   # a keep-alive connection between requests
 //	    max_timestamp_ahead: 10m               # default 10m
+//	    max_ttl: 3650d                         # the longest X-TTL a write may ask for; default 3650d
 //	    tombstone_grace: 10d                   # default 10 × background_repair_interval
 //	    repair_bandwidth: 64MiB/s              # what one node receives by repair and refill; default 64 MiB/s
 //	    hash:

@@ -122,6 +122,8 @@ func (d *Deployment) writeJSON(b *bytes.Buffer) {
 	b.WriteString(strconv.FormatInt(d.MaxValueSize, 10))
 	writeKey(b, "max_timestamp_ahead", false)
 	writeDuration(b, d.MaxTimestampAhead)
+	writeKey(b, "max_ttl", false)
+	writeDuration(b, d.MaxTTL)
 	writeKey(b, "tombstone_grace", false)
 	writeDuration(b, d.TombstoneGrace)
 	writeKey(b, "repair_bandwidth", false)

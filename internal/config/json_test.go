@@ -36,6 +36,7 @@ deployments:
     request_timeout: 1500ms
     max_value_size: 1KiB
     max_timestamp_ahead: 90s
+    max_ttl: 30d
     hash: {buckets_per_key: 2, points_per_bucket: 7}
     buckets:
       z: {n9: [h, 1, 2], n1: [h, 3]}

@@ -25,6 +25,7 @@ const (
 	defaultRequestTimeout           = 2 * time.Second
 	defaultMaxValueSize             = 64 << 20
 	defaultMaxTimestampAhead        = 10 * time.Minute
+	defaultMaxTTL                   = 3650 * 24 * time.Hour
 	defaultRepairBandwidth          = 64 << 20
 	// defaultTombstoneGraceIntervals is tombstone_grace's default, in
 	// background repair intervals.
@@ -55,7 +56,7 @@ var (
 	keyPairKeys    = []string{"cert", "key"}
 	deploymentKeys = []string{"read_repair", "background_repair", "background_repair_interval",
 		"write_quorum", "read_quorum", "request_timeout", "max_value_size",
-		"max_timestamp_ahead", "tombstone_grace", "repair_bandwidth", "limits", "hash", "buckets"}
+		"max_timestamp_ahead", "max_ttl", "tombstone_grace", "repair_bandwidth", "limits", "hash", "buckets"}
 	hashKeys   = []string{"buckets_per_key", "points_per_bucket"}
 	limitsKeys = []string{"max_connections", "max_requests_in_flight", "max_requests_per_connection",
 		"max_bytes_in_flight", "header_timeout", "body_timeout", "idle_timeout"}
@@ -605,6 +606,7 @@ func (p *parser) deployment(name string, k, v *yaml.Node) *depInfo {
 		RequestTimeout:           defaultRequestTimeout,
 		MaxValueSize:             defaultMaxValueSize,
 		MaxTimestampAhead:        defaultMaxTimestampAhead,
+		MaxTTL:                   defaultMaxTTL,
 		RepairBandwidth:          defaultRepairBandwidth,
 		BucketsPerKey:            1,
 		PointsPerBucket:          ring.DefaultPointsPerBucket,
@@ -652,6 +654,8 @@ func (p *parser) deployment(name string, k, v *yaml.Node) *depInfo {
 			p.size(e.v, name, kp, &d.MaxValueSize)
 		case "max_timestamp_ahead":
 			p.duration(e.v, name, kp, &d.MaxTimestampAhead)
+		case "max_ttl":
+			p.duration(e.v, name, kp, &d.MaxTTL)
 		case "tombstone_grace":
 			p.duration(e.v, name, kp, &d.TombstoneGrace)
 		case "repair_bandwidth":

@@ -86,7 +86,7 @@ func Locate(ctx context.Context, cfg *config.Config, key []byte, timeout time.Du
 			case err != nil:
 				a.Err = err
 			case found:
-				a.Found, a.Record = true, record.Record{Timestamp: rec.Timestamp, Tombstone: rec.Tombstone}
+				a.Found, a.Record = true, record.Record{Timestamp: rec.Timestamp, Tombstone: rec.Tombstone, ExpiresAt: rec.ExpiresAt}
 				if err := stored(rec.Timestamp); err != nil {
 					a.BrokenTimestamp = err.Error()
 				}

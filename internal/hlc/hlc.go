@@ -73,6 +73,26 @@ func Check(ts, now int64, ahead time.Duration) error {
 	return nil
 }
 
+// ErrBadExpiry is wrapped by the errors of CheckExpiry.
+var ErrBadExpiry = errors.New("hlc: expiry out of range")
+
+// CheckExpiry returns nil when a write may ask for its value to expire at
+// expiresAt (microseconds since the Unix epoch) at a receiver whose clock
+// reads now: after now, and no further ahead than maxTTL. Otherwise it
+// returns an error wrapping ErrBadExpiry that says why. It is the rule of
+// every door a client writes through (HTTP, the Go client, a node's binary
+// port); records from replicas, repair and restores keep their expiry
+// whatever it is.
+func CheckExpiry(expiresAt, now int64, maxTTL time.Duration) error {
+	switch {
+	case expiresAt <= now:
+		return fmt.Errorf("%w: the expiry %d is not after now (%d): a value that expires at once is a delete", ErrBadExpiry, expiresAt, now)
+	case now >= 0 && uint64(expiresAt-now) > uint64(maxTTL.Microseconds()):
+		return fmt.Errorf("%w: the expiry %d is %.0f s ahead of this clock, more than max_ttl (%s)", ErrBadExpiry, expiresAt, float64(expiresAt-now)/1e6, maxTTL)
+	}
+	return nil
+}
+
 // Wall returns the wall clock's current time in microseconds, without
 // advancing the logical clock. Nodes use it to judge whether a client's
 // timestamp lies too far in the future.

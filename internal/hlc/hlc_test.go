@@ -123,3 +123,25 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckExpiry(t *testing.T) {
+	const now = 1_800_000_000_000_000
+	for _, c := range []struct {
+		exp  int64
+		ok   bool
+		want string
+	}{
+		{now + 1, true, ""},
+		{now + time.Hour.Microseconds(), true, ""},
+		{now, false, "not after now"},
+		{now - 5, false, "not after now"},
+		{1, false, "not after now"},
+		{now + time.Hour.Microseconds() + 1, false, "more than max_ttl (1h0m0s)"},
+		{math.MaxInt64, false, "more than max_ttl"},
+	} {
+		err := CheckExpiry(c.exp, now, time.Hour)
+		if (err == nil) != c.ok || err != nil && (!errors.Is(err, ErrBadExpiry) || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("CheckExpiry(%d, now, 1h) = %v, want ok %v or %q", c.exp, err, c.ok, c.want)
+		}
+	}
+}

@@ -1,16 +1,19 @@
 // Package httpapi serves Tako's HTTP API (CONTRACT.md, "HTTP API") over a
 // Backend: the same handler runs on every node's HTTP port and on the proxy.
 //
-//	POST|PUT /values/KEY   body = value, optional X-Timestamp: MICROS
+//	POST|PUT /values/KEY   body = value, optional X-Timestamp: MICROS, optional
+//	                       X-TTL: SECONDS or X-Expires-At: MICROS (the value expires)
 //	                       200 + X-Timestamp once durable; 409 + X-Timestamp of
 //	                       the newer version when the write lost; 503 when too
 //	                       few replicas answered, or with Retry-After when the
 //	                       body did not fit in the Budget within its wait; 507
 //	                       when replicas refused it for want of disk space
-//	GET|HEAD /values/KEY   200, value, X-Timestamp, Last-Modified; 404; 503
+//	GET|HEAD /values/KEY   200, value, X-Timestamp, Last-Modified, X-Expires-At
+//	                       when it expires; 404 (also once expired); 503
 //	DELETE /values/KEY     204 + X-Timestamp of the tombstone; 409 as for POST
 //	GET /stat/KEY          200, body = timestamp in decimal; 404 (with the
-//	                       tombstone's X-Timestamp when deleted)
+//	                       tombstone's X-Timestamp when deleted, and the
+//	                       version's X-Timestamp and X-Expires-At when expired)
 //	GET|HEAD /where/KEY    200, JSON Placement: the key's replicas and what
 //	                       each holds; 404 when the Backend is no Locator
 //	GET /health            200 when Backend.Ready, else 503
@@ -33,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -71,6 +75,22 @@ type Version struct {
 	Timestamp int64 // microseconds since the Unix epoch
 	Deleted   bool  // a tombstone: the key was deleted at Timestamp
 	Value     []byte
+	// ExpiresAt is when the value expires (microseconds since the Unix
+	// epoch); 0: never.
+	ExpiresAt int64
+	// Expired says the value has expired by the Backend's clock: the key
+	// is answered as absent.
+	Expired bool
+}
+
+// Expiry is what a write asks of its value's life: at most one of TTL and
+// At is set; neither means the value never expires.
+type Expiry struct {
+	// TTL is how long the value lives from the write (X-TTL).
+	TTL time.Duration
+	// At is when the value expires, microseconds since the Unix epoch
+	// (X-Expires-At).
+	At int64
 }
 
 // WriteResult is the outcome of a write or delete that the Backend carried out.
@@ -91,8 +111,10 @@ type Backend interface {
 	// Stat is Get without the need for the value (Value may be nil).
 	Stat(ctx context.Context, key []byte) (Version, error)
 	// Put stores value under key at timestamp ts, or at a timestamp of the
-	// backend's choosing when ts is 0.
-	Put(ctx context.Context, key, value []byte, ts int64) (WriteResult, error)
+	// backend's choosing when ts is 0, to expire as exp says (by the
+	// backend's clock): an expiry beyond the deployment's max_ttl, or
+	// not in the future, is an error wrapping ErrBadRequest.
+	Put(ctx context.Context, key, value []byte, ts int64, exp Expiry) (WriteResult, error)
 	// Delete stores a tombstone for key at ts, or at a timestamp of the
 	// backend's choosing when ts is 0.
 	Delete(ctx context.Context, key []byte, ts int64) (WriteResult, error)
@@ -359,8 +381,13 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, key string, w
 		return
 	}
 	setVersionHeaders(w, v.Timestamp)
-	if v.Deleted {
+	setExpiryHeader(w, v)
+	switch {
+	case v.Deleted:
 		textReply(w, http.StatusNotFound, "not found: deleted")
+		return
+	case v.Expired:
+		textReply(w, http.StatusNotFound, "not found: expired")
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -381,8 +408,13 @@ func (h *Handler) serveStat(w http.ResponseWriter, r *http.Request, key string) 
 		return
 	}
 	setVersionHeaders(w, v.Timestamp)
-	if v.Deleted {
+	setExpiryHeader(w, v)
+	switch {
+	case v.Deleted:
 		textReply(w, http.StatusNotFound, "not found: deleted")
+		return
+	case v.Expired:
+		textReply(w, http.StatusNotFound, "not found: expired")
 		return
 	}
 	body := strconv.FormatInt(v.Timestamp, 10)
@@ -398,6 +430,11 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) {
 	}
 	ts, ok := requestTimestamp(w, r)
 	if !ok {
+		return
+	}
+	exp, err := RequestExpiry(r.Header)
+	if err != nil {
+		textReply(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	limit := h.backend.MaxValueSize()
@@ -420,7 +457,7 @@ func (h *Handler) servePut(w http.ResponseWriter, r *http.Request, key string) {
 		textReply(w, http.StatusBadRequest, "reading the request body: "+err.Error())
 		return
 	}
-	res, err := h.backend.Put(r.Context(), []byte(key), value, ts)
+	res, err := h.backend.Put(r.Context(), []byte(key), value, ts, exp)
 	if err != nil {
 		h.backendError(w, r, err)
 		return
@@ -605,19 +642,78 @@ func requestTimestamp(w http.ResponseWriter, r *http.Request) (int64, bool) {
 // ParseTimestamp parses an X-Timestamp value: a positive decimal count of
 // microseconds since the Unix epoch, digits only.
 func ParseTimestamp(s string) (int64, error) {
-	if s == "" || len(s) > 19 {
+	if len(s) > 19 || !allDigits(s) {
 		return 0, fmt.Errorf("malformed X-Timestamp %q: want microseconds since the Unix epoch, in decimal", s)
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("malformed X-Timestamp %q: want microseconds since the Unix epoch, in decimal", s)
-		}
 	}
 	ts, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || ts <= 0 {
 		return 0, fmt.Errorf("malformed X-Timestamp %q: want a positive count of microseconds since the Unix epoch", s)
 	}
 	return ts, nil
+}
+
+// RequestExpiry parses a write's optional X-TTL (seconds, a positive
+// integer) or X-Expires-At (microseconds since the Unix epoch, positive):
+// at most one of them, once. The error is the one-line reason of a 400.
+func RequestExpiry(h http.Header) (Expiry, error) {
+	ttls, ats := h.Values("X-TTL"), h.Values("X-Expires-At")
+	switch {
+	case len(ttls) > 0 && len(ats) > 0:
+		return Expiry{}, errors.New("X-TTL and X-Expires-At given together; give one of them")
+	case len(ttls) > 1:
+		return Expiry{}, errors.New("X-TTL given more than once")
+	case len(ats) > 1:
+		return Expiry{}, errors.New("X-Expires-At given more than once")
+	case len(ttls) == 1:
+		ttl, err := ParseTTL(ttls[0])
+		return Expiry{TTL: ttl}, err
+	case len(ats) == 1:
+		at, err := strconv.ParseInt(ats[0], 10, 64)
+		if err != nil || at <= 0 || !allDigits(ats[0]) {
+			return Expiry{}, fmt.Errorf("malformed X-Expires-At %q: want a positive count of microseconds since the Unix epoch, in decimal", ats[0])
+		}
+		return Expiry{At: at}, nil
+	}
+	return Expiry{}, nil
+}
+
+// maxTTLSeconds bounds what ParseTTL accepts before a deployment's
+// max_ttl does: what a time.Duration holds.
+const maxTTLSeconds = int64(math.MaxInt64 / int64(time.Second))
+
+// ParseTTL parses an X-TTL value: a positive whole number of seconds,
+// digits only.
+func ParseTTL(s string) (time.Duration, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil && errors.Is(err, strconv.ErrRange) && allDigits(s), err == nil && n > maxTTLSeconds:
+		return 0, fmt.Errorf("X-TTL %q is too large: want at most %d seconds", s, maxTTLSeconds)
+	case err != nil || !allDigits(s):
+		return 0, fmt.Errorf("malformed X-TTL %q: want a positive whole number of seconds", s)
+	case n <= 0:
+		return 0, fmt.Errorf("X-TTL %q: want a positive whole number of seconds (a value that expires at once is a delete)", s)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// allDigits reports whether s is one or more decimal digits.
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// setExpiryHeader sets X-Expires-At for a value that expires.
+func setExpiryHeader(w http.ResponseWriter, v Version) {
+	if v.ExpiresAt != 0 && !v.Deleted {
+		w.Header().Set("X-Expires-At", strconv.FormatInt(v.ExpiresAt, 10))
+	}
 }
 
 func setVersionHeaders(w http.ResponseWriter, ts int64) {

@@ -36,6 +36,9 @@ func (f *fakeBackend) Get(_ context.Context, key []byte) (Version, error) {
 		return Version{}, f.fail
 	}
 	v, ok := f.records[string(key)]
+	if ok && v.ExpiresAt != 0 && v.ExpiresAt <= f.now {
+		v.Expired, v.Value = true, nil
+	}
 	if !ok {
 		return Version{}, ErrNotFound
 	}
@@ -62,8 +65,15 @@ func (f *fakeBackend) write(key []byte, v Version) (WriteResult, error) {
 	return WriteResult{Timestamp: v.Timestamp}, nil
 }
 
-func (f *fakeBackend) Put(_ context.Context, key, value []byte, ts int64) (WriteResult, error) {
-	return f.write(key, Version{Timestamp: ts, Value: bytes.Clone(value)})
+// Put stores the value; an expiry is kept as asked (TTL in seconds after
+// the fake's clock), and the version reads as expired once the fake's
+// clock, which every write moves on, passes it.
+func (f *fakeBackend) Put(_ context.Context, key, value []byte, ts int64, exp Expiry) (WriteResult, error) {
+	at := exp.At
+	if exp.TTL > 0 {
+		at = f.now + exp.TTL.Microseconds()
+	}
+	return f.write(key, Version{Timestamp: ts, Value: bytes.Clone(value), ExpiresAt: at})
 }
 
 func (f *fakeBackend) Delete(_ context.Context, key []byte, ts int64) (WriteResult, error) {

@@ -60,6 +60,9 @@ type ReplicaState struct {
 	Timestamp int64 `json:"timestamp"`
 	// Deleted reports that the record is a tombstone.
 	Deleted bool `json:"deleted"`
+	// ExpiresAt is when the record's value expires (microseconds since
+	// the Unix epoch); absent when it never does.
+	ExpiresAt int64 `json:"expires_at,omitempty"`
 	// BrokenTimestamp says why the record's timestamp breaks the rule
 	// that every timestamp follows to come in (1 ≤ ts ≤ now +
 	// max_timestamp_ahead); empty when it follows it. Such a record was
@@ -103,7 +106,7 @@ func PlacementOf(loc coord.Location) Placement {
 			bp := BucketPlacement{Name: b.Name, Nodes: make([]ReplicaState, 0, len(b.Replicas))}
 			for _, r := range b.Replicas {
 				s := ReplicaState{ID: r.Node.ID, Binary: r.Node.BinaryAddr(), Found: r.Found,
-					Timestamp: r.Record.Timestamp, Deleted: r.Record.Tombstone, BrokenTimestamp: r.BrokenTimestamp}
+					Timestamp: r.Record.Timestamp, Deleted: r.Record.Tombstone, ExpiresAt: r.Record.ExpiresAt, BrokenTimestamp: r.BrokenTimestamp}
 				if r.Err != nil {
 					s.Error = r.Err.Error()
 				}

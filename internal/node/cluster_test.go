@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/takodb/tako/internal/httpapi"
 	"io"
 	"net"
 	"net/http"
@@ -166,7 +167,7 @@ func TestWriteReachesEveryReplica(t *testing.T) {
 	for i := range 50 {
 		key := fmt.Sprintf("key-%d", i)
 		coord := c.nodes[fmt.Sprintf("n%d", i%6+1)]
-		res, err := coord.Put(ctx, []byte(key), []byte("v"+key), 0)
+		res, err := coord.Put(ctx, []byte(key), []byte("v"+key), 0, httpapi.Expiry{})
 		if err != nil || res.Superseded {
 			t.Fatalf("Put %s via %s: %+v %v", key, coord.id, res, err)
 		}
@@ -266,7 +267,7 @@ func TestDownReplicaCostsOneTimeoutThenIsSkipped(t *testing.T) {
 	// a quorum of 2 of 3 answers.
 	for i := range 20 {
 		start := time.Now()
-		if _, err := c.nodes["n1"].Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"), 0); err != nil {
+		if _, err := c.nodes["n1"].Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 			t.Fatalf("Put with one replica down: %v", err)
 		}
 		if d := time.Since(start); d > 600*time.Millisecond {
@@ -279,7 +280,7 @@ func TestDownReplicaCostsOneTimeoutThenIsSkipped(t *testing.T) {
 	// With two replicas down and quorum 2 of 3, writes fail fast with 503.
 	c.stop(t, "n2")
 	start := time.Now()
-	_, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0)
+	_, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0, httpapi.Expiry{})
 	if err == nil {
 		t.Fatal("Put succeeded with 2 of 3 replicas down")
 	}
@@ -289,7 +290,7 @@ func TestDownReplicaCostsOneTimeoutThenIsSkipped(t *testing.T) {
 	// n3 comes back: it is used again once a probe answers.
 	c.start(t, "n3")
 	waitFor(t, "n3 back up", func() bool {
-		_, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0)
+		_, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0, httpapi.Expiry{})
 		return err == nil
 	})
 }
@@ -326,7 +327,7 @@ func TestNodeRemovedFromTheConfigurationStopsTakingPart(t *testing.T) {
 		t.Fatalf("GET on a removed node: %d, want 503", resp.StatusCode)
 	}
 	// Writes through n1 no longer go to n3.
-	if _, err := c.nodes["n1"].Put(ctx, []byte("after"), []byte("v"), 0); err == nil {
+	if _, err := c.nodes["n1"].Put(ctx, []byte("after"), []byte("v"), 0, httpapi.Expiry{}); err == nil {
 		// n9 does not exist, so quorum 2 of 3 comes from n1 and n2.
 		time.Sleep(100 * time.Millisecond)
 		if _, found, _ := n3.local.Get(ctx, []byte("after")); found {
@@ -380,7 +381,7 @@ func TestMigrationWriteNeedsAQuorumInBothDeployments(t *testing.T) {
 		n.SetConfig(cfg, 2)
 	}
 	ctx := context.Background()
-	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatalf("Put with every replica up: %v", err)
 	}
 	waitFor(t, "the write on every replica of both deployments", func() bool {
@@ -394,7 +395,7 @@ func TestMigrationWriteNeedsAQuorumInBothDeployments(t *testing.T) {
 	// With one of the target's two replicas down, the target's quorum (2 of
 	// 2) cannot be met: the write is refused although the active one is.
 	c.stop(t, "n4")
-	if _, err := c.nodes["n1"].Put(ctx, []byte("k2"), []byte("v"), 0); err == nil {
+	if _, err := c.nodes["n1"].Put(ctx, []byte("k2"), []byte("v"), 0, httpapi.Expiry{}); err == nil {
 		t.Fatal("a write was acknowledged without a quorum of the target deployment")
 	}
 	// A read answers from the read quorum of the active deployment, where
@@ -438,7 +439,7 @@ func TestTimingOutPeerIsMarkedDown(t *testing.T) {
 	}()
 	ctx := context.Background()
 	start := time.Now()
-	if _, err := c.nodes["n1"].Put(ctx, []byte("a"), []byte("v"), 0); err != nil {
+	if _, err := c.nodes["n1"].Put(ctx, []byte("a"), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
 	// The quorum (2 of 3) answered without n3: the write did not wait.
@@ -452,7 +453,7 @@ func TestTimingOutPeerIsMarkedDown(t *testing.T) {
 		if up, _ := c.nodes["n1"].peers.Peer("n3").Up(); !up {
 			return true
 		}
-		c.nodes["n1"].Put(ctx, []byte("a"), []byte("v"), 0)
+		c.nodes["n1"].Put(ctx, []byte("a"), []byte("v"), 0, httpapi.Expiry{})
 		return false
 	})
 	// Reads need only 2 of 3 as well; with n2 stopped they need n3. While
@@ -506,7 +507,7 @@ func TestPeersMarkedDownAreAskedWhenTheQuorumNeedsThem(t *testing.T) {
 			p.Failure()
 		}
 	}
-	if _, err := n1.Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+	if _, err := n1.Put(ctx, []byte("k"), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatalf("write with both peers marked down but up: %v", err)
 	}
 	if v, err := n1.Get(ctx, []byte("k")); err != nil || string(v.Value) != "v" {
@@ -538,7 +539,7 @@ func TestPeersMarkedDownAreAskedWhenTheQuorumNeedsThem(t *testing.T) {
 		n1.peers.Peer("n2").Failure()
 	}
 	before := calls()
-	if _, err := n1.Put(ctx, []byte("k2"), []byte("v"), 0); err != nil {
+	if _, err := n1.Put(ctx, []byte("k2"), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
 	if up, _ := n1.peers.Peer("n2").Up(); up || calls() != before {
@@ -570,18 +571,18 @@ func TestPeerUpMetricShowsAStoppedPeer(t *testing.T) {
 		}
 		return "absent"
 	}
-	if _, err := n1.Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+	if _, err := n1.Put(ctx, []byte("k"), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "n3 up in n1's metrics", func() bool { return peerUp() == "1" })
 	c.stop(t, "n3")
 	waitFor(t, "n3 down in n1's metrics", func() bool {
-		n1.Put(ctx, []byte("k"), []byte("v"), 0) // tries n3, which refuses
+		n1.Put(ctx, []byte("k"), []byte("v"), 0, httpapi.Expiry{}) // tries n3, which refuses
 		return peerUp() == "0"
 	})
 	c.start(t, "n3")
 	waitFor(t, "n3 up again in n1's metrics", func() bool {
-		n1.Put(ctx, []byte("k"), []byte("v"), 0)
+		n1.Put(ctx, []byte("k"), []byte("v"), 0, httpapi.Expiry{})
 		return peerUp() == "1"
 	})
 }
@@ -600,7 +601,7 @@ func TestReadPutsWhatItReturnsOnAWriteQuorum(t *testing.T) {
 	// A key on every node first: a node that restarts with an empty store
 	// takes it for a lost disk and recovers (its reads then need both
 	// other replicas: TestARecoveringReplicaAnswersOnlyWithEnoughOthers).
-	if _, err := c.nodes["n1"].Put(ctx, []byte("other"), []byte("v"), 0); err != nil {
+	if _, err := c.nodes["n1"].Put(ctx, []byte("other"), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitOnEveryNode(t, "other")
@@ -636,10 +637,10 @@ func TestClusterStampedWriteFollowsAVersionAhead(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
 	ctx := context.Background()
 	ahead := time.Now().Add(3 * time.Second).UnixMicro()
-	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("ahead"), ahead); err != nil {
+	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("ahead"), ahead, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.nodes["n2"].Put(ctx, []byte("k"), []byte("after"), 0)
+	res, err := c.nodes["n2"].Put(ctx, []byte("k"), []byte("after"), 0, httpapi.Expiry{})
 	if err != nil || res.Superseded || res.Timestamp <= ahead {
 		t.Fatalf("a cluster-stamped write after a version ahead: %+v %v, want it stamped above %d", res, err, ahead)
 	}

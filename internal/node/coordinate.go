@@ -9,6 +9,7 @@ import (
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/coord"
+	"github.com/takodb/tako/internal/hlc"
 	"github.com/takodb/tako/internal/httpapi"
 	"github.com/takodb/tako/internal/keyhash"
 	"github.com/takodb/tako/internal/store"
@@ -230,9 +231,20 @@ func (n *Node) Ready() bool {
 // MaxValueSize is the max_value_size of the node's deployment.
 func (n *Node) MaxValueSize() int64 { return n.settings(n.cfg.Load()).MaxValueSize }
 
-// Put stores value under key on the key's replicas (the HTTP door).
-func (n *Node) Put(ctx context.Context, key, value []byte, ts int64) (httpapi.WriteResult, error) {
-	return n.writeRecord(ctx, doorHTTP, key, store.Record{Timestamp: ts, Value: value})
+// Put stores value under key on the key's replicas (the HTTP door), to
+// expire as exp says by this node's clock.
+func (n *Node) Put(ctx context.Context, key, value []byte, ts int64, exp httpapi.Expiry) (httpapi.WriteResult, error) {
+	rec := store.Record{Timestamp: ts, Value: value, ExpiresAt: exp.At}
+	if exp.TTL > 0 || exp.At != 0 {
+		now := n.clock.Wall()
+		if exp.TTL > 0 {
+			rec.ExpiresAt = now + exp.TTL.Microseconds()
+		}
+		if err := hlc.CheckExpiry(rec.ExpiresAt, now, n.settings(n.cfg.Load()).MaxTTL); err != nil {
+			return httpapi.WriteResult{}, fmt.Errorf("%w: %w", err, httpapi.ErrBadRequest)
+		}
+	}
+	return n.writeRecord(ctx, doorHTTP, key, rec)
 }
 
 // Delete stores a tombstone for key on the key's replicas (the HTTP door).
@@ -247,6 +259,16 @@ func (n *Node) writeRecord(ctx context.Context, door string, key []byte, rec sto
 	if rec.Timestamp != 0 {
 		if err := n.admit(door, rec.Timestamp); err != nil {
 			return httpapi.WriteResult{}, fmt.Errorf("X-Timestamp: %w: %w", err, httpapi.ErrBadRequest)
+		}
+	}
+	if door == doorBinary && rec.ExpiresAt != 0 {
+		// The client checked the expiry by its own clock; this one may
+		// read behind it by up to max_timestamp_ahead. An expiry that
+		// has passed by this clock is let through: the value is absent
+		// at once, as the client's clock would soon say too.
+		d := n.settings(n.cfg.Load())
+		if now := n.clock.Wall(); rec.ExpiresAt > now && rec.ExpiresAt-now > (d.MaxTTL+d.MaxTimestampAhead).Microseconds() {
+			return httpapi.WriteResult{}, fmt.Errorf("%w: %w", hlc.CheckExpiry(rec.ExpiresAt, now, d.MaxTTL+d.MaxTimestampAhead), httpapi.ErrBadRequest)
 		}
 	}
 	res, err := n.coord.Write(ctx, n.cfg.Load(), key, rec)
@@ -270,7 +292,11 @@ func (n *Node) Get(ctx context.Context, key []byte) (httpapi.Version, error) {
 	if !found {
 		return httpapi.Version{}, httpapi.ErrNotFound
 	}
-	return httpapi.Version{Timestamp: rec.Timestamp, Deleted: rec.Tombstone, Value: rec.Value}, nil
+	v := httpapi.Version{Timestamp: rec.Timestamp, Deleted: rec.Tombstone, Value: rec.Value, ExpiresAt: rec.ExpiresAt}
+	if rec.Expired(n.clock.Wall()) {
+		v.Expired, v.Value = true, nil
+	}
+	return v, nil
 }
 
 // Stat returns the newest version of key among its replicas; it reads the

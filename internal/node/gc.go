@@ -25,8 +25,13 @@ import (
 //   - tombstones older than the deployment's tombstone_grace, so that a
 //     deleted key stays deleted on every replica, even one that was down
 //     for longer than the grace: its tombstone is kept until that replica
-//     too holds it.
-// A value is confirmed by the key's current replicas; a tombstone by every
+//     too holds it;
+//   - values that expired more than tombstone_grace ago, by the same rule
+//     and for the same reason: an expired value is the newest version of
+//     its key, and a replica that lacks it may hold an older one that
+//     would come back if it were dropped everywhere else.
+// A value is confirmed by the key's current replicas; a tombstone (and an
+// expired value) by every
 // node of the cluster, replica or not, for a node that holds an older
 // value of a key it no longer replicates would hand it back to replicas
 // that dropped the tombstone (found by the simulator, internal/sim).
@@ -35,8 +40,8 @@ import (
 const gcBatch = 256
 
 type gcStats struct {
-	notOwned, tombstones int // dropped
-	handedOff            int // sent to a replica that lacked them
+	notOwned, tombstones, expired int // dropped
+	handedOff                     int // sent to a replica that lacked them
 }
 
 type gcCandidate struct {
@@ -65,8 +70,9 @@ func (n *Node) collectGarbage(ctx context.Context, cfg *config.Config) (gcStats,
 	var stats gcStats
 	owned := selfRanges(cfg, n.id)
 	grace := n.settings(cfg).TombstoneGrace
-	oldest := n.clock.Wall() - grace.Microseconds()
-	scan := func(ranges []hashRange, want func(rec store.Record) bool, kind string, dropped *int) error {
+	now := n.clock.Wall()
+	oldest := now - grace.Microseconds()
+	scan := func(ranges []hashRange, want func(rec store.Record) bool, kind func(rec store.Record) string) error {
 		for _, r := range ranges {
 			// Collect a batch with the iterator, then let it go before the
 			// round calls peers; resume after the batch's last key.
@@ -87,7 +93,7 @@ func (n *Node) collectGarbage(ctx context.Context, cfg *config.Config) (gcStats,
 				if err != nil && !errors.Is(err, errBatchFull) {
 					return err
 				}
-				if err := n.gcRound(ctx, cfg, batch, kind, dropped, &stats); err != nil {
+				if err := n.gcRound(ctx, cfg, batch, now, kind, &stats); err != nil {
 					return err
 				}
 				if len(batch) < gcBatch {
@@ -99,14 +105,27 @@ func (n *Node) collectGarbage(ctx context.Context, cfg *config.Config) (gcStats,
 		}
 		return nil
 	}
-	if err := scan(complement(owned), func(store.Record) bool { return true }, "not_owned", &stats.notOwned); err != nil {
+	if err := scan(complement(owned), func(store.Record) bool { return true }, func(store.Record) string { return gcNotOwned }); err != nil {
 		return stats, err
 	}
-	err := scan(owned, func(rec store.Record) bool { return rec.Tombstone && rec.Timestamp < oldest }, "tombstone", &stats.tombstones)
+	err := scan(owned, func(rec store.Record) bool { return goneBefore(rec, now, oldest) }, func(rec store.Record) string {
+		if rec.Tombstone {
+			return gcTombstone
+		}
+		return gcExpired
+	})
 	return stats, err
 }
 
 var errBatchFull = errors.New("node: gc batch full")
+
+// The kinds of records garbage collection drops, as tako_gc_dropped_total
+// labels them.
+const (
+	gcNotOwned  = "not_owned"
+	gcTombstone = "tombstone"
+	gcExpired   = "expired"
+)
 
 // keyHashOrder compares two keys in the store's (hash, key) order.
 func keyHashOrder(a, b []byte) int {
@@ -125,7 +144,7 @@ func keyHashOrder(a, b []byte) int {
 // record or a newer one (for a tombstone, no record will do); drops the
 // candidates all of them confirm, and hands the record to those that lack
 // it.
-func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandidate, kind string, dropped *int, stats *gcStats) error {
+func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandidate, now int64, kind func(rec store.Record) string, stats *gcStats) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -142,7 +161,7 @@ func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandid
 		// tombstone is gone from the replicas, that hand-off would bring
 		// the deleted key back. So such a node gets the tombstone first.
 		peers := everyNode
-		if !c.rec.Tombstone {
+		if !c.rec.Gone(now) {
 			peers = cfg.Replicas(nil, c.key)
 		}
 		for _, nd := range peers {
@@ -179,7 +198,7 @@ func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandid
 					failed = append(failed, fmt.Errorf("%q: %w", batch[i].key, r.Err))
 				case r.Err == nil && r.Found && store.Compare(r.Record, batch[i].rec) >= 0:
 					confirmed[i]++
-				case r.Err == nil && !r.Found && batch[i].rec.Tombstone:
+				case r.Err == nil && !r.Found && batch[i].rec.Gone(now):
 					// A node with no record of the key cannot bring it
 					// back: it never had it, lost its disk (a recovering
 					// node answers with an error instead), or dropped the
@@ -215,8 +234,16 @@ func (n *Node) gcRound(ctx context.Context, cfg *config.Config, batch []gcCandid
 			return err
 		}
 		if removed {
-			*dropped++
-			n.metrics.gcDropped.WithLabelValues(kind).Inc()
+			k := kind(c.rec)
+			switch k {
+			case gcNotOwned:
+				stats.notOwned++
+			case gcTombstone:
+				stats.tombstones++
+			case gcExpired:
+				stats.expired++
+			}
+			n.metrics.gcDropped.WithLabelValues(k).Inc()
 		}
 	}
 	return errors.Join(errs...)

@@ -70,7 +70,7 @@ func newNodeMetrics(reg prometheus.Registerer, st *store.Store, peers *health.Se
 	m.repairSyncedEpoch.Set(-1)
 	m.gcDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tako_gc_records_dropped_total",
-		Help: "Records garbage collection dropped once every current replica confirmed holding them: not_owned (keys this node no longer replicates), tombstone (deletes past tombstone_grace).",
+		Help: "Records garbage collection dropped once every current replica confirmed holding them: not_owned (keys this node no longer replicates), tombstone (deletes past tombstone_grace), expired (values expired for longer than tombstone_grace).",
 	}, []string{"kind"})
 	m.fenced = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tako_fenced_requests_refused_total",

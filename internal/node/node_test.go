@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/takodb/tako/internal/httpapi"
 	"io"
 	"log/slog"
 	"net/http"
@@ -66,7 +67,7 @@ deployments:
 func TestStandaloneNodeWritesReadsAndDeletes(t *testing.T) {
 	n, base := startStandalone(t, "")
 	ctx := context.Background()
-	res, err := n.Put(ctx, []byte("k"), []byte("v1"), 0)
+	res, err := n.Put(ctx, []byte("k"), []byte("v1"), 0, httpapi.Expiry{})
 	if err != nil || res.Superseded || res.Timestamp == 0 {
 		t.Fatalf("Put: %+v %v", res, err)
 	}
@@ -75,12 +76,12 @@ func TestStandaloneNodeWritesReadsAndDeletes(t *testing.T) {
 		t.Fatalf("Get: %+v %v", v, err)
 	}
 	// The clock never hands out an older timestamp, so a second write wins.
-	res2, err := n.Put(ctx, []byte("k"), []byte("v2"), 0)
+	res2, err := n.Put(ctx, []byte("k"), []byte("v2"), 0, httpapi.Expiry{})
 	if err != nil || res2.Timestamp <= res.Timestamp {
 		t.Fatalf("second Put: %+v %v (first at %d)", res2, err, res.Timestamp)
 	}
 	// An explicit older timestamp loses.
-	old, err := n.Put(ctx, []byte("k"), []byte("old"), res.Timestamp-1)
+	old, err := n.Put(ctx, []byte("k"), []byte("old"), res.Timestamp-1, httpapi.Expiry{})
 	if err != nil || !old.Superseded || old.Timestamp != res2.Timestamp {
 		t.Fatalf("older Put: %+v %v", old, err)
 	}
@@ -106,18 +107,18 @@ func TestFutureTimestampIsRefused(t *testing.T) {
 	n, _ := startStandalone(t, "    max_timestamp_ahead: 1m\n")
 	ctx := context.Background()
 	future := time.Now().Add(2 * time.Minute).UnixMicro()
-	if _, err := n.Put(ctx, []byte("k"), []byte("v"), future); err == nil {
+	if _, err := n.Put(ctx, []byte("k"), []byte("v"), future, httpapi.Expiry{}); err == nil {
 		t.Fatal("a timestamp 2 minutes ahead was accepted with max_timestamp_ahead 1m")
 	}
 	if _, err := n.Get(ctx, []byte("k")); err == nil {
 		t.Fatal("the refused write was stored")
 	}
 	near := time.Now().Add(30 * time.Second).UnixMicro()
-	if _, err := n.Put(ctx, []byte("k"), []byte("v"), near); err != nil {
+	if _, err := n.Put(ctx, []byte("k"), []byte("v"), near, httpapi.Expiry{}); err != nil {
 		t.Fatalf("a timestamp 30 s ahead was refused: %v", err)
 	}
 	// The clock moved past it: the next unstamped write wins.
-	res, err := n.Put(ctx, []byte("k"), []byte("v2"), 0)
+	res, err := n.Put(ctx, []byte("k"), []byte("v2"), 0, httpapi.Expiry{})
 	if err != nil || res.Superseded || res.Timestamp <= near {
 		t.Fatalf("write after a future timestamp: %+v %v", res, err)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"github.com/takodb/tako/internal/httpapi"
 	"testing"
 	"time"
 )
@@ -18,7 +19,7 @@ func TestBackgroundYieldsToClients(t *testing.T) {
 	if got := n.backgroundRate(); got != 64<<20 {
 		t.Fatalf("rate with no client: %d, want %d", got, 64<<20)
 	}
-	if _, err := c.nodes["n2"].Put(context.Background(), []byte("k"), []byte("v"), 0); err != nil {
+	if _, err := c.nodes["n2"].Put(context.Background(), []byte("k"), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := n.backgroundRate(); got != 16<<20 {

@@ -36,7 +36,7 @@ func writeKeys(t *testing.T, c *testCluster, id string, count int) map[string][]
 		}
 		k := fmt.Sprintf("key/%05d", i)
 		values[k] = v
-		if _, err := c.nodes[id].Put(context.Background(), []byte(k), v, 0); err != nil {
+		if _, err := c.nodes[id].Put(context.Background(), []byte(k), v, 0, httpapi.Expiry{}); err != nil {
 			t.Fatalf("put %s: %v", k, err)
 		}
 	}
@@ -63,7 +63,7 @@ func (c *testCluster) wipe(t testing.TB, id string) {
 func TestARecoveringReplicaAnswersOnlyWithEnoughOthers(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "")
 	ctx := context.Background()
-	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("before"), 0); err != nil {
+	if _, err := c.nodes["n1"].Put(ctx, []byte("k"), []byte("before"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitOnEveryNode(t, "k")
@@ -391,7 +391,7 @@ func TestAMergeDuringAReadDoesNotLetASuspectOut(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "")
 	ctx := context.Background()
 	key := []byte("deleted-while-away")
-	if _, err := c.nodes["n1"].Put(ctx, key, []byte("old"), 0); err != nil {
+	if _, err := c.nodes["n1"].Put(ctx, key, []byte("old"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
 	c.stop(t, "n2")
@@ -479,7 +479,7 @@ func TestANewClusterWithANodeDownServesAtOnce(t *testing.T) {
 	if _, err := c.nodes["n1"].Get(ctx, []byte("absent")); !errors.Is(err, httpapi.ErrNotFound) {
 		t.Fatalf("a read of an absent key with n3 down: %v, want not found", err)
 	}
-	if _, err := c.nodes["n2"].Put(ctx, []byte("k"), []byte("v"), 0); err != nil {
+	if _, err := c.nodes["n2"].Put(ctx, []byte("k"), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 		t.Fatalf("a write with n3 down: %v", err)
 	}
 	v, err := c.nodes["n1"].Get(ctx, []byte("k"))

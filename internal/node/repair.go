@@ -10,6 +10,7 @@ import (
 
 	"github.com/takodb/tako/internal/config"
 	"github.com/takodb/tako/internal/keyhash"
+	"github.com/takodb/tako/internal/record"
 	"github.com/takodb/tako/internal/wire"
 )
 
@@ -130,9 +131,9 @@ func (n *Node) runRepair(ctx context.Context) {
 			if clean {
 				if !recovering {
 					gc, err := n.collectGarbage(ctx, cfg)
-					if gc.notOwned+gc.tombstones+gc.handedOff > 0 || err != nil {
+					if gc.notOwned+gc.tombstones+gc.expired+gc.handedOff > 0 || err != nil {
 						n.logger.Info("garbage collection", "node", n.id, "dropped_not_owned", gc.notOwned,
-							"dropped_tombstones", gc.tombstones, "handed_off", gc.handedOff, "err", err)
+							"dropped_tombstones", gc.tombstones, "dropped_expired", gc.expired, "handed_off", gc.handedOff, "err", err)
 					}
 				}
 			}
@@ -410,17 +411,18 @@ func (n *Node) reconcile(ctx context.Context, peer remoteReplica, r hashRange, s
 			pull = append(pull, k)
 		}
 	}
-	// Old tombstones are not spread to replicas that have no record of the
-	// key (see gc.go): they cannot bring it back, and garbage collection
-	// is dropping them.
-	oldest := n.clock.Wall() - n.settings(n.cfg.Load()).TombstoneGrace.Microseconds()
+	// Old tombstones, and values expired for longer than the grace, are
+	// not spread to replicas that have no record of the key (see gc.go):
+	// they cannot bring it back, and garbage collection is dropping them.
+	now := n.clock.Wall()
+	oldest := now - n.settings(n.cfg.Load()).TombstoneGrace.Microseconds()
 	push = slices.DeleteFunc(push, func(k string) bool {
 		_, theyHave := theirs[k]
-		return !theyHave && ours[k].ts < oldest && n.isTombstone(ctx, k)
+		return !theyHave && ours[k].ts < oldest && n.goneLocally(ctx, k, now, oldest)
 	})
 	pull = slices.DeleteFunc(pull, func(k string) bool {
 		_, weHave := ours[k]
-		return !weHave && theirs[k].ts < oldest && n.peerTombstone(ctx, peer, k)
+		return !weHave && theirs[k].ts < oldest && n.goneAtPeer(ctx, peer, k, now, oldest)
 	})
 	sort.Strings(push)
 	sort.Strings(pull)
@@ -537,19 +539,28 @@ func (n *Node) pullRecords(ctx context.Context, peer remoteReplica, keys []strin
 	return nil
 }
 
-// isTombstone reports whether the local record of key is a tombstone.
-func (n *Node) isTombstone(ctx context.Context, key string) bool {
-	rec, err := n.store.Get(ctx, []byte(key))
-	return err == nil && rec.Tombstone
+// goneBefore reports whether rec says its key holds nothing (a tombstone,
+// or a value that expired) since before oldest, by the clock reading now:
+// what garbage collection drops.
+func goneBefore(rec record.Record, now, oldest int64) bool {
+	since, ok := rec.GoneSince(now)
+	return ok && since < oldest
 }
 
-// peerTombstone reports whether peer's record of key is a tombstone. It
-// costs a call, but only for old records this node lacks, which are rare
-// outside tombstone collection.
-func (n *Node) peerTombstone(ctx context.Context, peer remoteReplica, key string) bool {
+// goneLocally reports whether the local record of key is gone since
+// before oldest (goneBefore).
+func (n *Node) goneLocally(ctx context.Context, key string, now, oldest int64) bool {
+	rec, err := n.store.Get(ctx, []byte(key))
+	return err == nil && goneBefore(rec, now, oldest)
+}
+
+// goneAtPeer reports whether peer's record of key is gone since before
+// oldest (goneBefore). It costs a call, but only for old records this
+// node lacks, which are rare outside garbage collection.
+func (n *Node) goneAtPeer(ctx context.Context, peer remoteReplica, key string, now, oldest int64) bool {
 	var scratch passStats
 	resp, err := n.peerCall(ctx, peer, &wire.Request{Op: wire.OpReplicaGet, Key: []byte(key)}, &scratch)
-	return err == nil && resp.Found && resp.Record.Tombstone
+	return err == nil && resp.Found && goneBefore(resp.Record, now, oldest)
 }
 
 // peerCall makes one repair call, bounded by the request timeout, and

@@ -24,7 +24,7 @@ func TestASnapshotIsAStoreWithEveryAcknowledgedWrite(t *testing.T) {
 	n := c.nodes["n1"]
 	ctx := context.Background()
 	for i := range 100 {
-		if _, err := n.Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"), 0); err != nil {
+		if _, err := n.Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"), 0, httpapi.Expiry{}); err != nil {
 			t.Fatal(err)
 		}
 	}

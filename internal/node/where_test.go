@@ -59,7 +59,7 @@ func TestWhereShowsEveryReplicasRecord(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 2, "")
 	ctx := context.Background()
 	key := "a/b c"
-	if _, err := c.nodes["n1"].Put(ctx, []byte(key), []byte("v"), 1_000_000); err != nil {
+	if _, err := c.nodes["n1"].Put(ctx, []byte(key), []byte("v"), 1_000_000, httpapi.Expiry{}); err != nil {
 		t.Fatal(err)
 	}
 	replicas := c.replicaIDs(key)

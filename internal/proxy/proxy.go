@@ -223,21 +223,30 @@ var _ httpapi.Backend = backend{}
 
 func (b backend) Get(ctx context.Context, key []byte) (httpapi.Version, error) {
 	v, err := b.c.Get(ctx, key)
-	if errors.Is(err, client.ErrNotFound) && v.Deleted {
-		return httpapi.Version{Timestamp: v.Timestamp, Deleted: true}, nil
+	if errors.Is(err, client.ErrNotFound) && (v.Deleted || v.Expired) {
+		return httpapi.Version{Timestamp: v.Timestamp, Deleted: v.Deleted, Expired: v.Expired, ExpiresAt: v.ExpiresAt}, nil
 	}
 	if err != nil {
 		return httpapi.Version{}, apiError(err)
 	}
-	return httpapi.Version{Timestamp: v.Timestamp, Value: v.Value}, nil
+	return httpapi.Version{Timestamp: v.Timestamp, Value: v.Value, ExpiresAt: v.ExpiresAt}, nil
 }
 
 func (b backend) Stat(ctx context.Context, key []byte) (httpapi.Version, error) {
 	return b.Get(ctx, key)
 }
 
-func (b backend) Put(ctx context.Context, key, value []byte, ts int64) (httpapi.WriteResult, error) {
-	res, err := b.c.PutAt(ctx, key, value, ts)
+func (b backend) Put(ctx context.Context, key, value []byte, ts int64, exp httpapi.Expiry) (httpapi.WriteResult, error) {
+	var res client.WriteResult
+	var err error
+	switch {
+	case exp.TTL > 0:
+		res, err = b.c.PutExpiring(ctx, key, value, ts, b.c.Now()+exp.TTL.Microseconds())
+	case exp.At != 0:
+		res, err = b.c.PutExpiring(ctx, key, value, ts, exp.At)
+	default:
+		res, err = b.c.PutAt(ctx, key, value, ts)
+	}
 	if err != nil {
 		return httpapi.WriteResult{}, apiError(err)
 	}
@@ -313,7 +322,7 @@ func newCoordMetrics(reg prometheus.Registerer) coordMetrics {
 func (m coordMetrics) Fenced() { m.fenced.Inc() }
 
 func replicaState(r client.ReplicaRecord) httpapi.ReplicaState {
-	s := httpapi.ReplicaState{ID: r.NodeID, Binary: r.Addr, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted, BrokenTimestamp: r.BrokenTimestamp}
+	s := httpapi.ReplicaState{ID: r.NodeID, Binary: r.Addr, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted, ExpiresAt: r.ExpiresAt, BrokenTimestamp: r.BrokenTimestamp}
 	if r.Err != nil {
 		s.Error = r.Err.Error()
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 )
 
 // keyArg checks a key given on the command line.
@@ -19,13 +20,26 @@ func keyArg(cmd, key string) error {
 	return nil
 }
 
-// notFound is the negative answer for a 404: absent, or deleted when the
-// answer carries the tombstone's timestamp.
+// notFound is the negative answer for a 404: absent, expired when the
+// answer carries the version's X-Expires-At, or deleted when it carries
+// the tombstone's timestamp alone.
 func notFound(key string, resp *http.Response) error {
+	if exp := expiryOf(resp); exp > 0 {
+		return answerNo("%q: not found: expired at %d (%s)", key, exp, formatTime(exp))
+	}
 	if ts := timestampOf(resp); ts > 0 {
 		return answerNo("%q: not found: deleted at %d (%s)", key, ts, formatTime(ts))
 	}
 	return answerNo("%q: not found", key)
+}
+
+// expiryOf returns the answer's X-Expires-At, or 0.
+func expiryOf(resp *http.Response) int64 {
+	exp, err := strconv.ParseInt(resp.Header.Get("X-Expires-At"), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return exp
 }
 
 // superseded is the negative answer for a 409: a newer version won.
@@ -38,7 +52,8 @@ func runGet(ctx context.Context, r *runner, args []string) error {
 	fs := r.commandFlags("get", "KEY", `
 Prints the newest value of KEY on stdout, byte for byte (no newline added).
 With -t, first prints "timestamp: N" (microseconds since the Unix epoch) on
-stderr. Exits 1 when KEY is not found or deleted, 2 on any error.
+stderr, and "expires: N" when the value expires. Exits 1 when KEY is not
+found, deleted or expired, 2 on any error.
 
 Examples:
   tako get greeting
@@ -57,6 +72,9 @@ Examples:
 		case http.StatusOK:
 			if *showTS {
 				fmt.Fprintf(r.stderr, "timestamp: %d\n", timestampOf(resp))
+				if exp := expiryOf(resp); exp > 0 {
+					fmt.Fprintf(r.stderr, "expires: %d\n", exp)
+				}
 			}
 			if _, err := io.Copy(r.stdout, resp.Body); err != nil {
 				return fmt.Errorf("reading the value of %q: %w", key, err)
@@ -114,12 +132,16 @@ func runPut(ctx context.Context, r *runner, args []string) error {
 	fs := w.register(r, "put", "KEY [FILE|-]", `
 Stores the contents of FILE, or of stdin when FILE is "-" or missing, as the
 value of KEY. Prints nothing once the write is durable on the key's replicas
-(with -t, its timestamp). Exits 1 when a newer version of KEY exists (409:
-nothing changed, possible with -at), 2 on any error.
+(with -t, its timestamp). With -ttl the value expires that long after the
+write (X-TTL): from then on KEY reads as not found, until a newer write; a
+write without -ttl makes KEY permanent again. Exits 1 when a newer version
+of KEY exists (409: nothing changed, possible with -at), 2 on any error.
 
 Examples:
   echo 'hello, world' | tako put greeting
-  tako put -t photo.jpg ~/photo.jpg`)
+  tako put -t photo.jpg ~/photo.jpg
+  echo 'token' | tako put -ttl 15m session/42`)
+	ttl := fs.Duration("ttl", 0, "the value expires `DURATION` after the write (whole seconds: 90s, 15m, 24h); at most the deployment's max_ttl")
 	pos, err := r.parseCommand(fs, args, 1, 2)
 	if err != nil {
 		return err
@@ -131,6 +153,12 @@ Examples:
 	h, err := w.header("put")
 	if err != nil {
 		return err
+	}
+	if *ttl != 0 {
+		if *ttl < time.Second || *ttl%time.Second != 0 {
+			return usageError("tako put", fmt.Sprintf("-ttl %s: want a positive whole number of seconds, such as 90s, 15m or 24h", *ttl))
+		}
+		h.Set("X-TTL", strconv.FormatInt(int64(*ttl/time.Second), 10))
 	}
 	value, err := r.readValue(pos[1:])
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/takodb/tako/internal/httpapi"
 )
@@ -102,6 +103,10 @@ func replicaState(n httpapi.ReplicaState, newest int64) string {
 		return "not found"
 	case n.Deleted:
 		s = "deleted"
+	case n.ExpiresAt != 0 && n.ExpiresAt <= time.Now().UnixMicro():
+		s = fmt.Sprintf("value, expired at %d (%s)", n.ExpiresAt, formatTime(n.ExpiresAt))
+	case n.ExpiresAt != 0:
+		s = fmt.Sprintf("value, expires at %d (%s)", n.ExpiresAt, formatTime(n.ExpiresAt))
 	default:
 		s = "value"
 	}
