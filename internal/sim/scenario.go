@@ -40,6 +40,7 @@ func Scenarios() []Scenario {
 		{"a-tombstone-waits-for-a-replica-that-is-down", tombstoneWaitsForADownReplica},
 		{"a-tombstone-waits-for-a-node-that-is-not-a-replica", tombstoneWaitsForANonReplica},
 		{"collection-hands-off-then-drops", collectionHandsOffThenDrops},
+		{"an-expired-value-waits-for-a-replica-that-is-down", expiredValueWaitsForADownReplica},
 	}
 }
 
@@ -193,7 +194,7 @@ func (l *Lab) holds(ctx context.Context, key string) (map[string]replicaState, e
 				if r.Err != nil {
 					return nil, fmt.Errorf("where %s: %s did not answer: %w", key, r.NodeID, r.Err)
 				}
-				held[r.NodeID] = replicaState{Node: r.NodeID, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted}
+				held[r.NodeID] = replicaState{Node: r.NodeID, Found: r.Found, Timestamp: r.Timestamp, Deleted: r.Deleted, ExpiresAt: r.ExpiresAt}
 			}
 		}
 	}
@@ -331,6 +332,57 @@ func tombstoneWaitsForADownReplica(ctx context.Context, l *Lab) error {
 	}
 	if err := l.holdsTombstone(ctx, key, "n1", "n2"); err != nil {
 		return fmt.Errorf("while n3 (with the old value) was down: %w", err)
+	}
+	if err := l.restart(ctx, "n3"); err != nil {
+		return err
+	}
+	if err := l.goneEverywhere(ctx, key); err != nil {
+		return err
+	}
+	return l.readAbsent(ctx, key)
+}
+
+// expiredValueWaitsForADownReplica: a value that expired is the newest
+// version of its key, and garbage collection drops it as it drops a
+// tombstone: past the grace, and only once every node holds it. While a
+// replica that holds an older, permanent value is down, the expired value
+// stays (dropped, the older value would come back through repair); once
+// that replica is back, the expired value reaches it and is dropped
+// everywhere, and the key stays absent (Riak's expiry brought such
+// values back: riak_kv issue 1649).
+func expiredValueWaitsForADownReplica(ctx context.Context, l *Lab) error {
+	if err := l.deploy(ctx, threeNodes(3)); err != nil {
+		return err
+	}
+	const key = "k"
+	if err := l.put(ctx, key, "permanent"); err != nil {
+		return err
+	}
+	if err := l.heldEverywhere(ctx, key); err != nil {
+		return err
+	}
+	if err := l.stop(ctx, "n3"); err != nil { // n3 keeps the permanent value
+		return err
+	}
+	const ttl = 50 * time.Millisecond
+	if _, err := l.client.PutExpiring(ctx, []byte(key), []byte("expires"), 0, l.client.Now()+ttl.Microseconds()); err != nil {
+		return fmt.Errorf("put %s with a TTL: %w", key, err)
+	}
+	// Well past the expiry and the grace, many passes.
+	if err := l.passes(ctx, int((ttl+labGrace)/repairInterval)+10); err != nil {
+		return err
+	}
+	if err := l.readAbsent(ctx, key); err != nil {
+		return fmt.Errorf("after the expiry: %w", err)
+	}
+	held, err := l.holds(ctx, key)
+	if err != nil {
+		return err
+	}
+	for _, id := range []string{"n1", "n2"} {
+		if s := held[id]; !s.Found || s.Deleted || s.ExpiresAt == 0 {
+			return fmt.Errorf("while n3 (with the permanent value) was down, %s holds %v of %s, want the expired value", id, s, key)
+		}
 	}
 	if err := l.restart(ctx, "n3"); err != nil {
 		return err

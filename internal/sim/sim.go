@@ -601,6 +601,7 @@ type replicaState struct {
 	Found     bool
 	Timestamp int64
 	Deleted   bool
+	ExpiresAt int64
 }
 
 func (s replicaState) String() string {
@@ -609,6 +610,8 @@ func (s replicaState) String() string {
 		return "no record"
 	case s.Deleted:
 		return fmt.Sprintf("the tombstone %d", s.Timestamp)
+	case s.ExpiresAt != 0:
+		return fmt.Sprintf("the value %d expiring at %d", s.Timestamp, s.ExpiresAt)
 	}
 	return fmt.Sprintf("the value %d", s.Timestamp)
 }
