@@ -24,18 +24,7 @@ import (
 // and its output (stdout and stderr).
 func takoCmd(t *testing.T, dir string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(bin("tako"), args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, string(out)
-	case errors.As(err, &ee):
-		return ee.ExitCode(), string(out)
-	}
-	t.Fatalf("tako %s: %v", strings.Join(args, " "), err)
-	return 0, ""
+	return takoCmdIn(t, dir, "", args...)
 }
 
 // readArchiveFile returns every record of the archive file.

@@ -49,6 +49,21 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 		waitHealthy(t, m.nodes[id], m.http[id])
 	}
 
+	// Values that expire, written before the migration: the long-lived
+	// keep their expiry on every new replica, the short-lived stay absent.
+	longExpiry := map[string]string{}
+	for i := range 20 {
+		for _, kind := range []string{"long", "short"} {
+			ttl := map[string]string{"long": "3600", "short": "1"}[kind]
+			key := fmt.Sprintf("ttl-%s%d", kind, i)
+			if code, _, body, err := httpDo(context.Background(), "POST", m.base+"/values/"+key, []byte(kind), map[string]string{"X-TTL": ttl}); err != nil || code != 200 {
+				t.Fatalf("POST %s with X-TTL %s: %d %s %v", key, ttl, code, body, err)
+			}
+		}
+		_, h, _, _ := httpDo(context.Background(), "GET", fmt.Sprintf("%s/values/ttl-long%d", m.base, i), nil, nil)
+		longExpiry[fmt.Sprintf("ttl-long%d", i)] = h.Get("X-Expires-At")
+	}
+
 	// The load: each writer owns its keys and remembers the last value it
 	// had acknowledged; readers check they never see an older one.
 	type slot struct {
@@ -154,6 +169,34 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 	}
 	if f, n := writeFails.Load()+readFails.Load(), writes.Load()+reads.Load(); f*100 > n {
 		t.Errorf("%d of %d operations failed during the migration", f, n+f)
+	}
+	// Expiry crossed the migration: through the new nodes, the long-lived
+	// values answer with the expiry they were written with, on every
+	// replica of the promoted layout; the short-lived ones are absent.
+	for key, exp := range longExpiry {
+		for _, id := range []string{"n5", "n6"} {
+			code, h, _, err := httpDo(context.Background(), "GET", m.http[id]+"/values/"+key, nil, nil)
+			if err != nil || code != 200 || h.Get("X-Expires-At") != exp || exp == "" {
+				t.Fatalf("%s via %s after the migration: %d %v, X-Expires-At %q, want 200 and %q", key, id, code, err, h.Get("X-Expires-At"), exp)
+			}
+		}
+		for _, d := range where(t, m.base, key).Deployments {
+			for _, b := range d.Buckets {
+				for _, n := range b.Nodes {
+					if !n.Found || strconv.FormatInt(n.ExpiresAt, 10) != exp {
+						t.Fatalf("%s on %s after the migration: found %v, expires at %d, want %s", key, n.ID, n.Found, n.ExpiresAt, exp)
+					}
+				}
+			}
+		}
+	}
+	for i := range 20 {
+		for _, id := range []string{"n1", "n5", "n6"} {
+			code, _, body, err := httpDo(context.Background(), "GET", fmt.Sprintf("%s/values/ttl-short%d", m.http[id], i), nil, nil)
+			if err != nil || code != 404 {
+				t.Fatalf("ttl-short%d via %s after the migration, long expired: %d %q %v, want 404", i, id, code, body, err)
+			}
+		}
 	}
 	// Every key reads back its last acknowledged value through every node,
 	// the new ones included.
