@@ -197,12 +197,21 @@ func request(client *http.Client, method, url string, body []byte) (int, http.He
 
 // requestAt is request with ts, when not 0, sent as X-Timestamp.
 func requestAt(client *http.Client, method, url string, body []byte, ts int64) (int, http.Header, []byte) {
+	hdr := http.Header{}
+	if ts != 0 {
+		hdr.Set("X-Timestamp", strconv.FormatInt(ts, 10))
+	}
+	return requestWith(client, method, url, body, hdr)
+}
+
+// requestWith is request with the headers hdr.
+func requestWith(client *http.Client, method, url string, body []byte, hdr http.Header) (int, http.Header, []byte) {
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil
 	}
-	if ts != 0 {
-		req.Header.Set("X-Timestamp", strconv.FormatInt(ts, 10))
+	for name, vs := range hdr {
+		req.Header[name] = vs
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -262,14 +271,11 @@ func (c *compose) doAt(entry, method, path string, body []byte) (int, http.Heade
 
 // doAtTS is doAt with ts, when not 0, sent as X-Timestamp.
 func (c *compose) doAtTS(entry, method, path string, body []byte, ts int64) (int, http.Header, []byte) {
-	base := c.base
-	if entry != "tako-proxy" {
-		var err error
-		if base, err = c.nodeURL(entry); err != nil {
-			return 0, nil, nil
-		}
+	hdr := http.Header{}
+	if ts != 0 {
+		hdr.Set("X-Timestamp", strconv.FormatInt(ts, 10))
 	}
-	return requestAt(c.client(entry), method, base+path, body, ts)
+	return c.doAtHeaders(entry, method, path, body, hdr)
 }
 
 // waitHealthy waits until each node service answers 200 on /health (a

@@ -111,17 +111,18 @@ func TestFaultsOnContainers(t *testing.T) {
 			time.Sleep(5 * time.Second)
 			run(t, nil, "docker", "start", c.container("tako-coordinator-1"))
 		}},
-		{name: "a node's clock 5 s ahead", together: []string{"n4"}, inject: func(t *testing.T, d *downtime) {
-			up := d.down("tako-node-04")
-			c.recreate(t, "tako-node-04", "-test-clock-offset", "5s")
-			c.waitHealthy(t, "tako-node-04")
-			up()
-			time.Sleep(10 * time.Second)
-			up = d.down("tako-node-04")
-			c.recreate(t, "tako-node-04")
-			c.waitHealthy(t, "tako-node-04")
-			up()
-		}},
+		{name: "a node's clock 5 s ahead", together: []string{"n4"},
+			clockAhead: map[string]time.Duration{"tako-node-04": 5 * time.Second}, inject: func(t *testing.T, d *downtime) {
+				up := d.down("tako-node-04")
+				c.recreate(t, "tako-node-04", "-test-clock-offset", "5s")
+				c.waitHealthy(t, "tako-node-04")
+				up()
+				time.Sleep(10 * time.Second)
+				up = d.down("tako-node-04")
+				c.recreate(t, "tako-node-04")
+				c.waitHealthy(t, "tako-node-04")
+				up()
+			}},
 	}
 	faults = append(faults,
 		partitionFault(c, "bucket against bucket", nodesOf(1), nodesOf(2), true, 10*time.Second),

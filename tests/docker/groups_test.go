@@ -61,17 +61,18 @@ func (c *compose) nodeEpoch(t *testing.T, service string) int64 {
 // for 10 s, then with the right clock again.
 func clockSteppedBack(c *compose, id string) fault {
 	service := nodeService(id)
-	return fault{name: "a node's clock stepped back 5 s", together: []string{id}, inject: func(t *testing.T, d *downtime) {
-		up := d.down(service)
-		c.recreate(t, service, "-test-clock-offset", "-5s")
-		c.waitHealthy(t, service)
-		up()
-		time.Sleep(10 * time.Second)
-		up = d.down(service)
-		c.recreate(t, service)
-		c.waitHealthy(t, service)
-		up()
-	}}
+	return fault{name: "a node's clock stepped back 5 s", together: []string{id},
+		clockBehind: map[string]time.Duration{service: 5 * time.Second}, inject: func(t *testing.T, d *downtime) {
+			up := d.down(service)
+			c.recreate(t, service, "-test-clock-offset", "-5s")
+			c.waitHealthy(t, service)
+			up()
+			time.Sleep(10 * time.Second)
+			up = d.down(service)
+			c.recreate(t, service)
+			c.waitHealthy(t, service)
+			up()
+		}}
 }
 
 // destructiveConfig writes a valid configuration that drops bucket b5 with

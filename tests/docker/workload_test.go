@@ -32,7 +32,10 @@ type fault struct {
 	// mayFail, when set, marks more keys whose operations may fail (those
 	// of a migration's moving replicas).
 	mayFail func(key string) bool
-	inject  func(t *testing.T, d *downtime)
+	// clockBehind and clockAhead say, by service, how far a node's clock
+	// ran behind or ahead of the true time during the fault.
+	clockBehind, clockAhead map[string]time.Duration
+	inject                  func(t *testing.T, d *downtime)
 }
 
 // nodeService returns the compose service of node id ("n3": "tako-node-03").
@@ -148,6 +151,7 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 		return keys
 	}
 	wide, hot, stamped := keysOf("", wideKeys), keysOf("hot", hotKeys), keysOf("stamped", stampKeys)
+	expiring := keysOf("ttl", ttlKeys)
 	h := &history{}
 	d := &downtime{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -217,6 +221,7 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 		worker(id, stamped, httpSend(true))
 		id++
 	}
+	ttlOps := startTTLClients(ctx, &wg, c, expiring, entries)
 	around := soak(t)
 	time.Sleep(around)
 	t.Logf("%s: injecting the fault", f.name)
@@ -224,6 +229,7 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 	time.Sleep(around)
 	cancel()
 	wg.Wait()
+	end := time.Now()
 	c.waitHealthy(t, nodeServices()...)
 
 	// The final reads, once every node is back.
@@ -247,6 +253,7 @@ func runWorkload(t *testing.T, c *compose, f fault) workloadResult {
 
 	res := workloadResult{verdict: check(h.ops, final), history: h.ops}
 	res.replicas = c.checkReplicas(t, f.name, finals, pendingOf(h.ops))
+	ttlCheck(t, c, f, ttlOps, expiring, end)
 	expected := f.expectation(c.config(t))
 	failures := map[string]int{} // "entry kind code" → count
 	for _, o := range h.ops {
