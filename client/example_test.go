@@ -114,3 +114,34 @@ func ExampleDial() {
 	// Output:
 	// hello from a coordinator's configuration
 }
+
+// ExampleClient_PutTTL writes a value that expires: reads return it with
+// its expiry until then, and ErrNotFound after, with Expired set.
+func ExampleClient_PutTTL() {
+	dir, _ := os.MkdirTemp("", "tako-example-")
+	defer os.RemoveAll(dir)
+	cluster, err := testcluster.Start(dir, testcluster.Spec{Buckets: [][]string{{"n1"}, {"n2"}}, BucketsPerKey: 2}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cluster.Close()
+	c := client.New(cluster.Config, client.Options{})
+	defer c.Close()
+	ctx := context.Background()
+
+	if _, err := c.PutTTL(ctx, []byte("session"), []byte("token-123"), time.Second); err != nil {
+		log.Fatal(err)
+	}
+	v, err := c.Get(ctx, []byte("session"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s, expires in at most a second: %v\n", v.Value, v.ExpiresAt-c.Now() <= time.Second.Microseconds())
+
+	time.Sleep(time.Until(time.UnixMicro(v.ExpiresAt)) + 10*time.Millisecond)
+	v, err = c.Get(ctx, []byte("session"))
+	fmt.Println(errors.Is(err, client.ErrNotFound), v.Expired)
+	// Output:
+	// token-123, expires in at most a second: true
+	// true true
+}
