@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -80,6 +81,20 @@ func TestBadExpiriesAreRefused(t *testing.T) {
 		}
 		if f.puts != 0 {
 			t.Errorf("%s: the backend got %d writes, want none", c.name, f.puts)
+		}
+	}
+}
+
+func TestWithoutSentinelKeepsTheReason(t *testing.T) {
+	other := errors.New("tako: bad request")
+	for _, tc := range []struct{ in, want string }{
+		{"X-Timestamp: hlc: too far ahead: httpapi: bad request", "X-Timestamp: hlc: too far ahead"},
+		{"httpapi: bad request: tako: bad request: hlc: expiry out of range", "hlc: expiry out of range"},
+		{"the key is empty", "the key is empty"},
+	} {
+		got := WithoutSentinel(WithoutSentinel(tc.in, ErrBadRequest), other)
+		if got != tc.want {
+			t.Errorf("WithoutSentinel(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

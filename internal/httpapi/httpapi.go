@@ -592,7 +592,7 @@ func (h *Handler) backendError(w http.ResponseWriter, r *http.Request, err error
 	case errors.Is(err, ErrNotFound):
 		textReply(w, http.StatusNotFound, "not found")
 	case errors.Is(err, ErrBadRequest):
-		textReply(w, http.StatusBadRequest, err.Error())
+		textReply(w, http.StatusBadRequest, WithoutSentinel(err.Error(), ErrBadRequest))
 	case errors.Is(err, ErrInsufficientStorage):
 		textReply(w, http.StatusInsufficientStorage, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
@@ -606,6 +606,16 @@ func (h *Handler) backendError(w http.ResponseWriter, r *http.Request, err error
 		textReply(w, http.StatusInternalServerError, err.Error())
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
+}
+
+// WithoutSentinel returns msg, an error's message, without the text of
+// sentinel where it was wrapped in ("sentinel: ..." or "...: sentinel"):
+// a 400's body gives the reason, and the status already says "bad
+// request".
+func WithoutSentinel(msg string, sentinel error) string {
+	text := sentinel.Error()
+	msg = strings.ReplaceAll(msg, text+": ", "")
+	return strings.ReplaceAll(msg, ": "+text, "")
 }
 
 // validKey answers 400 and returns false when key breaks the limits.

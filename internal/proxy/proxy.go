@@ -350,7 +350,7 @@ func apiError(err error) error {
 	case errors.Is(err, client.ErrUnavailable):
 		return fmt.Errorf("%w: %v", httpapi.ErrUnavailable, err)
 	case errors.Is(err, client.ErrBadRequest), errors.Is(err, client.ErrTooLarge):
-		return fmt.Errorf("%w: %v", httpapi.ErrBadRequest, err)
+		return fmt.Errorf("%w: %s", httpapi.ErrBadRequest, httpapi.WithoutSentinel(err.Error(), client.ErrBadRequest))
 	}
 	return err
 }

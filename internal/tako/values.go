@@ -154,7 +154,9 @@ Examples:
 	if err != nil {
 		return err
 	}
-	if *ttl != 0 {
+	ttlGiven := false
+	fs.Visit(func(f *flag.Flag) { ttlGiven = ttlGiven || f.Name == "ttl" })
+	if ttlGiven {
 		if *ttl < time.Second || *ttl%time.Second != 0 {
 			return usageError("tako put", fmt.Sprintf("-ttl %s: want a positive whole number of seconds, such as 90s, 15m or 24h", *ttl))
 		}

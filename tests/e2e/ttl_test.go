@@ -246,6 +246,7 @@ func TestTheCLIAndWhereShowExpiries(t *testing.T) {
 		want string
 	}{
 		{[]string{"-ttl", "1500ms", "session"}, "whole number of seconds"},
+		{[]string{"-ttl", "0s", "session"}, "whole number of seconds"},
 		{[]string{"-ttl", "2h", "session"}, "max_ttl"},
 	} {
 		if code, out := put(bad.args...); code != 2 || !strings.Contains(out, bad.want) {
@@ -253,9 +254,11 @@ func TestTheCLIAndWhereShowExpiries(t *testing.T) {
 		}
 	}
 	for _, hdr := range []map[string]string{{"X-TTL": "0"}, {"X-TTL": "-1"}, {"X-TTL": "soon"}, {"X-TTL": "7200"}, {"X-Expires-At": "5"}} {
-		code, _, body, _ := httpDo(ctx, "POST", c.http["n1"]+"/values/session", []byte("other"), hdr)
-		if code != 400 || strings.Count(strings.TrimSpace(string(body)), "\n") != 0 {
-			t.Errorf("POST with %v: %d %q, want 400 with a one-line reason", hdr, code, body)
+		for _, entry := range []string{c.http["n1"], c.base} {
+			code, _, body, _ := httpDo(ctx, "POST", entry+"/values/session", []byte("other"), hdr)
+			if reason := strings.TrimSpace(string(body)); code != 400 || strings.Count(reason, "\n") != 0 || strings.Contains(reason, "bad request") {
+				t.Errorf("POST %s with %v: %d %q, want 400 with a one-line reason (the status says \"bad request\")", entry, hdr, code, body)
+			}
 		}
 	}
 	code, h, _, _ = httpDo(ctx, "GET", c.base+"/values/session", nil, nil)
