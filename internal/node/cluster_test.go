@@ -234,6 +234,40 @@ func TestReadRepairsStaleAndMissingReplicas(t *testing.T) {
 	})
 }
 
+// TestRepairCarriesTheExpiry: read repair and background repair copy a
+// value's expiry with it, so every replica agrees on when it expires.
+func TestRepairCarriesTheExpiry(t *testing.T) {
+	c := startCluster(t, [][]string{{"n1"}, {"n2"}, {"n3"}}, 3, "    read_quorum: all\n    background_repair_interval: 1s\n")
+	ctx := context.Background()
+	expires := time.Now().Add(time.Hour).UnixMicro()
+	read := store.Record{Timestamp: 2000, Value: []byte("read"), ExpiresAt: expires}
+	background := store.Record{Timestamp: 3000, Value: []byte("background"), ExpiresAt: expires + 1}
+	// n1 holds both; n2 a permanent older version of the first; n3 nothing.
+	for key, rec := range map[string]store.Record{"read": read, "background": background} {
+		if _, err := c.nodes["n1"].local.Put(ctx, []byte(key), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.nodes["n2"].local.Put(ctx, []byte("read"), store.Record{Timestamp: 1000, Value: []byte("old")}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.nodes["n3"].Get(ctx, []byte("read"))
+	if err != nil || string(v.Value) != "read" || v.ExpiresAt != expires {
+		t.Fatalf("Get via n3: %+v %v, want the newest, expiring at %d", v, err, expires)
+	}
+	for key, want := range map[string]store.Record{"read": read, "background": background} {
+		waitFor(t, key+" repair", func() bool {
+			for _, id := range []string{"n1", "n2", "n3"} {
+				rec, found := c.localRecord(t, id, key)
+				if !found || store.Compare(rec, want) != 0 || rec.ExpiresAt != want.ExpiresAt {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
 func TestEqualTimestampsWithDifferentBytesConverge(t *testing.T) {
 	c := startCluster(t, [][]string{{"n1"}, {"n2"}}, 2, "    read_quorum: all\n")
 	ctx := context.Background()
