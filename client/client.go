@@ -72,6 +72,10 @@ type WriteResult struct {
 	// DeleteAt) is superseded; a write the cluster stamps (Put, Delete) is
 	// stamped above every version acknowledged before it, and never is.
 	Superseded bool
+	// ExpiresAt is when the stored value expires (PutTTL, PutExpiring:
+	// microseconds since the Unix epoch); 0 when it never does, and when
+	// Superseded.
+	ExpiresAt int64
 }
 
 // Options configure a Client. The zero value is ready to use.
@@ -470,7 +474,11 @@ func (c *Client) PutExpiring(ctx context.Context, key, value []byte, ts, expires
 			return WriteResult{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 		}
 	}
-	return c.write(ctx, key, wire.Record{Timestamp: ts, Value: value, ExpiresAt: expiresAt})
+	res, err := c.write(ctx, key, wire.Record{Timestamp: ts, Value: value, ExpiresAt: expiresAt})
+	if err == nil && !res.Superseded {
+		res.ExpiresAt = expiresAt
+	}
+	return res, err
 }
 
 // Delete deletes key with a tombstone stamped by the cluster, as Put.

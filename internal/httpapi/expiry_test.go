@@ -16,10 +16,10 @@ func TestWritesThatExpire(t *testing.T) {
 
 	// X-TTL: the value lives that long, and reads show when it expires.
 	resp := do(t, h, request{method: "POST", path: "/values/k", body: "v", header: map[string]string{"X-TTL": "30"}})
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST with X-TTL: %d", resp.StatusCode)
-	}
 	wantAt := strconv.FormatInt(1_000_000+30*time.Second.Microseconds(), 10)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Expires-At") != wantAt {
+		t.Fatalf("POST with X-TTL: %d, X-Expires-At %q; want 200, %s", resp.StatusCode, resp.Header.Get("X-Expires-At"), wantAt)
+	}
 	for _, path := range []string{"/values/k", "/stat/k"} {
 		resp = do(t, h, request{method: "GET", path: path})
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Expires-At") != wantAt {

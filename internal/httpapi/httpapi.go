@@ -3,7 +3,8 @@
 //
 //	POST|PUT /values/KEY   body = value, optional X-Timestamp: MICROS, optional
 //	                       X-TTL: SECONDS or X-Expires-At: MICROS (the value expires)
-//	                       200 + X-Timestamp once durable; 409 + X-Timestamp of
+//	                       200 + X-Timestamp (and X-Expires-At for a value
+//	                       that expires) once durable; 409 + X-Timestamp of
 //	                       the newer version when the write lost; 503 when too
 //	                       few replicas answered, or with Retry-After when the
 //	                       body did not fit in the Budget within its wait; 507
@@ -101,6 +102,10 @@ type WriteResult struct {
 	// Superseded reports that a newer write or delete of the key already
 	// existed: the write lost and nothing changed.
 	Superseded bool
+	// ExpiresAt is when the stored value expires (microseconds since the
+	// Unix epoch; X-Expires-At of the answer); 0 when it never does, and
+	// when Superseded.
+	ExpiresAt int64
 }
 
 // Backend is what the handler serves. Its methods are called concurrently.
@@ -580,6 +585,7 @@ func (h *Handler) writeResult(w http.ResponseWriter, res WriteResult, okCode int
 		textReply(w, http.StatusConflict, fmt.Sprintf("a newer version of the key exists (timestamp %d); nothing changed", res.Timestamp))
 		return
 	}
+	setExpiryHeader(w, Version{ExpiresAt: res.ExpiresAt})
 	if okCode == http.StatusNoContent {
 		w.WriteHeader(okCode)
 		return

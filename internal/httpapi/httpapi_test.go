@@ -73,7 +73,11 @@ func (f *fakeBackend) Put(_ context.Context, key, value []byte, ts int64, exp Ex
 	if exp.TTL > 0 {
 		at = f.now + exp.TTL.Microseconds()
 	}
-	return f.write(key, Version{Timestamp: ts, Value: bytes.Clone(value), ExpiresAt: at})
+	res, err := f.write(key, Version{Timestamp: ts, Value: bytes.Clone(value), ExpiresAt: at})
+	if err == nil && !res.Superseded {
+		res.ExpiresAt = at
+	}
+	return res, err
 }
 
 func (f *fakeBackend) Delete(_ context.Context, key []byte, ts int64) (WriteResult, error) {

@@ -244,7 +244,11 @@ func (n *Node) Put(ctx context.Context, key, value []byte, ts int64, exp httpapi
 			return httpapi.WriteResult{}, fmt.Errorf("%w: %w", err, httpapi.ErrBadRequest)
 		}
 	}
-	return n.writeRecord(ctx, doorHTTP, key, rec)
+	res, err := n.writeRecord(ctx, doorHTTP, key, rec)
+	if err == nil && !res.Superseded {
+		res.ExpiresAt = rec.ExpiresAt
+	}
+	return res, err
 }
 
 // Delete stores a tombstone for key on the key's replicas (the HTTP door).

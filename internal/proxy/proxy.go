@@ -250,7 +250,7 @@ func (b backend) Put(ctx context.Context, key, value []byte, ts int64, exp httpa
 	if err != nil {
 		return httpapi.WriteResult{}, apiError(err)
 	}
-	return httpapi.WriteResult{Timestamp: res.Timestamp, Superseded: res.Superseded}, nil
+	return httpapi.WriteResult{Timestamp: res.Timestamp, Superseded: res.Superseded, ExpiresAt: res.ExpiresAt}, nil
 }
 
 func (b backend) Delete(ctx context.Context, key []byte, ts int64) (httpapi.WriteResult, error) {

@@ -80,6 +80,12 @@ func TestKeysExpireUnderLoadAndStayExpired(t *testing.T) {
 				if h.Get("X-Timestamp") == "" {
 					t.Errorf("write of %s: no X-Timestamp", key)
 				}
+				// The answer says when the value expires: X-TTL after
+				// the write, by the clock of the process that took it.
+				at, _ := strconv.ParseInt(h.Get("X-Expires-At"), 10, 64)
+				if lo, hi := start.Add(ttlSeconds*time.Second).UnixMicro(), time.Now().Add(ttlSeconds*time.Second).UnixMicro(); at < lo || at > hi {
+					t.Errorf("write of %s with X-TTL %d: X-Expires-At %q, want between %d and %d", key, ttlSeconds, h.Get("X-Expires-At"), lo, hi)
+				}
 				mu.Lock()
 				acked[key] = ack{start, time.Now()}
 				mu.Unlock()
