@@ -79,8 +79,12 @@ type Result struct {
 	// cluster had time to settle (see Run): replicas of a key that still
 	// disagreed, a replica that settled on another version than the final
 	// read returned (a deleted key back), a tombstone that garbage
-	// collection left past its grace. Empty when all is well.
+	// collection left past its grace; and what the expiring keys showed
+	// (expiry.go): a value read after its expiry, a key read or held once
+	// every expiry had passed. Empty when all is well.
 	Unsettled []string
+	// Expiring says what the workload of the expiring keys did.
+	Expiring string
 }
 
 // OK reports whether the run found nothing wrong.
@@ -194,6 +198,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if err := waitServing(ctx, clients[0]); err != nil {
 		return res, fmt.Errorf("sim: seed %d: the cluster did not start: %w", opts.Seed, err)
 	}
+	expiring := newExpiryWorkload(clients[0], opts.Seed)
+	if err := expiring.seed(ctx); err != nil {
+		return res, fmt.Errorf("sim: seed %d: the cluster did not start: %w", opts.Seed, err)
+	}
 
 	// Each client sends opts.Requests requests while the faults go on,
 	// then more (up to four times as many in all: a longer history can take
@@ -247,6 +255,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			}
 		})
 	}
+	work.Go(func() { expiring.run(ctx, more.Load) })
 	defer work.Wait()
 	defer more.Store(false)
 
@@ -486,6 +495,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 	}
 	res.Unsettled = append(res.Unsettled, settle(ctx, final, keys, finals, failedWrites, healed, opts.Patience)...)
+	for _, problem := range expiring.check(ctx, final) {
+		res.Unsettled = append(res.Unsettled, "expiry: "+problem)
+	}
+	res.Expiring = expiring.String()
 	if err := c.stopAll(); err != nil {
 		return res, fmt.Errorf("sim: seed %d: %w", opts.Seed, err)
 	}

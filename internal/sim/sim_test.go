@@ -129,7 +129,7 @@ func runSeeds(t *testing.T, seeds []uint64, parallel int, patience time.Duration
 			t.Logf("seed %d: %d writes acknowledged, %d faults: the run exercised little", seed, acked, len(res.Faults))
 		}
 		if count <= 10 || !res.OK() {
-			t.Logf("seed %d: %d requests, %d writes acknowledged, %d failed; faults: %s", seed, len(res.Ops), acked, failedOps, strings.Join(res.Faults, ", "))
+			t.Logf("seed %d: %d requests, %d writes acknowledged, %d failed; %s; faults: %s", seed, len(res.Ops), acked, failedOps, res.Expiring, strings.Join(res.Faults, ", "))
 		}
 		if !res.OK() {
 			failed++
