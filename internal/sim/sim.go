@@ -495,7 +495,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 	}
 	res.Unsettled = append(res.Unsettled, settle(ctx, final, keys, finals, failedWrites, healed, opts.Patience)...)
-	for _, problem := range expiring.check(ctx, final) {
+	for _, problem := range expiring.check(ctx, final, opts.Patience) {
 		res.Unsettled = append(res.Unsettled, "expiry: "+problem)
 	}
 	res.Expiring = expiring.String()
