@@ -148,7 +148,8 @@ func (w *expiryWorkload) run(ctx context.Context, more func() bool) {
 // must be absent, and asks each replica, none of which may hold a value
 // that has not expired: not the permanent value written first (it came
 // back), not one that expires later. It returns what was wrong, the late
-// reads of the run included. A read that fails is retried for patience.
+// reads of the run included. What could not be looked at is looked at
+// again for patience.
 func (w *expiryWorkload) check(ctx context.Context, final *client.Client, patience time.Duration) []string {
 	w.mu.Lock()
 	wrong := append([]string(nil), w.late...)
@@ -158,49 +159,67 @@ func (w *expiryWorkload) check(ctx context.Context, final *client.Client, patien
 	time.Sleep(time.Until(time.UnixMicro(last).Add(2 * maxClockOffset)))
 	now := time.Now().Add(-maxClockOffset).UnixMicro() // the earliest any clock of the run may read
 	for _, key := range expiringKeys {
-		// Retried until the cluster's patience runs out, as the final
-		// reads of the other keys are: a single attempt of one second
-		// failed in 80 of 40,000 seeds of a long run, every fault healed,
-		// when the test process starved its own goroutines
-		// (docs/reliability.md).
-		var v client.Version
-		var err error
+		// What could not be looked at (a read or a replica that did not
+		// answer) is looked at again until the cluster's patience runs
+		// out, as the other keys' final reads are: a single attempt of
+		// one second failed in 80 of 40,000 seeds of a long run, every
+		// fault healed, when the test process starved its own
+		// goroutines (docs/reliability.md). What was found wrong is
+		// reported at once.
 		for deadline := time.Now().Add(patience); ; time.Sleep(50 * time.Millisecond) {
-			rctx, cancel := context.WithTimeout(ctx, time.Second)
-			v, err = final.Get(rctx, []byte(key))
-			cancel()
-			if err == nil || errors.Is(err, client.ErrNotFound) || time.Now().After(deadline) || ctx.Err() != nil {
+			found, unanswered := checkExpired(ctx, final, key, acked[key], now)
+			wrong = append(wrong, found...)
+			if len(found) > 0 || unanswered == "" {
 				break
 			}
-		}
-		switch {
-		case err == nil && v.ExpiresAt == 0 && !acked[key]:
-			// No write that expires was acknowledged: the permanent
-			// value may stand.
-		case err == nil:
-			wrong = append(wrong, fmt.Sprintf("%s: read %q (expires at %d) once every expiry had passed", key, v.Value, v.ExpiresAt))
-		case !errors.Is(err, client.ErrNotFound):
-			wrong = append(wrong, fmt.Sprintf("%s: the read once every expiry had passed failed: %v", key, err))
-		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		p, err := final.Where(rctx, []byte(key))
-		cancel()
-		if err != nil {
-			wrong = append(wrong, fmt.Sprintf("%s: where: %v", key, err))
-			continue
-		}
-		for _, d := range p.Deployments {
-			for _, b := range d.Buckets {
-				for _, r := range b.Replicas {
-					if r.Err == nil && r.Found && !r.Deleted && (r.ExpiresAt == 0 && acked[key] || r.ExpiresAt > now) {
-						wrong = append(wrong, fmt.Sprintf("%s: %s holds a value that expires at %d (0: never) once every expiry had passed: it came back",
-							key, r.NodeID, r.ExpiresAt))
-					}
-				}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				wrong = append(wrong, unanswered)
+				break
 			}
 		}
 	}
 	return wrong
+}
+
+// checkExpired reads key, which must be absent once every expiry passed
+// by now (unless no write that expires was acknowledged, acked false: then
+// the permanent value may stand), and asks each of its replicas, none of
+// which may hold a value that has not expired. It returns what it found
+// wrong, and what kept it from looking (a read or a replica that did not
+// answer), empty when nothing did.
+func checkExpired(ctx context.Context, final *client.Client, key string, acked bool, now int64) (wrong []string, unanswered string) {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	v, err := final.Get(rctx, []byte(key))
+	cancel()
+	switch {
+	case err == nil && v.ExpiresAt == 0 && !acked:
+		// No write that expires was acknowledged: the permanent value
+		// may stand.
+	case err == nil:
+		return []string{fmt.Sprintf("%s: read %q (expires at %d) once every expiry had passed", key, v.Value, v.ExpiresAt)}, ""
+	case !errors.Is(err, client.ErrNotFound):
+		return nil, fmt.Sprintf("%s: the read once every expiry had passed failed: %v", key, err)
+	}
+	rctx, cancel = context.WithTimeout(ctx, time.Second)
+	p, err := final.Where(rctx, []byte(key))
+	cancel()
+	if err != nil {
+		return nil, fmt.Sprintf("%s: where: %v", key, err)
+	}
+	for _, d := range p.Deployments {
+		for _, b := range d.Buckets {
+			for _, r := range b.Replicas {
+				switch {
+				case r.Err != nil:
+					unanswered = fmt.Sprintf("%s: %s did not answer where: %v", key, r.NodeID, r.Err)
+				case r.Found && !r.Deleted && (r.ExpiresAt == 0 && acked || r.ExpiresAt > now):
+					wrong = append(wrong, fmt.Sprintf("%s: %s holds a value that expires at %d (0: never) once every expiry had passed: it came back",
+						key, r.NodeID, r.ExpiresAt))
+				}
+			}
+		}
+	}
+	return wrong, unanswered
 }
 
 // String says what the workload did.
