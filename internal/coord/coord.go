@@ -140,7 +140,8 @@ type writeAnswer struct {
 }
 
 // Read asks every replica of key under cfg at once and answers with the
-// newest record once the read quorum of the active deployment answered,
+// newest record once the read quorum of every deployment answered (the
+// active's and, during a migration, the target's: NeedRead),
 // and, for quorum reads, once that record is on enough replicas that every
 // later read quorum meets one of them: when the answers do not show that
 // yet (a write in progress, a replica behind), it is written back first
@@ -235,8 +236,8 @@ func (c *Coordinator) Write(ctx context.Context, cfg *config.Config, key []byte,
 }
 
 // ask asks every replica of p for its record of key (only the timestamp
-// with statOnly) and returns the answers once the active deployment's
-// replicas meet need (NeedRead or NeedStamp); or the answers it got and an
+// with statOnly) and returns the answers once the replicas of every
+// deployment meet need (NeedRead or NeedStamp); or the answers it got and an
 // error when they cannot. The answers still to come are awaited in the
 // background (each bounded by the request timeout); then, when the quorum
 // was met, late gets every answer, early and late.

@@ -773,8 +773,8 @@ func TestAWriteDuringAMigrationNeedsTheWriteQuorumOfBothDeployments(t *testing.T
 		{name: "two of the target's replicas are down", down: []string{"n5", "n6"}, wantErr: record.ErrUnavailable},
 		{name: "one of the target's replicas is down", down: []string{"n6"}},
 		{name: "two of the active's replicas are down", down: []string{"n2", "n3"}, wantErr: record.ErrUnavailable},
-		// A read answers from the active's read quorum, but puts what it
-		// returns on enough of the target's replicas too (settle): once
+		// A read needs the read quorum of both deployments, and puts what
+		// it returns on enough of the target's replicas too (settle): once
 		// promoted, the target's reads must see it.
 		{name: "a read settles in the target too", read: true, down: []string{"n6"}},
 		{name: "a read cannot settle with the target down", read: true, down: []string{"n4", "n5", "n6"}, wantErr: record.ErrUnavailable},
@@ -979,4 +979,57 @@ func TestAReadDuringAMigrationSettlesInTheTargetToo(t *testing.T) {
 		t.Errorf("when the read answered, %d of the active replicas held it, want at least 2", n)
 	}
 	h.finish()
+}
+
+// TestDuringAMigrationReadsAndStampsSeeWhatThePromotedTargetAcknowledged:
+// once the target is promoted, the nodes that have learnt it acknowledge a
+// write on the write quorum of the target's replicas alone, while a
+// coordinator that has not learnt it yet still works by the migration's
+// configuration. Its reads and its writes' first round must see such a
+// write, so they need the target's quorum too, not only the active's (the
+// simulator, seed 72577 of a long run: a node still on the migration's
+// configuration stamped a write from its own replica of the key, below a
+// write the promoted target had acknowledged, and the write was
+// acknowledged, then read as the older one).
+func TestDuringAMigrationReadsAndStampsSeeWhatThePromotedTargetAcknowledged(t *testing.T) {
+	old, promoted := rec(100, "old"), rec(200, "promoted")
+	setUp := func(t *testing.T) *harness {
+		h := newHarness(t, migration)
+		for _, id := range []string{"n1", "n2", "n3"} {
+			h.r(id).set(key, old)
+		}
+		// Acknowledged by the promoted configuration: on 2 of the
+		// target's 3 replicas, which answer later than the active's.
+		for _, id := range []string{"n4", "n5"} {
+			h.r(id).set(key, promoted)
+		}
+		for _, id := range []string{"n4", "n5", "n6"} {
+			h.r(id).delay = 20 * time.Millisecond
+		}
+		return h
+	}
+	t.Run("a read", func(t *testing.T) {
+		h := setUp(t)
+		got, found, err := h.c.Read(t.Context(), h.cfg, key, false)
+		if err != nil || !found || !same(got, promoted) {
+			t.Errorf("Read = %+v, %v, %v; want %+v", got, found, err, promoted)
+		}
+		h.finish()
+	})
+	t.Run("a write the cluster stamps", func(t *testing.T) {
+		h := setUp(t)
+		res, err := h.c.Write(t.Context(), h.cfg, key, record.Record{Value: []byte("next")})
+		if err != nil || res.Superseded || res.Timestamp <= promoted.Timestamp {
+			t.Errorf("Write = %+v, %v; want it stamped above %d", res, err, promoted.Timestamp)
+		}
+		h.finish()
+	})
+	t.Run("the target's read quorum down", func(t *testing.T) {
+		h := setUp(t)
+		h.r("n5").err, h.r("n6").err = errDown, errDown
+		if _, _, err := h.c.Read(t.Context(), h.cfg, key, false); !errors.Is(err, record.ErrUnavailable) {
+			t.Errorf("Read with 1 of the target's 3 replicas up: %v, want %v", err, record.ErrUnavailable)
+		}
+		h.finish()
+	})
 }

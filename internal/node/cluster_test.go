@@ -432,10 +432,11 @@ func TestMigrationWriteNeedsAQuorumInBothDeployments(t *testing.T) {
 	if _, err := c.nodes["n1"].Put(ctx, []byte("k2"), []byte("v"), 0, httpapi.Expiry{}); err == nil {
 		t.Fatal("a write was acknowledged without a quorum of the target deployment")
 	}
-	// A read answers from the read quorum of the active deployment, where
-	// every acknowledged write has its write quorum, but puts what it
-	// returns on the target's settle count too (2 of 2 here), so that the
-	// reads after the promotion see it: with n4 down it cannot.
+	// A read needs the read quorum of both deployments (the target's
+	// nodes that learnt of its promotion acknowledge writes on the target
+	// alone), and puts what it returns on the target's settle count too
+	// (2 of 2 here), so that the reads after the promotion see it: with
+	// n4 down it cannot.
 	if v, err := c.nodes["n2"].Get(ctx, []byte("k")); err == nil {
 		t.Fatalf("a read returned %q though the target (n4 down) could not take it", v.Value)
 	}

@@ -77,6 +77,7 @@ var seedsThatFoundBugs = []uint64{
 	1791, 3819, 6284, 12170, 14478, // the long runs of 2026-12-03 afternoon
 	62389, 65856, 67977, // a lost disk and a configuration change
 	9656, 18424, 19757, 20645, 22516, 28842, 31617, 31769, // a read of a write not yet synced
+	72577, // a read by the migration's configuration after the promotion
 }
 
 // TestSeedsThatFoundBugs runs seedsThatFoundBugs (natively only: CI's
