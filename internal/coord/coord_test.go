@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1024,7 +1025,29 @@ func TestDuringAMigrationReadsAndStampsSeeWhatThePromotedTargetAcknowledged(t *t
 		}
 		h.finish()
 	})
+	t.Run("a read quorum of one, writes to all", func(t *testing.T) {
+		// read_quorum one with write_quorum all still promises that a
+		// read after an acknowledged write returns it (one + all is more
+		// than the replicas); such a read settles nothing, so only its
+		// need of the target's read quorum makes it see the promoted
+		// write.
+		h := newHarness(t, strings.ReplaceAll(migration, "    hash:", "    read_quorum: one\n    write_quorum: all\n    hash:"))
+		for _, id := range []string{"n1", "n2", "n3"} {
+			h.r(id).set(key, old)
+		}
+		for _, id := range []string{"n4", "n5", "n6"} {
+			h.r(id).set(key, promoted)
+			h.r(id).delay = 20 * time.Millisecond
+		}
+		got, found, err := h.c.Read(t.Context(), h.cfg, key, false)
+		if err != nil || !found || !same(got, promoted) {
+			t.Errorf("Read = %+v, %v, %v; want %+v", got, found, err, promoted)
+		}
+		h.finish()
+	})
 	t.Run("the target's read quorum down", func(t *testing.T) {
+		// Fails before the fix too, at settling: what the read needs of
+		// the target, spelled out.
 		h := setUp(t)
 		h.r("n5").err, h.r("n6").err = errDown, errDown
 		if _, _, err := h.c.Read(t.Context(), h.cfg, key, false); !errors.Is(err, record.ErrUnavailable) {
