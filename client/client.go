@@ -359,8 +359,15 @@ func (c *Client) SetConfig(cfg *config.Config) { c.SetConfigAt(cfg, 0) }
 // coordinate each request until it follows a configuration of a newer
 // epoch than the one refused.
 func (c *Client) SetConfigAt(cfg *config.Config, epoch int64) {
-	c.cfg.Store(cfg)
+	old := c.cfg.Swap(cfg)
 	c.epoch.Store(epoch)
+	// The nodes cfg adds may still be starting: requests that cannot do
+	// without one wait for it (health.Peer.Join).
+	var added []string
+	for _, nd := range config.AddedNodes(old, cfg) {
+		added = append(added, nd.ID)
+	}
+	c.peers.Join(added, time.Now().Add(health.JoinPatience))
 }
 
 // Config returns the configuration the client follows.

@@ -28,7 +28,9 @@ type replica struct {
 	epoch int64
 	// force sends calls even while the node is marked down or its address
 	// is in dial backoff, one at a time: the request cannot make its
-	// quorum without it.
+	// quorum without it. A node that is joining (a configuration just
+	// named it) is called by every such request, each dialling again while
+	// it refuses, up to the request's timeout.
 	force bool
 }
 
@@ -45,6 +47,11 @@ func (c *Client) coordinator(epoch int64) *coord.Coordinator {
 func (r replica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	call := r.c.pool.Call
 	switch {
+	case r.force && r.health.Joining():
+		// A configuration just named the node: it may be starting.
+		call = func(ctx context.Context, addr string, req *wire.Request) (*wire.Response, error) {
+			return r.c.pool.CallPatiently(ctx, addr, req, health.JoinRetry, r.health.Joining)
+		}
 	case r.force:
 		switch r.health.Urgent(ctx) {
 		case health.UrgentMine:

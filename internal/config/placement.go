@@ -30,3 +30,21 @@ func samePlacement(a, b *Deployment) bool {
 	}
 	return true
 }
+
+// AddedNodes returns the nodes of next's running cluster (Config.Nodes)
+// that prev does not name, or names at another binary address: the nodes
+// that a process following next may find still starting. With no prev, it
+// returns none.
+func AddedNodes(prev, next *Config) []Node {
+	if prev == nil || next == nil {
+		return nil
+	}
+	var out []Node
+	for _, nd := range next.Nodes() {
+		if was, _, ok := prev.Node(nd.ID); ok && was.BinaryAddr() == nd.BinaryAddr() {
+			continue
+		}
+		out = append(out, nd)
+	}
+	return out
+}

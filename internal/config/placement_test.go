@@ -50,3 +50,54 @@ target_deployment: t
 		}
 	}
 }
+
+func TestAddedNodesAreTheNewOnesAndTheMoved(t *testing.T) {
+	const base = `
+active_deployment: a
+deployments:
+  a:
+    hash: {buckets_per_key: 2}
+    buckets:
+      b1: {n1: [h1, 1]}
+      b2: {n2: [h2, 2]}
+`
+	parse := func(s string) *Config {
+		t.Helper()
+		c, err := Parse([]byte(s))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, s)
+		}
+		return c
+	}
+	ids := func(nodes []Node) string {
+		var s []string
+		for _, n := range nodes {
+			s = append(s, n.ID)
+		}
+		return strings.Join(s, ",")
+	}
+	a := parse(base)
+	migration := parse(strings.Replace(base, "active_deployment: a", "active_deployment: a\ntarget_deployment: t", 1) + `  t:
+    hash: {buckets_per_key: 2}
+    buckets:
+      b1: {n1: [h1, 1]}
+      b2: {n2: [h2, 2]}
+      b3: {n3: [h3, 3]}
+`)
+	moved := parse(strings.Replace(base, "[h2, 2]", "[h2, 9]", 1))
+	for _, tt := range []struct {
+		name       string
+		prev, next *Config
+		want       string
+	}{
+		{"a first configuration", nil, a, ""},
+		{"the same", a, a, ""},
+		{"a migration adding n3", a, migration, "n3"},
+		{"the migration's end", migration, a, ""},
+		{"n2 on another port", a, moved, "n2"},
+	} {
+		if got := ids(AddedNodes(tt.prev, tt.next)); got != tt.want {
+			t.Errorf("%s: AddedNodes = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

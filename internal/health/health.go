@@ -16,6 +16,17 @@ import (
 	"time"
 )
 
+// JoinPatience is how long a peer that a new configuration names stays
+// joining (Peer.Join) if it does not answer: the requests that cannot do
+// without it wait for it, each up to its timeout, while it starts. After
+// that a peer that never answered is down like any other, and those
+// requests fail fast again.
+const JoinPatience = 30 * time.Second
+
+// JoinRetry is how often a request that cannot do without a joining peer
+// dials it again while it refuses connections.
+const JoinRetry = 20 * time.Millisecond
+
 // Backoff bounds between probes of a peer that is down.
 const (
 	MinBackoff = 100 * time.Millisecond
@@ -36,6 +47,9 @@ type Peer struct {
 	since      time.Time // when the peer went down
 	nextProbe  time.Time
 	backoff    time.Duration
+	// joinUntil is set by Join: until then, or until the peer answers
+	// once, it is joining.
+	joinUntil time.Time
 }
 
 func (p *Peer) now() time.Time {
@@ -143,6 +157,25 @@ func (p *Peer) Urgent(ctx context.Context) UrgentTurn {
 	return UrgentRefused
 }
 
+// Join marks the peer as joining until the given time: a configuration
+// just named it, and it may not be serving yet (a new node starts when it
+// learns the configuration that names it, as the others do). A request
+// that cannot make its quorum without a joining peer waits for it to start
+// rather than failing at once (see Joining). The first answer ends it.
+func (p *Peer) Join(until time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.joinUntil = until
+}
+
+// Joining reports whether the peer is joining: Join named a time still to
+// come and the peer has not answered since.
+func (p *Peer) Joining() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.joinUntil.IsZero() && p.now().Before(p.joinUntil)
+}
+
 // Success records a call that the peer answered: it is up. It reports
 // whether the peer was down until now, so that the caller can say so once.
 func (p *Peer) Success() (cameUp bool) {
@@ -151,6 +184,7 @@ func (p *Peer) Success() (cameUp bool) {
 	cameUp = p.down
 	p.down = false
 	p.backoff = 0
+	p.joinUntil = time.Time{}
 	return cameUp
 }
 
@@ -199,6 +233,13 @@ func (s *Set) Peer(name string) *Peer {
 		s.peers[name] = p
 	}
 	return p
+}
+
+// Join marks the named peers as joining until the given time (Peer.Join).
+func (s *Set) Join(names []string, until time.Time) {
+	for _, name := range names {
+		s.Peer(name).Join(until)
+	}
 }
 
 // Each calls f for every peer, in no particular order.

@@ -141,3 +141,33 @@ func TestUrgentCallersWaitForTheOneInFlight(t *testing.T) {
 		t.Errorf("Urgent after EndUrgent = %v, want UrgentMine", got)
 	}
 }
+
+func TestJoiningEndsAtTheFirstAnswerOrTheDeadline(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := &Peer{Now: func() time.Time { return now }}
+	if p.Joining() {
+		t.Fatal("a new peer is joining before Join")
+	}
+	p.Join(now.Add(time.Second))
+	if !p.Joining() {
+		t.Fatal("not joining after Join")
+	}
+	p.Failure() // refusing while it starts does not end it
+	if !p.Joining() {
+		t.Fatal("a failure ended joining")
+	}
+	p.Success()
+	if p.Joining() {
+		t.Fatal("still joining after it answered")
+	}
+	p.Join(now.Add(time.Second))
+	now = now.Add(time.Second)
+	if p.Joining() {
+		t.Fatal("still joining at its deadline")
+	}
+	var s Set
+	s.Join([]string{"a", "b"}, time.Now().Add(time.Minute))
+	if !s.Peer("a").Joining() || !s.Peer("b").Joining() || s.Peer("c").Joining() {
+		t.Fatal("Set.Join did not mark exactly the named peers")
+	}
+}

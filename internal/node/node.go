@@ -454,6 +454,7 @@ func (n *Node) SetConfig(cfg *config.Config, epoch int64) {
 	}
 	old := n.cfg.Swap(cfg)
 	n.epoch.Store(epoch)
+	n.peers.Join(peerIDs(config.AddedNodes(old, cfg), n.id), time.Now().Add(health.JoinPatience))
 	select {
 	case n.configChanged <- struct{}{}:
 	default:

@@ -27,7 +27,9 @@ type remoteReplica struct {
 	// force sends calls even while the peer is marked down or its address
 	// is in dial backoff, one at a time (health.Peer.Urgent: the others
 	// wait for it, and go ahead when it found the peer up): the request
-	// cannot make its quorum without it.
+	// cannot make its quorum without it. A peer that is joining (a
+	// configuration just named it) is called by every such request, each
+	// dialling again while it refuses, up to the request's timeout.
 	force bool
 }
 
@@ -38,6 +40,11 @@ func (n *Node) remote(nd config.Node) remoteReplica {
 func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	call := r.n.pool.Call
 	switch {
+	case r.force && r.health.Joining():
+		// A configuration just named the peer: it may be starting.
+		call = func(ctx context.Context, addr string, req *wire.Request) (*wire.Response, error) {
+			return r.n.pool.CallPatiently(ctx, addr, req, health.JoinRetry, r.health.Joining)
+		}
 	case r.force:
 		switch r.health.Urgent(ctx) {
 		case health.UrgentMine:
@@ -269,4 +276,15 @@ func (n *Node) listen(purpose, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("node %s: listening for %s on %s: %w", n.id, purpose, addr, err)
 	}
 	return ln, nil
+}
+
+// peerIDs returns the ids of nodes, but self's.
+func peerIDs(nodes []config.Node, self string) []string {
+	var ids []string
+	for _, nd := range nodes {
+		if nd.ID != self {
+			ids = append(ids, nd.ID)
+		}
+	}
+	return ids
 }

@@ -775,6 +775,58 @@ func TestPoolRedialsAfterRestart(t *testing.T) {
 	}
 }
 
+func TestCallPatientlyWaitsForAServerThatIsStarting(t *testing.T) {
+	// An address nothing listens on yet.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p := NewPool(DialOptions{Timeout: time.Second})
+	defer p.Close()
+	ping := &Request{Op: OpPing}
+
+	// Not patient: one dial, its error.
+	if _, err := p.CallPatiently(ctxTimeout(t, 5*time.Second), addr, ping, time.Millisecond, func() bool { return false }); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("impatient call to nothing: %v, want ErrUnreachable", err)
+	}
+	// Patient until ctx ends: the last dial's error, after ctx's time.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	start := time.Now()
+	_, err = p.CallPatiently(ctx, addr, ping, 10*time.Millisecond, func() bool { return true })
+	cancel()
+	if d := time.Since(start); !errors.Is(err, ErrUnreachable) || d < 90*time.Millisecond {
+		t.Fatalf("patient call to nothing: %v after %v, want ErrUnreachable after ctx's 100ms", err, d)
+	}
+	// The server starts while calls wait: they all get through.
+	before := p.dials.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Go(func() {
+			_, err := p.CallPatiently(ctxTimeout(t, 5*time.Second), addr, ping, 10*time.Millisecond, func() bool { return true })
+			errs <- err
+		})
+	}
+	time.Sleep(150 * time.Millisecond)
+	startServer(t, addr, ServerOptions{Handler: &echoHandler{}})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("a call waiting for the server to start: %v", err)
+		}
+	}
+	// The ten share the dials: about one per retry while refused, where
+	// each dialling on its own would make ten.
+	d := p.dials.Load() - before
+	t.Logf("%d dials for 10 calls waiting 150ms with a 10ms retry", d)
+	if d > 30 {
+		t.Errorf("%d dials for 10 calls waiting 150ms with a 10ms retry: the calls do not share them", d)
+	}
+}
+
 func TestPoolClose(t *testing.T) {
 	ts := startServer(t, "", ServerOptions{Handler: &echoHandler{}})
 	p := NewPool(DialOptions{})

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -46,6 +47,7 @@ type peer struct {
 	dialing  chan struct{} // non-nil while a dial is in flight; closed when it ends
 	failures int           // consecutive failed dials
 	retryAt  time.Time     // no dial before this time
+	failedAt time.Time     // when the last failed dial ended
 	lastErr  error         // the error of the last failed dial
 }
 
@@ -69,17 +71,42 @@ func NewPool(opts DialOptions) *Pool {
 // wrapping ErrUnreachable and the dial's error. After Close it fails with
 // ErrClosed.
 func (p *Pool) Call(ctx context.Context, addr string, req *Request) (*Response, error) {
-	return p.call(ctx, addr, req, false)
+	return p.call(ctx, addr, req, inBackoff)
 }
+
+// inBackoff, as the gap of Pool.call, keeps to the backoff after a failed
+// dial; another gap dials in backoff once the last failed dial is that old.
+const inBackoff time.Duration = -1
 
 // CallNow is Call for a request that cannot do without this peer: it dials
 // at once even while addr is in backoff after a failed dial.
 func (p *Pool) CallNow(ctx context.Context, addr string, req *Request) (*Response, error) {
-	return p.call(ctx, addr, req, true)
+	return p.call(ctx, addr, req, 0)
 }
 
-func (p *Pool) call(ctx context.Context, addr string, req *Request, now bool) (*Response, error) {
-	c, err := p.conn(ctx, addr, now)
+// CallPatiently is CallNow for a peer that may still be starting: while
+// dialling addr fails (ErrUnreachable), it tries again every retry, until
+// ctx ends or patient reports false; then it returns the last error. The
+// calls that wait for one address share its dials: it is dialled at most
+// once per retry, however many wait.
+func (p *Pool) CallPatiently(ctx context.Context, addr string, req *Request, retry time.Duration, patient func() bool) (*Response, error) {
+	for {
+		resp, err := p.call(ctx, addr, req, retry)
+		if err == nil || !errors.Is(err, ErrUnreachable) || !patient() {
+			return resp, err
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+	}
+}
+
+func (p *Pool) call(ctx context.Context, addr string, req *Request, gap time.Duration) (*Response, error) {
+	c, err := p.conn(ctx, addr, gap)
 	if err != nil {
 		return nil, err
 	}
@@ -93,8 +120,9 @@ func (p *Pool) call(ctx context.Context, addr string, req *Request, now bool) (*
 }
 
 // conn returns a usable connection to addr, dialling if there is none;
-// with now, even while addr is in backoff.
-func (p *Pool) conn(ctx context.Context, addr string, now bool) (*Conn, error) {
+// with a gap other than inBackoff, even while addr is in backoff, if its
+// last failed dial ended at least gap ago.
+func (p *Pool) conn(ctx context.Context, addr string, gap time.Duration) (*Conn, error) {
 	if p.optsErr != nil {
 		return nil, p.optsErr
 	}
@@ -119,7 +147,9 @@ func (p *Pool) conn(ctx context.Context, addr string, now bool) (*Conn, error) {
 		}
 		wait := pe.dialing
 		if wait == nil {
-			if t := time.Now(); (!now || waited) && t.Before(pe.retryAt) {
+			t := time.Now()
+			early := gap == inBackoff || waited || t.Sub(pe.failedAt) < gap
+			if early && t.Before(pe.retryAt) {
 				err := fmt.Errorf("%w: %s: in backoff for %v after %d failed dials: %w",
 					ErrUnreachable, addr, pe.retryAt.Sub(t).Round(time.Millisecond), pe.failures, pe.lastErr)
 				p.mu.Unlock()
@@ -155,7 +185,8 @@ func (p *Pool) dial(addr string, pe *peer, done chan struct{}) {
 	switch {
 	case err != nil:
 		pe.failures++
-		pe.retryAt = time.Now().Add(backoff(pe.failures))
+		pe.failedAt = time.Now()
+		pe.retryAt = pe.failedAt.Add(backoff(pe.failures))
 		pe.lastErr = err
 	case !closed:
 		pe.conn = c

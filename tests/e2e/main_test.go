@@ -145,7 +145,7 @@ func startCmd(t *testing.T, dir, name string, cmd *exec.Cmd) *process {
 		p.kill()
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
 			t.Logf("output of %s:\n%s", p.name, p.out.String())
 		}
 	})

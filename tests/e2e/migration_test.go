@@ -78,6 +78,22 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var writes, writeFails, reads, readFails, stale atomic.Int64
+	// Why operations failed, so that a failure of the bound says what the
+	// cluster answered.
+	var reasonsMu sync.Mutex
+	reasons := map[string]int{}
+	failed := func(op string, code int, body []byte, err error) {
+		why := fmt.Sprintf("%s: %d %.400s", op, code, strings.TrimSpace(string(body)))
+		if err != nil {
+			why = fmt.Sprintf("%s: %v", op, err)
+		}
+		if os.Getenv("E2E_LOGS") != "" {
+			t.Logf("%s failed: %s", time.Now().UTC().Format("15:04:05.000"), why)
+		}
+		reasonsMu.Lock()
+		reasons[why]++
+		reasonsMu.Unlock()
+	}
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Add(1)
@@ -88,12 +104,13 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 				s := slots[i]
 				s.mu.Lock()
 				v := fmt.Sprintf("%d:%d", w, seq)
-				code, _, _, err := httpDo(context.Background(), "POST", fmt.Sprintf("%s/values/m%d", m.base, i), []byte(v), nil)
+				code, _, body, err := httpDo(context.Background(), "POST", fmt.Sprintf("%s/values/m%d", m.base, i), []byte(v), nil)
 				if err == nil && code == 200 {
 					s.value, s.seq = v, s.seq+1
 					writes.Add(1)
 				} else {
 					writeFails.Add(1)
+					failed("POST", code, body, err)
 				}
 				s.mu.Unlock()
 			}
@@ -113,6 +130,7 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 				switch {
 				case err != nil || (code != 200 && code != 404):
 					readFails.Add(1)
+					failed("GET", code, body, err)
 				case want == "" && code == 404:
 					reads.Add(1)
 				case string(body) != want && seqOf(string(body)) < seqOf(want):
@@ -164,10 +182,18 @@ func TestLiveMigrationKeepsEveryKeyReadableAndWritable(t *testing.T) {
 	cancel()
 	wg.Wait()
 	t.Logf("writes %d (failed %d), reads %d (failed %d), stale %d", writes.Load(), writeFails.Load(), reads.Load(), readFails.Load(), stale.Load())
+	for why, n := range reasons {
+		t.Logf("failed %d times: %s", n, why)
+	}
 	if stale.Load() > 0 {
 		t.Fatalf("%d stale reads", stale.Load())
 	}
-	if f, n := writeFails.Load()+readFails.Load(), writes.Load()+reads.Load(); f*100 > n {
+	// Every key stays readable and writable: the nodes that the migration
+	// adds start when they learn it, as the others do, and the requests
+	// that need them in that moment wait for them (health.Peer.Join)
+	// instead of failing (20-60 failed of ~6000 before they did). A few
+	// may still time out on a loaded machine.
+	if f, n := writeFails.Load()+readFails.Load(), writes.Load()+reads.Load(); f > 5 {
 		t.Errorf("%d of %d operations failed during the migration", f, n+f)
 	}
 	// Expiry crossed the migration: through the new nodes, the long-lived
