@@ -310,12 +310,14 @@ func (n *Node) Stat(ctx context.Context, key []byte) (httpapi.Version, error) {
 }
 
 // replicaOf returns the replica behind a configured node; forced, a peer
-// is called even while it is marked down or its address is in backoff.
+// is called even while it is marked down or its address is in backoff,
+// and waited for while it is joining (a client's request needs it).
 func (n *Node) replicaOf(nd config.Node, forced bool) replica {
 	if nd.ID == n.id {
 		return n.local
 	}
 	r := n.remote(nd)
 	r.force = forced
+	r.waitJoining = forced
 	return r
 }

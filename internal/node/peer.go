@@ -27,10 +27,14 @@ type remoteReplica struct {
 	// force sends calls even while the peer is marked down or its address
 	// is in dial backoff, one at a time (health.Peer.Urgent: the others
 	// wait for it, and go ahead when it found the peer up): the request
-	// cannot make its quorum without it. A peer that is joining (a
-	// configuration just named it) is called by every such request, each
-	// dialling again while it refuses, up to the request's timeout.
+	// cannot make its quorum without it.
 	force bool
+	// waitJoining, with force, makes a call to a peer that is joining (a
+	// configuration just named it) dial it again while it refuses, up to
+	// the request's timeout, for every request that needs it: set for the
+	// requests of clients, not for background repair, which finds the
+	// peer at its next pass.
+	waitJoining bool
 }
 
 func (n *Node) remote(nd config.Node) remoteReplica {
@@ -40,7 +44,7 @@ func (n *Node) remote(nd config.Node) remoteReplica {
 func (r remoteReplica) call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
 	call := r.n.pool.Call
 	switch {
-	case r.force && r.health.Joining():
+	case r.force && r.waitJoining && r.health.Joining():
 		// A configuration just named the peer: it may be starting.
 		call = func(ctx context.Context, addr string, req *wire.Request) (*wire.Response, error) {
 			return r.n.pool.CallPatiently(ctx, addr, req, health.JoinRetry, r.health.Joining)
